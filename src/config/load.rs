@@ -1,0 +1,60 @@
+//! Reading a pipeline file: YAML → located tree → raw types → validated pipeline.
+
+use std::path::{Path, PathBuf};
+
+use super::compile::compile;
+use super::de::{Context, from_node};
+use super::diagnostics::{ConfigError, Diagnostic, Mark};
+use super::pipeline::Pipeline;
+use super::raw::{RawConfig, legacy_key_hint};
+use super::yaml;
+
+/// Loads and validates the pipeline file at `path`, reading `${VAR}`s through `env`.
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, ConfigError> {
+    let text = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8(text).map_err(|err| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        errors: vec![Diagnostic::error(
+            Mark::new(1, 1),
+            format!(
+                "the file is not UTF-8 text (invalid byte at offset {})",
+                err.utf8_error().valid_up_to()
+            ),
+        )],
+        warnings: Vec::new(),
+    })?;
+    let base_dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    load_str(&text, path, &base_dir, env)
+}
+
+/// Like [`load`], for text already in memory; relative paths resolve against `base_dir`.
+pub fn load_str(
+    text: &str,
+    path: &Path,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, ConfigError> {
+    let invalid = |errors: Vec<Diagnostic>, warnings: Vec<Diagnostic>| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        errors,
+        warnings,
+    };
+    let (root, mut errors) = yaml::parse(text).map_err(|d| invalid(vec![d], Vec::new()))?;
+    let hint = |p: &str, k: &str| legacy_key_hint(p, k);
+    let cx = Context::new(env, &hint);
+    let raw: RawConfig = from_node(&root, &cx).unwrap_or_default();
+    errors.extend(cx.into_diagnostics());
+    let (pipeline, compile_errors, warnings) = compile(raw, path, base_dir);
+    errors.extend(compile_errors);
+    errors.sort_by_key(|d| d.mark);
+    match pipeline {
+        Some(pipeline) if errors.is_empty() => Ok(pipeline),
+        _ => Err(invalid(errors, warnings)),
+    }
+}

@@ -1,0 +1,29 @@
+//! The pipeline file: parsing, environment interpolation, validation.
+//!
+//! `load` is the only entry point. It reports every problem of a file at once, each with
+//! `file:line:col` and a hint, and never touches the network: building clients from the
+//! validated [`Pipeline`] is the stores' job.
+
+mod checks;
+mod compile;
+mod de;
+mod diagnostics;
+mod interpolate;
+mod load;
+mod pipeline;
+pub mod raw;
+mod yaml;
+
+pub use de::{Lenient, NamedMap, OneOrMany, Spanned};
+pub use diagnostics::{ConfigError, Diagnostic, Mark, Severity};
+pub use load::{load, load_str};
+pub use pipeline::*;
+pub use raw::{LogFormat, LogLevel};
+
+/// The JSON Schema of the pipeline file, generated from the config types.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<raw::RawConfig>();
+    serde_json::to_value(schema).unwrap_or_default()
+}

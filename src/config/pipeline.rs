@@ -1,0 +1,596 @@
+//! The validated pipeline: what `compile` produces and everything downstream consumes.
+//!
+//! Every value here has been checked; names are resolved (an import knows whether it is a
+//! source or a target), paths are absolute-or-relative-to-the-config, defaults are applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::diagnostics::Diagnostic;
+use super::raw::{ConfigSecret, ExecutionContextType, LogFormat, LogLevel, MatchStrategy};
+use crate::graph::TargetGraph;
+use crate::model::SecretPath;
+
+/// A validated pipeline file.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// The file, as given on the command line.
+    pub path: PathBuf,
+    /// Directory relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+    /// `log:` defaults.
+    pub log: LogSettings,
+    /// `vault:` connection settings.
+    pub vault: VaultSettings,
+    /// `aws:` settings.
+    pub aws: AwsSettings,
+    /// Sources by name.
+    pub sources: BTreeMap<String, Source>,
+    /// The merge store, if any.
+    pub merge_store: Option<MergeStoreSpec>,
+    /// Static targets by name.
+    pub targets: BTreeMap<String, Target>,
+    /// Dynamic target groups by name.
+    pub dynamic_targets: BTreeMap<String, DynamicTarget>,
+    /// `pipeline:` settings.
+    pub settings: RunSettings,
+    /// The inheritance graph of the static targets.
+    pub graph: TargetGraph,
+    /// Warnings found while compiling (the file is still valid).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// `log:`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogSettings {
+    /// Level, if set in the file.
+    pub level: Option<LogLevel>,
+    /// Format, if set in the file.
+    pub format: Option<LogFormat>,
+}
+
+/// `vault:`.
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    /// Address, if set in the file (else `VAULT_ADDR` at run time).
+    pub address: Option<String>,
+    /// Namespace, if set in the file (else `VAULT_NAMESPACE`).
+    pub namespace: Option<String>,
+    /// CA bundle, if set in the file (else `VAULT_CACERT`).
+    pub ca_cert: Option<PathBuf>,
+    /// Skip TLS verification (explicit only).
+    pub tls_skip_verify: bool,
+    /// Auth method, if set in the file.
+    pub auth: Option<VaultAuth>,
+    /// Listing depth limit.
+    pub max_traversal_depth: u64,
+    /// Listing size limit per mount.
+    pub max_secrets_per_mount: u64,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Concurrent requests while listing.
+    pub list_concurrency: usize,
+}
+
+/// Vault auth method.
+#[derive(Debug, Clone)]
+pub enum VaultAuth {
+    /// A token (else `VAULT_TOKEN`, `~/.vault-token`).
+    Token {
+        /// The token, if given in the file.
+        token: Option<ConfigSecret>,
+    },
+    /// AppRole.
+    AppRole {
+        /// Auth mount.
+        mount: String,
+        /// Role id (else `VAULT_ROLE_ID`).
+        role_id: Option<ConfigSecret>,
+        /// Secret id (else `VAULT_SECRET_ID`).
+        secret_id: Option<ConfigSecret>,
+    },
+    /// Kubernetes.
+    Kubernetes {
+        /// Vault role.
+        role: String,
+        /// Auth mount.
+        mount: String,
+        /// Service-account token file.
+        jwt_path: PathBuf,
+    },
+}
+
+/// `aws:`.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    /// Default region from the file (else `AWS_REGION`, `AWS_DEFAULT_REGION`, `us-east-1`).
+    pub region: Option<String>,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+    /// Session name for assumed roles.
+    pub role_session_name: String,
+    /// External id for assumed roles.
+    pub external_id: Option<String>,
+    /// Execution context.
+    pub execution_context: Option<ExecutionContext>,
+    /// Control Tower role, when enabled.
+    pub control_tower_role: Option<ControlTowerRole>,
+}
+
+/// `aws.execution_context`.
+#[derive(Debug, Clone)]
+pub struct ExecutionContext {
+    /// Kind of account.
+    pub kind: Option<ExecutionContextType>,
+    /// Expected caller account.
+    pub account_id: Option<String>,
+    /// Role pattern with `{{.AccountID}}`.
+    pub custom_role_pattern: Option<String>,
+}
+
+/// The Control Tower execution role.
+#[derive(Debug, Clone)]
+pub struct ControlTowerRole {
+    /// Role name.
+    pub name: String,
+    /// Role path, starting and ending with `/`.
+    pub path: String,
+}
+
+/// Where a role ARN comes from, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleSource {
+    /// `role_arn` on the target or source.
+    Explicit,
+    /// `aws.execution_context.custom_role_pattern`.
+    CustomPattern,
+    /// `aws.control_tower`.
+    ControlTower,
+    /// The default `OrganizationAccountAccessRole`.
+    OrganizationDefault,
+}
+
+/// The placeholder account id in role patterns.
+pub const ACCOUNT_ID_PLACEHOLDER: &str = "{{.AccountID}}";
+
+impl AwsSettings {
+    /// The role to assume in `account_id`, by the one precedence rule (SPEC §2):
+    /// explicit `role_arn` → `custom_role_pattern` → Control Tower role →
+    /// `OrganizationAccountAccessRole`; no role for the caller's own account.
+    pub fn role_for(
+        &self,
+        account_id: &str,
+        explicit: Option<&str>,
+        caller_account: Option<&str>,
+    ) -> Option<(String, RoleSource)> {
+        if let Some(arn) = explicit {
+            return Some((arn.replace(ACCOUNT_ID_PLACEHOLDER, account_id), RoleSource::Explicit));
+        }
+        if caller_account == Some(account_id) {
+            return None;
+        }
+        if let Some(pattern) = self
+            .execution_context
+            .as_ref()
+            .and_then(|c| c.custom_role_pattern.as_deref())
+        {
+            return Some((
+                pattern.replace(ACCOUNT_ID_PLACEHOLDER, account_id),
+                RoleSource::CustomPattern,
+            ));
+        }
+        if let Some(role) = &self.control_tower_role {
+            return Some((
+                format!("arn:aws:iam::{account_id}:role{}{}", role.path, role.name),
+                RoleSource::ControlTower,
+            ));
+        }
+        Some((
+            format!("arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"),
+            RoleSource::OrganizationDefault,
+        ))
+    }
+}
+
+/// A local directory named in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileLocation {
+    /// As written in the file (for messages).
+    pub written: String,
+    /// Where it is written in the file.
+    pub mark: super::diagnostics::Mark,
+    /// Resolved against the config's directory.
+    pub path: PathBuf,
+}
+
+/// A source.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Vault KV.
+    Vault(VaultLocation),
+    /// AWS Secrets Manager.
+    Aws(AwsSource),
+    /// A directory.
+    File(FileLocation),
+}
+
+impl Source {
+    /// `vault`, `aws` or `file`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Vault(_) => "vault",
+            Self::Aws(_) => "aws",
+            Self::File(_) => "file",
+        }
+    }
+
+    /// A short description (`vault: analytics [shared/]`).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Vault(v) => v.describe(),
+            Self::Aws(a) => format!(
+                "aws: {}{}{}",
+                a.account_id.as_deref().unwrap_or("caller's account"),
+                a.region.as_deref().map(|r| format!(" {r}")).unwrap_or_default(),
+                a.prefix.as_deref().map(|p| format!(" prefix {p}")).unwrap_or_default()
+            ),
+            Self::File(f) => format!("file: {}", f.written),
+        }
+    }
+}
+
+/// A Vault KV location (source, target, or merge store).
+#[derive(Debug, Clone)]
+pub struct VaultLocation {
+    /// Mount path without surrounding slashes.
+    pub mount: String,
+    /// Subtrees to read (sources) or the one folder to write into (targets, merge store).
+    pub paths: Vec<SecretPath>,
+    /// KV version, if configured.
+    pub kv_version: Option<u8>,
+    /// Address override.
+    pub address: Option<String>,
+    /// Namespace override.
+    pub namespace: Option<String>,
+    /// Depth limit override.
+    pub max_traversal_depth: Option<u64>,
+    /// Size limit override.
+    pub max_secrets_per_mount: Option<u64>,
+}
+
+impl VaultLocation {
+    fn describe(&self) -> String {
+        let paths: Vec<String> = self.paths.iter().map(|p| format!("{p}/")).collect();
+        if paths.is_empty() {
+            format!("vault: {}", self.mount)
+        } else {
+            format!("vault: {} [{}]", self.mount, paths.join(", "))
+        }
+    }
+}
+
+/// An AWS Secrets Manager source.
+#[derive(Debug, Clone)]
+pub struct AwsSource {
+    /// Account, or the caller's.
+    pub account_id: Option<String>,
+    /// Region override.
+    pub region: Option<String>,
+    /// Name prefix filter (removed from paths).
+    pub prefix: Option<String>,
+    /// Tag filters.
+    pub tags: BTreeMap<String, String>,
+    /// Role override.
+    pub role_arn: Option<String>,
+}
+
+/// The merge store.
+#[derive(Debug, Clone)]
+pub enum MergeStoreSpec {
+    /// S3.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix (empty or ending in `/`).
+        prefix: String,
+        /// SSE-KMS key.
+        kms_key_id: Option<String>,
+        /// Region override.
+        region: Option<String>,
+    },
+    /// Vault KV.
+    Vault(VaultLocation),
+    /// A directory.
+    File(FileLocation),
+}
+
+impl MergeStoreSpec {
+    /// A short description.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::S3 { bucket, prefix, .. } => format!("s3: {bucket}/{prefix}"),
+            Self::Vault(v) => v.describe(),
+            Self::File(f) => format!("file: {}", f.written),
+        }
+    }
+}
+
+/// How an import is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportKind {
+    /// A source: read it.
+    Source,
+    /// A target: use its merged result of this run.
+    Target,
+}
+
+/// One entry of `imports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    /// The name.
+    pub name: String,
+    /// What it names.
+    pub kind: ImportKind,
+}
+
+/// A static target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its name.
+    pub name: String,
+    /// Imports in merge order.
+    pub imports: Vec<Import>,
+    /// Where it syncs to.
+    pub kind: TargetKind,
+}
+
+/// A target's destination.
+#[derive(Debug, Clone)]
+pub enum TargetKind {
+    /// AWS Secrets Manager.
+    Aws(AwsTarget),
+    /// Vault KV.
+    Vault(VaultLocation),
+    /// A directory.
+    File(FileLocation),
+}
+
+impl TargetKind {
+    /// `aws`, `vault` or `file`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Aws(_) => "aws",
+            Self::Vault(_) => "vault",
+            Self::File(_) => "file",
+        }
+    }
+
+    /// A short description of the destination.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Aws(a) => format!(
+                "aws: {}{}{}",
+                a.account_id.as_deref().unwrap_or("caller's account"),
+                a.region.as_deref().map(|r| format!(" {r}")).unwrap_or_default(),
+                if a.secret_prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" prefix {}", a.secret_prefix)
+                }
+            ),
+            Self::Vault(v) => v.describe(),
+            Self::File(f) => format!("file: {}", f.written),
+        }
+    }
+}
+
+/// An AWS Secrets Manager target.
+#[derive(Debug, Clone, Default)]
+pub struct AwsTarget {
+    /// Account, or the caller's own.
+    pub account_id: Option<String>,
+    /// Region override.
+    pub region: Option<String>,
+    /// Prepended to secret names.
+    pub secret_prefix: String,
+    /// Role override.
+    pub role_arn: Option<String>,
+    /// Tags for created secrets.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A dynamic target group.
+#[derive(Debug, Clone)]
+pub struct DynamicTarget {
+    /// The group's name.
+    pub name: String,
+    /// Discovery methods.
+    pub discovery: Discovery,
+    /// Target name template.
+    pub name_template: String,
+    /// Imports of every discovered target.
+    pub imports: Vec<Import>,
+    /// Account ids to skip.
+    pub exclude: BTreeSet<String>,
+    /// Account-name filters.
+    pub account_name_patterns: Vec<NamePattern>,
+    /// Settings every discovered target gets.
+    pub target: AwsTarget,
+}
+
+/// An account-name pattern.
+#[derive(Debug, Clone)]
+pub struct NamePattern {
+    /// The regex.
+    pub pattern: String,
+    /// Static target whose imports to use.
+    pub target: Option<String>,
+}
+
+/// Discovery methods of a dynamic target group.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// Organizations.
+    pub organizations: Option<OrganizationsDiscovery>,
+    /// Identity Center.
+    pub identity_center: Option<IdentityCenterDiscovery>,
+    /// Account list.
+    pub accounts_list: Option<AccountsList>,
+}
+
+/// Organizations discovery.
+#[derive(Debug, Clone)]
+pub struct OrganizationsDiscovery {
+    /// OU id or path; `None` for the whole organization.
+    pub ou: Option<String>,
+    /// Include child OUs.
+    pub recursive: bool,
+    /// Tag filters.
+    pub tags: BTreeMap<String, Vec<String>>,
+    /// Name normalisation.
+    pub name_matching: NameMatching,
+}
+
+/// Name normalisation settings.
+#[derive(Debug, Clone)]
+pub struct NameMatching {
+    /// Strategy.
+    pub strategy: MatchStrategy,
+    /// Normalise punctuation.
+    pub normalize_keys: bool,
+    /// Case-insensitive.
+    pub case_insensitive: bool,
+    /// Prefixes to strip.
+    pub strip_prefixes: Vec<String>,
+    /// Suffixes to strip.
+    pub strip_suffixes: Vec<String>,
+}
+
+/// Identity Center discovery.
+#[derive(Debug, Clone)]
+pub struct IdentityCenterDiscovery {
+    /// Permission set name.
+    pub permission_set: Option<String>,
+    /// Group display name.
+    pub group: Option<String>,
+}
+
+/// Where an account list lives.
+#[derive(Debug, Clone)]
+pub enum AccountsList {
+    /// An SSM parameter.
+    Ssm(String),
+    /// A local JSON/YAML file.
+    File(FileLocation),
+}
+
+/// What happens to a deleted AWS secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// Recoverable for this many days.
+    RecoveryWindow(u64),
+    /// Deleted at once.
+    Force,
+}
+
+/// `pipeline:` settings with defaults applied.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Targets merged at once.
+    pub merge_parallel: usize,
+    /// Targets synced at once.
+    pub sync_parallel: usize,
+    /// Delete owned secrets that are no longer desired.
+    pub delete_orphans: bool,
+    /// Most deletes per run.
+    pub max_deletes: u64,
+    /// How AWS deletes.
+    pub deletion: Deletion,
+    /// Take over unowned same-named secrets.
+    pub adopt_existing: bool,
+    /// Plan only.
+    pub dry_run: bool,
+    /// Keep going after a target fails.
+    pub continue_on_error: bool,
+    /// Run discovery.
+    pub discover: bool,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            merge_parallel: 4,
+            sync_parallel: 4,
+            delete_orphans: false,
+            max_deletes: 50,
+            deletion: Deletion::RecoveryWindow(7),
+            adopt_existing: false,
+            dry_run: false,
+            continue_on_error: true,
+            discover: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pattern: Option<&str>, control_tower: Option<(&str, &str)>) -> AwsSettings {
+        AwsSettings {
+            execution_context: pattern.map(|p| ExecutionContext {
+                kind: None,
+                account_id: None,
+                custom_role_pattern: Some(p.to_owned()),
+            }),
+            control_tower_role: control_tower.map(|(name, path)| ControlTowerRole {
+                name: name.into(),
+                path: path.into(),
+            }),
+            ..AwsSettings::default()
+        }
+    }
+
+    #[test]
+    fn role_precedence_is_one_rule() {
+        let acct = "111111111111";
+        let all = settings(Some("arn:aws:iam::{{.AccountID}}:role/Pattern"), Some(("CT", "/ct/")));
+        assert_eq!(
+            all.role_for(acct, Some("arn:aws:iam::111111111111:role/Explicit"), None),
+            Some(("arn:aws:iam::111111111111:role/Explicit".into(), RoleSource::Explicit))
+        );
+        assert_eq!(
+            all.role_for(acct, None, None),
+            Some((
+                "arn:aws:iam::111111111111:role/Pattern".into(),
+                RoleSource::CustomPattern
+            ))
+        );
+        let ct = settings(None, Some(("AWSControlTowerExecution", "/secrets/")));
+        assert_eq!(
+            ct.role_for(acct, None, None),
+            Some((
+                "arn:aws:iam::111111111111:role/secrets/AWSControlTowerExecution".into(),
+                RoleSource::ControlTower
+            ))
+        );
+        assert_eq!(
+            settings(None, None).role_for(acct, None, Some("222222222222")),
+            Some((
+                "arn:aws:iam::111111111111:role/OrganizationAccountAccessRole".into(),
+                RoleSource::OrganizationDefault
+            ))
+        );
+        assert_eq!(
+            all.role_for(acct, None, Some(acct)),
+            None,
+            "no role in the caller's own account"
+        );
+        assert!(
+            all.role_for(acct, Some("arn:aws:iam::111111111111:role/X"), Some(acct))
+                .is_some(),
+            "an explicit role is always used"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! The vocabulary every other module speaks: secret paths, secret values and sets of them.
+//!
+//! These types exist so that the two properties the product cannot get wrong are enforced by
+//! the type system rather than by care: a path can never escape its scope (`..`, NUL and
+//! absolute paths are unrepresentable), and a value can never be printed by accident
+//! (`Debug`/`Display` redact).
+
+mod path;
+mod value;
+
+pub use path::{PathError, SecretPath};
+pub use value::{SecretValue, ValueKind, json_semantic_eq};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A set of secrets keyed by path, in sorted (deterministic) order.
+///
+/// Values are reference-counted: a source imported by a hundred targets is held once.
+pub type SecretSet = BTreeMap<SecretPath, Arc<SecretValue>>;

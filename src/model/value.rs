@@ -1,0 +1,242 @@
+//! `SecretValue`: what a secret holds, with formatting that can never reveal it.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// The three kinds of secret value. A value keeps its kind through every store: binary is
+/// never turned into text, and text is never turned into JSON behind the user's back.
+#[derive(Clone)]
+pub enum SecretValue {
+    /// A JSON object (Vault KV data is always one; `NAME.json` files and JSON `SecretString`s).
+    Json(Map<String, Value>),
+    /// UTF-8 text that is not a JSON object.
+    Text(String),
+    /// Arbitrary bytes.
+    Binary(Vec<u8>),
+}
+
+/// The kind of a [`SecretValue`], safe to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueKind {
+    /// A JSON object.
+    Json,
+    /// Text.
+    Text,
+    /// Bytes.
+    Binary,
+}
+
+impl fmt::Display for ValueKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Json => "json",
+            Self::Text => "text",
+            Self::Binary => "binary",
+        })
+    }
+}
+
+impl SecretValue {
+    /// Interprets a string the way secret stores that hold strings do: a JSON object becomes a
+    /// JSON secret, anything else stays text.
+    pub fn from_string(text: String) -> Self {
+        if text.trim_start().starts_with('{') {
+            if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) {
+                return Self::Json(map);
+            }
+        }
+        Self::Text(text)
+    }
+
+    /// Interprets bytes: UTF-8 goes through [`SecretValue::from_string`], anything else is binary.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        match String::from_utf8(bytes) {
+            Ok(text) => Self::from_string(text),
+            Err(err) => Self::Binary(err.into_bytes()),
+        }
+    }
+
+    /// The kind of this value.
+    pub fn kind(&self) -> ValueKind {
+        match self {
+            Self::Json(_) => ValueKind::Json,
+            Self::Text(_) => ValueKind::Text,
+            Self::Binary(_) => ValueKind::Binary,
+        }
+    }
+
+    /// Equality as a secret store sees it: JSON objects compare by content (key order and
+    /// number spelling such as `1` vs `1.0` do not matter); text and bytes compare exactly;
+    /// different kinds are never equal.
+    pub fn semantic_eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Json(a), Self::Json(b)) => map_semantic_eq(a, b),
+            (Self::Text(a), Self::Text(b)) => a == b,
+            (Self::Binary(a), Self::Binary(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The top-level keys of a JSON value (sorted), `None` for text and binary.
+    pub fn keys(&self) -> Option<impl Iterator<Item = &str>> {
+        match self {
+            Self::Json(map) => Some(map.keys().map(String::as_str)),
+            _ => None,
+        }
+    }
+
+    /// The canonical serialised form: pretty JSON with sorted keys, the text, or the bytes.
+    /// This is what stores write and what `--show-values` diffs.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Json(map) => {
+                let mut out = serde_json::to_vec_pretty(map).unwrap_or_default();
+                out.push(b'\n');
+                out
+            }
+            Self::Text(text) => text.as_bytes().to_vec(),
+            Self::Binary(bytes) => bytes.clone(),
+        }
+    }
+
+    /// The size of the value as most stores count it (compact JSON, text bytes, raw bytes).
+    pub fn size(&self) -> usize {
+        match self {
+            Self::Json(map) => serde_json::to_vec(map).map_or(0, |v| v.len()),
+            Self::Text(text) => text.len(),
+            Self::Binary(bytes) => bytes.len(),
+        }
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretValue::{}(<redacted>)", self.kind())
+    }
+}
+
+impl fmt::Display for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<redacted {} secret>", self.kind())
+    }
+}
+
+fn map_semantic_eq(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .all(|(k, va)| b.get(k).is_some_and(|vb| json_semantic_eq(va, vb)))
+}
+
+/// JSON equality that ignores key order and number spelling (`1`, `1.0` and `1e0` are equal).
+pub fn json_semantic_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Number(x), Value::Number(y)) => {
+            x.as_str() == y.as_str() || canonical_number(x.as_str()) == canonical_number(y.as_str())
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_semantic_eq(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => map_semantic_eq(x, y),
+        _ => false,
+    }
+}
+
+/// A JSON number as (negative, significant digits, decimal exponent), with no leading or
+/// trailing zeros in the digits, so that equal numbers have equal forms however they are
+/// spelled. Exact: no conversion to floating point.
+fn canonical_number(text: &str) -> (bool, String, i64) {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, mut exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (
+            &unsigned[..at],
+            unsigned[at + 1..].trim_start_matches('+').parse::<i64>().unwrap_or(0),
+        ),
+        None => (unsigned, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits: String = int_part.chars().chain(frac_part.chars()).collect();
+    exponent -= i64::try_from(frac_part.len()).unwrap_or(0);
+    let trimmed = digits.trim_start_matches('0');
+    if trimmed.is_empty() {
+        return (false, "0".to_owned(), 0);
+    }
+    digits = trimmed.to_owned();
+    while digits.ends_with('0') {
+        digits.pop();
+        exponent += 1;
+    }
+    (negative, digits, exponent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> SecretValue {
+        match v {
+            Value::Object(m) => SecretValue::Json(m),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn numbers_compare_by_value_not_spelling() {
+        let a: Value = serde_json::from_str(r#"{"n": 1, "f": 0.5, "big": 123456789012345678901234567890}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"big": 1.2345678901234567890123456789e29, "f": 5e-1, "n": 1.0}"#).unwrap();
+        assert!(json_semantic_eq(&a, &b));
+        let c: Value = serde_json::from_str(r#"{"n": 1, "f": 0.5, "big": 123456789012345678901234567891}"#).unwrap();
+        assert!(
+            !json_semantic_eq(&a, &c),
+            "numbers beyond f64 precision must still differ"
+        );
+        assert!(json_semantic_eq(
+            &json!(0),
+            &serde_json::from_str::<Value>("-0.0").unwrap()
+        ));
+        assert!(!json_semantic_eq(&json!(-1), &json!(1)));
+    }
+
+    #[test]
+    fn kinds_never_compare_equal() {
+        assert!(!SecretValue::Text("{}".into()).semantic_eq(&obj(json!({}))));
+        assert!(!SecretValue::Text("a".into()).semantic_eq(&SecretValue::Binary(b"a".to_vec())));
+        assert!(!obj(json!({"a": 1})).semantic_eq(&obj(json!({"a": 1, "b": null}))));
+        assert!(!obj(json!({"a": [1, 2]})).semantic_eq(&obj(json!({"a": [2, 1]}))));
+        assert!(!obj(json!({"a": "1"})).semantic_eq(&obj(json!({"a": 1}))));
+    }
+
+    #[test]
+    fn formatting_never_shows_the_value() {
+        let v = obj(json!({"password": "hunter2"}));
+        assert_eq!(format!("{v:?}"), "SecretValue::json(<redacted>)");
+        assert_eq!(v.to_string(), "<redacted json secret>");
+        let t = SecretValue::Text("hunter2".into());
+        assert!(!format!("{t:?}{t}").contains("hunter2"));
+    }
+
+    #[test]
+    fn strings_become_json_only_when_they_are_objects() {
+        assert_eq!(SecretValue::from_string(r#" {"a":1}"#.into()).kind(), ValueKind::Json);
+        assert_eq!(SecretValue::from_string("[1,2]".into()).kind(), ValueKind::Text);
+        assert_eq!(SecretValue::from_string("{not json".into()).kind(), ValueKind::Text);
+        assert_eq!(SecretValue::from_bytes(vec![0xff, 0xfe]).kind(), ValueKind::Binary);
+    }
+
+    #[test]
+    fn json_serialises_with_sorted_keys() {
+        let v = SecretValue::from_string(r#"{"b":1,"a":{"d":2,"c":3}}"#.into());
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        assert!(text.find("\"a\"").unwrap() < text.find("\"b\"").unwrap());
+        assert!(text.find("\"c\"").unwrap() < text.find("\"d\"").unwrap());
+    }
+}

@@ -1,0 +1,160 @@
+//! The store contract as one suite every store passes (memory and file here; Vault, Secrets
+//! Manager and S3 against their emulators when those stores land).
+//!
+//! It returns an error describing the first broken rule instead of panicking, so that service
+//! tests can add context. The store must start empty.
+
+use std::sync::Arc;
+
+use super::{ErrorClass, Owner, WritableStore};
+use crate::model::{SecretPath, SecretValue, ValueKind};
+
+fn p(text: &str) -> SecretPath {
+    SecretPath::parse(text).expect("suite paths are valid")
+}
+
+fn ensure(condition: bool, rule: &str) -> Result<(), String> {
+    if condition {
+        Ok(())
+    } else {
+        Err(format!("store contract broken: {rule}"))
+    }
+}
+
+/// Runs the suite against an empty store.
+pub async fn run(store: &dyn WritableStore) -> Result<(), String> {
+    let name = store.describe();
+    let e = |err: super::StoreError| format!("{name}: unexpected error: {err} ({})", err.class);
+    let caps = store.capabilities();
+
+    ensure(
+        store.list().await.map_err(e)?.entries.is_empty(),
+        "a new store lists nothing",
+    )?;
+    ensure(
+        store.get(&p("missing")).await.map_err(e)?.is_none(),
+        "a missing secret is Ok(None)",
+    )?;
+
+    let json = SecretValue::from_string(
+        r#"{"user":"app","port":5432,"ratio":1.5,"nested":{"list":[1,"two",null,true]}}"#.into(),
+    );
+    let text = SecretValue::Text("line one\nline two ünïcødé 🔑".into());
+    let binary = SecretValue::Binary((0..=255u8).collect());
+    let cases = [
+        (p("db/main"), json.clone()),
+        (p("certs/tls.pem"), text.clone()),
+        (p("blobs/all-bytes"), binary.clone()),
+        (p("odd names/with spaces/ünï"), SecretValue::Text("x".into())),
+        (p("deep/a/b/c/d/e/f/g"), json.clone()),
+    ];
+    for (path, value) in &cases {
+        if value.kind() == ValueKind::Binary && !caps.binary {
+            continue;
+        }
+        store.put(path, value, "T").await.map_err(e)?;
+        let back = store.get(path).await.map_err(e)?;
+        ensure(
+            back.as_ref()
+                .is_some_and(|b| b.semantic_eq(value) && b.kind() == value.kind()),
+            &format!("`{path}` reads back as written, same kind"),
+        )?;
+        store.put(path, value, "T").await.map_err(e)?;
+        ensure(
+            store.get(path).await.map_err(e)?.is_some_and(|b| b.semantic_eq(value)),
+            "put is idempotent",
+        )?;
+    }
+
+    let listing = store.list().await.map_err(e)?;
+    for (path, value) in &cases {
+        if value.kind() == ValueKind::Binary && !caps.binary {
+            continue;
+        }
+        let entry = listing
+            .entries
+            .get(path)
+            .ok_or_else(|| format!("store contract broken: `{path}` is listed"))?;
+        if caps.ownership {
+            ensure(
+                entry.owner == Owner::Target("T".into()),
+                "the writer is recorded as owner",
+            )?;
+        }
+    }
+
+    let (all_listing, all) = store.read_all().await.map_err(e)?;
+    ensure(all_listing == listing, "read_all lists what list lists")?;
+    for (path, value) in &all {
+        let single = store.get(path).await.map_err(e)?;
+        ensure(
+            single.is_some_and(|s| s.semantic_eq(value)),
+            "read_all values equal get values",
+        )?;
+    }
+
+    let asked = [p("db/main"), p("missing"), p("certs/tls.pem")];
+    let many = store.get_many(&asked).await.map_err(e)?;
+    ensure(
+        many.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>() == asked,
+        "get_many answers in the order asked",
+    )?;
+    ensure(
+        many[1].1.is_none() && many[0].1.is_some() && many[2].1.is_some(),
+        "get_many reports missing secrets as None",
+    )?;
+
+    let updated = SecretValue::from_string(r#"{"user":"app","port":6543}"#.into());
+    store.put(&p("db/main"), &updated, "T").await.map_err(e)?;
+    ensure(
+        store
+            .get(&p("db/main"))
+            .await
+            .map_err(e)?
+            .is_some_and(|v| v.semantic_eq(&updated)),
+        "an update replaces the value",
+    )?;
+    store.put(&p("db/main"), &text, "T").await.map_err(e)?;
+    ensure(
+        store
+            .get(&p("db/main"))
+            .await
+            .map_err(e)?
+            .is_some_and(|v| v.kind() == ValueKind::Text),
+        "a value can change kind",
+    )?;
+
+    if caps.ownership {
+        let err = store.delete(&p("certs/tls.pem"), "Other").await;
+        ensure(
+            matches!(&err, Err(e) if e.class == ErrorClass::Conflict),
+            "deleting another target's secret is a Conflict",
+        )?;
+        ensure(
+            store.get(&p("certs/tls.pem")).await.map_err(e)?.is_some(),
+            "a refused delete deletes nothing",
+        )?;
+    }
+    store.delete(&p("certs/tls.pem"), "T").await.map_err(e)?;
+    ensure(
+        store.get(&p("certs/tls.pem")).await.map_err(e)?.is_none(),
+        "a deleted secret is gone",
+    )?;
+    ensure(
+        !store.list().await.map_err(e)?.entries.contains_key(&p("certs/tls.pem")),
+        "a deleted secret is not listed",
+    )?;
+    store.delete(&p("certs/tls.pem"), "T").await.map_err(e)?;
+    store.delete(&p("never-existed"), "T").await.map_err(e)?;
+
+    let shared = Arc::new(json);
+    store.put(&p("db/main"), &shared, "T").await.map_err(e)?;
+    for (path, _) in &cases {
+        store.delete(path, "T").await.map_err(e)?;
+    }
+    ensure(
+        store.list().await.map_err(e)?.entries.is_empty(),
+        "deleting everything leaves an empty listing",
+    )?;
+    Ok(())
+}

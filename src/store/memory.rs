@@ -1,0 +1,254 @@
+//! An in-memory store: the reference implementation of the store contract, used by engine
+//! tests, property tests and benchmarks. It can be told to fail, to test error handling.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{Capabilities, EntryMeta, ErrorClass, Listing, MergeStore, Owner, Store, StoreError, WritableStore};
+use crate::model::{SecretPath, SecretValue};
+
+/// Which calls an injected failure affects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOn {
+    /// `list` and `read_all`.
+    List,
+    /// `get` and `get_many`.
+    Get,
+    /// `put`, `delete`, `restore`.
+    Write,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    secrets: BTreeMap<SecretPath, (SecretValue, Owner, bool)>,
+    failures: Vec<(FailOn, ErrorClass)>,
+    writes: u64,
+}
+
+/// An in-memory store.
+#[derive(Debug)]
+pub struct MemoryStore {
+    name: String,
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store called `memory:{name}`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a secret directly (test setup), owned by `owner` if given.
+    pub fn insert(&self, path: &SecretPath, value: SecretValue, owner: Option<&str>) {
+        let owner = owner.map_or(Owner::Unmanaged, |o| Owner::Target(o.to_owned()));
+        self.state().secrets.insert(path.clone(), (value, owner, false));
+    }
+
+    /// Marks a secret as scheduled for deletion (test setup for restores).
+    pub fn schedule_deletion(&self, path: &SecretPath) {
+        if let Some(entry) = self.state().secrets.get_mut(path) {
+            entry.2 = true;
+        }
+    }
+
+    /// Makes every later call of kind `on` fail with `class`.
+    pub fn fail(&self, on: FailOn, class: ErrorClass) {
+        self.state().failures.push((on, class));
+    }
+
+    /// The live (not deletion-scheduled) secrets and their values.
+    pub fn snapshot(&self) -> BTreeMap<SecretPath, SecretValue> {
+        self.state()
+            .secrets
+            .iter()
+            .filter(|(_, e)| !e.2)
+            .map(|(p, (v, _, _))| (p.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The owner recorded for `path`.
+    pub fn owner(&self, path: &SecretPath) -> Option<Owner> {
+        self.state().secrets.get(path).map(|e| e.1.clone())
+    }
+
+    /// How many writes (puts, deletes, restores) succeeded.
+    pub fn writes(&self) -> u64 {
+        self.state().writes
+    }
+
+    fn check(&self, on: FailOn) -> Result<(), StoreError> {
+        match self.state().failures.iter().find(|(f, _)| *f == on) {
+            Some((_, class)) => Err(StoreError::new(
+                *class,
+                format!("{}: injected {class} failure", self.describe()),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn describe(&self) -> String {
+        format!("memory:{}", self.name)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ownership: true,
+            binary: true,
+            hierarchical: false,
+            soft_delete: true,
+        }
+    }
+
+    async fn list(&self) -> Result<Listing, StoreError> {
+        self.check(FailOn::List)?;
+        let entries = self
+            .state()
+            .secrets
+            .iter()
+            .map(|(p, (_, owner, pending))| {
+                (
+                    p.clone(),
+                    EntryMeta {
+                        owner: owner.clone(),
+                        pending_deletion: *pending,
+                    },
+                )
+            })
+            .collect();
+        Ok(Listing { entries })
+    }
+
+    async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
+        self.check(FailOn::Get)?;
+        Ok(self.state().secrets.get(path).map(|(v, _, _)| v.clone()))
+    }
+
+    async fn get_many(&self, paths: &[SecretPath]) -> Result<Vec<(SecretPath, Option<SecretValue>)>, StoreError> {
+        self.check(FailOn::Get)?;
+        let state = self.state();
+        Ok(paths
+            .iter()
+            .map(|p| (p.clone(), state.secrets.get(p).map(|(v, _, _)| v.clone())))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl WritableStore for MemoryStore {
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
+        self.check(FailOn::Write)?;
+        let mut state = self.state();
+        state
+            .secrets
+            .insert(path.clone(), (value.clone(), Owner::Target(owner.to_owned()), false));
+        state.writes += 1;
+        Ok(())
+    }
+
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+        self.check(FailOn::Write)?;
+        let mut state = self.state();
+        match state.secrets.get(path) {
+            None => Ok(()),
+            Some((_, Owner::Target(t), _)) if t == owner => {
+                state.secrets.remove(path);
+                state.writes += 1;
+                Ok(())
+            }
+            Some(_) => Err(StoreError::new(
+                ErrorClass::Conflict,
+                format!(
+                    "refusing to delete `{path}` in {}: it is not managed by target `{owner}`",
+                    self.describe()
+                ),
+            )
+            .at(path)),
+        }
+    }
+
+    async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
+        self.check(FailOn::Write)?;
+        let mut state = self.state();
+        match state.secrets.get_mut(path) {
+            Some(entry) => {
+                entry.2 = false;
+                state.writes += 1;
+                Ok(())
+            }
+            None => Err(StoreError::new(
+                ErrorClass::NotFound,
+                format!("`{path}` does not exist in {}", self.describe()),
+            )
+            .at(path)),
+        }
+    }
+}
+
+/// An in-memory merge store (one [`MemoryStore`] per target).
+#[derive(Debug, Default)]
+pub struct MemoryMergeStore {
+    scopes: Mutex<BTreeMap<String, Arc<MemoryStore>>>,
+    committed: Mutex<BTreeSet<String>>,
+}
+
+impl MemoryMergeStore {
+    /// The scope of `target`, created on first use.
+    pub fn scope(&self, target: &str) -> Arc<MemoryStore> {
+        let mut scopes = self.scopes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            scopes
+                .entry(target.to_owned())
+                .or_insert_with(|| Arc::new(MemoryStore::new(&format!("merge/{target}")))),
+        )
+    }
+}
+
+#[async_trait]
+impl MergeStore for MemoryMergeStore {
+    fn describe(&self) -> String {
+        "memory:merge".to_owned()
+    }
+
+    fn for_target(&self, target: &str) -> Arc<dyn WritableStore> {
+        self.scope(target)
+    }
+
+    async fn has_result(&self, target: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(target))
+    }
+
+    async fn commit(&self, target: &str) -> Result<(), StoreError> {
+        self.committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(target.to_owned());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        let store = MemoryStore::new("conformance");
+        crate::store::conformance::run(&store).await.unwrap();
+    }
+}

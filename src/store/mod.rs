@@ -1,0 +1,185 @@
+//! Stores: where secrets are read from and written to.
+//!
+//! Two small traits — [`Store`] (list, get) and [`WritableStore`] (put, delete) — that every
+//! backend implements, so the engine, the conformance suite and the decorators (read-only,
+//! later retry/breaker) work with any of them. Stores know nothing about dry runs or delete
+//! policy: they do what they are told and classify their errors ([`ErrorClass`]); the engine
+//! decides.
+//!
+//! Ownership: every store that can be a target records which target wrote a secret (file
+//! stores in a manifest, AWS in tags, Vault in metadata). A secret not recorded as ours is
+//! never deleted, and `delete` itself refuses to remove a secret owned by someone else.
+
+mod build;
+#[doc(hidden)]
+pub mod conformance;
+mod error;
+mod file;
+mod memory;
+mod read_only;
+
+pub use build::{BuildError, build_merge_store, build_source, build_target};
+pub use error::{ErrorClass, StoreError};
+pub use file::{FileMergeStore, FileStore, MANIFEST_FILE};
+pub use memory::{MemoryMergeStore, MemoryStore};
+pub use read_only::ReadOnly;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::{SecretPath, SecretSet, SecretValue};
+
+/// Tag (or metadata key) marking a secret as created by secretsync.
+pub const OWNER_TAG: &str = "managed-by";
+/// Value of [`OWNER_TAG`].
+pub const OWNER_VALUE: &str = "secretsync";
+/// Tag (or metadata key) naming the target that owns a secret.
+pub const TARGET_TAG: &str = "secretsync:target";
+
+/// What a store can do, so callers ask instead of guessing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Records which target owns each secret.
+    pub ownership: bool,
+    /// Keeps binary values exactly.
+    pub binary: bool,
+    /// Paths are folders: `a` and `a/b` cannot both be secrets.
+    pub hierarchical: bool,
+    /// Deleted secrets linger and can be restored (AWS recovery window).
+    pub soft_delete: bool,
+}
+
+/// Who manages a listed secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// Not created by secretsync (or its marker was removed).
+    Unmanaged,
+    /// Created by secretsync for this target.
+    Target(String),
+}
+
+/// What a listing knows about one secret without reading its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Who manages it.
+    pub owner: Owner,
+    /// Scheduled for deletion (restorable).
+    pub pending_deletion: bool,
+}
+
+impl EntryMeta {
+    /// An entry managed by `target`.
+    pub fn owned_by(target: &str) -> Self {
+        Self {
+            owner: Owner::Target(target.to_owned()),
+            pending_deletion: false,
+        }
+    }
+
+    /// An entry not managed by secretsync.
+    pub fn unmanaged() -> Self {
+        Self {
+            owner: Owner::Unmanaged,
+            pending_deletion: false,
+        }
+    }
+}
+
+/// A complete listing of a store's scope. Stores return this or an error — never a partial
+/// list, because deletes are planned from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Every secret in scope.
+    pub entries: BTreeMap<SecretPath, EntryMeta>,
+}
+
+/// A place secrets can be read from.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// A stable, human-readable id such as `file:./targets/staging` (never contains secrets).
+    fn describe(&self) -> String;
+
+    /// What this store can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Every secret in scope, or an error.
+    async fn list(&self) -> Result<Listing, StoreError>;
+
+    /// One secret's value; a missing secret is `Ok(None)`.
+    async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError>;
+
+    /// Several values at once, in the order asked (stores with batch reads override this).
+    async fn get_many(&self, paths: &[SecretPath]) -> Result<Vec<(SecretPath, Option<SecretValue>)>, StoreError> {
+        let mut out = Vec::with_capacity(paths.len());
+        for path in paths {
+            out.push((path.clone(), self.get(path).await?));
+        }
+        Ok(out)
+    }
+
+    /// The listing and every value, for sources.
+    async fn read_all(&self) -> Result<(Listing, SecretSet), StoreError> {
+        let listing = self.list().await?;
+        let paths: Vec<SecretPath> = listing.entries.keys().cloned().collect();
+        let mut set = SecretSet::new();
+        for (path, value) in self.get_many(&paths).await? {
+            if let Some(value) = value {
+                set.insert(path, Arc::new(value));
+            }
+        }
+        Ok((listing, set))
+    }
+
+    /// Whether `value` can be stored at `path` here; the reason if not. Checked while
+    /// planning, so an unstorable secret is a plan error instead of a failed write.
+    fn check_value(&self, _path: &SecretPath, _value: &SecretValue) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The name the store would keep `path` under (file name, AWS name), to detect two
+    /// secrets that would collide.
+    fn storage_name(&self, path: &SecretPath, _value: &SecretValue) -> String {
+        path.to_string()
+    }
+}
+
+/// A place secrets can also be written to.
+#[async_trait]
+pub trait WritableStore: Store {
+    /// Creates or replaces a secret and records `owner` as its owner. Idempotent.
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError>;
+
+    /// Deletes a secret owned by `owner`. Deleting a missing secret is `Ok`; deleting a secret
+    /// owned by anyone else is an error of class [`ErrorClass::Conflict`].
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError>;
+
+    /// Cancels a pending deletion (stores with [`Capabilities::soft_delete`]).
+    async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
+        Err(StoreError::new(
+            ErrorClass::Unsupported,
+            format!("{} cannot restore deleted secrets", self.describe()),
+        )
+        .at(path))
+    }
+}
+
+/// Where merged results live between the merge and the sync phase: one writable scope per
+/// target (`{root}/{target}/…`).
+#[async_trait]
+pub trait MergeStore: Send + Sync + fmt::Debug {
+    /// A stable, human-readable id.
+    fn describe(&self) -> String;
+
+    /// The scope holding `target`'s merged result.
+    fn for_target(&self, target: &str) -> Arc<dyn WritableStore>;
+
+    /// Whether a merged result for `target` was ever committed (so `--sync-only` can tell
+    /// "merged to nothing" from "never merged").
+    async fn has_result(&self, target: &str) -> Result<bool, StoreError>;
+
+    /// Marks `target`'s merged result as complete.
+    async fn commit(&self, target: &str) -> Result<(), StoreError>;
+}
