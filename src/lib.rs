@@ -6,9 +6,47 @@
 //! target's actual state, plan the difference, print it, and apply it unless it is a dry run.
 //! See `ARCHITECTURE.md` for the code map and the invariants.
 
+pub mod cli;
+mod commands;
 pub mod config;
+pub mod engine;
+pub mod error;
 pub mod graph;
 pub mod merge;
 pub mod model;
+pub mod output;
+pub mod plan;
+pub mod report;
 pub mod store;
 pub mod suggest;
+pub mod version;
+
+use clap::Parser as _;
+
+/// Parses the command line, runs the command, prints any error, and returns the exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            return std::process::ExitCode::from(code);
+        }
+    };
+    let printer = output::Printer::new(cli.global.color, std::env::var_os(cli::EnvVars::NO_COLOR).is_some());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            printer.stderr(&format!("error: cannot start the async runtime: {err}"));
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let code = match runtime.block_on(commands::dispatch(cli, printer)) {
+        Ok(code) => code,
+        Err(err) => {
+            printer.stderr(&err.render(printer.err));
+            err.exit_code()
+        }
+    };
+    std::process::ExitCode::from(code)
+}

@@ -1,0 +1,275 @@
+//! clap derive definitions: one struct per command, global flags flattened in.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::EnvVars;
+use crate::config::{LogFormat, LogLevel};
+use crate::output::ColorChoice;
+
+/// Synchronise secrets across HashiCorp Vault, AWS Secrets Manager and local stores from one
+/// YAML pipeline: merge sources into each target's desired secrets, then plan and apply the
+/// difference.
+#[derive(Debug, Parser)]
+#[command(name = "secretsync", version = crate::version::SHORT, long_version = crate::version::LONG, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Options every command accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Pipeline file.
+    #[arg(short = 'c', long, global = true, env = EnvVars::CONFIG, default_value = "config.yaml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Log level [default: the file's `log.level`, else warn].
+    #[arg(long, global = true, env = EnvVars::LOG_LEVEL, value_enum, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+    /// Log format [default: the file's `log.format`, else text].
+    #[arg(long, global = true, env = EnvVars::LOG_FORMAT, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// When to use colours (`NO_COLOR` also turns them off).
+    #[arg(long, global = true, env = EnvVars::COLOR, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Never show progress bars (they only appear on a terminal anyway).
+    #[arg(long, global = true, env = EnvVars::NO_PROGRESS)]
+    pub no_progress: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Merge and sync: the main job
+    Pipeline(PipelineArgs),
+    /// Show what `pipeline` would change (same as `pipeline --dry-run --diff`)
+    Plan(PipelineArgs),
+    /// Check the pipeline file; no network unless asked
+    Validate(ValidateArgs),
+    /// Print targets by level, the execution order and inheritance
+    Graph(GraphArgs),
+    /// List the targets discovery would find (read-only)
+    Discover,
+    /// Show the AWS execution context (caller, organization, roles)
+    Context,
+    /// Convert another tool's configuration into a pipeline file
+    Migrate(MigrateArgs),
+    /// Print the JSON Schema of the pipeline file
+    Schema,
+    /// Print shell completions
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print version, commit and build date
+    Version,
+}
+
+/// Output formats of `pipeline` and `plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Coloured per-target diff and summary.
+    Human,
+    /// The versioned JSON report.
+    Json,
+    /// GitHub Actions annotations, step outputs and summary.
+    Github,
+    /// One line.
+    Compact,
+}
+
+/// `--shard I/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based index.
+    pub index: u32,
+    /// Number of shards.
+    pub count: u32,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not I/N (for example `0/4`)"))?;
+        let index: u32 = i.trim().parse().map_err(|_| format!("`{i}` is not a shard index"))?;
+        let count: u32 = n.trim().parse().map_err(|_| format!("`{n}` is not a shard count"))?;
+        if count == 0 {
+            return Err("the shard count must be at least 1".to_owned());
+        }
+        if index >= count {
+            return Err(format!(
+                "shard index {index} is out of range for {count} shards (indexes start at 0)"
+            ));
+        }
+        Ok(Self { index, count })
+    }
+}
+
+/// Flags of `pipeline` and `plan`.
+#[derive(Debug, Args, Clone)]
+pub struct PipelineArgs {
+    /// Only these targets (comma-separated); the targets they inherit from are merged too, but not synced.
+    #[arg(long, env = EnvVars::TARGETS, value_delimiter = ',', value_name = "NAMES")]
+    pub targets: Vec<String>,
+    /// Run only the merge phase.
+    #[arg(long, env = EnvVars::MERGE_ONLY, conflicts_with = "sync_only")]
+    pub merge_only: bool,
+    /// Run only the sync phase, reading merged results from the merge store.
+    #[arg(long, env = EnvVars::SYNC_ONLY)]
+    pub sync_only: bool,
+    /// Plan only: read everything, write nothing anywhere.
+    #[arg(long, env = EnvVars::DRY_RUN)]
+    pub dry_run: bool,
+    /// Discover dynamic targets.
+    #[arg(long, env = EnvVars::DISCOVER)]
+    pub discover: bool,
+    /// Output format [default: github inside GitHub Actions, else human].
+    #[arg(short = 'o', long, env = EnvVars::OUTPUT, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+    /// Show which keys change in each secret (human output).
+    #[arg(long, env = EnvVars::DIFF)]
+    pub diff: bool,
+    /// Exit 1 when there are changes (0 when in sync, 2 on errors).
+    #[arg(long, env = EnvVars::EXIT_CODE)]
+    pub exit_code: bool,
+    /// Show secret values in the diff (human output only; never in JSON or GitHub output).
+    #[arg(long, env = EnvVars::SHOW_VALUES)]
+    pub show_values: bool,
+    /// Take over same-named secrets that secretsync did not create.
+    #[arg(long, env = EnvVars::ADOPT)]
+    pub adopt: bool,
+    /// Most deletes in this run; more withholds every delete [default: `pipeline.sync.max_deletes`].
+    #[arg(long, env = EnvVars::MAX_DELETES, value_name = "N")]
+    pub max_deletes: Option<u64>,
+    /// Also write the JSON report to FILE.
+    #[arg(long, env = EnvVars::REPORT, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Run shard I of N (0-based): whole inheritance chains, stable across runs.
+    #[arg(long, env = EnvVars::SHARD, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// Targets merged and synced at once [default: `pipeline.merge.parallel` / `pipeline.sync.parallel`].
+    #[arg(long, env = EnvVars::PARALLEL, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: Option<u16>,
+}
+
+/// Flags of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Also check AWS credentials and access.
+    #[arg(long, env = EnvVars::CHECK_AWS)]
+    pub check_aws: bool,
+    /// Also check Vault connectivity, auth and mounts.
+    #[arg(long, env = EnvVars::CHECK_VAULT)]
+    pub check_vault: bool,
+}
+
+/// Graph formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Levels, execution order and an inheritance tree.
+    Text,
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart (renders in GitHub Markdown).
+    Mermaid,
+    /// Machine-readable.
+    Json,
+}
+
+/// Flags of `graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Output format.
+    #[arg(long, env = EnvVars::GRAPH_FORMAT, value_enum, default_value = "text")]
+    pub format: GraphFormat,
+}
+
+/// Flags of `migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Source format (`terraform-secretsmanager`).
+    #[arg(long)]
+    pub from: String,
+    /// Targets file.
+    #[arg(long)]
+    pub targets: Option<PathBuf>,
+    /// Secrets file.
+    #[arg(long)]
+    pub secrets: Option<PathBuf>,
+    /// Accounts file.
+    #[arg(long)]
+    pub accounts: Option<PathBuf>,
+    /// Where to write the pipeline file.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_a_registered_env_fallback() {
+        let registered: Vec<&str> = super::super::env_vars::ALL.iter().map(|(n, _)| *n).collect();
+        let mut missing = Vec::new();
+        let root = Cli::command();
+        let mut commands = vec![root.clone()];
+        commands.extend(root.get_subcommands().cloned());
+        for cmd in commands {
+            if ["completions", "migrate"].contains(&cmd.get_name()) {
+                continue;
+            }
+            for arg in cmd.get_arguments() {
+                if arg.is_positional() || ["help", "version"].contains(&arg.get_id().as_str()) {
+                    continue;
+                }
+                match arg.get_env().and_then(|e| e.to_str()) {
+                    Some(name) if registered.contains(&name) => {}
+                    _ => missing.push(format!("{} --{}", cmd.get_name(), arg.get_id())),
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "flags without a registered SECRETSYNC_* variable: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn parses_shards() {
+        assert_eq!("2/4".parse::<Shard>(), Ok(Shard { index: 2, count: 4 }));
+        assert!("4/4".parse::<Shard>().unwrap_err().contains("out of range"));
+        assert!("1/0".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
+    }
+
+    #[test]
+    fn environment_docs_are_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/environment.md");
+        let current = std::fs::read_to_string(path).unwrap_or_default();
+        if current != super::super::env_vars::markdown() {
+            if std::env::var_os("SECRETSYNC_BLESS").is_some() {
+                std::fs::write(path, super::super::env_vars::markdown()).unwrap();
+            } else {
+                panic!(
+                    "docs/environment.md is stale; regenerate it with `SECRETSYNC_BLESS=1 cargo nextest run environment_docs`"
+                );
+            }
+        }
+    }
+}

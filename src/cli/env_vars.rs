@@ -1,0 +1,87 @@
+//! Every environment variable secretsync reads, in one place. `docs/environment.md` is
+//! generated from [`ALL`] (a test fails when it is stale), and every flag's `env = …` names a
+//! constant here, so the names in the code, the help and the docs cannot drift apart.
+
+/// Names of the `SECRETSYNC_*` variables (one per flag) and of the other variables read.
+pub struct EnvVars;
+
+macro_rules! env_vars {
+    ($($(#[doc = $doc:literal])+ $name:ident = $value:literal;)*) => {
+        impl EnvVars {
+            $($(#[doc = $doc])+ pub const $name: &'static str = $value;)*
+        }
+
+        /// Every variable with its description.
+        pub const ALL: &[(&str, &str)] = &[$(($value, concat!($($doc),+)),)*];
+    };
+}
+
+env_vars! {
+    /// Path of the pipeline file (`--config`; default `config.yaml`).
+    CONFIG = "SECRETSYNC_CONFIG";
+    /// Log level: `trace`, `debug`, `info`, `warn`, `error` (`--log-level`).
+    LOG_LEVEL = "SECRETSYNC_LOG_LEVEL";
+    /// Log format: `text` or `json` (`--log-format`).
+    LOG_FORMAT = "SECRETSYNC_LOG_FORMAT";
+    /// Colour: `auto`, `always`, `never` (`--color`).
+    COLOR = "SECRETSYNC_COLOR";
+    /// Disable progress bars (`--no-progress`).
+    NO_PROGRESS = "SECRETSYNC_NO_PROGRESS";
+    /// Comma-separated targets to sync (`--targets`).
+    TARGETS = "SECRETSYNC_TARGETS";
+    /// Run only the merge phase (`--merge-only`).
+    MERGE_ONLY = "SECRETSYNC_MERGE_ONLY";
+    /// Run only the sync phase, from the merge store (`--sync-only`).
+    SYNC_ONLY = "SECRETSYNC_SYNC_ONLY";
+    /// Plan only; write nothing (`--dry-run`).
+    DRY_RUN = "SECRETSYNC_DRY_RUN";
+    /// Discover dynamic targets (`--discover`).
+    DISCOVER = "SECRETSYNC_DISCOVER";
+    /// Output format: `human`, `json`, `github`, `compact` (`--output`).
+    OUTPUT = "SECRETSYNC_OUTPUT";
+    /// Show which keys change (`--diff`).
+    DIFF = "SECRETSYNC_DIFF";
+    /// Exit 1 when there are changes (`--exit-code`).
+    EXIT_CODE = "SECRETSYNC_EXIT_CODE";
+    /// Show secret values in human diffs (`--show-values`).
+    SHOW_VALUES = "SECRETSYNC_SHOW_VALUES";
+    /// Take over same-named secrets secretsync did not create (`--adopt`).
+    ADOPT = "SECRETSYNC_ADOPT";
+    /// Most deletes in one run (`--max-deletes`).
+    MAX_DELETES = "SECRETSYNC_MAX_DELETES";
+    /// Also write the JSON report to this file (`--report`).
+    REPORT = "SECRETSYNC_REPORT";
+    /// Run shard `I` of `N` (`--shard I/N`).
+    SHARD = "SECRETSYNC_SHARD";
+    /// Targets merged and synced at once (`--parallel`).
+    PARALLEL = "SECRETSYNC_PARALLEL";
+    /// Graph format: `text`, `dot`, `mermaid`, `json` (`graph --format`).
+    GRAPH_FORMAT = "SECRETSYNC_GRAPH_FORMAT";
+    /// Check AWS access in `validate` (`--check-aws`).
+    CHECK_AWS = "SECRETSYNC_CHECK_AWS";
+    /// Check Vault access in `validate` (`--check-vault`).
+    CHECK_VAULT = "SECRETSYNC_CHECK_VAULT";
+    /// Disables colour when set to anything (https://no-color.org).
+    NO_COLOR = "NO_COLOR";
+    /// Set to `true` by GitHub Actions: makes `github` the default output format.
+    GITHUB_ACTIONS = "GITHUB_ACTIONS";
+    /// File GitHub Actions reads step outputs from (`github` output appends to it).
+    GITHUB_OUTPUT = "GITHUB_OUTPUT";
+    /// File GitHub Actions renders as the step summary (`github` output appends to it).
+    GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY";
+}
+
+/// `docs/environment.md`, generated from [`ALL`].
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Environment variables\n\n<!-- Generated from src/cli/env_vars.rs; `cargo nextest run` fails when this file is stale. -->\n\n\
+         Every command-line flag can also be set through its `SECRETSYNC_*` variable; a flag on the command\n\
+         line wins over the variable. Boolean variables accept `true`/`false` (also `1`/`0`, `yes`/`no`).\n\
+         Variables used in the pipeline file itself (`${NAME}`) are whatever you choose.\n\n\
+         | Variable | Meaning |\n|---|---|\n",
+    );
+    for (name, doc) in ALL {
+        out.push_str(&format!("| `{name}` | {} |\n", doc.trim()));
+    }
+    out
+}

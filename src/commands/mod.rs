@@ -1,0 +1,112 @@
+//! One module per subcommand. Each is glue: load the config, build what it needs, run, render,
+//! return the exit code. Shared steps (loading, logging) live here.
+
+mod graph;
+mod pipeline;
+mod validate;
+
+use std::path::Path;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command, EnvVars, GlobalArgs};
+use crate::config::{self, LogFormat, LogLevel, Pipeline};
+use crate::error::{CliError, render_diagnostic};
+use crate::output::Printer;
+
+/// Runs a parsed command line; returns the exit code.
+pub async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Pipeline(args) => pipeline::run(global, args, false, printer).await,
+        Command::Plan(args) => pipeline::run(global, args, true, printer).await,
+        Command::Validate(args) => validate::run(global, args, printer),
+        Command::Graph(args) => graph::run(global, args, printer),
+        Command::Discover => Err(not_yet("`secretsync discover`", 6)),
+        Command::Context => Err(not_yet("`secretsync context`", 5)),
+        Command::Migrate(_) => Err(not_yet("`secretsync migrate`", 8)),
+        Command::Schema => {
+            init_logging(global, None);
+            let schema = serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default();
+            printer.stdout(&schema);
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "secretsync", &mut buf);
+            printer.stdout(&String::from_utf8_lossy(&buf));
+            Ok(0)
+        }
+        Command::Version => {
+            printer.stdout(&format!("secretsync {}", crate::version::LONG));
+            Ok(0)
+        }
+    }
+}
+
+fn not_yet(what: &str, issue: u32) -> CliError {
+    CliError::NotYet {
+        what: what.to_owned(),
+        issue,
+        hint: None,
+    }
+}
+
+/// Reads an environment variable for `${VAR}` interpolation.
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads the pipeline file and prints its warnings.
+fn load(global: &GlobalArgs, printer: Printer) -> Result<Pipeline, CliError> {
+    let pipeline = config::load(&global.config, &env_lookup)?;
+    if !pipeline.warnings.is_empty() {
+        let mut text = String::new();
+        for warning in &pipeline.warnings {
+            render_diagnostic(&mut text, warning, &global.config, printer.err);
+        }
+        printer.stderr(&text);
+    }
+    Ok(pipeline)
+}
+
+/// Starts logging to stderr: flags win over the pipeline file, which wins over the defaults
+/// (`warn`, text).
+fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
+    let level = global
+        .log_level
+        .or(pipeline.and_then(|p| p.log.level))
+        .unwrap_or(LogLevel::Warn);
+    let format = global
+        .log_format
+        .or(pipeline.and_then(|p| p.log.format))
+        .unwrap_or(LogFormat::Text);
+    let name = match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,secretsync={name}"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let color = match global.color {
+        crate::output::ColorChoice::Always => true,
+        crate::output::ColorChoice::Never => false,
+        crate::output::ColorChoice::Auto => {
+            std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os(EnvVars::NO_COLOR).is_none()
+        }
+    };
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(color).compact().try_init(),
+    };
+}
+
+/// The config path as the user wrote it, for messages and reports.
+fn shown(path: &Path) -> String {
+    path.display().to_string()
+}

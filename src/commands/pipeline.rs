@@ -1,0 +1,284 @@
+//! `secretsync pipeline` and `secretsync plan`: select targets, build stores, run the engine,
+//! render the report, write the report file and GitHub outputs, return the exit code.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{init_logging, load, shown};
+use crate::cli::{EnvVars, GlobalArgs, OutputFormat, PipelineArgs};
+use crate::config::{ImportKind, Pipeline};
+use crate::engine::{BuildFailure, Engine, RunOptions, Stores};
+use crate::error::CliError;
+use crate::graph::GraphError;
+use crate::model::SecretValue;
+use crate::output::Printer;
+use crate::plan::Action;
+use crate::report::{self, EventSink, NoEvents, RunReport};
+use crate::store;
+
+pub(super) async fn run(
+    global: &GlobalArgs,
+    args: &PipelineArgs,
+    plan_command: bool,
+    printer: Printer,
+) -> Result<u8, CliError> {
+    let pipeline = load(global, printer)?;
+    init_logging(global, Some(&pipeline));
+    let dry_run = plan_command || args.dry_run || pipeline.settings.dry_run;
+    if args.discover || pipeline.settings.discover {
+        return Err(CliError::NotYet {
+            what: "discovery of dynamic targets (`--discover`)".to_owned(),
+            issue: 6,
+            hint: Some("run without `--discover` to sync the static targets".to_owned()),
+        });
+    }
+    if !pipeline.dynamic_targets.is_empty() {
+        let names: Vec<&str> = pipeline.dynamic_targets.keys().map(String::as_str).collect();
+        tracing::warn!(
+            "dynamic targets ({}) are only synced with --discover (or `pipeline.discover: true`)",
+            names.join(", ")
+        );
+    }
+    let selected = select(&pipeline, args)?;
+    if args.sync_only && pipeline.merge_store.is_none() {
+        return Err(CliError::usage(
+            "`--sync-only` reads merged results from the merge store, but the pipeline has no `merge_store`",
+            Some("configure `merge_store`, or run without `--sync-only`"),
+        ));
+    }
+    let output = args
+        .output
+        .unwrap_or(if std::env::var(EnvVars::GITHUB_ACTIONS).as_deref() == Ok("true") {
+            OutputFormat::Github
+        } else {
+            OutputFormat::Human
+        });
+    if args.show_values && output != OutputFormat::Human {
+        tracing::warn!("--show-values only applies to human output; values are never written to {output:?} output");
+    }
+
+    let merge_phase = !args.sync_only;
+    let sync_phase = !args.merge_only;
+    let stores = build_stores(&pipeline, &selected, merge_phase, sync_phase, dry_run)?;
+    let settings = &pipeline.settings;
+    let parallel = args.parallel.map(usize::from);
+    let options = RunOptions {
+        dry_run,
+        merge_phase,
+        sync_phase,
+        selected,
+        merge_parallel: parallel.unwrap_or(settings.merge_parallel),
+        sync_parallel: parallel.unwrap_or(settings.sync_parallel),
+        continue_on_error: settings.continue_on_error,
+        delete_orphans: settings.delete_orphans,
+        max_deletes: args.max_deletes.unwrap_or(settings.max_deletes),
+        adopt: args.adopt || settings.adopt_existing,
+    };
+
+    let interrupt = CancellationToken::new();
+    let on_signal = interrupt.clone();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one detached task: it only cancels a token on Ctrl-C"
+    )]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("interrupted: finishing the current writes, then stopping");
+            on_signal.cancel();
+        }
+    });
+    let bars = report::progress::ProgressBars::default();
+    let show_progress =
+        !global.no_progress && output == OutputFormat::Human && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let events: &dyn EventSink = if show_progress { &bars } else { &NoEvents };
+    let report = Engine::new(&pipeline, &stores, &options, events, interrupt).run().await;
+
+    let config = shown(&global.config);
+    render(&report, output, args, plan_command, &config, printer);
+    if let Some(path) = &args.report {
+        std::fs::write(path, report::json::render(&report, &config, args.exit_code)).map_err(|source| {
+            CliError::Output {
+                what: "the report",
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+    }
+    if output == OutputFormat::Github {
+        let report_path = args.report.as_ref().map(|p| p.display().to_string());
+        append_env_file(
+            EnvVars::GITHUB_OUTPUT,
+            &report::github::outputs(&report, report_path.as_deref()),
+        )?;
+        append_env_file(EnvVars::GITHUB_STEP_SUMMARY, &report::github::step_summary(&report))?;
+    }
+    Ok(report.exit_code(args.exit_code))
+}
+
+fn render(
+    report: &RunReport,
+    output: OutputFormat,
+    args: &PipelineArgs,
+    plan_command: bool,
+    config: &str,
+    printer: Printer,
+) {
+    let text = match output {
+        OutputFormat::Human => {
+            if args.show_values && std::env::var(EnvVars::GITHUB_ACTIONS).as_deref() == Ok("true") {
+                printer.stdout(&add_masks(report));
+            }
+            let options = report::human::HumanOptions {
+                key_detail: args.diff || plan_command,
+                show_values: args.show_values,
+            };
+            report::human::render(report, printer.out, options)
+        }
+        OutputFormat::Json => report::json::render(report, config, args.exit_code),
+        OutputFormat::Github => report::github::render(report),
+        OutputFormat::Compact => report::compact::render(report),
+    };
+    printer.stdout(&text);
+}
+
+/// `::add-mask::` commands for every value `--show-values` will print, so that GitHub hides
+/// them in the log.
+fn add_masks(report: &RunReport) -> String {
+    let mut masks = BTreeSet::new();
+    let mut add_text = |text: &str| {
+        for line in text.lines().map(str::trim).filter(|l| l.len() >= 3) {
+            masks.insert(line.to_owned());
+        }
+    };
+    for change in report
+        .targets
+        .iter()
+        .flat_map(|t| t.plan.iter().flat_map(|p| &p.changes))
+        .filter(|c| c.write_value && c.action != Action::Delete)
+    {
+        for value in change.desired.iter().chain(&change.actual) {
+            match &**value {
+                SecretValue::Json(map) => {
+                    add_text(&String::from_utf8_lossy(&value.to_bytes()));
+                    let mut stack: Vec<&serde_json::Value> = map.values().collect();
+                    while let Some(v) = stack.pop() {
+                        match v {
+                            serde_json::Value::String(s) => add_text(s),
+                            serde_json::Value::Array(a) => stack.extend(a),
+                            serde_json::Value::Object(o) => stack.extend(o.values()),
+                            _ => {}
+                        }
+                    }
+                }
+                SecretValue::Text(text) => add_text(text),
+                SecretValue::Binary(_) => {}
+            }
+        }
+    }
+    masks.into_iter().map(|m| format!("::add-mask::{m}\n")).collect()
+}
+
+fn append_env_file(var: &str, text: &str) -> Result<(), CliError> {
+    let Some(path) = std::env::var_os(var) else {
+        return Ok(());
+    };
+    let error = |source| CliError::Output {
+        what: "GitHub step data",
+        path: format!("{} (${var})", path.to_string_lossy()),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(error)?;
+    file.write_all(text.as_bytes()).map_err(error)
+}
+
+/// The targets to sync: `--targets` (validated), then `--shard`.
+fn select(pipeline: &Pipeline, args: &PipelineArgs) -> Result<BTreeSet<String>, CliError> {
+    let graph = &pipeline.graph;
+    let mut selected: BTreeSet<String> = if args.targets.is_empty() {
+        graph.names().map(str::to_owned).collect()
+    } else {
+        let names: Vec<&str> = args
+            .targets
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if let Some(source) = names.iter().find(|n| pipeline.sources.contains_key(**n)) {
+            return Err(CliError::usage(
+                format!("`{source}` is a source, not a target"),
+                Some("`--targets` takes target names; run `secretsync graph` to list them"),
+            ));
+        }
+        if let Err(err @ GraphError::UnknownTargets { .. }) = graph.with_ancestors(names.iter().copied()) {
+            return Err(CliError::usage(format!("--targets: {err}"), None));
+        }
+        names.into_iter().map(str::to_owned).collect()
+    };
+    if let Some(shard) = args.shard {
+        let mine = graph.shard(shard.index, shard.count);
+        selected.retain(|t| mine.contains(t));
+        tracing::info!(shard = %format!("{}/{}", shard.index, shard.count), targets = selected.len(), "shard selected");
+    }
+    Ok(selected)
+}
+
+fn build_stores(
+    pipeline: &Pipeline,
+    selected: &BTreeSet<String>,
+    merge_phase: bool,
+    sync_phase: bool,
+    dry_run: bool,
+) -> Result<Stores, CliError> {
+    let mut stores = Stores::default();
+    let involved = if merge_phase {
+        pipeline
+            .graph
+            .with_ancestors(selected.iter().map(String::as_str))
+            .unwrap_or_default()
+    } else {
+        selected.clone()
+    };
+    if merge_phase {
+        for name in &involved {
+            for import in pipeline.targets[name]
+                .imports
+                .iter()
+                .filter(|i| i.kind == ImportKind::Source)
+            {
+                if stores.sources.contains_key(&import.name) {
+                    continue;
+                }
+                let built = store::build_source(&pipeline.sources[&import.name]).map_err(|e| BuildFailure {
+                    hint: Some(e.hint()),
+                    message: e.to_string(),
+                });
+                stores.sources.insert(import.name.clone(), built);
+            }
+        }
+    }
+    if sync_phase {
+        for name in selected {
+            let built = store::build_target(&pipeline.targets[name]).map_err(|e| BuildFailure {
+                hint: Some(e.hint()),
+                message: e.to_string(),
+            });
+            stores.targets.insert(name.clone(), built);
+        }
+    }
+    let needs_merge_store = !merge_phase || !dry_run;
+    if let (Some(spec), true) = (&pipeline.merge_store, needs_merge_store) {
+        let merge = store::build_merge_store(spec).map_err(|e| CliError::MergeStore {
+            hint: Some(e.hint()),
+            message: e.to_string(),
+        })?;
+        stores.merge = Some(Arc::clone(&merge));
+    }
+    Ok(stores)
+}

@@ -1,0 +1,622 @@
+//! One run: merge phase level by level, then plan every selected target, then apply.
+//!
+//! Planning every target before applying any lets `max_deletes` count the deletes of the
+//! whole run and withhold all of them at once, before anything is written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use super::apply;
+use crate::config::{ImportKind, Pipeline};
+use crate::merge::merge_layers;
+use crate::model::{SecretPath, SecretSet, SecretValue};
+use crate::plan::{Action, PlanOptions, TargetPlan, plan};
+use crate::report::{Event, EventSink, MergeReport, Phase, RunReport, TargetReport, TargetStatus, WithheldDeletes};
+use crate::store::{MergeStore, ReadOnly, Store, StoreError, WritableStore};
+
+/// A store that could not be built, kept so the targets that need it fail with the reason.
+#[derive(Debug, Clone)]
+pub struct BuildFailure {
+    /// What went wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+/// The stores of a run.
+#[derive(Debug, Default)]
+pub struct Stores {
+    /// Sources by name.
+    pub sources: BTreeMap<String, Result<Arc<dyn Store>, BuildFailure>>,
+    /// Targets by name.
+    pub targets: BTreeMap<String, Result<Arc<dyn WritableStore>, BuildFailure>>,
+    /// The merge store, if configured.
+    pub merge: Option<Arc<dyn MergeStore>>,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Write nothing.
+    pub dry_run: bool,
+    /// Run the merge phase (else read merged results from the merge store).
+    pub merge_phase: bool,
+    /// Run the sync phase.
+    pub sync_phase: bool,
+    /// The targets the user selected (ancestors are merged too, but not synced).
+    pub selected: BTreeSet<String>,
+    /// Targets merged at once.
+    pub merge_parallel: usize,
+    /// Targets planned/applied at once.
+    pub sync_parallel: usize,
+    /// Keep going after a failure.
+    pub continue_on_error: bool,
+    /// Delete owned secrets that are no longer desired.
+    pub delete_orphans: bool,
+    /// Most deletes in the run.
+    pub max_deletes: u64,
+    /// Take over unmanaged same-named secrets.
+    pub adopt: bool,
+}
+
+type Merged = Result<(Arc<SecretSet>, MergeReport), TargetStatus>;
+
+/// A run in progress.
+pub struct Engine<'a> {
+    pipeline: &'a Pipeline,
+    stores: &'a Stores,
+    options: &'a RunOptions,
+    events: &'a dyn EventSink,
+    interrupt: CancellationToken,
+    halt: CancellationToken,
+    sources: BTreeMap<String, OnceCell<Result<Arc<SecretSet>, (String, Option<String>)>>>,
+    merged: Mutex<BTreeMap<String, Merged>>,
+    durations: Mutex<BTreeMap<String, Duration>>,
+}
+
+impl<'a> Engine<'a> {
+    /// Prepares a run. `interrupt` is cancelled on Ctrl-C.
+    pub fn new(
+        pipeline: &'a Pipeline,
+        stores: &'a Stores,
+        options: &'a RunOptions,
+        events: &'a dyn EventSink,
+        interrupt: CancellationToken,
+    ) -> Self {
+        Self {
+            pipeline,
+            stores,
+            options,
+            events,
+            interrupt,
+            halt: CancellationToken::new(),
+            sources: pipeline.sources.keys().map(|k| (k.clone(), OnceCell::new())).collect(),
+            merged: Mutex::new(BTreeMap::new()),
+            durations: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Runs both phases and reports.
+    pub async fn run(&self) -> RunReport {
+        let started = Instant::now();
+        let graph = &self.pipeline.graph;
+        let opts = self.options;
+        let involved: BTreeSet<String> = if opts.merge_phase {
+            graph
+                .with_ancestors(opts.selected.iter().map(String::as_str))
+                .unwrap_or_else(|_| opts.selected.clone())
+        } else {
+            opts.selected.clone()
+        };
+        let mut errors = Vec::new();
+
+        if opts.merge_phase {
+            self.events.emit(Event::PhaseStarted {
+                phase: Phase::Merge,
+                total: involved.len() as u64,
+            });
+            for level in graph.levels() {
+                let names: Vec<&String> = level.iter().filter(|n| involved.contains(*n)).collect();
+                let results: Vec<(String, Merged, Duration)> = stream::iter(names)
+                    .map(|name| async move {
+                        let t = Instant::now();
+                        let result = self.merge_target(name).await;
+                        self.events.emit(Event::Progress {
+                            phase: Phase::Merge,
+                            target: name.clone(),
+                        });
+                        (name.clone(), result, t.elapsed())
+                    })
+                    .buffer_unordered(opts.merge_parallel.max(1))
+                    .collect()
+                    .await;
+                for (name, result, elapsed) in results {
+                    self.record_failure(&result);
+                    self.add_time(&name, elapsed);
+                    self.merged_lock().insert(name, result);
+                }
+            }
+            self.events.emit(Event::PhaseFinished { phase: Phase::Merge });
+        } else {
+            match &self.stores.merge {
+                Some(merge) => {
+                    let results: Vec<(String, Merged)> = stream::iter(&opts.selected)
+                        .map(|name| async move { (name.clone(), self.load_merged(merge.as_ref(), name).await) })
+                        .buffer_unordered(opts.sync_parallel.max(1))
+                        .collect()
+                        .await;
+                    self.merged_lock().extend(results);
+                }
+                None => errors.push("`--sync-only` needs a merge store to read merged results from".to_owned()),
+            }
+        }
+
+        let mut plans: BTreeMap<String, (TargetPlan, Arc<dyn WritableStore>)> = BTreeMap::new();
+        let mut statuses: BTreeMap<String, TargetStatus> = BTreeMap::new();
+        if opts.sync_phase {
+            let ready: Vec<(String, Arc<SecretSet>)> = opts
+                .selected
+                .iter()
+                .filter_map(|name| match self.merged_lock().get(name) {
+                    Some(Ok((desired, _))) => Some((name.clone(), Arc::clone(desired))),
+                    _ => None,
+                })
+                .collect();
+            self.events.emit(Event::PhaseStarted {
+                phase: Phase::Plan,
+                total: ready.len() as u64,
+            });
+            let planned: Vec<(
+                String,
+                Result<(TargetPlan, Arc<dyn WritableStore>), TargetStatus>,
+                Duration,
+            )> = stream::iter(ready)
+                .map(|(name, desired)| async move {
+                    let t = Instant::now();
+                    let result = self.plan_target(&name, &desired).await;
+                    self.events.emit(Event::Progress {
+                        phase: Phase::Plan,
+                        target: name.clone(),
+                    });
+                    (name, result, t.elapsed())
+                })
+                .buffer_unordered(opts.sync_parallel.max(1))
+                .collect()
+                .await;
+            self.events.emit(Event::PhaseFinished { phase: Phase::Plan });
+            for (name, result, elapsed) in planned {
+                self.add_time(&name, elapsed);
+                match result {
+                    Ok(p) => {
+                        plans.insert(name, p);
+                    }
+                    Err(status) => {
+                        self.record_failure(&Err::<(), _>(status.clone()));
+                        statuses.insert(name, status);
+                    }
+                }
+            }
+        }
+
+        let withheld = self.withhold_deletes(&mut plans);
+        if opts.sync_phase && !opts.dry_run {
+            self.apply_all(&mut plans, &mut statuses).await;
+        }
+
+        let report_targets = self.assemble(&involved, plans, statuses);
+        RunReport {
+            dry_run: opts.dry_run,
+            merge_phase: opts.merge_phase,
+            sync_phase: opts.sync_phase,
+            targets: report_targets,
+            withheld_deletes: withheld,
+            interrupted: self.interrupt.is_cancelled(),
+            errors,
+            duration: started.elapsed(),
+        }
+    }
+
+    fn merged_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Merged>> {
+        self.merged.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add_time(&self, name: &str, elapsed: Duration) {
+        *self
+            .durations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(name.to_owned())
+            .or_default() += elapsed;
+    }
+
+    fn record_failure<T>(&self, result: &Result<T, TargetStatus>) {
+        if let Err(TargetStatus::Failed { .. }) = result {
+            if !self.options.continue_on_error {
+                self.halt.cancel();
+            }
+        }
+    }
+
+    /// Why a target cannot start now, if it cannot.
+    fn stop_reason(&self) -> Option<TargetStatus> {
+        if self.interrupt.is_cancelled() {
+            return Some(TargetStatus::Skipped {
+                because: "the run was interrupted".to_owned(),
+            });
+        }
+        self.halt.is_cancelled().then(|| TargetStatus::Skipped {
+            because: "an earlier target failed and `continue_on_error` is false".to_owned(),
+        })
+    }
+
+    /// Awaits `work` unless the run is interrupted first.
+    async fn interruptible<T>(&self, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        tokio::select! {
+            result = work => result,
+            () = self.interrupt.cancelled() => Err(StoreError::new(crate::store::ErrorClass::Fatal, "interrupted")),
+        }
+    }
+
+    async fn read_source(&self, name: &str) -> Result<Arc<SecretSet>, (String, Option<String>)> {
+        let cell = &self.sources[name];
+        cell.get_or_init(|| async {
+            let store = match &self.stores.sources.get(name) {
+                Some(Ok(store)) => Arc::clone(store),
+                Some(Err(failure)) => {
+                    return Err((
+                        format!("source `{name}` cannot be used: {}", failure.message),
+                        failure.hint.clone(),
+                    ));
+                }
+                None => return Err((format!("source `{name}` was not built (this is a bug)"), None)),
+            };
+            let span = tracing::debug_span!("read_source", source = name, store = %store.describe());
+            let _guard = span.enter();
+            match self.interruptible(store.read_all()).await {
+                Ok((_, set)) => {
+                    tracing::debug!(secrets = set.len(), "source read");
+                    Ok(Arc::new(set))
+                }
+                Err(err) => Err((
+                    format!("cannot read source `{name}` ({}): {err}", store.describe()),
+                    None,
+                )),
+            }
+        })
+        .await
+        .clone()
+    }
+
+    async fn merge_target(&self, name: &str) -> Merged {
+        if let Some(reason) = self.stop_reason() {
+            return Err(reason);
+        }
+        let target = &self.pipeline.targets[name];
+        let mut layers: Vec<Arc<SecretSet>> = Vec::with_capacity(target.imports.len());
+        for import in &target.imports {
+            match import.kind {
+                ImportKind::Source => match self.read_source(&import.name).await {
+                    Ok(set) => layers.push(set),
+                    Err((error, hint)) => {
+                        return Err(TargetStatus::Failed {
+                            phase: "merge",
+                            error,
+                            hint,
+                        });
+                    }
+                },
+                ImportKind::Target => match self.merged_lock().get(&import.name) {
+                    Some(Ok((set, _))) => layers.push(Arc::clone(set)),
+                    Some(Err(TargetStatus::Failed { .. })) => {
+                        return Err(TargetStatus::Skipped {
+                            because: format!("it imports target `{}`, which failed", import.name),
+                        });
+                    }
+                    _ => {
+                        return Err(TargetStatus::Skipped {
+                            because: format!("it imports target `{}`, which did not run", import.name),
+                        });
+                    }
+                },
+            }
+        }
+        let desired = merge_layers(layers.iter().map(|l| &**l));
+        let mut report = MergeReport {
+            secrets: desired.len(),
+            store_writes: 0,
+        };
+        if let Some(merge) = &self.stores.merge {
+            report.store_writes = self.write_merged(merge.as_ref(), name, &desired).await?;
+        }
+        tracing::debug!(target = name, secrets = desired.len(), "merged");
+        Ok((Arc::new(desired), report))
+    }
+
+    /// Persists a merged result. Stale entries are removed here, after every import was read.
+    async fn write_merged(&self, merge: &dyn MergeStore, name: &str, desired: &SecretSet) -> Result<u64, TargetStatus> {
+        if self.options.dry_run {
+            return Ok(0);
+        }
+        let failed = |error: String| TargetStatus::Failed {
+            phase: "merge",
+            error,
+            hint: None,
+        };
+        let scope = merge.for_target(name);
+        let (listing, actual) = self
+            .read_actual(scope.as_ref(), desired)
+            .await
+            .map_err(|e| failed(format!("cannot read the merge store ({}): {e}", scope.describe())))?;
+        let mut merged_plan = plan(
+            desired,
+            &listing,
+            &actual,
+            scope.as_ref(),
+            PlanOptions {
+                target: name,
+                delete_orphans: true,
+                adopt: true,
+                complete: true,
+            },
+        );
+        if let Some(bad) = merged_plan.changes.iter().find(|c| c.action.is_problem()) {
+            return Err(failed(format!(
+                "cannot store `{}` in the merge store: {}",
+                bad.path,
+                bad.note.as_deref().unwrap_or("invalid")
+            )));
+        }
+        let applied = apply::execute(&mut merged_plan, scope.as_ref(), name, false, &self.interrupt, &|| {}).await;
+        if applied.failed > 0 || applied.not_attempted > 0 {
+            let first = merged_plan.changes.iter().find_map(|c| match &c.result {
+                Some(crate::plan::ApplyResult::Failed(e)) => Some(e.clone()),
+                _ => None,
+            });
+            return Err(failed(format!(
+                "cannot write the merged result to {}: {}",
+                merge.describe(),
+                first.unwrap_or_else(|| "interrupted".to_owned())
+            )));
+        }
+        merge
+            .commit(name)
+            .await
+            .map_err(|e| failed(format!("cannot commit the merged result to {}: {e}", merge.describe())))?;
+        Ok(applied.ok)
+    }
+
+    async fn load_merged(&self, merge: &dyn MergeStore, name: &str) -> Merged {
+        let failed = |error: String, hint: Option<String>| TargetStatus::Failed {
+            phase: "merge",
+            error,
+            hint,
+        };
+        match merge.has_result(name).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(failed(
+                    format!(
+                        "the merge store ({}) has no merged result for `{name}`",
+                        merge.describe()
+                    ),
+                    Some("run the merge phase first (without `--sync-only`)".to_owned()),
+                ));
+            }
+            Err(e) => return Err(failed(format!("cannot read the merge store: {e}"), None)),
+        }
+        let scope = merge.for_target(name);
+        match self.interruptible(scope.read_all()).await {
+            Ok((_, set)) => Ok((
+                Arc::new(set.clone()),
+                MergeReport {
+                    secrets: set.len(),
+                    store_writes: 0,
+                },
+            )),
+            Err(e) => Err(failed(
+                format!("cannot read the merged result of `{name}` ({}): {e}", scope.describe()),
+                None,
+            )),
+        }
+    }
+
+    /// Lists a store and reads the current values of the desired secrets it holds.
+    async fn read_actual(
+        &self,
+        store: &dyn Store,
+        desired: &SecretSet,
+    ) -> Result<(crate::store::Listing, BTreeMap<SecretPath, Arc<SecretValue>>), StoreError> {
+        let listing = self.interruptible(store.list()).await?;
+        let wanted: Vec<SecretPath> = desired
+            .keys()
+            .filter(|p| listing.entries.contains_key(*p))
+            .cloned()
+            .collect();
+        let values = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            self.interruptible(store.get_many(&wanted)).await?
+        };
+        let actual = values
+            .into_iter()
+            .filter_map(|(p, v)| v.map(|v| (p, Arc::new(v))))
+            .collect();
+        Ok((listing, actual))
+    }
+
+    async fn plan_target(
+        &self,
+        name: &str,
+        desired: &SecretSet,
+    ) -> Result<(TargetPlan, Arc<dyn WritableStore>), TargetStatus> {
+        if let Some(reason) = self.stop_reason() {
+            return Err(reason);
+        }
+        let store = match self.stores.targets.get(name) {
+            Some(Ok(store)) => Arc::clone(store),
+            Some(Err(failure)) => {
+                return Err(TargetStatus::Failed {
+                    phase: "sync",
+                    error: failure.message.clone(),
+                    hint: failure.hint.clone(),
+                });
+            }
+            None => {
+                return Err(TargetStatus::Failed {
+                    phase: "sync",
+                    error: "target store was not built (this is a bug)".to_owned(),
+                    hint: None,
+                });
+            }
+        };
+        let store: Arc<dyn WritableStore> = if self.options.dry_run {
+            Arc::new(ReadOnly(store))
+        } else {
+            store
+        };
+        let (listing, actual) = self
+            .read_actual(store.as_ref(), desired)
+            .await
+            .map_err(|e| TargetStatus::Failed {
+                phase: "sync",
+                error: format!("cannot read {}: {e}; nothing was changed", store.describe()),
+                hint: None,
+            })?;
+        let options = PlanOptions {
+            target: name,
+            delete_orphans: self.options.delete_orphans,
+            adopt: self.options.adopt,
+            complete: true,
+        };
+        Ok((plan(desired, &listing, &actual, store.as_ref(), options), store))
+    }
+
+    fn withhold_deletes(
+        &self,
+        plans: &mut BTreeMap<String, (TargetPlan, Arc<dyn WritableStore>)>,
+    ) -> Option<WithheldDeletes> {
+        let planned: u64 = plans
+            .values()
+            .map(|(p, _)| p.changes.iter().filter(|c| c.action == Action::Delete).count() as u64)
+            .sum();
+        if planned <= self.options.max_deletes {
+            return None;
+        }
+        for (plan, _) in plans.values_mut() {
+            for change in plan.changes.iter_mut().filter(|c| c.action == Action::Delete) {
+                change.withheld = true;
+            }
+        }
+        tracing::warn!(planned, max = self.options.max_deletes, "withholding every delete");
+        Some(WithheldDeletes {
+            planned,
+            max: self.options.max_deletes,
+        })
+    }
+
+    async fn apply_all(
+        &self,
+        plans: &mut BTreeMap<String, (TargetPlan, Arc<dyn WritableStore>)>,
+        statuses: &mut BTreeMap<String, TargetStatus>,
+    ) {
+        let writes: u64 = plans
+            .values()
+            .map(|(p, _)| p.changes.iter().filter(|c| c.action.writes()).count() as u64)
+            .sum();
+        self.events.emit(Event::PhaseStarted {
+            phase: Phase::Apply,
+            total: writes,
+        });
+        let jobs: Vec<(String, TargetPlan, Arc<dyn WritableStore>)> = std::mem::take(plans)
+            .into_iter()
+            .map(|(name, (plan, store))| (name, plan, store))
+            .collect();
+        let done: Vec<(
+            String,
+            TargetPlan,
+            Arc<dyn WritableStore>,
+            Option<TargetStatus>,
+            Duration,
+        )> = stream::iter(jobs)
+            .map(|(name, mut plan, store)| async move {
+                let t = Instant::now();
+                if let Some(reason) = self.stop_reason().filter(|_| plan.has_writes()) {
+                    return (name, plan, store, Some(reason), t.elapsed());
+                }
+                let progress = || {
+                    self.events.emit(Event::Progress {
+                        phase: Phase::Apply,
+                        target: name.clone(),
+                    })
+                };
+                let applied = apply::execute(
+                    &mut plan,
+                    store.as_ref(),
+                    &name,
+                    self.options.dry_run,
+                    &self.interrupt,
+                    &progress,
+                )
+                .await;
+                let status = (applied.failed > 0).then(|| TargetStatus::Failed {
+                    phase: "apply",
+                    error: format!("{} of {} writes failed", applied.failed, applied.failed + applied.ok),
+                    hint: None,
+                });
+                self.record_failure(&status.clone().map_or(Ok(()), Err));
+                (name, plan, store, status, t.elapsed())
+            })
+            .buffer_unordered(self.options.sync_parallel.max(1))
+            .collect()
+            .await;
+        self.events.emit(Event::PhaseFinished { phase: Phase::Apply });
+        for (name, plan, store, status, elapsed) in done {
+            self.add_time(&name, elapsed);
+            if let Some(status) = status {
+                statuses.insert(name.clone(), status);
+            }
+            plans.insert(name, (plan, store));
+        }
+    }
+
+    fn assemble(
+        &self,
+        involved: &BTreeSet<String>,
+        mut plans: BTreeMap<String, (TargetPlan, Arc<dyn WritableStore>)>,
+        mut statuses: BTreeMap<String, TargetStatus>,
+    ) -> Vec<TargetReport> {
+        let graph = &self.pipeline.graph;
+        let merged = std::mem::take(&mut *self.merged_lock());
+        let durations = std::mem::take(&mut *self.durations.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut out = Vec::new();
+        for name in graph.order().into_iter().filter(|n| involved.contains(n)) {
+            let target = &self.pipeline.targets[&name];
+            let (merge, merge_status) = match merged.get(&name) {
+                Some(Ok((_, report))) => (Some(report.clone()), None),
+                Some(Err(status)) => (None, Some(status.clone())),
+                None => (None, None),
+            };
+            let status = merge_status
+                .or_else(|| statuses.remove(&name))
+                .unwrap_or(TargetStatus::Ok);
+            out.push(TargetReport {
+                level: graph.level(&name),
+                kind: target.kind.kind(),
+                destination: target.kind.describe(),
+                imports: target.imports.iter().map(|i| i.name.clone()).collect(),
+                sync_selected: self.options.selected.contains(&name),
+                merge,
+                plan: plans.remove(&name).map(|(p, _)| p),
+                status,
+                duration: durations.get(&name).copied().unwrap_or_default(),
+                name,
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,120 @@
+//! Errors that end a command, their exit code, and how they are shown:
+//!
+//! ```text
+//! error: <what went wrong>
+//!   caused by: <underlying error>
+//!   hint: <how to fix it>
+//! ```
+//!
+//! Failures of single targets are not errors here: they are recorded in the run report and
+//! the run goes on.
+
+use std::fmt::Write as _;
+
+use crate::config::{ConfigError, Diagnostic, Severity};
+use crate::output::Styler;
+
+/// An error that stops a command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The pipeline file is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Bad flags or names on the command line.
+    #[error("{message}")]
+    Usage {
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        hint: Option<String>,
+    },
+    /// A feature whose issue has not landed yet.
+    #[error("{what} is not available yet: it lands with issue #{issue}")]
+    NotYet {
+        /// The feature.
+        what: String,
+        /// The tracking issue.
+        issue: u32,
+        /// What to do meanwhile.
+        hint: Option<String>,
+    },
+    /// The merge store could not be built or reached.
+    #[error("cannot use the merge store: {message}")]
+    MergeStore {
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        hint: Option<String>,
+    },
+    /// Writing an output file failed.
+    #[error("cannot write {what} to {path}")]
+    Output {
+        /// What was being written.
+        what: &'static str,
+        /// Where.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// A usage error with a hint.
+    pub fn usage(message: impl Into<String>, hint: Option<&str>) -> Self {
+        Self::Usage {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    /// The process exit code: every error is 2 (SPEC §4).
+    pub fn exit_code(&self) -> u8 {
+        2
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Config(ConfigError::Read { .. }) => {
+                Some("pass the pipeline file with `--config FILE` (or set SECRETSYNC_CONFIG)".to_owned())
+            }
+            Self::Config(ConfigError::Invalid { .. }) => None,
+            Self::Usage { hint, .. } | Self::NotYet { hint, .. } | Self::MergeStore { hint, .. } => hint.clone(),
+            Self::Output { .. } => Some("check that the directory exists and is writable".to_owned()),
+        }
+    }
+
+    /// The rendered message for stderr.
+    pub fn render(&self, style: Styler) -> String {
+        let mut out = String::new();
+        if let Self::Config(ConfigError::Invalid { path, errors, warnings }) = self {
+            for d in warnings.iter().chain(errors) {
+                render_diagnostic(&mut out, d, path, style);
+            }
+            let _ = writeln!(out, "{} {self}", style.red("error:"));
+            return out;
+        }
+        let _ = writeln!(out, "{} {self}", style.red("error:"));
+        let mut source = std::error::Error::source(self);
+        while let Some(err) = source {
+            let _ = writeln!(out, "  {} {err}", style.dimmed("caused by:"));
+            source = err.source();
+        }
+        if let Some(hint) = self.hint() {
+            let _ = writeln!(out, "  {} {hint}", style.cyan("hint:"));
+        }
+        out
+    }
+}
+
+/// Renders one config diagnostic: `error: file:line:col: message` and its hint.
+pub fn render_diagnostic(out: &mut String, d: &Diagnostic, path: &std::path::Path, style: Styler) {
+    let label = match d.severity {
+        Severity::Error => style.red("error:"),
+        Severity::Warning => style.yellow("warning:"),
+    };
+    let _ = writeln!(out, "{label} {}", d.located(path));
+    if let Some(hint) = &d.hint {
+        let _ = writeln!(out, "  {} {hint}", style.cyan("hint:"));
+    }
+}

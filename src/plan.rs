@@ -1,0 +1,585 @@
+//! The plan: what to change in one target so that it holds the desired secrets.
+//!
+//! Pure and synchronous (`engine::apply` executes plans; nothing here writes). The same
+//! function plans dry runs and real runs, so a dry run shows exactly what a run would do.
+//!
+//! Rules, per secret:
+//! - desired, absent → **create**; desired, ours, different → **update**; equal (JSON compared
+//!   semantically) → **unchanged**;
+//! - desired, present but not created by secretsync → **conflict**, or **adopt** with
+//!   `adopt_existing`/`--adopt`; owned by another target → always a conflict;
+//! - desired, ours, scheduled for deletion → **restore** (and update if it differs);
+//! - desired but not storable here (size, name, kind) → **invalid**;
+//! - ours, no longer desired → **delete** only with `delete_orphans` and only when the listing
+//!   and every import were read completely; otherwise **orphan** (kept, reported);
+//! - anything else in the target is not ours and is never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::model::{SecretPath, SecretSet, SecretValue, ValueKind};
+use crate::store::{Listing, Owner, Store};
+
+/// What the plan does with one secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Write a new secret.
+    Create,
+    /// Replace the value of a secret we own.
+    Update,
+    /// Remove a secret we own that is no longer desired.
+    Delete,
+    /// Cancel the pending deletion of a desired secret (and update it if needed).
+    Restore,
+    /// Take ownership of an existing secret (and update it if needed).
+    Adopt,
+    /// A same-named secret exists that we may not touch.
+    Conflict,
+    /// The desired secret cannot be stored in this target.
+    Invalid,
+    /// A secret we own that is no longer desired, kept because deletes are off.
+    Orphan,
+    /// Already as desired.
+    Unchanged,
+}
+
+impl Action {
+    /// Whether applying this action writes to the target.
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Self::Create | Self::Update | Self::Delete | Self::Restore | Self::Adopt
+        )
+    }
+
+    /// Whether this action is a problem the user must resolve.
+    pub fn is_problem(self) -> bool {
+        matches!(self, Self::Conflict | Self::Invalid)
+    }
+
+    /// The sigil used in human output.
+    pub fn sigil(self) -> &'static str {
+        match self {
+            Self::Create => "+",
+            Self::Update => "~",
+            Self::Delete => "-",
+            Self::Restore => "↺",
+            Self::Adopt => "@",
+            Self::Conflict | Self::Invalid => "!",
+            Self::Orphan => "?",
+            Self::Unchanged => "=",
+        }
+    }
+
+    /// The lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Restore => "restore",
+            Self::Adopt => "adopt",
+            Self::Conflict => "conflict",
+            Self::Invalid => "invalid",
+            Self::Orphan => "orphan",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// Which top-level keys differ between two values (names only, never values).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KeyDiff {
+    /// Keys only in the desired value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    /// Keys only in the current value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// Keys in both whose values differ.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+}
+
+impl KeyDiff {
+    fn between(actual: Option<&SecretValue>, desired: &SecretValue) -> Self {
+        match (actual, desired) {
+            (Some(SecretValue::Json(a)), SecretValue::Json(d)) => Self {
+                added: d.keys().filter(|k| !a.contains_key(*k)).cloned().collect(),
+                removed: a.keys().filter(|k| !d.contains_key(*k)).cloned().collect(),
+                changed: d
+                    .iter()
+                    .filter(|(k, v)| a.get(*k).is_some_and(|av| !crate::model::json_semantic_eq(av, v)))
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+            },
+            (None, SecretValue::Json(d)) => Self {
+                added: d.keys().cloned().collect(),
+                ..Self::default()
+            },
+            _ => Self::default(),
+        }
+    }
+}
+
+/// What happened when the change was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyResult {
+    /// Written.
+    Applied,
+    /// The write failed.
+    Failed(String),
+    /// Not attempted (withheld deletes, interruption, an earlier failure).
+    NotAttempted(String),
+}
+
+/// One planned change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The secret.
+    pub path: SecretPath,
+    /// What to do.
+    pub action: Action,
+    /// Whether the value must also be written (always for create/update; for restore and adopt
+    /// when the value differs).
+    pub write_value: bool,
+    /// Kind of the desired value (or of the current one for deletes).
+    pub kind: Option<ValueKind>,
+    /// Kind of the current value when it changes kind.
+    pub previous_kind: Option<ValueKind>,
+    /// Key-level difference for JSON values.
+    pub keys: KeyDiff,
+    /// Why (conflicts, invalid secrets, orphans).
+    pub note: Option<String>,
+    /// A delete held back because the run exceeded `max_deletes`.
+    pub withheld: bool,
+    /// The desired value (for applying and for `--show-values`). Never serialised.
+    pub desired: Option<Arc<SecretValue>>,
+    /// The current value, when read (for `--show-values`). Never serialised.
+    pub actual: Option<Arc<SecretValue>>,
+    /// Set by `engine::apply`.
+    pub result: Option<ApplyResult>,
+}
+
+impl Change {
+    fn new(path: SecretPath, action: Action) -> Self {
+        Self {
+            path,
+            action,
+            write_value: false,
+            kind: None,
+            previous_kind: None,
+            keys: KeyDiff::default(),
+            note: None,
+            withheld: false,
+            desired: None,
+            actual: None,
+            result: None,
+        }
+    }
+}
+
+/// Counts of a plan's actions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Creates.
+    pub create: u64,
+    /// Updates.
+    pub update: u64,
+    /// Deletes (including withheld ones).
+    pub delete: u64,
+    /// Restores.
+    pub restore: u64,
+    /// Adoptions.
+    pub adopt: u64,
+    /// Conflicts.
+    pub conflict: u64,
+    /// Invalid secrets.
+    pub invalid: u64,
+    /// Orphans kept.
+    pub orphan: u64,
+    /// Unchanged secrets.
+    pub unchanged: u64,
+}
+
+impl Counts {
+    /// Adds one action.
+    pub fn add(&mut self, action: Action) {
+        *match action {
+            Action::Create => &mut self.create,
+            Action::Update => &mut self.update,
+            Action::Delete => &mut self.delete,
+            Action::Restore => &mut self.restore,
+            Action::Adopt => &mut self.adopt,
+            Action::Conflict => &mut self.conflict,
+            Action::Invalid => &mut self.invalid,
+            Action::Orphan => &mut self.orphan,
+            Action::Unchanged => &mut self.unchanged,
+        } += 1;
+    }
+
+    /// Adds another set of counts.
+    pub fn merge(&mut self, other: &Counts) {
+        self.create += other.create;
+        self.update += other.update;
+        self.delete += other.delete;
+        self.restore += other.restore;
+        self.adopt += other.adopt;
+        self.conflict += other.conflict;
+        self.invalid += other.invalid;
+        self.orphan += other.orphan;
+        self.unchanged += other.unchanged;
+    }
+
+    /// Changes that write.
+    pub fn changes(&self) -> u64 {
+        self.create + self.update + self.delete + self.restore + self.adopt
+    }
+
+    /// Problems to resolve.
+    pub fn problems(&self) -> u64 {
+        self.conflict + self.invalid
+    }
+}
+
+/// The plan for one target.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPlan {
+    /// Every secret in scope, sorted by path (unchanged ones included).
+    pub changes: Vec<Change>,
+    /// Whether deletes were allowed (complete listing and imports).
+    pub deletes_allowed: bool,
+}
+
+impl TargetPlan {
+    /// Counts by action.
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for change in &self.changes {
+            counts.add(change.action);
+        }
+        counts
+    }
+
+    /// Whether applying the plan would write anything.
+    pub fn has_writes(&self) -> bool {
+        self.changes.iter().any(|c| c.action.writes() && !c.withheld)
+    }
+}
+
+/// Planning options.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions<'a> {
+    /// The target being planned (owner of what it writes).
+    pub target: &'a str,
+    /// Delete owned secrets that are no longer desired.
+    pub delete_orphans: bool,
+    /// Take over unmanaged same-named secrets.
+    pub adopt: bool,
+    /// Whether the listing and every import were read completely (else no deletes).
+    pub complete: bool,
+}
+
+/// Plans `target` from its desired set, its listing and the current values of the desired
+/// secrets that exist (`actual`). `store` answers storability questions only.
+pub fn plan(
+    desired: &SecretSet,
+    listing: &Listing,
+    actual: &BTreeMap<SecretPath, Arc<SecretValue>>,
+    store: &dyn Store,
+    options: PlanOptions<'_>,
+) -> TargetPlan {
+    let mut changes: Vec<Change> = Vec::with_capacity(desired.len());
+    for (path, value) in desired {
+        let mut change = Change::new(path.clone(), Action::Create);
+        change.kind = Some(value.kind());
+        change.desired = Some(Arc::clone(value));
+        if let Err(reason) = store.check_value(path, value) {
+            change.action = Action::Invalid;
+            change.note = Some(reason);
+            changes.push(change);
+            continue;
+        }
+        let current = actual.get(path);
+        change.actual = current.cloned();
+        let differs = current.is_none_or(|c| !c.semantic_eq(value));
+        if current.is_some_and(|c| c.kind() != value.kind()) {
+            change.previous_kind = current.map(|c| c.kind());
+        }
+        match listing.entries.get(path) {
+            None => {
+                change.action = Action::Create;
+                change.write_value = true;
+            }
+            Some(meta) => match &meta.owner {
+                Owner::Target(owner) if owner == options.target => {
+                    change.action = if meta.pending_deletion {
+                        Action::Restore
+                    } else if current.is_none() {
+                        Action::Create
+                    } else if differs {
+                        Action::Update
+                    } else {
+                        Action::Unchanged
+                    };
+                    change.write_value = differs;
+                }
+                Owner::Target(owner) => {
+                    change.action = Action::Conflict;
+                    change.note = Some(format!(
+                        "managed by target `{owner}`; two targets cannot write the same secret"
+                    ));
+                }
+                Owner::Unmanaged if options.adopt => {
+                    change.action = if meta.pending_deletion {
+                        Action::Restore
+                    } else {
+                        Action::Adopt
+                    };
+                    change.write_value = true;
+                    if meta.pending_deletion {
+                        change.note = Some(
+                            "scheduled for deletion and not created by secretsync; restored and adopted".to_owned(),
+                        );
+                    }
+                }
+                Owner::Unmanaged => {
+                    change.action = Action::Conflict;
+                    change.note = Some("exists but was not created by secretsync; pass `--adopt` (or set `pipeline.sync.adopt_existing`) to take it over".to_owned());
+                }
+            },
+        }
+        if change.write_value {
+            change.keys = KeyDiff::between(current.map(|c| &**c), value);
+        }
+        changes.push(change);
+    }
+    mark_collisions(&mut changes, store);
+
+    for (path, meta) in &listing.entries {
+        if desired.contains_key(path) || meta.pending_deletion || meta.owner != Owner::Target(options.target.to_owned())
+        {
+            continue;
+        }
+        let mut change = Change::new(path.clone(), Action::Orphan);
+        if options.delete_orphans && options.complete {
+            change.action = Action::Delete;
+        } else if options.delete_orphans {
+            change.note = Some("not deleted: an import or the listing of this target was incomplete".to_owned());
+        } else {
+            change.note = Some("no longer desired; set `pipeline.sync.delete_orphans: true` to delete it".to_owned());
+        }
+        changes.push(change);
+    }
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    TargetPlan {
+        changes,
+        deletes_allowed: options.complete && options.delete_orphans,
+    }
+}
+
+/// Two desired secrets that the store would keep under the same name, or where one would need
+/// the other's name as a folder, cannot both be written: mark both invalid.
+fn mark_collisions(changes: &mut [Change], store: &dyn Store) {
+    let hierarchical = store.capabilities().hierarchical;
+    let names: Vec<Option<String>> = changes
+        .iter()
+        .map(|c| match (&c.desired, c.action) {
+            (_, Action::Invalid) | (None, _) => None,
+            (Some(v), _) => Some(store.storage_name(&c.path, v)),
+        })
+        .collect();
+    let mut owners: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut folders: BTreeSet<&str> = BTreeSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let Some(name) = name else { continue };
+        owners.entry(name.as_str()).or_default().push(i);
+        if hierarchical {
+            let mut rest = name.as_str();
+            while let Some((folder, _)) = rest.rsplit_once('/') {
+                folders.insert(folder);
+                rest = folder;
+            }
+        }
+    }
+    let mut notes: Vec<(usize, String)> = Vec::new();
+    for (name, indexes) in &owners {
+        if indexes.len() > 1 {
+            let paths: Vec<String> = indexes.iter().map(|&i| format!("`{}`", changes[i].path)).collect();
+            for &i in indexes {
+                notes.push((
+                    i,
+                    format!("{} would all be stored as `{name}`; rename one", paths.join(" and ")),
+                ));
+            }
+        }
+        if folders.contains(name) {
+            for &i in indexes {
+                notes.push((
+                    i,
+                    format!("`{name}` is needed both as a secret and as a folder of other secrets; rename one"),
+                ));
+            }
+        }
+    }
+    for (i, note) in notes {
+        changes[i].action = Action::Invalid;
+        changes[i].write_value = false;
+        changes[i].note = Some(note);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EntryMeta, FileStore, MemoryStore};
+
+    fn p(s: &str) -> SecretPath {
+        SecretPath::parse(s).unwrap()
+    }
+
+    fn json(text: &str) -> Arc<SecretValue> {
+        Arc::new(SecretValue::from_string(text.into()))
+    }
+
+    fn options(delete_orphans: bool, adopt: bool) -> PlanOptions<'static> {
+        PlanOptions {
+            target: "T",
+            delete_orphans,
+            adopt,
+            complete: true,
+        }
+    }
+
+    fn actions(plan: &TargetPlan) -> Vec<(String, Action)> {
+        plan.changes.iter().map(|c| (c.path.to_string(), c.action)).collect()
+    }
+
+    #[test]
+    fn classifies_every_case() {
+        let store = MemoryStore::new("t");
+        let desired: SecretSet = [
+            (p("new"), json(r#"{"a":1}"#)),
+            (p("same"), json(r#"{"a":1.0}"#)),
+            (p("changed"), json(r#"{"a":2,"b":1}"#)),
+            (p("foreign"), json(r#"{"a":1}"#)),
+            (p("sibling"), json(r#"{"a":1}"#)),
+            (p("dying"), json(r#"{"a":1}"#)),
+        ]
+        .into_iter()
+        .collect();
+        let mut listing = Listing::default();
+        listing.entries.insert(p("same"), EntryMeta::owned_by("T"));
+        listing.entries.insert(p("changed"), EntryMeta::owned_by("T"));
+        listing.entries.insert(p("foreign"), EntryMeta::unmanaged());
+        listing.entries.insert(p("sibling"), EntryMeta::owned_by("Other"));
+        listing.entries.insert(
+            p("dying"),
+            EntryMeta {
+                pending_deletion: true,
+                ..EntryMeta::owned_by("T")
+            },
+        );
+        listing.entries.insert(p("stale"), EntryMeta::owned_by("T"));
+        listing.entries.insert(p("human"), EntryMeta::unmanaged());
+        let actual = [
+            (p("same"), json(r#"{"a":1}"#)),
+            (p("changed"), json(r#"{"a":1,"c":1}"#)),
+            (p("dying"), json(r#"{"a":1}"#)),
+        ]
+        .into_iter()
+        .collect();
+
+        let plan_keep = plan(&desired, &listing, &actual, &store, options(false, false));
+        assert_eq!(
+            actions(&plan_keep),
+            [
+                ("changed".into(), Action::Update),
+                ("dying".into(), Action::Restore),
+                ("foreign".into(), Action::Conflict),
+                ("new".into(), Action::Create),
+                ("same".into(), Action::Unchanged),
+                ("sibling".into(), Action::Conflict),
+                ("stale".into(), Action::Orphan),
+            ]
+        );
+        let changed = &plan_keep.changes[0];
+        assert_eq!(
+            (
+                changed.keys.added.clone(),
+                changed.keys.removed.clone(),
+                changed.keys.changed.clone()
+            ),
+            (vec!["b".to_owned()], vec!["c".to_owned()], vec!["a".to_owned()])
+        );
+        assert!(
+            !plan_keep.changes[1].write_value,
+            "restore of an unchanged value writes no value"
+        );
+
+        let plan_all = plan(&desired, &listing, &actual, &store, options(true, true));
+        let got = actions(&plan_all);
+        assert!(got.contains(&("foreign".into(), Action::Adopt)));
+        assert!(
+            got.contains(&("sibling".into(), Action::Conflict)),
+            "another target's secret is never adopted"
+        );
+        assert!(got.contains(&("stale".into(), Action::Delete)));
+        assert!(
+            !got.iter().any(|(p, _)| p == "human"),
+            "unmanaged secrets are never touched"
+        );
+
+        let incomplete = plan(
+            &desired,
+            &listing,
+            &actual,
+            &store,
+            PlanOptions {
+                complete: false,
+                ..options(true, false)
+            },
+        );
+        assert!(
+            actions(&incomplete).contains(&("stale".into(), Action::Orphan)),
+            "no deletes without a complete read"
+        );
+    }
+
+    #[test]
+    fn file_store_collisions_are_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path(), "t");
+        let desired: SecretSet = [
+            (p("a"), json(r#"{"x":1}"#)),
+            (p("a.json"), Arc::new(SecretValue::Text("[1]".into()))),
+            (p("b"), Arc::new(SecretValue::Text("t".into()))),
+            (p("b/c"), Arc::new(SecretValue::Text("t".into()))),
+            (p("ok"), Arc::new(SecretValue::Text("t".into()))),
+        ]
+        .into_iter()
+        .collect();
+        let plan = plan(
+            &desired,
+            &Listing::default(),
+            &BTreeMap::new(),
+            &store,
+            options(false, false),
+        );
+        assert_eq!(
+            actions(&plan),
+            [
+                ("a".into(), Action::Invalid),
+                ("a.json".into(), Action::Invalid),
+                ("b".into(), Action::Invalid),
+                ("b/c".into(), Action::Create),
+                ("ok".into(), Action::Create),
+            ]
+        );
+        assert_eq!(
+            plan.changes[0].note.as_deref(),
+            Some("`a` and `a.json` would all be stored as `a.json`; rename one")
+        );
+    }
+}

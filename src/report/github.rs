@@ -1,0 +1,167 @@
+//! GitHub Actions output: workflow commands on stdout (groups, annotations for problems),
+//! step outputs for `$GITHUB_OUTPUT`, and a Markdown table for `$GITHUB_STEP_SUMMARY`.
+//!
+//! Changes are plain lines inside a group rather than annotations: GitHub shows at most a few
+//! annotations per step, and problems must not drown among thousands of creates.
+
+use std::fmt::Write as _;
+
+use super::{RunReport, TargetStatus};
+use crate::plan::{Action, ApplyResult};
+
+/// Escapes annotation message data.
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// Escapes annotation properties (`title=`).
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// Workflow commands for the log.
+pub fn render(report: &RunReport) -> String {
+    let mut out = String::new();
+    for t in report
+        .targets
+        .iter()
+        .filter(|t| t.sync_selected || t.status != TargetStatus::Ok)
+    {
+        let changes = t.counts().changes();
+        let _ = writeln!(
+            out,
+            "::group::{} ({changes} change{})",
+            escape_data(&t.name),
+            if changes == 1 { "" } else { "s" }
+        );
+        for c in t
+            .plan
+            .iter()
+            .flat_map(|p| &p.changes)
+            .filter(|c| c.action != Action::Unchanged)
+        {
+            let result = match &c.result {
+                Some(ApplyResult::Failed(e)) => format!(" — failed: {e}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "{} {} ({}){result}",
+                c.action.sigil(),
+                escape_data(c.path.as_str()),
+                c.action.name()
+            );
+        }
+        let _ = writeln!(out, "::endgroup::");
+    }
+    for (target, message) in report.problems() {
+        let title = target.map_or_else(|| "secretsync".to_owned(), |t| format!("secretsync: {t}"));
+        let _ = writeln!(
+            out,
+            "::error title={}::{}",
+            escape_property(&title),
+            escape_data(&message)
+        );
+    }
+    let s = report.summary();
+    let c = &s.counts;
+    let what = if report.dry_run { "plan" } else { "sync" };
+    let level = if report.has_problems() { "warning" } else { "notice" };
+    let _ = writeln!(
+        out,
+        "::{level} title=secretsync {what}::{} create, {} update, {} delete, {} unchanged across {} targets",
+        c.create,
+        c.update + c.restore + c.adopt,
+        c.delete,
+        c.unchanged,
+        s.targets
+    );
+    out
+}
+
+/// `name=value` lines for `$GITHUB_OUTPUT`.
+pub fn outputs(report: &RunReport, report_path: Option<&str>) -> String {
+    let s = report.summary();
+    let c = &s.counts;
+    let deleted = report
+        .targets
+        .iter()
+        .flat_map(|t| t.plan.iter().flat_map(|p| &p.changes))
+        .filter(|ch| ch.action == Action::Delete && ch.result == Some(ApplyResult::Applied))
+        .count();
+    let mut out = format!(
+        "changes={}\nadded={}\nmodified={}\nremoved={}\ndeleted={deleted}\nfailed={}\noutcome={}\n",
+        s.changes,
+        c.create,
+        c.update + c.restore + c.adopt,
+        c.delete,
+        report.problems().len(),
+        serde_json::to_value(report.outcome())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    );
+    if let Some(path) = report_path {
+        let _ = writeln!(out, "report={}", path.replace(['\n', '\r'], " "));
+    }
+    out
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Markdown for `$GITHUB_STEP_SUMMARY`.
+pub fn step_summary(report: &RunReport) -> String {
+    let mut out = String::new();
+    let title = if report.dry_run {
+        "secretsync plan (dry run)"
+    } else {
+        "secretsync sync"
+    };
+    let _ = writeln!(out, "### {title}\n");
+    let _ = writeln!(
+        out,
+        "| Target | Status | Create | Update | Delete | Unchanged | Problems |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    for t in report.targets.iter().filter(|t| t.sync_selected) {
+        let c = t.counts();
+        let status = match &t.status {
+            TargetStatus::Ok if t.has_problems() => "⚠️ needs attention",
+            TargetStatus::Ok if c.changes() > 0 => {
+                if report.dry_run {
+                    "changes pending"
+                } else {
+                    "✅ applied"
+                }
+            }
+            TargetStatus::Ok => "✅ in sync",
+            TargetStatus::Failed { .. } => "❌ failed",
+            TargetStatus::Skipped { .. } => "⏭️ skipped",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {status} | {} | {} | {} | {} | {} |",
+            cell(&t.name),
+            c.create,
+            c.update + c.restore + c.adopt,
+            c.delete,
+            c.unchanged,
+            c.problems() + t.failed_writes()
+        );
+    }
+    let problems = report.problems();
+    if !problems.is_empty() {
+        let _ = writeln!(out, "\n**Problems**\n");
+        for (target, message) in problems {
+            let _ = writeln!(
+                out,
+                "- {}{}",
+                target.map(|t| format!("`{}`: ", cell(&t))).unwrap_or_default(),
+                cell(&message)
+            );
+        }
+    }
+    out
+}

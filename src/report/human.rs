@@ -1,0 +1,263 @@
+//! Human output: a section per target with one line per change (sigils, key names only), a
+//! summary, and with `--show-values` value diffs.
+
+use std::fmt::Write as _;
+
+use similar::{ChangeTag, TextDiff};
+
+use super::{RunReport, TargetReport, TargetStatus};
+use crate::model::SecretValue;
+use crate::output::Styler;
+use crate::plan::{Action, ApplyResult, Change};
+
+/// Rendering options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HumanOptions {
+    /// Show which keys changed (`--diff`).
+    pub key_detail: bool,
+    /// Show value diffs (`--show-values`).
+    pub show_values: bool,
+}
+
+/// Renders the report.
+pub fn render(report: &RunReport, style: Styler, options: HumanOptions) -> String {
+    let mut out = String::new();
+    let shown: Vec<&TargetReport> = report.targets.iter().filter(|t| t.sync_selected).collect();
+    for target in &shown {
+        render_target(&mut out, target, report, style, options);
+    }
+    for target in report
+        .targets
+        .iter()
+        .filter(|t| !t.sync_selected && t.status != TargetStatus::Ok)
+    {
+        render_target(&mut out, target, report, style, options);
+    }
+    for error in &report.errors {
+        let _ = writeln!(out, "{} {error}\n", style.red("error:"));
+    }
+    render_summary(&mut out, report, style);
+    out
+}
+
+fn header(target: &TargetReport, style: Styler) -> String {
+    let imports = if target.imports.is_empty() {
+        String::from("no imports")
+    } else {
+        format!("imports {}", target.imports.join(", "))
+    };
+    format!(
+        "{} → {}  {}",
+        style.bold(&target.name),
+        target.destination,
+        style.dimmed(&format!("(level {}, {imports})", target.level))
+    )
+}
+
+fn render_target(out: &mut String, target: &TargetReport, report: &RunReport, style: Styler, options: HumanOptions) {
+    let _ = writeln!(out, "{}", header(target, style));
+    match &target.status {
+        TargetStatus::Failed { phase, error, hint } => {
+            let _ = writeln!(out, "  {} {error}", style.red(&format!("✗ failed ({phase}):")));
+            if let Some(hint) = hint {
+                let _ = writeln!(out, "    {} {hint}", style.cyan("hint:"));
+            }
+        }
+        TargetStatus::Skipped { because } => {
+            let _ = writeln!(out, "  {} {because}", style.yellow("○ skipped:"));
+        }
+        TargetStatus::Ok => {}
+    }
+    if let Some(merge) = &target.merge {
+        if !report.sync_phase {
+            let written = if report.dry_run {
+                String::new()
+            } else {
+                format!(", {} written to the merge store", merge.store_writes)
+            };
+            let _ = writeln!(out, "  merged {} secrets{written}", merge.secrets);
+        }
+    }
+    if let Some(plan) = &target.plan {
+        let mut unchanged = 0;
+        for change in &plan.changes {
+            if change.action == Action::Unchanged {
+                unchanged += 1;
+                continue;
+            }
+            render_change(out, change, style, options);
+        }
+        if unchanged > 0 || plan.changes.is_empty() {
+            let text = if plan.changes.iter().all(|c| c.action == Action::Unchanged) {
+                format!("✓ in sync ({unchanged} unchanged)")
+            } else {
+                format!("= {unchanged} unchanged")
+            };
+            let _ = writeln!(out, "  {}", style.dimmed(&text));
+        }
+    }
+    out.push('\n');
+}
+
+fn sigil(action: Action, style: Styler) -> String {
+    let s = action.sigil();
+    match action {
+        Action::Create => style.green(s),
+        Action::Update | Action::Restore | Action::Adopt => style.yellow(s),
+        Action::Delete | Action::Conflict | Action::Invalid => style.red(s),
+        Action::Orphan | Action::Unchanged => style.dimmed(s),
+    }
+}
+
+fn render_change(out: &mut String, change: &Change, style: Styler, options: HumanOptions) {
+    let mut line = format!("  {} {}", sigil(change.action, style), change.path);
+    let label = match change.action {
+        Action::Create | Action::Update | Action::Delete => String::new(),
+        Action::Restore if change.write_value => " (restore and update)".to_owned(),
+        Action::Adopt
+            if change.write_value
+                && change
+                    .actual
+                    .as_ref()
+                    .zip(change.desired.as_ref())
+                    .is_some_and(|(a, d)| !a.semantic_eq(d)) =>
+        {
+            " (adopt and update)".to_owned()
+        }
+        other => format!(" ({})", other.name()),
+    };
+    line.push_str(&label);
+    if let (Some(before), Some(after)) = (change.previous_kind, change.kind) {
+        let _ = write!(line, " [{before} → {after}]");
+    }
+    if change.withheld {
+        line.push_str(&style.red(" (withheld: over max_deletes)"));
+    }
+    match &change.result {
+        Some(ApplyResult::Failed(err)) => {
+            let _ = write!(line, "  {} {err}", style.red("failed:"));
+        }
+        Some(ApplyResult::NotAttempted(why)) if !change.withheld => {
+            let _ = write!(line, "  {}", style.yellow(&format!("not applied: {why}")));
+        }
+        _ => {}
+    }
+    let _ = writeln!(out, "{line}");
+    if let Some(note) = &change.note {
+        let _ = writeln!(out, "      {}", style.dimmed(note));
+    }
+    if options.key_detail && change.write_value {
+        let keys = &change.keys;
+        let mut parts: Vec<String> = Vec::new();
+        parts.extend(keys.added.iter().map(|k| style.green(&format!("+{k}"))));
+        parts.extend(keys.changed.iter().map(|k| style.yellow(&format!("~{k}"))));
+        parts.extend(keys.removed.iter().map(|k| style.red(&format!("-{k}"))));
+        if !parts.is_empty() {
+            let _ = writeln!(out, "      keys: {}", parts.join(" "));
+        }
+    }
+    if options.show_values && change.write_value {
+        render_value_diff(out, change.actual.as_deref(), change.desired.as_deref(), style);
+    }
+}
+
+fn printable(value: Option<&SecretValue>) -> Option<String> {
+    match value {
+        None => Some(String::new()),
+        Some(SecretValue::Binary(bytes)) => Some(format!("<{} bytes of binary data>\n", bytes.len())),
+        Some(v) => {
+            let mut text = String::from_utf8_lossy(&v.to_bytes()).into_owned();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            Some(text)
+        }
+    }
+}
+
+fn render_value_diff(out: &mut String, actual: Option<&SecretValue>, desired: Option<&SecretValue>, style: Styler) {
+    let (Some(before), Some(after)) = (printable(actual), printable(desired)) else {
+        return;
+    };
+    let diff = TextDiff::from_lines(&before, &after);
+    for change in diff.iter_all_changes() {
+        let text = change.value().trim_end_matches('\n');
+        let line = match change.tag() {
+            ChangeTag::Delete => style.red(&format!("- {text}")),
+            ChangeTag::Insert => style.green(&format!("+ {text}")),
+            ChangeTag::Equal => style.dimmed(&format!("  {text}")),
+        };
+        let _ = writeln!(out, "      │ {line}");
+    }
+}
+
+fn render_summary(out: &mut String, report: &RunReport, style: Styler) {
+    let s = report.summary();
+    let c = &s.counts;
+    let verb = |n: u64, what: &str| format!("{n} {what}");
+    let mut parts = Vec::new();
+    if report.dry_run {
+        parts.push(verb(c.create, "to create"));
+        parts.push(verb(c.update, "to update"));
+        parts.push(verb(c.delete, "to delete"));
+    } else {
+        parts.push(verb(c.create, "created"));
+        parts.push(verb(c.update, "updated"));
+        parts.push(verb(c.delete, "deleted"));
+    }
+    if c.restore > 0 {
+        parts.push(verb(c.restore, if report.dry_run { "to restore" } else { "restored" }));
+    }
+    if c.adopt > 0 {
+        parts.push(verb(c.adopt, if report.dry_run { "to adopt" } else { "adopted" }));
+    }
+    parts.push(verb(c.unchanged, "unchanged"));
+    if c.problems() > 0 {
+        parts.push(style.red(&verb(c.problems(), "conflicts or invalid")));
+    }
+    if c.orphan > 0 {
+        parts.push(verb(c.orphan, "orphaned (kept)"));
+    }
+    let targets = format!(
+        "{} target{}{}{}",
+        s.targets,
+        if s.targets == 1 { "" } else { "s" },
+        if s.targets_failed > 0 {
+            style.red(&format!(", {} failed", s.targets_failed))
+        } else {
+            String::new()
+        },
+        if s.targets_skipped > 0 {
+            style.yellow(&format!(", {} skipped", s.targets_skipped))
+        } else {
+            String::new()
+        },
+    );
+    if report.sync_phase {
+        let _ = writeln!(out, "{} {} · {targets}", style.bold("Summary:"), parts.join(", "));
+    } else {
+        let _ = writeln!(out, "{} merged {targets}", style.bold("Summary:"));
+    }
+    if s.failed_writes > 0 {
+        let _ = writeln!(out, "{}", style.red(&format!("{} writes failed", s.failed_writes)));
+    }
+    if let Some(w) = report.withheld_deletes {
+        let _ = writeln!(
+            out,
+            "{} {} deletes planned, more than `max_deletes` ({}): every delete was withheld. Raise `pipeline.sync.max_deletes` or pass `--max-deletes {}` if they are intended.",
+            style.red("error:"),
+            w.planned,
+            w.max,
+            w.planned
+        );
+    }
+    if report.interrupted {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.yellow("Interrupted: the run stopped before finishing; changes not marked as applied were not made.")
+        );
+    } else if report.dry_run {
+        let _ = writeln!(out, "{}", style.dimmed("Dry run: nothing was written."));
+    }
+}

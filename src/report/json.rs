@@ -1,0 +1,188 @@
+//! The JSON report: versioned and documented in `docs/report-format.md`. Secret values never
+//! appear in it (not even with `--show-values`).
+
+use serde::Serialize;
+
+use super::{Outcome, RunReport, Summary, TargetStatus};
+use crate::plan::{Action, ApplyResult, KeyDiff};
+
+/// Bumped on any incompatible change to the report's shape.
+pub const REPORT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    report_version: u32,
+    tool: Tool,
+    config: &'a str,
+    dry_run: bool,
+    phases: Vec<&'static str>,
+    outcome: Outcome,
+    exit_code: u8,
+    summary: Summary,
+    withheld_deletes: Option<Withheld>,
+    targets: Vec<Target<'a>>,
+    errors: Vec<ErrorEntry>,
+    timings: Timings,
+    api_calls: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct Tool {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Withheld {
+    planned: u64,
+    max: u64,
+}
+
+#[derive(Serialize)]
+struct Target<'a> {
+    name: &'a str,
+    level: usize,
+    kind: &'static str,
+    destination: &'a str,
+    imports: &'a [String],
+    synced: bool,
+    status: &'static str,
+    phase: Option<&'static str>,
+    error: Option<&'a str>,
+    hint: Option<&'a str>,
+    skipped_because: Option<&'a str>,
+    merged_secrets: Option<usize>,
+    merge_store_writes: Option<u64>,
+    summary: crate::plan::Counts,
+    changes: Vec<ChangeEntry<'a>>,
+    duration_ms: u128,
+}
+
+#[derive(Serialize)]
+struct ChangeEntry<'a> {
+    path: &'a str,
+    action: Action,
+    value_kind: Option<crate::model::ValueKind>,
+    previous_kind: Option<crate::model::ValueKind>,
+    writes_value: bool,
+    #[serde(skip_serializing_if = "is_empty_diff")]
+    keys: &'a KeyDiff,
+    note: Option<&'a str>,
+    withheld: bool,
+    result: Option<&'static str>,
+    error: Option<&'a str>,
+}
+
+fn is_empty_diff(diff: &&KeyDiff) -> bool {
+    diff.added.is_empty() && diff.removed.is_empty() && diff.changed.is_empty()
+}
+
+#[derive(Serialize)]
+struct ErrorEntry {
+    target: Option<String>,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Timings {
+    total_ms: u128,
+}
+
+/// Renders the report as pretty JSON. `exit_code_mode` is `--exit-code`, which the recorded
+/// exit code depends on.
+pub fn render(report: &RunReport, config: &str, exit_code_mode: bool) -> String {
+    let mut phases = Vec::new();
+    if report.merge_phase {
+        phases.push("merge");
+    }
+    if report.sync_phase {
+        phases.push("sync");
+    }
+    let targets = report
+        .targets
+        .iter()
+        .map(|t| {
+            let (status, phase, error, hint, because) = match &t.status {
+                TargetStatus::Ok => ("ok", None, None, None, None),
+                TargetStatus::Failed { phase, error, hint } => {
+                    ("failed", Some(*phase), Some(error.as_str()), hint.as_deref(), None)
+                }
+                TargetStatus::Skipped { because } => ("skipped", None, None, None, Some(because.as_str())),
+            };
+            let changes = t
+                .plan
+                .iter()
+                .flat_map(|p| &p.changes)
+                .filter(|c| c.action != Action::Unchanged)
+                .map(|c| {
+                    let (result, error) = match &c.result {
+                        None => (None, None),
+                        Some(ApplyResult::Applied) => (Some("applied"), None),
+                        Some(ApplyResult::Failed(e)) => (Some("failed"), Some(e.as_str())),
+                        Some(ApplyResult::NotAttempted(e)) => (Some("not_attempted"), Some(e.as_str())),
+                    };
+                    ChangeEntry {
+                        path: c.path.as_str(),
+                        action: c.action,
+                        value_kind: c.kind,
+                        previous_kind: c.previous_kind,
+                        writes_value: c.write_value,
+                        keys: &c.keys,
+                        note: c.note.as_deref(),
+                        withheld: c.withheld,
+                        result,
+                        error,
+                    }
+                })
+                .collect();
+            Target {
+                name: &t.name,
+                level: t.level,
+                kind: t.kind,
+                destination: &t.destination,
+                imports: &t.imports,
+                synced: t.sync_selected,
+                status,
+                phase,
+                error,
+                hint,
+                skipped_because: because,
+                merged_secrets: t.merge.as_ref().map(|m| m.secrets),
+                merge_store_writes: t.merge.as_ref().map(|m| m.store_writes),
+                summary: t.counts(),
+                changes,
+                duration_ms: t.duration.as_millis(),
+            }
+        })
+        .collect();
+    let json = Report {
+        report_version: REPORT_VERSION,
+        tool: Tool {
+            name: "secretsync",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        config,
+        dry_run: report.dry_run,
+        phases,
+        outcome: report.outcome(),
+        exit_code: report.exit_code(exit_code_mode),
+        summary: report.summary(),
+        withheld_deletes: report.withheld_deletes.map(|w| Withheld {
+            planned: w.planned,
+            max: w.max,
+        }),
+        targets,
+        errors: report
+            .problems()
+            .into_iter()
+            .map(|(target, message)| ErrorEntry { target, message })
+            .collect(),
+        timings: Timings {
+            total_ms: report.duration.as_millis(),
+        },
+        api_calls: serde_json::Map::new(),
+    };
+    let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
+    text.push('\n');
+    text
+}

@@ -1,0 +1,15 @@
+//! Reporting: the run record, events, and the renderers for each output format.
+//!
+//! The engine produces a [`RunReport`] and emits [`Event`]s; renderers turn them into text.
+//! Renderers return strings; only `output.rs` prints.
+
+pub mod compact;
+mod events;
+pub mod github;
+pub mod human;
+pub mod json;
+pub mod progress;
+mod run_report;
+
+pub use events::{Event, EventSink, NoEvents, Phase};
+pub use run_report::{MergeReport, Outcome, RunReport, Summary, TargetReport, TargetStatus, WithheldDeletes};

@@ -1,0 +1,42 @@
+//! Progress bars on stderr (indicatif), only when stderr is a terminal.
+
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{Event, EventSink};
+
+/// Shows one bar per phase.
+#[derive(Debug, Default)]
+pub struct ProgressBars {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl EventSink for ProgressBars {
+    fn emit(&self, event: Event) {
+        let mut slot = self.bar.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            Event::PhaseStarted { phase, total } => {
+                let bar = ProgressBar::new(total);
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix(phase.name());
+                *slot = Some(bar);
+            }
+            Event::Progress { target, .. } => {
+                if let Some(bar) = slot.as_ref() {
+                    bar.set_message(target);
+                    bar.inc(1);
+                }
+            }
+            Event::PhaseFinished { .. } => {
+                if let Some(bar) = slot.take() {
+                    bar.finish_and_clear();
+                }
+            }
+        }
+    }
+}

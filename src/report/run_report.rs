@@ -1,0 +1,249 @@
+//! `RunReport`: the one record of a run. Every output format, the GitHub outputs and the exit
+//! code are computed from it, so they can never disagree.
+
+use std::time::Duration;
+
+use crate::plan::{ApplyResult, Counts, TargetPlan};
+
+/// Outcome of one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetStatus {
+    /// Merged (and planned/applied if selected for sync) without errors.
+    Ok,
+    /// Failed; nothing more was done for it.
+    Failed {
+        /// In which phase.
+        phase: &'static str,
+        /// What went wrong (never a secret value).
+        error: String,
+        /// How to fix it.
+        hint: Option<String>,
+    },
+    /// Not run because something it depends on failed (or the run stopped).
+    Skipped {
+        /// Why.
+        because: String,
+    },
+}
+
+/// What the merge phase did for a target.
+#[derive(Debug, Clone, Default)]
+pub struct MergeReport {
+    /// Secrets in the merged result.
+    pub secrets: usize,
+    /// Writes to the merge store (creates, updates, deletes).
+    pub store_writes: u64,
+}
+
+/// One target's part of the run.
+#[derive(Debug, Clone)]
+pub struct TargetReport {
+    /// Name.
+    pub name: String,
+    /// Inheritance level (1 = imports no target).
+    pub level: usize,
+    /// `aws`, `vault` or `file`.
+    pub kind: &'static str,
+    /// Where it syncs to.
+    pub destination: String,
+    /// Its imports, in order.
+    pub imports: Vec<String>,
+    /// Selected for the sync phase (false for ancestors merged only for inheritance).
+    pub sync_selected: bool,
+    /// Merge outcome.
+    pub merge: Option<MergeReport>,
+    /// The plan, once planned (applied results are recorded in it).
+    pub plan: Option<TargetPlan>,
+    /// Outcome.
+    pub status: TargetStatus,
+    /// Time spent on it.
+    pub duration: Duration,
+}
+
+impl TargetReport {
+    /// Counts of planned actions.
+    pub fn counts(&self) -> Counts {
+        self.plan.as_ref().map(TargetPlan::counts).unwrap_or_default()
+    }
+
+    /// Writes that failed.
+    pub fn failed_writes(&self) -> u64 {
+        self.plan.as_ref().map_or(0, |p| {
+            p.changes
+                .iter()
+                .filter(|c| matches!(c.result, Some(ApplyResult::Failed(_))))
+                .count() as u64
+        })
+    }
+
+    /// Writes that succeeded.
+    pub fn applied_writes(&self) -> u64 {
+        self.plan.as_ref().map_or(0, |p| {
+            p.changes
+                .iter()
+                .filter(|c| c.result == Some(ApplyResult::Applied))
+                .count() as u64
+        })
+    }
+
+    /// Whether anything about this target needs attention.
+    pub fn has_problems(&self) -> bool {
+        self.status != TargetStatus::Ok || self.counts().problems() > 0 || self.failed_writes() > 0
+    }
+}
+
+/// Deletes held back because there were more than `max_deletes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WithheldDeletes {
+    /// Deletes planned in the run.
+    pub planned: u64,
+    /// The limit.
+    pub max: u64,
+}
+
+/// The outcome of a run, for exit codes and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing to change, no errors.
+    NoChanges,
+    /// Changes planned (dry run) or applied, no errors.
+    Changes,
+    /// Something failed or needs attention.
+    Failed,
+    /// Stopped by Ctrl-C.
+    Interrupted,
+}
+
+/// Summary numbers of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Targets selected for sync.
+    pub targets: u64,
+    /// Targets that failed.
+    pub targets_failed: u64,
+    /// Targets skipped.
+    pub targets_skipped: u64,
+    /// Planned actions, over the targets selected for sync.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Writes that changed something (creates, updates, deletes, restores, adoptions).
+    pub changes: u64,
+    /// Writes that succeeded.
+    pub applied: u64,
+    /// Writes that failed.
+    pub failed_writes: u64,
+}
+
+/// Everything a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// The merge phase ran.
+    pub merge_phase: bool,
+    /// The sync phase ran.
+    pub sync_phase: bool,
+    /// Every target the run touched, by level then name.
+    pub targets: Vec<TargetReport>,
+    /// Deletes withheld by `max_deletes`.
+    pub withheld_deletes: Option<WithheldDeletes>,
+    /// Ctrl-C stopped the run.
+    pub interrupted: bool,
+    /// Errors not tied to one target (e.g. the merge store).
+    pub errors: Vec<String>,
+    /// Total time.
+    pub duration: Duration,
+}
+
+impl RunReport {
+    /// Summary over the targets selected for sync.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for t in self.targets.iter().filter(|t| t.sync_selected) {
+            s.targets += 1;
+            match t.status {
+                TargetStatus::Failed { .. } => s.targets_failed += 1,
+                TargetStatus::Skipped { .. } => s.targets_skipped += 1,
+                TargetStatus::Ok => {}
+            }
+            s.counts.merge(&t.counts());
+            s.applied += t.applied_writes();
+            s.failed_writes += t.failed_writes();
+        }
+        for t in self.targets.iter().filter(|t| !t.sync_selected) {
+            if let TargetStatus::Failed { .. } = t.status {
+                s.targets_failed += 1;
+            }
+        }
+        s.changes = s.counts.changes();
+        s
+    }
+
+    /// Whether anything failed or needs attention.
+    pub fn has_problems(&self) -> bool {
+        !self.errors.is_empty()
+            || self.withheld_deletes.is_some()
+            || self.targets.iter().any(TargetReport::has_problems)
+    }
+
+    /// The outcome.
+    pub fn outcome(&self) -> Outcome {
+        if self.interrupted {
+            Outcome::Interrupted
+        } else if self.has_problems() {
+            Outcome::Failed
+        } else if self.summary().changes > 0 {
+            Outcome::Changes
+        } else {
+            Outcome::NoChanges
+        }
+    }
+
+    /// The process exit code (SPEC §4): 130 interrupted, 2 any error, 1 changes with
+    /// `--exit-code`, else 0.
+    pub fn exit_code(&self, exit_code_mode: bool) -> u8 {
+        match self.outcome() {
+            Outcome::Interrupted => 130,
+            Outcome::Failed => 2,
+            Outcome::Changes if exit_code_mode => 1,
+            Outcome::Changes | Outcome::NoChanges => 0,
+        }
+    }
+
+    /// Every problem as `(target, message)`, in report order.
+    pub fn problems(&self) -> Vec<(Option<String>, String)> {
+        let mut out: Vec<(Option<String>, String)> = self.errors.iter().map(|e| (None, e.clone())).collect();
+        if let Some(w) = self.withheld_deletes {
+            out.push((
+                None,
+                format!(
+                    "{} deletes planned but `max_deletes` is {}; no secret was deleted",
+                    w.planned, w.max
+                ),
+            ));
+        }
+        for t in &self.targets {
+            let name = Some(t.name.clone());
+            match &t.status {
+                TargetStatus::Failed { error, .. } => out.push((name.clone(), error.clone())),
+                TargetStatus::Skipped { because } if t.sync_selected => {
+                    out.push((name.clone(), format!("skipped: {because}")))
+                }
+                _ => {}
+            }
+            for c in t.plan.iter().flat_map(|p| &p.changes) {
+                if c.action.is_problem() {
+                    out.push((
+                        name.clone(),
+                        format!("{} `{}`: {}", c.action.name(), c.path, c.note.as_deref().unwrap_or("")),
+                    ));
+                }
+                if let Some(ApplyResult::Failed(err)) = &c.result {
+                    out.push((name.clone(), format!("cannot {} `{}`: {err}", c.action.name(), c.path)));
+                }
+            }
+        }
+        out
+    }
+}
