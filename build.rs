@@ -1,8 +1,8 @@
 //! Bakes the commit and build date into the binary for `secretsync version`.
 //!
 //! The date is the commit date, not the time of the build, so the same commit always builds
-//! the same binary. Container builds without `.git` pass SECRETSYNC_BUILD_COMMIT and
-//! SECRETSYNC_BUILD_DATE instead.
+//! the same binary. Container builds without `.git` pass `SECRETSYNC_BUILD_COMMIT` and
+//! `SECRETSYNC_BUILD_DATE` instead.
 
 use std::process::Command;
 

@@ -2,6 +2,8 @@
 //! generated from [`ALL`] (a test fails when it is stale), and every flag's `env = …` names a
 //! constant here, so the names in the code, the help and the docs cannot drift apart.
 
+use std::fmt::Write as _;
+
 /// Names of the `SECRETSYNC_*` variables (one per flag) and of the other variables read.
 pub struct EnvVars;
 
@@ -61,7 +63,7 @@ env_vars! {
     CHECK_AWS = "SECRETSYNC_CHECK_AWS";
     /// Check Vault access in `validate` (`--check-vault`).
     CHECK_VAULT = "SECRETSYNC_CHECK_VAULT";
-    /// Disables colour when set to anything (https://no-color.org).
+    /// Disables colour when set to anything (<https://no-color.org>).
     NO_COLOR = "NO_COLOR";
     /// Set to `true` by GitHub Actions: makes `github` the default output format.
     GITHUB_ACTIONS = "GITHUB_ACTIONS";
@@ -81,7 +83,7 @@ pub fn markdown() -> String {
          | Variable | Meaning |\n|---|---|\n",
     );
     for (name, doc) in ALL {
-        out.push_str(&format!("| `{name}` | {} |\n", doc.trim()));
+        let _ = writeln!(out, "| `{name}` | {} |", doc.trim());
     }
     out
 }

@@ -22,7 +22,7 @@ pub(super) fn run(global: &GlobalArgs, args: &GraphArgs, printer: Printer) -> Re
 }
 
 /// Levels, execution order and an inheritance tree.
-pub fn text(p: &Pipeline) -> String {
+pub(crate) fn text(p: &Pipeline) -> String {
     let mut out = String::from("Sources (level 0)\n");
     for (name, source) in &p.sources {
         let _ = writeln!(out, "  {name:<20} {}", source.describe());
@@ -82,7 +82,7 @@ fn quote(text: &str) -> String {
 }
 
 /// Graphviz DOT: sources as cylinders, targets as boxes, inheritance edges bold.
-pub fn dot(p: &Pipeline) -> String {
+pub(crate) fn dot(p: &Pipeline) -> String {
     let mut out = String::from("digraph secretsync {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n");
     out.push_str("  subgraph cluster_sources {\n    label=\"sources\";\n    style=dashed;\n");
     for (name, source) in &p.sources {
@@ -122,7 +122,7 @@ pub fn dot(p: &Pipeline) -> String {
 }
 
 /// A Mermaid flowchart.
-pub fn mermaid(p: &Pipeline) -> String {
+pub(crate) fn mermaid(p: &Pipeline) -> String {
     let ids: std::collections::BTreeMap<(bool, &str), String> = p
         .sources
         .keys()
@@ -160,7 +160,7 @@ pub fn mermaid(p: &Pipeline) -> String {
 }
 
 /// Machine-readable graph.
-pub fn json(p: &Pipeline) -> String {
+pub(crate) fn json(p: &Pipeline) -> String {
     let sources: Vec<serde_json::Value> = p
         .sources
         .iter()

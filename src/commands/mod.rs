@@ -15,7 +15,7 @@ use crate::error::{CliError, render_diagnostic};
 use crate::output::Printer;
 
 /// Runs a parsed command line; returns the exit code.
-pub async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError> {
+pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError> {
     let global = &cli.global;
     match &cli.command {
         Command::Pipeline(args) => pipeline::run(global, args, false, printer).await,

@@ -2,6 +2,7 @@
 //! render the report, write the report file and GitHub outputs, return the exit code.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -178,7 +179,10 @@ fn add_masks(report: &RunReport) -> String {
             }
         }
     }
-    masks.into_iter().map(|m| format!("::add-mask::{m}\n")).collect()
+    masks.into_iter().fold(String::new(), |mut out, m| {
+        let _ = writeln!(out, "::add-mask::{m}");
+        out
+    })
 }
 
 fn append_env_file(var: &str, text: &str) -> Result<(), CliError> {

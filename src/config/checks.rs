@@ -22,7 +22,7 @@ static ROOT_ID: LazyLock<Regex> = LazyLock::new(|| re(r"^r-[0-9a-z]{4,32}$"));
 static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| re(r"\{\{\s*([^{}]*?)\s*\}\}"));
 
 /// A 12-digit AWS account id.
-pub fn account_id(value: &str) -> Result<(), String> {
+pub(crate) fn account_id(value: &str) -> Result<(), String> {
     if value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
@@ -31,7 +31,7 @@ pub fn account_id(value: &str) -> Result<(), String> {
 }
 
 /// An AWS region name such as `us-east-1`.
-pub fn region(value: &str) -> Result<(), String> {
+pub(crate) fn region(value: &str) -> Result<(), String> {
     if REGION.is_match(value) {
         Ok(())
     } else {
@@ -40,7 +40,7 @@ pub fn region(value: &str) -> Result<(), String> {
 }
 
 /// An IAM role ARN (`arn:aws:iam::123456789012:role/Name`, paths allowed).
-pub fn role_arn(value: &str) -> Result<(), String> {
+pub(crate) fn role_arn(value: &str) -> Result<(), String> {
     if ROLE_ARN.is_match(value) {
         Ok(())
     } else {
@@ -51,7 +51,7 @@ pub fn role_arn(value: &str) -> Result<(), String> {
 }
 
 /// A role ARN template: must contain `{{.AccountID}}` and be an ARN once it is filled in.
-pub fn role_template(value: &str) -> Result<(), String> {
+pub(crate) fn role_template(value: &str) -> Result<(), String> {
     if !value.contains(super::pipeline::ACCOUNT_ID_PLACEHOLDER) {
         return Err(format!(
             "`{value}` must contain `{{{{.AccountID}}}}` so that each account gets its own role"
@@ -64,7 +64,7 @@ pub fn role_template(value: &str) -> Result<(), String> {
 
 /// A name for a source, target or dynamic target group. Names become path segments in merge
 /// stores, so they are restricted to letters, digits, `_`, `-` and `.`.
-pub fn name(value: &str) -> Result<(), String> {
+pub(crate) fn name(value: &str) -> Result<(), String> {
     if NAME.is_match(value) {
         Ok(())
     } else {
@@ -75,7 +75,7 @@ pub fn name(value: &str) -> Result<(), String> {
 }
 
 /// An `http(s)://host[:port][/path]` URL.
-pub fn url(value: &str) -> Result<(), String> {
+pub(crate) fn url(value: &str) -> Result<(), String> {
     let rest = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://"));
     match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace) => Ok(()),
@@ -84,7 +84,7 @@ pub fn url(value: &str) -> Result<(), String> {
 }
 
 /// An STS role session name.
-pub fn session_name(value: &str) -> Result<(), String> {
+pub(crate) fn session_name(value: &str) -> Result<(), String> {
     if SESSION_NAME.is_match(value) {
         Ok(())
     } else {
@@ -93,7 +93,7 @@ pub fn session_name(value: &str) -> Result<(), String> {
 }
 
 /// An STS external id (not echoed: it is often treated as a shared secret).
-pub fn external_id(value: &str) -> Result<(), String> {
+pub(crate) fn external_id(value: &str) -> Result<(), String> {
     if EXTERNAL_ID.is_match(value) {
         Ok(())
     } else {
@@ -102,7 +102,7 @@ pub fn external_id(value: &str) -> Result<(), String> {
 }
 
 /// A Secrets Manager name prefix.
-pub fn secret_prefix(value: &str) -> Result<(), String> {
+pub(crate) fn secret_prefix(value: &str) -> Result<(), String> {
     if value.len() <= 256 && AWS_NAME_CHARS.is_match(value) {
         Ok(())
     } else {
@@ -113,7 +113,7 @@ pub fn secret_prefix(value: &str) -> Result<(), String> {
 }
 
 /// An S3 bucket name.
-pub fn bucket(value: &str) -> Result<(), String> {
+pub(crate) fn bucket(value: &str) -> Result<(), String> {
     let ok = (3..=63).contains(&value.len())
         && value
             .bytes()
@@ -132,7 +132,7 @@ pub fn bucket(value: &str) -> Result<(), String> {
 }
 
 /// Tag keys and values we may write, and that do not collide with our ownership tags.
-pub fn tag(key: &str, value: &str) -> Result<(), String> {
+pub(crate) fn tag(key: &str, value: &str) -> Result<(), String> {
     if key.is_empty() || key.chars().count() > 128 {
         return Err(format!("tag key `{key}` must be 1–128 characters"));
     }
@@ -151,7 +151,7 @@ pub fn tag(key: &str, value: &str) -> Result<(), String> {
 }
 
 /// An Organizations OU id, root id, or OU path (`Workloads/Prod`).
-pub fn ou(value: &str) -> Result<(), String> {
+pub(crate) fn ou(value: &str) -> Result<(), String> {
     if value.starts_with("ou-") {
         return if OU_ID.is_match(value) {
             Ok(())
@@ -173,7 +173,7 @@ pub fn ou(value: &str) -> Result<(), String> {
 
 /// A discovered-target name template: only `{{account_id}}`, `{{account_name}}` and
 /// `{{tag:KEY}}`, and at least one of them (or every account would get the same name).
-pub fn name_template(value: &str) -> Result<(), String> {
+pub(crate) fn name_template(value: &str) -> Result<(), String> {
     let mut any = false;
     for capture in PLACEHOLDER.captures_iter(value) {
         let inner = &capture[1];
@@ -198,7 +198,7 @@ pub fn name_template(value: &str) -> Result<(), String> {
 }
 
 /// A regular expression.
-pub fn regex(value: &str) -> Result<(), String> {
+pub(crate) fn regex(value: &str) -> Result<(), String> {
     Regex::new(value).map(|_| ()).map_err(|err| {
         let detail = err.to_string();
         let last = detail

@@ -26,7 +26,11 @@ use crate::suggest;
 
 /// Compiles a parsed file. Returns the pipeline when there are no errors, plus all errors and
 /// warnings found.
-pub fn compile(raw: RawConfig, path: &Path, base_dir: &Path) -> (Option<Pipeline>, Vec<Diagnostic>, Vec<Diagnostic>) {
+pub(crate) fn compile(
+    raw: &RawConfig,
+    path: &Path,
+    base_dir: &Path,
+) -> (Option<Pipeline>, Vec<Diagnostic>, Vec<Diagnostic>) {
     let mut c = Compiler {
         base_dir,
         errors: Vec::new(),
@@ -918,20 +922,20 @@ impl Compiler<'_> {
                 if param.starts_with('/') || !param.is_empty() && !param.contains(' ') {
                     return Some(AccountsList::Ssm(param.to_owned()));
                 }
-            } else if let Some(file) = source.value.strip_prefix("file:") {
-                if !file.is_empty() {
-                    let p = Path::new(file);
-                    let path = if p.is_absolute() {
-                        p.to_path_buf()
-                    } else {
-                        self.base_dir.join(p)
-                    };
-                    return Some(AccountsList::File(FileLocation {
-                        written: file.to_owned(),
-                        mark: source.mark,
-                        path,
-                    }));
-                }
+            } else if let Some(file) = source.value.strip_prefix("file:")
+                && !file.is_empty()
+            {
+                let p = Path::new(file);
+                let path = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    self.base_dir.join(p)
+                };
+                return Some(AccountsList::File(FileLocation {
+                    written: file.to_owned(),
+                    mark: source.mark,
+                    path,
+                }));
             }
             self.error(source.mark, format!("`{}` is not an account list source", source.value))
                 .hint = Some("write `ssm:/parameter/name` or `file:accounts.json`".to_owned());

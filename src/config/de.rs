@@ -25,7 +25,7 @@ use super::yaml::{Node, NodeKind, Style};
 use crate::suggest;
 
 /// Shared state of one deserialisation: the diagnostics found so far and the environment.
-pub struct Context<'env> {
+pub(crate) struct Context<'env> {
     diagnostics: RefCell<Vec<Diagnostic>>,
     lookup: &'env dyn Fn(&str) -> Option<String>,
     key_hint: &'env dyn Fn(&str, &str) -> Option<String>,
@@ -34,7 +34,7 @@ pub struct Context<'env> {
 impl<'env> Context<'env> {
     /// A context reading variables through `lookup`; `key_hint(path, key)` may explain an
     /// unknown key (for keys of other tools' configs).
-    pub fn new(
+    pub(crate) fn new(
         lookup: &'env dyn Fn(&str) -> Option<String>,
         key_hint: &'env dyn Fn(&str, &str) -> Option<String>,
     ) -> Self {
@@ -46,7 +46,7 @@ impl<'env> Context<'env> {
     }
 
     /// The diagnostics recorded so far.
-    pub fn into_diagnostics(self) -> Vec<Diagnostic> {
+    pub(crate) fn into_diagnostics(self) -> Vec<Diagnostic> {
         self.diagnostics.into_inner()
     }
 
@@ -56,7 +56,7 @@ impl<'env> Context<'env> {
 }
 
 /// Deserialises `T` from `node`.
-pub fn from_node<'de, T: Deserialize<'de>>(node: &Node, cx: &Context<'_>) -> Result<T, DeError> {
+pub(crate) fn from_node<'de, T: Deserialize<'de>>(node: &Node, cx: &Context<'_>) -> Result<T, DeError> {
     T::deserialize(NodeDe {
         node,
         cx,
@@ -67,7 +67,7 @@ pub fn from_node<'de, T: Deserialize<'de>>(node: &Node, cx: &Context<'_>) -> Res
 
 /// The error type of [`NodeDe`]. `recorded` errors are already in the context.
 #[derive(Debug)]
-pub struct DeError {
+pub(crate) struct DeError {
     recorded: bool,
     message: String,
     hint: Option<String>,
@@ -119,7 +119,7 @@ impl de::Error for DeError {
 const SPANNED: &str = "$secretsync::Spanned";
 const SPANNED_FIELDS: &[&str] = &["$line", "$col", "$value"];
 /// Structs that also accept a list (the target shorthand `Review: [Staging]`).
-pub const LIST_SHORTHAND_STRUCT: &str = "$secretsync::Target";
+pub(crate) const LIST_SHORTHAND_STRUCT: &str = "$secretsync::Target";
 
 #[derive(Clone)]
 struct NodeDe<'a, 'env> {
@@ -129,7 +129,7 @@ struct NodeDe<'a, 'env> {
     is_key: bool,
 }
 
-impl<'a, 'env> NodeDe<'a, 'env> {
+impl<'a> NodeDe<'a, '_> {
     fn child(&self, node: &'a Node, path: String) -> Self {
         Self {
             node,
@@ -251,7 +251,6 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_, '_> {
                     None
                 } else {
                     match tag.as_deref() {
-                        Some("str") => None,
                         Some("bool") | None if matches!(text.as_str(), "true" | "True" | "TRUE") => {
                             Some(Scalar::Bool(true))
                         }
@@ -584,11 +583,11 @@ impl<'de> de::MapAccess<'de> for MapDe<'_, '_, '_> {
                 ));
                 continue;
             };
-            if let Some(fields) = self.fields {
-                if !fields.contains(&name.as_str()) {
-                    self.unknown_key(key, name, fields);
-                    continue;
-                }
+            if let Some(fields) = self.fields
+                && !fields.contains(&name.as_str())
+            {
+                self.unknown_key(key, name, fields);
+                continue;
             }
             let path = if self.parent.path.is_empty() {
                 name.clone()

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 /// Why a value could not be interpolated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InterpolationError {
+pub(crate) enum InterpolationError {
     /// `${NAME}` with `NAME` unset and no default.
     Unset(String),
     /// `${` without a closing `}`.
@@ -19,7 +19,7 @@ pub enum InterpolationError {
 
 impl InterpolationError {
     /// The message and hint for a diagnostic.
-    pub fn message_and_hint(&self) -> (String, String) {
+    pub(crate) fn message_and_hint(&self) -> (String, String) {
         match self {
             Self::Unset(name) => (
                 format!("environment variable `{name}` is not set (used as `${{{name}}}`)"),
@@ -42,7 +42,7 @@ impl InterpolationError {
 
 /// Substitutes variables in `text` using `lookup`. Returns the text unchanged (borrowed) when
 /// it contains no `$`.
-pub fn interpolate<'a>(
+pub(crate) fn interpolate<'a>(
     text: &'a str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Cow<'a, str>, InterpolationError> {

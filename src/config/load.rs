@@ -50,7 +50,7 @@ pub fn load_str(
     let cx = Context::new(env, &hint);
     let raw: RawConfig = from_node(&root, &cx).unwrap_or_default();
     errors.extend(cx.into_diagnostics());
-    let (pipeline, compile_errors, warnings) = compile(raw, path, base_dir);
+    let (pipeline, compile_errors, warnings) = compile(&raw, path, base_dir);
     errors.extend(compile_errors);
     errors.sort_by_key(|d| d.mark);
     match pipeline {

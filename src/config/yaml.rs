@@ -20,7 +20,7 @@ use super::diagnostics::{Diagnostic, Mark};
 /// How a scalar was written; only plain scalars are subject to type resolution
 /// (`true`, `12`, `null`); quoted and block scalars are always strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
+pub(crate) enum Style {
     /// Unquoted.
     Plain,
     /// `'…'` or `"…"`.
@@ -31,7 +31,7 @@ pub enum Style {
 
 /// A node of the parsed document.
 #[derive(Debug, Clone)]
-pub struct Node {
+pub(crate) struct Node {
     /// Where the node starts.
     pub mark: Mark,
     /// What it holds.
@@ -40,7 +40,7 @@ pub struct Node {
 
 /// The three YAML node kinds.
 #[derive(Debug, Clone)]
-pub enum NodeKind {
+pub(crate) enum NodeKind {
     /// A scalar with its text, style and optional core-schema tag (`str`, `int`, …).
     Scalar(String, Style, Option<String>),
     /// A sequence.
@@ -51,7 +51,7 @@ pub enum NodeKind {
 
 impl Node {
     /// Whether this is a null scalar (`~`, `null`, empty) — what `key:` with no value gives.
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         match &self.kind {
             NodeKind::Scalar(text, Style::Plain, None) => {
                 matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
@@ -62,7 +62,7 @@ impl Node {
     }
 
     /// A short description of the node's kind for error messages ("a list", "a string").
-    pub fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match &self.kind {
             NodeKind::Seq(_) => "a list",
             NodeKind::Map(_) => "a mapping",
@@ -83,7 +83,7 @@ const MAX_NODES: usize = 1_000_000;
 
 /// Parses one YAML document. Syntax errors stop parsing (one diagnostic); duplicate keys are
 /// collected and parsing goes on, so they are all reported together.
-pub fn parse(source: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
+pub(crate) fn parse(source: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(source);
     let mut documents = 0;
@@ -127,7 +127,7 @@ pub fn parse(source: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
                         kind: NodeKind::Scalar(text.into_owned(), style, tag),
                     },
                     anchor,
-                )?;
+                );
             }
             Event::SequenceStart(anchor, _) => builder.stack.push(Frame::new(mark, anchor, false)),
             Event::MappingStart(anchor, _) => builder.stack.push(Frame::new(mark, anchor, true)),
@@ -135,7 +135,7 @@ pub fn parse(source: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
                 let frame = builder.stack.pop().expect("parser balances start and end events");
                 let anchor = frame.anchor;
                 let node = frame.into_node(&mut builder.diagnostics)?;
-                builder.finish(node, anchor)?;
+                builder.finish(node, anchor);
             }
             Event::Alias(id) => {
                 let node = builder.anchors.get(&id).cloned().ok_or_else(|| {
@@ -146,7 +146,7 @@ pub fn parse(source: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
                     return Err(Diagnostic::error(mark, "aliases expand to more than 1,000,000 nodes")
                         .with_hint("the file repeats anchors recursively; write the values out instead"));
                 }
-                builder.finish(node, 0)?;
+                builder.finish(node, 0);
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
@@ -180,7 +180,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn finish(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
+    fn finish(&mut self, node: Node, anchor: usize) {
         self.nodes += 1;
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
@@ -189,7 +189,6 @@ impl Builder {
             Some(frame) => frame.push(node),
             None => self.root = Some(node),
         }
-        Ok(())
     }
 }
 
@@ -356,12 +355,14 @@ mod tests {
 
     #[test]
     fn bounds_alias_expansion() {
+        use std::fmt::Write as _;
         let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..8 {
             let p = i - 1;
-            src.push_str(&format!(
-                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
-            ));
+            let _ = writeln!(
+                src,
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]"
+            );
         }
         assert!(parse(&src).unwrap_err().message.contains("1,000,000"));
     }

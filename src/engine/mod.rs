@@ -6,6 +6,8 @@
 
 mod apply;
 mod run;
+#[cfg(test)]
+mod tests;
 
 pub use apply::execute as apply_plan;
 pub use run::{BuildFailure, Engine, RunOptions, Stores};

@@ -65,6 +65,20 @@ pub struct RunOptions {
 }
 
 type Merged = Result<(Arc<SecretSet>, MergeReport), TargetStatus>;
+/// A source's secrets, or why it could not be read (message, hint).
+type SourceRead = Result<Arc<SecretSet>, (String, Option<String>)>;
+/// A planned target and the store to apply the plan to.
+type Planned = (TargetPlan, Arc<dyn WritableStore>);
+/// A target's planning outcome and the time it took.
+type PlanOutcome = (String, Result<Planned, TargetStatus>, Duration);
+/// A target after applying: its plan with results, and its new status if it failed.
+type ApplyOutcome = (
+    String,
+    TargetPlan,
+    Arc<dyn WritableStore>,
+    Option<TargetStatus>,
+    Duration,
+);
 
 /// A run in progress.
 pub struct Engine<'a> {
@@ -74,7 +88,7 @@ pub struct Engine<'a> {
     events: &'a dyn EventSink,
     interrupt: CancellationToken,
     halt: CancellationToken,
-    sources: BTreeMap<String, OnceCell<Result<Arc<SecretSet>, (String, Option<String>)>>>,
+    sources: BTreeMap<String, OnceCell<SourceRead>>,
     merged: Mutex<BTreeMap<String, Merged>>,
     durations: Mutex<BTreeMap<String, Duration>>,
 }
@@ -126,6 +140,7 @@ impl<'a> Engine<'a> {
                     .map(|name| async move {
                         let t = Instant::now();
                         let result = self.merge_target(name).await;
+                        self.note_failure(result.as_ref().err());
                         self.events.emit(Event::Progress {
                             phase: Phase::Merge,
                             target: name.clone(),
@@ -136,7 +151,6 @@ impl<'a> Engine<'a> {
                     .collect()
                     .await;
                 for (name, result, elapsed) in results {
-                    self.record_failure(&result);
                     self.add_time(&name, elapsed);
                     self.merged_lock().insert(name, result);
                 }
@@ -156,7 +170,7 @@ impl<'a> Engine<'a> {
             }
         }
 
-        let mut plans: BTreeMap<String, (TargetPlan, Arc<dyn WritableStore>)> = BTreeMap::new();
+        let mut plans: BTreeMap<String, Planned> = BTreeMap::new();
         let mut statuses: BTreeMap<String, TargetStatus> = BTreeMap::new();
         if opts.sync_phase {
             let ready: Vec<(String, Arc<SecretSet>)> = opts
@@ -171,14 +185,11 @@ impl<'a> Engine<'a> {
                 phase: Phase::Plan,
                 total: ready.len() as u64,
             });
-            let planned: Vec<(
-                String,
-                Result<(TargetPlan, Arc<dyn WritableStore>), TargetStatus>,
-                Duration,
-            )> = stream::iter(ready)
+            let planned: Vec<PlanOutcome> = stream::iter(ready)
                 .map(|(name, desired)| async move {
                     let t = Instant::now();
                     let result = self.plan_target(&name, &desired).await;
+                    self.note_failure(result.as_ref().err());
                     self.events.emit(Event::Progress {
                         phase: Phase::Plan,
                         target: name.clone(),
@@ -196,7 +207,6 @@ impl<'a> Engine<'a> {
                         plans.insert(name, p);
                     }
                     Err(status) => {
-                        self.record_failure(&Err::<(), _>(status.clone()));
                         statuses.insert(name, status);
                     }
                 }
@@ -234,11 +244,10 @@ impl<'a> Engine<'a> {
             .or_default() += elapsed;
     }
 
-    fn record_failure<T>(&self, result: &Result<T, TargetStatus>) {
-        if let Err(TargetStatus::Failed { .. }) = result {
-            if !self.options.continue_on_error {
-                self.halt.cancel();
-            }
+    /// Stops the run after a failure when `continue_on_error` is false.
+    fn note_failure(&self, status: Option<&TargetStatus>) {
+        if matches!(status, Some(TargetStatus::Failed { .. })) && !self.options.continue_on_error {
+            self.halt.cancel();
         }
     }
 
@@ -262,7 +271,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    async fn read_source(&self, name: &str) -> Result<Arc<SecretSet>, (String, Option<String>)> {
+    async fn read_source(&self, name: &str) -> SourceRead {
         let cell = &self.sources[name];
         cell.get_or_init(|| async {
             let store = match &self.stores.sources.get(name) {
@@ -449,11 +458,7 @@ impl<'a> Engine<'a> {
         Ok((listing, actual))
     }
 
-    async fn plan_target(
-        &self,
-        name: &str,
-        desired: &SecretSet,
-    ) -> Result<(TargetPlan, Arc<dyn WritableStore>), TargetStatus> {
+    async fn plan_target(&self, name: &str, desired: &SecretSet) -> Result<Planned, TargetStatus> {
         if let Some(reason) = self.stop_reason() {
             return Err(reason);
         }
@@ -496,10 +501,7 @@ impl<'a> Engine<'a> {
         Ok((plan(desired, &listing, &actual, store.as_ref(), options), store))
     }
 
-    fn withhold_deletes(
-        &self,
-        plans: &mut BTreeMap<String, (TargetPlan, Arc<dyn WritableStore>)>,
-    ) -> Option<WithheldDeletes> {
+    fn withhold_deletes(&self, plans: &mut BTreeMap<String, Planned>) -> Option<WithheldDeletes> {
         let planned: u64 = plans
             .values()
             .map(|(p, _)| p.changes.iter().filter(|c| c.action == Action::Delete).count() as u64)
@@ -519,11 +521,7 @@ impl<'a> Engine<'a> {
         })
     }
 
-    async fn apply_all(
-        &self,
-        plans: &mut BTreeMap<String, (TargetPlan, Arc<dyn WritableStore>)>,
-        statuses: &mut BTreeMap<String, TargetStatus>,
-    ) {
+    async fn apply_all(&self, plans: &mut BTreeMap<String, Planned>, statuses: &mut BTreeMap<String, TargetStatus>) {
         let writes: u64 = plans
             .values()
             .map(|(p, _)| p.changes.iter().filter(|c| c.action.writes()).count() as u64)
@@ -536,13 +534,7 @@ impl<'a> Engine<'a> {
             .into_iter()
             .map(|(name, (plan, store))| (name, plan, store))
             .collect();
-        let done: Vec<(
-            String,
-            TargetPlan,
-            Arc<dyn WritableStore>,
-            Option<TargetStatus>,
-            Duration,
-        )> = stream::iter(jobs)
+        let done: Vec<ApplyOutcome> = stream::iter(jobs)
             .map(|(name, mut plan, store)| async move {
                 let t = Instant::now();
                 if let Some(reason) = self.stop_reason().filter(|_| plan.has_writes()) {
@@ -552,7 +544,7 @@ impl<'a> Engine<'a> {
                     self.events.emit(Event::Progress {
                         phase: Phase::Apply,
                         target: name.clone(),
-                    })
+                    });
                 };
                 let applied = apply::execute(
                     &mut plan,
@@ -568,7 +560,7 @@ impl<'a> Engine<'a> {
                     error: format!("{} of {} writes failed", applied.failed, applied.failed + applied.ok),
                     hint: None,
                 });
-                self.record_failure(&status.clone().map_or(Ok(()), Err));
+                self.note_failure(status.as_ref());
                 (name, plan, store, status, t.elapsed())
             })
             .buffer_unordered(self.options.sync_parallel.max(1))
@@ -587,7 +579,7 @@ impl<'a> Engine<'a> {
     fn assemble(
         &self,
         involved: &BTreeSet<String>,
-        mut plans: BTreeMap<String, (TargetPlan, Arc<dyn WritableStore>)>,
+        mut plans: BTreeMap<String, Planned>,
         mut statuses: BTreeMap<String, TargetStatus>,
     ) -> Vec<TargetReport> {
         let graph = &self.pipeline.graph;

@@ -42,10 +42,10 @@ impl SecretValue {
     /// Interprets a string the way secret stores that hold strings do: a JSON object becomes a
     /// JSON secret, anything else stays text.
     pub fn from_string(text: String) -> Self {
-        if text.trim_start().starts_with('{') {
-            if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) {
-                return Self::Json(map);
-            }
+        if text.trim_start().starts_with('{')
+            && let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text)
+        {
+            return Self::Json(map);
         }
         Self::Text(text)
     }

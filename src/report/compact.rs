@@ -1,5 +1,7 @@
 //! Compact output: one line, for logs and chat notifications.
 
+use std::fmt::Write as _;
+
 use super::RunReport;
 
 /// Renders the report as one line.
@@ -18,10 +20,7 @@ pub fn render(report: &RunReport) -> String {
     );
     let problems = report.problems().len();
     if problems > 0 {
-        line.push_str(&format!(
-            " · {problems} problem{}",
-            if problems == 1 { "" } else { "s" }
-        ));
+        let _ = write!(line, " · {problems} problem{}", if problems == 1 { "" } else { "s" });
     }
     if report.interrupted {
         line.push_str(" · interrupted");

@@ -68,15 +68,15 @@ fn render_target(out: &mut String, target: &TargetReport, report: &RunReport, st
         }
         TargetStatus::Ok => {}
     }
-    if let Some(merge) = &target.merge {
-        if !report.sync_phase {
-            let written = if report.dry_run {
-                String::new()
-            } else {
-                format!(", {} written to the merge store", merge.store_writes)
-            };
-            let _ = writeln!(out, "  merged {} secrets{written}", merge.secrets);
-        }
+    if let Some(merge) = &target.merge
+        && !report.sync_phase
+    {
+        let written = if report.dry_run {
+            String::new()
+        } else {
+            format!(", {} written to the merge store", merge.store_writes)
+        };
+        let _ = writeln!(out, "  merged {} secrets{written}", merge.secrets);
     }
     if let Some(plan) = &target.plan {
         let mut unchanged = 0;
@@ -161,24 +161,22 @@ fn render_change(out: &mut String, change: &Change, style: Styler, options: Huma
     }
 }
 
-fn printable(value: Option<&SecretValue>) -> Option<String> {
+fn printable(value: Option<&SecretValue>) -> String {
     match value {
-        None => Some(String::new()),
-        Some(SecretValue::Binary(bytes)) => Some(format!("<{} bytes of binary data>\n", bytes.len())),
+        None => String::new(),
+        Some(SecretValue::Binary(bytes)) => format!("<{} bytes of binary data>\n", bytes.len()),
         Some(v) => {
             let mut text = String::from_utf8_lossy(&v.to_bytes()).into_owned();
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            Some(text)
+            text
         }
     }
 }
 
 fn render_value_diff(out: &mut String, actual: Option<&SecretValue>, desired: Option<&SecretValue>, style: Styler) {
-    let (Some(before), Some(after)) = (printable(actual), printable(desired)) else {
-        return;
-    };
+    let (before, after) = (printable(actual), printable(desired));
     let diff = TextDiff::from_lines(&before, &after);
     for change in diff.iter_all_changes() {
         let text = change.value().trim_end_matches('\n');

@@ -10,7 +10,7 @@ use crate::plan::{Action, ApplyResult, KeyDiff};
 pub const REPORT_VERSION: u32 = 1;
 
 #[derive(Serialize)]
-struct Report<'a> {
+struct JsonReport<'a> {
     report_version: u32,
     tool: Tool,
     config: &'a str,
@@ -73,6 +73,7 @@ struct ChangeEntry<'a> {
     error: Option<&'a str>,
 }
 
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde passes a reference to the field")]
 fn is_empty_diff(diff: &&KeyDiff) -> bool {
     diff.added.is_empty() && diff.removed.is_empty() && diff.changed.is_empty()
 }
@@ -155,7 +156,7 @@ pub fn render(report: &RunReport, config: &str, exit_code_mode: bool) -> String 
             }
         })
         .collect();
-    let json = Report {
+    let json = JsonReport {
         report_version: REPORT_VERSION,
         tool: Tool {
             name: "secretsync",

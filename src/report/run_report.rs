@@ -228,7 +228,7 @@ impl RunReport {
             match &t.status {
                 TargetStatus::Failed { error, .. } => out.push((name.clone(), error.clone())),
                 TargetStatus::Skipped { because } if t.sync_selected => {
-                    out.push((name.clone(), format!("skipped: {because}")))
+                    out.push((name.clone(), format!("skipped: {because}")));
                 }
                 _ => {}
             }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Capabilities, EntryMeta, ErrorClass, Listing, MergeStore, Owner, Store, StoreError, WritableStore};
+use super::{Capabilities, EntryMeta, ErrorClass, Listing, MergeStore, Store, StoreError, WritableStore};
 use crate::model::{SecretPath, SecretSet, SecretValue};
 
 /// The ownership manifest's file name (at the store's root).
@@ -104,7 +104,7 @@ impl Inner {
         )
     }
 
-    fn invalid(&self, message: String) -> StoreError {
+    fn invalid(&self, message: impl std::fmt::Display) -> StoreError {
         StoreError::new(ErrorClass::Invalid, format!("{}: {message}", self.name()))
     }
 
@@ -154,7 +154,7 @@ impl Inner {
                 let (secret, value) = if let Some(stem) = rel.strip_suffix(".json") {
                     let bytes = fs::read(&path).map_err(|e| self.io("read", &path, e))?;
                     match json_object(&bytes) {
-                        Some(map) => (stem.to_owned(), values.then(|| SecretValue::Json(map))),
+                        Some(map) => (stem.to_owned(), values.then_some(SecretValue::Json(map))),
                         None => (rel.clone(), values.then(|| other_value(bytes))),
                     }
                 } else if values {
@@ -520,6 +520,7 @@ impl MergeStore for FileMergeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Owner;
 
     fn p(s: &str) -> SecretPath {
         SecretPath::parse(s).unwrap()

@@ -15,7 +15,7 @@ mod build;
 pub mod conformance;
 mod error;
 mod file;
-mod memory;
+pub mod memory;
 mod read_only;
 
 pub use build::{BuildError, build_merge_store, build_source, build_target};

@@ -1,0 +1,462 @@
+//! Engine behaviour against memory stores: what runs, what is skipped, what is written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, RunOptions, Stores};
+use crate::config::{Pipeline, load_str};
+use crate::model::{SecretPath, SecretValue};
+use crate::plan::{Action, ApplyResult};
+use crate::report::{NoEvents, RunReport, TargetStatus};
+use crate::store::memory::FailOn;
+use crate::store::{ErrorClass, MemoryMergeStore, MemoryStore, MergeStore, Owner, Store, WritableStore};
+
+fn p(s: &str) -> SecretPath {
+    SecretPath::parse(s).unwrap()
+}
+
+fn json(s: &str) -> SecretValue {
+    SecretValue::from_string(s.to_owned())
+}
+
+const CONFIG: &str = "
+sources:
+  base: { file: { path: ./base } }
+  extra: { file: { path: ./extra } }
+  prod-overrides: { file: { path: ./prod } }
+targets:
+  Staging: { file: { path: ./t/staging }, imports: [base, extra] }
+  Production: { file: { path: ./t/production }, imports: [Staging, prod-overrides] }
+  Review: { file: { path: ./t/review }, imports: [Production] }
+  Other: { file: { path: ./t/other }, imports: [base] }
+";
+
+struct World {
+    pipeline: Pipeline,
+    sources: BTreeMap<String, Arc<MemoryStore>>,
+    targets: BTreeMap<String, Arc<MemoryStore>>,
+    merge: Option<Arc<MemoryMergeStore>>,
+}
+
+impl World {
+    fn new(config: &str) -> Self {
+        let pipeline = load_str(config, Path::new("p.yaml"), Path::new("/nowhere"), &|_| None).unwrap();
+        let sources = pipeline
+            .sources
+            .keys()
+            .map(|k| (k.clone(), Arc::new(MemoryStore::new(k))))
+            .collect();
+        let targets = pipeline
+            .targets
+            .keys()
+            .map(|k| (k.clone(), Arc::new(MemoryStore::new(k))))
+            .collect();
+        Self {
+            pipeline,
+            sources,
+            targets,
+            merge: None,
+        }
+    }
+
+    fn standard() -> Self {
+        let w = Self::new(CONFIG);
+        w.sources["base"].insert(&p("db"), json(r#"{"user":"app","hosts":["a"]}"#), None);
+        w.sources["base"].insert(&p("token"), SecretValue::Text("base-token".into()), None);
+        w.sources["extra"].insert(&p("db"), json(r#"{"hosts":["b"],"port":5432}"#), None);
+        w.sources["prod-overrides"].insert(&p("db"), json(r#"{"port":6543}"#), None);
+        w.sources["prod-overrides"].insert(&p("token"), SecretValue::Text("prod-token".into()), None);
+        w
+    }
+
+    fn stores(&self) -> Stores {
+        Stores {
+            sources: self
+                .sources
+                .iter()
+                .map(|(k, v)| (k.clone(), Ok(Arc::clone(v) as Arc<dyn Store>)))
+                .collect(),
+            targets: self
+                .targets
+                .iter()
+                .map(|(k, v)| (k.clone(), Ok(Arc::clone(v) as Arc<dyn WritableStore>)))
+                .collect(),
+            merge: self.merge.as_ref().map(|m| Arc::clone(m) as Arc<dyn MergeStore>),
+        }
+    }
+
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            dry_run: false,
+            merge_phase: true,
+            sync_phase: true,
+            selected: self.pipeline.targets.keys().cloned().collect(),
+            merge_parallel: 2,
+            sync_parallel: 2,
+            continue_on_error: true,
+            delete_orphans: false,
+            max_deletes: 50,
+            adopt: false,
+        }
+    }
+
+    async fn run(&self, options: &RunOptions) -> RunReport {
+        let stores = self.stores();
+        Engine::new(&self.pipeline, &stores, options, &NoEvents, CancellationToken::new())
+            .run()
+            .await
+    }
+}
+
+fn status<'a>(report: &'a RunReport, name: &str) -> &'a TargetStatus {
+    &report.targets.iter().find(|t| t.name == name).unwrap().status
+}
+
+#[tokio::test]
+async fn merges_in_import_order_with_inheritance() {
+    let w = World::standard();
+    let report = w.run(&w.options()).await;
+    assert_eq!(report.exit_code(false), 0);
+    let staging = w.targets["Staging"].snapshot();
+    assert!(staging[&p("db")].semantic_eq(&json(r#"{"user":"app","hosts":["a","b"],"port":5432}"#)));
+    let production = w.targets["Production"].snapshot();
+    assert!(production[&p("db")].semantic_eq(&json(r#"{"user":"app","hosts":["a","b"],"port":6543}"#)));
+    assert!(production[&p("token")].semantic_eq(&SecretValue::Text("prod-token".into())));
+    assert_eq!(w.targets["Review"].snapshot().len(), 2, "Review inherits Production");
+    assert_eq!(
+        w.targets["Staging"].owner(&p("db")),
+        Some(Owner::Target("Staging".into()))
+    );
+    let again = w.run(&w.options()).await;
+    assert_eq!(again.summary().changes, 0, "a second run changes nothing");
+    assert_eq!(again.exit_code(true), 0);
+}
+
+#[tokio::test]
+async fn a_failed_source_fails_its_importers_and_skips_their_dependents() {
+    let w = World::standard();
+    w.sources["extra"].fail(FailOn::List, ErrorClass::Transient);
+    let report = w.run(&w.options()).await;
+    assert!(
+        matches!(status(&report, "Staging"), TargetStatus::Failed { phase: "merge", error, .. } if error.contains("cannot read source `extra`"))
+    );
+    assert_eq!(
+        status(&report, "Production"),
+        &TargetStatus::Skipped {
+            because: "it imports target `Staging`, which failed".into()
+        }
+    );
+    assert_eq!(
+        status(&report, "Review"),
+        &TargetStatus::Skipped {
+            because: "it imports target `Production`, which did not run".into()
+        }
+    );
+    assert_eq!(
+        status(&report, "Other"),
+        &TargetStatus::Ok,
+        "unrelated targets still run"
+    );
+    assert_eq!(w.targets["Other"].snapshot().len(), 2);
+    for name in ["Staging", "Production", "Review"] {
+        assert_eq!(w.targets[name].writes(), 0, "{name} must not receive a partial bundle");
+    }
+    assert_eq!(report.exit_code(false), 2);
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_anywhere() {
+    let mut w = World::standard();
+    w.merge = Some(Arc::new(MemoryMergeStore::default()));
+    w.targets["Staging"].insert(&p("old"), SecretValue::Text("x".into()), Some("Staging"));
+    let options = RunOptions {
+        dry_run: true,
+        delete_orphans: true,
+        ..w.options()
+    };
+    let report = w.run(&options).await;
+    assert!(report.summary().changes > 0);
+    assert_eq!(report.exit_code(true), 1);
+    assert_eq!(report.exit_code(false), 0);
+    for store in w.targets.values() {
+        assert_eq!(store.writes(), 0);
+    }
+    let merge = w.merge.as_ref().unwrap();
+    assert!(!merge.has_result("Staging").await.unwrap());
+    assert!(merge.scope("Staging").snapshot().is_empty());
+    let staging = report.targets.iter().find(|t| t.name == "Staging").unwrap();
+    assert!(
+        staging
+            .plan
+            .as_ref()
+            .unwrap()
+            .changes
+            .iter()
+            .any(|c| c.action == Action::Delete && c.path == p("old"))
+    );
+}
+
+#[tokio::test]
+async fn too_many_deletes_withholds_every_delete() {
+    let w = World::standard();
+    for i in 0..3 {
+        w.targets["Staging"].insert(&p(&format!("stale{i}")), SecretValue::Text("x".into()), Some("Staging"));
+        w.targets["Other"].insert(&p(&format!("stale{i}")), SecretValue::Text("x".into()), Some("Other"));
+    }
+    let options = RunOptions {
+        delete_orphans: true,
+        max_deletes: 5,
+        ..w.options()
+    };
+    let report = w.run(&options).await;
+    assert_eq!(report.withheld_deletes.map(|w| (w.planned, w.max)), Some((6, 5)));
+    assert_eq!(
+        w.targets["Staging"].snapshot().len(),
+        5,
+        "no delete happened, creates did"
+    );
+    assert_eq!(report.exit_code(false), 2);
+
+    let options = RunOptions {
+        delete_orphans: true,
+        max_deletes: 6,
+        ..w.options()
+    };
+    let report = w.run(&options).await;
+    assert_eq!(report.withheld_deletes, None);
+    assert_eq!(w.targets["Staging"].snapshot().len(), 2);
+    assert_eq!(report.exit_code(false), 0);
+}
+
+#[tokio::test]
+async fn orphans_are_kept_unless_deletes_are_on_and_unmanaged_secrets_are_never_touched() {
+    let w = World::standard();
+    w.targets["Other"].insert(&p("mine"), SecretValue::Text("x".into()), Some("Other"));
+    w.targets["Other"].insert(&p("human"), SecretValue::Text("x".into()), None);
+    let report = w.run(&w.options()).await;
+    let other = report.targets.iter().find(|t| t.name == "Other").unwrap();
+    assert_eq!(other.counts().orphan, 1);
+    assert!(w.targets["Other"].snapshot().contains_key(&p("mine")));
+    w.run(&RunOptions {
+        delete_orphans: true,
+        ..w.options()
+    })
+    .await;
+    let left = w.targets["Other"].snapshot();
+    assert!(!left.contains_key(&p("mine")));
+    assert!(left.contains_key(&p("human")));
+}
+
+#[tokio::test]
+async fn conflicts_block_only_their_secret_and_adopt_takes_over() {
+    let w = World::standard();
+    w.targets["Other"].insert(&p("token"), SecretValue::Text("hand-made".into()), None);
+    let report = w.run(&w.options()).await;
+    let other = report.targets.iter().find(|t| t.name == "Other").unwrap();
+    assert_eq!(other.counts().conflict, 1);
+    assert_eq!(report.exit_code(false), 2, "a conflict needs attention");
+    assert!(w.targets["Other"].snapshot()[&p("token")].semantic_eq(&SecretValue::Text("hand-made".into())));
+    assert!(
+        w.targets["Other"].snapshot().contains_key(&p("db")),
+        "other secrets are still synced"
+    );
+    let report = w
+        .run(&RunOptions {
+            adopt: true,
+            ..w.options()
+        })
+        .await;
+    assert_eq!(report.exit_code(false), 0);
+    assert_eq!(
+        w.targets["Other"].owner(&p("token")),
+        Some(Owner::Target("Other".into()))
+    );
+    assert!(w.targets["Other"].snapshot()[&p("token")].semantic_eq(&SecretValue::Text("base-token".into())));
+}
+
+#[tokio::test]
+async fn stopping_on_error_skips_the_targets_that_had_not_started() {
+    let w = World::standard();
+    w.sources["base"].fail(FailOn::List, ErrorClass::Auth);
+    let options = RunOptions {
+        continue_on_error: false,
+        merge_parallel: 1,
+        ..w.options()
+    };
+    let report = w.run(&options).await;
+    let failed = report
+        .targets
+        .iter()
+        .filter(|t| matches!(t.status, TargetStatus::Failed { .. }))
+        .count();
+    assert_eq!(failed, 1, "the first failure stops the run");
+    assert!(
+        report
+            .targets
+            .iter()
+            .any(|t| matches!(&t.status, TargetStatus::Skipped { because } if because.contains("continue_on_error")))
+    );
+}
+
+#[tokio::test]
+async fn target_selection_merges_ancestors_but_syncs_only_what_was_asked() {
+    let w = World::standard();
+    let options = RunOptions {
+        selected: BTreeSet::from(["Review".to_owned()]),
+        ..w.options()
+    };
+    let report = w.run(&options).await;
+    assert_eq!(w.targets["Review"].snapshot().len(), 2);
+    assert_eq!(
+        w.targets["Staging"].writes() + w.targets["Production"].writes() + w.targets["Other"].writes(),
+        0
+    );
+    let names: Vec<&str> = report.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["Staging", "Production", "Review"]);
+    assert_eq!(report.summary().targets, 1);
+}
+
+#[tokio::test]
+async fn the_merge_store_feeds_sync_only_runs_and_loses_stale_entries() {
+    let mut w = World::standard();
+    w.merge = Some(Arc::new(MemoryMergeStore::default()));
+    let merge = Arc::clone(w.merge.as_ref().unwrap());
+    let sync_only = RunOptions {
+        merge_phase: false,
+        ..w.options()
+    };
+    let report = w.run(&sync_only).await;
+    assert!(
+        matches!(status(&report, "Staging"), TargetStatus::Failed { hint: Some(h), .. } if h.contains("merge phase first"))
+    );
+
+    w.run(&RunOptions {
+        sync_phase: false,
+        ..w.options()
+    })
+    .await;
+    assert_eq!(merge.scope("Production").snapshot().len(), 2);
+    assert!(
+        w.targets.values().all(|t| t.writes() == 0),
+        "merge-only writes no target"
+    );
+    w.sources["prod-overrides"].insert(&p("prod-only"), SecretValue::Text("p".into()), None);
+    w.run(&RunOptions {
+        sync_phase: false,
+        ..w.options()
+    })
+    .await;
+    assert!(merge.scope("Production").snapshot().contains_key(&p("prod-only")));
+    let prod_source = Arc::new(MemoryStore::new("prod-overrides"));
+    prod_source.insert(&p("db"), json(r#"{"port":6543}"#), None);
+    w.sources.insert("prod-overrides".into(), prod_source);
+    w.run(&RunOptions {
+        sync_phase: false,
+        ..w.options()
+    })
+    .await;
+    assert!(
+        !merge.scope("Production").snapshot().contains_key(&p("prod-only")),
+        "stale merged entries are removed"
+    );
+
+    let report = w.run(&sync_only).await;
+    assert_eq!(report.exit_code(false), 0);
+    assert!(
+        w.targets["Production"].snapshot()[&p("db")]
+            .semantic_eq(&json(r#"{"user":"app","hosts":["a","b"],"port":6543}"#))
+    );
+}
+
+#[tokio::test]
+async fn a_failed_write_fails_its_target_and_the_run() {
+    let w = World::standard();
+    w.targets["Other"].fail(FailOn::Write, ErrorClass::Auth);
+    let report = w.run(&w.options()).await;
+    assert!(matches!(
+        status(&report, "Other"),
+        TargetStatus::Failed { phase: "apply", .. }
+    ));
+    let other = report.targets.iter().find(|t| t.name == "Other").unwrap();
+    assert!(
+        other
+            .plan
+            .as_ref()
+            .unwrap()
+            .changes
+            .iter()
+            .all(|c| matches!(c.result, Some(ApplyResult::Failed(_))))
+    );
+    assert_eq!(status(&report, "Staging"), &TargetStatus::Ok);
+    assert_eq!(report.exit_code(false), 2);
+}
+
+#[tokio::test]
+async fn an_interrupted_run_stops_writing_and_exits_130() {
+    let w = World::standard();
+    let stores = w.stores();
+    let token = CancellationToken::new();
+    token.cancel();
+    let report = Engine::new(&w.pipeline, &stores, &w.options(), &NoEvents, token)
+        .run()
+        .await;
+    assert!(report.interrupted);
+    assert_eq!(report.exit_code(true), 130);
+    assert!(w.targets.values().all(|t| t.writes() == 0));
+}
+
+fn arb_value() -> impl Strategy<Value = SecretValue> {
+    prop_oneof![
+        "[a-c]{0,3}".prop_map(SecretValue::Text),
+        prop::collection::vec(any::<u8>(), 0..4).prop_map(SecretValue::Binary),
+        prop::collection::btree_map("[a-c]", 0i64..3, 0..3)
+            .prop_map(|m| SecretValue::Json(m.into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect())),
+    ]
+}
+
+fn arb_set() -> impl Strategy<Value = BTreeMap<String, SecretValue>> {
+    prop::collection::btree_map("[a-e](/[a-c])?", arb_value(), 0..8)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// Applying a plan to a store holding `actual` yields `desired`, and re-planning yields no
+    /// changes; secrets we do not own and do not want are never touched.
+    #[test]
+    fn applying_a_plan_converges(desired in arb_set(), owned in arb_set(), unmanaged in arb_set()) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let w = World::new("sources: { s: { file: { path: ./s } } }\ntargets: { T: { file: { path: ./t }, imports: [s] } }\n");
+            for (path, value) in &desired {
+                w.sources["s"].insert(&p(path), value.clone(), None);
+            }
+            let target = &w.targets["T"];
+            for (path, value) in &owned {
+                target.insert(&p(path), value.clone(), Some("T"));
+            }
+            for (path, value) in unmanaged.iter().filter(|(k, _)| !owned.contains_key(*k)) {
+                target.insert(&p(path), value.clone(), None);
+            }
+            let options = RunOptions { delete_orphans: true, adopt: true, max_deletes: 1000, ..w.options() };
+            let first = w.run(&options).await;
+            prop_assert_eq!(first.exit_code(false), 0);
+            let state = target.snapshot();
+            for (path, value) in &desired {
+                prop_assert!(state[&p(path)].semantic_eq(value));
+            }
+            for (path, value) in &state {
+                if !desired.contains_key(path.as_str()) {
+                    prop_assert!(unmanaged.contains_key(path.as_str()) && !owned.contains_key(path.as_str()), "only unmanaged extras remain");
+                    prop_assert!(value.semantic_eq(&unmanaged[path.as_str()]), "unmanaged secrets are untouched");
+                }
+            }
+            let second = w.run(&options).await;
+            prop_assert_eq!(second.summary().changes, 0);
+            Ok(())
+        })?;
+    }
+}
