@@ -27,19 +27,19 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Pipeline file.
-    #[arg(short = 'c', long, global = true, env = EnvVars::CONFIG, default_value = "config.yaml", value_name = "FILE")]
+    #[arg(short = 'c', long, global = true, help_heading = "Global options", env = EnvVars::CONFIG, default_value = "config.yaml", value_name = "FILE")]
     pub config: PathBuf,
     /// Log level [default: the file's `log.level`, else warn].
-    #[arg(long, global = true, env = EnvVars::LOG_LEVEL, value_enum, value_name = "LEVEL")]
+    #[arg(long, global = true, help_heading = "Global options", env = EnvVars::LOG_LEVEL, value_enum, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
     /// Log format [default: the file's `log.format`, else text].
-    #[arg(long, global = true, env = EnvVars::LOG_FORMAT, value_enum, value_name = "FORMAT")]
+    #[arg(long, global = true, help_heading = "Global options", env = EnvVars::LOG_FORMAT, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
     /// When to use colours (`NO_COLOR` also turns them off).
-    #[arg(long, global = true, env = EnvVars::COLOR, value_enum, default_value_t, value_name = "WHEN")]
+    #[arg(long, global = true, help_heading = "Global options", env = EnvVars::COLOR, value_enum, default_value_t, value_name = "WHEN")]
     pub color: ColorChoice,
     /// Never show progress bars (they only appear on a terminal anyway).
-    #[arg(long, global = true, env = EnvVars::NO_PROGRESS)]
+    #[arg(long, global = true, help_heading = "Global options", env = EnvVars::NO_PROGRESS, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_progress: bool,
 }
 
@@ -121,31 +121,31 @@ pub struct PipelineArgs {
     #[arg(long, env = EnvVars::TARGETS, value_delimiter = ',', value_name = "NAMES")]
     pub targets: Vec<String>,
     /// Run only the merge phase.
-    #[arg(long, env = EnvVars::MERGE_ONLY, conflicts_with = "sync_only")]
+    #[arg(long, env = EnvVars::MERGE_ONLY, conflicts_with = "sync_only", value_parser = clap::builder::BoolishValueParser::new())]
     pub merge_only: bool,
     /// Run only the sync phase, reading merged results from the merge store.
-    #[arg(long, env = EnvVars::SYNC_ONLY)]
+    #[arg(long, env = EnvVars::SYNC_ONLY, value_parser = clap::builder::BoolishValueParser::new())]
     pub sync_only: bool,
     /// Plan only: read everything, write nothing anywhere.
-    #[arg(long, env = EnvVars::DRY_RUN)]
+    #[arg(long, env = EnvVars::DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
     /// Discover dynamic targets.
-    #[arg(long, env = EnvVars::DISCOVER)]
+    #[arg(long, env = EnvVars::DISCOVER, value_parser = clap::builder::BoolishValueParser::new())]
     pub discover: bool,
     /// Output format [default: github inside GitHub Actions, else human].
     #[arg(short = 'o', long, env = EnvVars::OUTPUT, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
     /// Show which keys change in each secret (human output).
-    #[arg(long, env = EnvVars::DIFF)]
+    #[arg(long, env = EnvVars::DIFF, value_parser = clap::builder::BoolishValueParser::new())]
     pub diff: bool,
     /// Exit 1 when there are changes (0 when in sync, 2 on errors).
-    #[arg(long, env = EnvVars::EXIT_CODE)]
+    #[arg(long, env = EnvVars::EXIT_CODE, value_parser = clap::builder::BoolishValueParser::new())]
     pub exit_code: bool,
     /// Show secret values in the diff (human output only; never in JSON or GitHub output).
-    #[arg(long, env = EnvVars::SHOW_VALUES)]
+    #[arg(long, env = EnvVars::SHOW_VALUES, value_parser = clap::builder::BoolishValueParser::new())]
     pub show_values: bool,
     /// Take over same-named secrets that secretsync did not create.
-    #[arg(long, env = EnvVars::ADOPT)]
+    #[arg(long, env = EnvVars::ADOPT, value_parser = clap::builder::BoolishValueParser::new())]
     pub adopt: bool,
     /// Most deletes in this run; more withholds every delete [default: `pipeline.sync.max_deletes`].
     #[arg(long, env = EnvVars::MAX_DELETES, value_name = "N")]
@@ -165,10 +165,10 @@ pub struct PipelineArgs {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Also check AWS credentials and access.
-    #[arg(long, env = EnvVars::CHECK_AWS)]
+    #[arg(long, env = EnvVars::CHECK_AWS, value_parser = clap::builder::BoolishValueParser::new())]
     pub check_aws: bool,
     /// Also check Vault connectivity, auth and mounts.
-    #[arg(long, env = EnvVars::CHECK_VAULT)]
+    #[arg(long, env = EnvVars::CHECK_VAULT, value_parser = clap::builder::BoolishValueParser::new())]
     pub check_vault: bool,
 }
 

@@ -71,7 +71,8 @@ fn load(global: &GlobalArgs, printer: Printer) -> Result<Pipeline, CliError> {
 }
 
 /// Starts logging to stderr: flags win over the pipeline file, which wins over the defaults
-/// (`warn`, text).
+/// (`warn`, text). Text logs carry no timestamp (terminals and CI runners add their own, and
+/// output stays reproducible); JSON logs do.
 fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
     let level = global
         .log_level
@@ -102,7 +103,7 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
     };
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_ansi(color).compact().try_init(),
+        LogFormat::Text => builder.with_ansi(color).without_time().compact().try_init(),
     };
 }
 

@@ -58,7 +58,10 @@ pub(super) async fn run(
             OutputFormat::Human
         });
     if args.show_values && output != OutputFormat::Human {
-        tracing::warn!("--show-values only applies to human output; values are never written to {output:?} output");
+        tracing::warn!(
+            "--show-values only applies to human output; values are never written to {} output",
+            format!("{output:?}").to_lowercase()
+        );
     }
 
     let merge_phase = !args.sync_only;

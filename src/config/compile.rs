@@ -228,12 +228,12 @@ impl Compiler<'_> {
         }
     }
 
-    fn kv_version(&mut self, value: Option<&Spanned<u8>>) -> Option<u8> {
+    fn kv_version(&mut self, value: Option<&Spanned<u8>>, path: &str) -> Option<u8> {
         let v = value?;
         if v.value == 1 || v.value == 2 {
             Some(v.value)
         } else {
-            self.error(v.mark, "`kv_version` must be 1 or 2");
+            self.error(v.mark, format!("`{path}.kv_version` must be 1 or 2, not {}", v.value));
             None
         }
     }
@@ -508,7 +508,7 @@ impl Compiler<'_> {
                 .flatten()
                 .filter_map(|p| self.subtree(p, &format!("`{path}.vault.paths`")))
                 .collect();
-            let kv_version = self.kv_version(v.kv_version.as_ref());
+            let kv_version = self.kv_version(v.kv_version.as_ref(), &format!("{path}.vault"));
             let address = self.checked(v.address.as_ref(), &format!("`{path}.vault.address`"), checks::url);
             let max_depth = v
                 .max_traversal_depth
@@ -616,7 +616,7 @@ impl Compiler<'_> {
             return Some(MergeStoreSpec::Vault(VaultLocation {
                 mount,
                 paths: prefix.into_iter().collect(),
-                kv_version: self.kv_version(v.kv_version.as_ref()),
+                kv_version: self.kv_version(v.kv_version.as_ref(), "merge_store.vault"),
                 address: None,
                 namespace: None,
                 max_traversal_depth: None,
@@ -747,7 +747,7 @@ impl Compiler<'_> {
             TargetKind::Vault(VaultLocation {
                 mount: mount?,
                 paths: folder.into_iter().collect(),
-                kv_version: self.kv_version(v.kv_version.as_ref()),
+                kv_version: self.kv_version(v.kv_version.as_ref(), &format!("{path}.vault")),
                 address: None,
                 namespace: None,
                 max_traversal_depth: None,

@@ -29,6 +29,7 @@ pub(crate) struct Context<'env> {
     diagnostics: RefCell<Vec<Diagnostic>>,
     lookup: &'env dyn Fn(&str) -> Option<String>,
     key_hint: &'env dyn Fn(&str, &str) -> Option<String>,
+    shape_hint: &'env dyn Fn(&str, &str) -> Option<String>,
 }
 
 impl<'env> Context<'env> {
@@ -37,11 +38,13 @@ impl<'env> Context<'env> {
     pub(crate) fn new(
         lookup: &'env dyn Fn(&str) -> Option<String>,
         key_hint: &'env dyn Fn(&str, &str) -> Option<String>,
+        shape_hint: &'env dyn Fn(&str, &str) -> Option<String>,
     ) -> Self {
         Self {
             diagnostics: RefCell::new(Vec::new()),
             lookup,
             key_hint,
+            shape_hint,
         }
     }
 
@@ -171,12 +174,12 @@ impl<'a> NodeDe<'a, '_> {
     }
 
     fn wrong_kind<T>(&self, expected: &str) -> Result<T, DeError> {
-        let hint = match (&self.node.kind, expected) {
+        let hint = (self.cx.shape_hint)(&self.path, expected).or(match (&self.node.kind, expected) {
             (NodeKind::Scalar(..), "a list") if !self.node.is_null() => {
                 Some("write `[value]` for a list of one".to_owned())
             }
             _ => None,
-        };
+        });
         self.fail(format!("expected {expected}, found {}", self.node.describe()), hint)
     }
 

@@ -6,7 +6,7 @@ use super::compile::compile;
 use super::de::{Context, from_node};
 use super::diagnostics::{ConfigError, Diagnostic, Mark};
 use super::pipeline::Pipeline;
-use super::raw::{RawConfig, legacy_key_hint};
+use super::raw::{RawConfig, legacy_key_hint, shape_hint};
 use super::yaml;
 
 /// Loads and validates the pipeline file at `path`, reading `${VAR}`s through `env`.
@@ -47,7 +47,8 @@ pub fn load_str(
     };
     let (root, mut errors) = yaml::parse(text).map_err(|d| invalid(vec![d], Vec::new()))?;
     let hint = |p: &str, k: &str| legacy_key_hint(p, k);
-    let cx = Context::new(env, &hint);
+    let shape = |p: &str, e: &str| shape_hint(p, e);
+    let cx = Context::new(env, &hint, &shape);
     let raw: RawConfig = from_node(&root, &cx).unwrap_or_default();
     errors.extend(cx.into_diagnostics());
     let (pipeline, compile_errors, warnings) = compile(&raw, path, base_dir);

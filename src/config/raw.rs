@@ -603,6 +603,18 @@ impl JsonSchema for Ignored {
     }
 }
 
+/// A hint for a value of the wrong shape at `path`, for shapes other tools accepted.
+pub fn shape_hint(path: &str, expected: &str) -> Option<String> {
+    let hint = match (path, expected) {
+        ("vault.auth.token", "a mapping") => "write `token: { token: ${VAULT_TOKEN} }`; the token goes one level down",
+        (p, "a mapping") if p.ends_with(".tags") || p == "targets" || p == "sources" => {
+            "write `key: value` pairs, one per line"
+        }
+        _ => return None,
+    };
+    Some(hint.to_owned())
+}
+
 /// A hint for keys of other tools' configs (jbcom/secretsync, its README and docs) that we
 /// do not accept, saying what to write instead.
 pub fn legacy_key_hint(path: &str, key: &str) -> Option<String> {

@@ -1,1 +1,10 @@
+//! Integration tests: the real binary on temporary copies of the examples and fixtures.
+//!
+//! One test binary (not one per file) so the crate is linked once.
 
+mod bad_configs;
+mod cli;
+mod deepmerge_python;
+mod graph_render;
+mod quickstart;
+mod support;

@@ -1,0 +1,188 @@
+//! The command line: help, version, errors, environment fallbacks, generated files.
+
+use crate::support::{TestEnv, repo};
+
+fn quickstart() -> TestEnv {
+    let env = TestEnv::new();
+    env.copy_from_repo("examples/quickstart");
+    env
+}
+
+const CONFIG: &str = "examples/quickstart/pipeline.yaml";
+
+#[test]
+fn help_texts() {
+    let env = TestEnv::new();
+    for args in [
+        &["--help"][..],
+        &["pipeline", "--help"],
+        &["validate", "--help"],
+        &["graph", "--help"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.code, 0);
+        insta::assert_snapshot!(format!("help_{}", args.join("_").trim_start_matches("--")), out.stdout);
+    }
+}
+
+#[test]
+fn version_names_commit_and_build_date() {
+    let out = TestEnv::new().run(&["version"]);
+    assert_eq!(out.code, 0);
+    let line = out.stdout.trim();
+    assert!(
+        line.starts_with(&format!("secretsync {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{line}"
+    );
+    assert!(line.contains(", built "), "{line}");
+    assert_eq!(
+        TestEnv::new().run(&["--version"]).stdout,
+        out.stdout,
+        "--version is the long form"
+    );
+    let short = TestEnv::new().run(&["-V"]);
+    assert_eq!(short.stdout.trim(), format!("secretsync {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = TestEnv::new();
+    let out = env.run(&["pipeline", "--shard", "3/3"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("out of range"), "{}", out.stderr);
+    assert_eq!(env.run(&["pipeline", "--merge-only", "--sync-only"]).code, 2);
+    assert_eq!(env.run(&["frobnicate"]).code, 2);
+}
+
+#[test]
+fn a_missing_config_says_how_to_name_one() {
+    let out = TestEnv::new().run(&["validate"]);
+    assert_eq!(out.code, 2);
+    insta::assert_snapshot!(out.snapshot());
+}
+
+#[test]
+fn unknown_targets_are_listed_with_the_valid_names() {
+    let env = quickstart();
+    let out = env.run(&["plan", "-c", CONFIG, "--targets", "Prodution,Review,Nope"]);
+    assert_eq!(out.code, 2);
+    insta::assert_snapshot!(out.snapshot());
+    let out = env.run(&["plan", "-c", CONFIG, "--targets", "platform"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("`platform` is a source, not a target"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn flags_fall_back_to_secretsync_environment_variables() {
+    let env = quickstart();
+    let out = env.run_with(
+        &["pipeline"],
+        &[
+            ("SECRETSYNC_CONFIG", CONFIG),
+            ("SECRETSYNC_DRY_RUN", "true"),
+            ("SECRETSYNC_TARGETS", "Review"),
+            ("SECRETSYNC_OUTPUT", "compact"),
+            ("SECRETSYNC_EXIT_CODE", "1"),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.snapshot());
+    assert_eq!(out.stdout, "secretsync: dry run · 1 target · +5 ~0 -0 =0\n");
+    assert!(
+        !env.exists("examples/quickstart/targets/review"),
+        "SECRETSYNC_DRY_RUN=true means nothing is written"
+    );
+    let out = env.run_with(
+        &["pipeline", "-c", CONFIG, "-o", "compact"],
+        &[("SECRETSYNC_DRY_RUN", "false"), ("SECRETSYNC_TARGETS", "Review")],
+    );
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert!(
+        env.exists("examples/quickstart/targets/review"),
+        "SECRETSYNC_DRY_RUN=false applies"
+    );
+}
+
+#[test]
+fn github_actions_defaults_to_github_output() {
+    let env = quickstart();
+    let out = env.run_with(&["plan", "-c", CONFIG], &[("GITHUB_ACTIONS", "true")]);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.starts_with("::group::Staging"), "{}", out.stdout);
+}
+
+#[test]
+fn features_of_later_issues_fail_clearly() {
+    let env = quickstart();
+    for args in [
+        &["plan", "-c", CONFIG, "--discover"][..],
+        &["discover", "-c", CONFIG],
+        &["validate", "-c", CONFIG, "--check-aws"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.code, 2, "{args:?}");
+        assert!(
+            out.stderr.contains("is not available yet: it lands with issue #"),
+            "{}",
+            out.stderr
+        );
+    }
+    env.write(
+        "aws.yaml",
+        "sources:\n  s: { file: { path: ./examples/quickstart/sources/platform } }\ntargets:\n  Prod: { account_id: \"111111111111\", imports: [s] }\n  Local: { file: { path: ./local }, imports: [s] }\n",
+    );
+    let out = env.run(&["pipeline", "-c", "aws.yaml"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stdout
+            .contains("AWS Secrets Manager targets are not supported yet: they land with issue #5"),
+        "{}",
+        out.stdout
+    );
+    assert!(env.exists("local/feature-flags.json"), "other targets still run");
+    insta::assert_snapshot!(out.snapshot());
+}
+
+#[test]
+fn schema_is_generated_and_committed() {
+    let out = TestEnv::new().run(&["schema"]);
+    assert_eq!(out.code, 0);
+    let schema: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(schema["title"], "secretsync pipeline");
+    assert!(schema["properties"]["targets"].is_object());
+    let path = repo().join("schema/pipeline.schema.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != out.stdout {
+        if std::env::var_os("SECRETSYNC_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &out.stdout).unwrap();
+        } else {
+            panic!(
+                "schema/pipeline.schema.json is stale; regenerate it with `SECRETSYNC_BLESS=1 cargo nextest run schema`"
+            );
+        }
+    }
+}
+
+#[test]
+fn completions_are_generated() {
+    let out = TestEnv::new().run(&["completions", "bash"]);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("secretsync"));
+    assert!(out.stdout.contains("--dry-run"));
+}
+
+#[test]
+fn every_example_validates() {
+    for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
+        let dir = entry.unwrap().path();
+        let config = dir.join("pipeline.yaml");
+        if config.exists() {
+            let out = TestEnv::new().run(&["validate", "-c", config.to_str().unwrap()]);
+            assert_eq!(out.code, 0, "{}: {}", config.display(), out.snapshot());
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The bundled offline example, run the way the README tells users to run it.
+
+use crate::support::{TestEnv, files};
+
+const CONFIG: &str = "examples/quickstart/pipeline.yaml";
+
+fn quickstart() -> TestEnv {
+    let env = TestEnv::new();
+    env.copy_from_repo("examples/quickstart");
+    env
+}
+
+#[test]
+fn dry_run_shows_creates_updates_and_a_delete_and_exits_1() {
+    let env = quickstart();
+    let before = files(&env.path().join("examples/quickstart"));
+    let out = env.run(&["pipeline", "-c", CONFIG, "--dry-run", "--exit-code"]);
+    assert_eq!(out.code, 1, "{}", out.snapshot());
+    assert!(out.stdout.contains("+ api/stripe"));
+    assert!(out.stdout.contains("~ database/main"));
+    assert!(out.stdout.contains("- legacy/old-api-token"));
+    assert!(
+        !out.stdout.contains("EXAMPLE"),
+        "values must not be printed without --show-values"
+    );
+    assert_eq!(
+        files(&env.path().join("examples/quickstart")),
+        before,
+        "a dry run writes nothing, not even the merge store"
+    );
+    insta::assert_snapshot!("quickstart_dry_run", out.snapshot());
+}
+
+#[test]
+fn apply_then_rerun_is_a_no_op_then_deletes_only_owned_files() {
+    let env = quickstart();
+    let out = env.run(&["pipeline", "-c", CONFIG]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    insta::assert_snapshot!("quickstart_apply", out.snapshot());
+
+    let staging = "examples/quickstart/targets/staging";
+    assert!(
+        !env.exists(&format!("{staging}/legacy/old-api-token")),
+        "the owned orphan is deleted"
+    );
+    assert!(env.exists(&format!("{staging}/README.md")), "the human's file is kept");
+    let db: serde_json::Value = serde_json::from_str(&env.read(&format!("{staging}/database/main.json"))).unwrap();
+    assert_eq!(db["user"], "payments", "payments wins over platform");
+    assert_eq!(db["password"], "EXAMPLE-payments-staging-password");
+    assert_eq!(
+        db["options"]["sslmode"], "require",
+        "nested keys from platform survive the deep merge"
+    );
+    let prod: serde_json::Value =
+        serde_json::from_str(&env.read("examples/quickstart/targets/production/database/main.json")).unwrap();
+    assert_eq!(prod["host"], "db.prod.internal");
+    assert_eq!(prod["options"]["pool_size"], 20);
+    assert_eq!(
+        env.read("examples/quickstart/targets/production/webhooks/signing-secret"),
+        "whsec_EXAMPLE_staging_signing_secret"
+    );
+    assert!(
+        env.exists("examples/quickstart/.merged/Production/database/main.json"),
+        "the merge store holds the merged result"
+    );
+
+    let again = env.run(&["pipeline", "-c", CONFIG, "--exit-code", "-o", "json"]);
+    assert_eq!(again.code, 0, "{}", again.snapshot());
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(report["summary"]["changes"], 0);
+    assert_eq!(report["summary"]["applied"], 0, "zero writes on a re-run");
+
+    env.write("examples/quickstart/targets/review/notes.txt", "a human's file");
+    std::fs::remove_file(
+        env.path()
+            .join("examples/quickstart/sources/payments/webhooks/signing-secret"),
+    )
+    .unwrap();
+    let out = env.run(&["pipeline", "-c", CONFIG, "--exit-code"]);
+    assert_eq!(out.code, 1, "{}", out.snapshot());
+    for target in ["staging", "production", "review"] {
+        assert!(
+            !env.exists(&format!("examples/quickstart/targets/{target}/webhooks/signing-secret")),
+            "{target}: the removed secret is deleted"
+        );
+    }
+    assert!(env.exists("examples/quickstart/targets/review/notes.txt"));
+    assert!(env.exists(&format!("{staging}/README.md")));
+    assert!(env.exists("examples/quickstart/targets/production/README.md"));
+}
+
+#[test]
+fn sync_only_reads_the_merge_store() {
+    let env = quickstart();
+    let out = env.run(&["pipeline", "-c", CONFIG, "--sync-only"]);
+    assert_eq!(out.code, 2, "no merged result yet: {}", out.snapshot());
+    assert!(out.stdout.contains("run the merge phase first"), "{}", out.stdout);
+    assert_eq!(env.run(&["pipeline", "-c", CONFIG, "--merge-only"]).code, 0);
+    assert!(
+        !env.exists("examples/quickstart/targets/review"),
+        "--merge-only writes no target"
+    );
+    let out = env.run(&["pipeline", "-c", CONFIG, "--sync-only", "--targets", "Review"]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert!(env.exists("examples/quickstart/targets/review/api/stripe.json"));
+    assert!(
+        !env.exists("examples/quickstart/targets/production/api"),
+        "only the requested target is synced"
+    );
+}
+
+#[test]
+fn json_report_and_github_outputs() {
+    let env = quickstart();
+    let out = env.run(&["plan", "-c", CONFIG, "-o", "json", "--report", "report.json"]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert_eq!(
+        out.stdout,
+        env.read("report.json"),
+        "--report writes the same JSON report"
+    );
+    assert!(!out.stdout.contains("EXAMPLE"));
+    insta::assert_snapshot!("quickstart_json_report", crate::support::redact_timings(&out.stdout));
+
+    let github_output = env.path().join("github_output");
+    let summary = env.path().join("step_summary");
+    let out = env.run_with(
+        &["plan", "-c", CONFIG, "--show-values"],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_OUTPUT", github_output.to_str().unwrap()),
+            ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert!(
+        !out.stdout.contains("EXAMPLE"),
+        "--show-values never reaches GitHub output"
+    );
+    insta::assert_snapshot!("quickstart_github", out.snapshot());
+    insta::assert_snapshot!("quickstart_github_output", env.read("github_output"));
+    insta::assert_snapshot!("quickstart_step_summary", env.read("step_summary"));
+}
+
+#[test]
+fn show_values_prints_value_diffs_only_when_asked() {
+    let env = quickstart();
+    let out = env.run(&["plan", "-c", CONFIG, "--targets", "Staging", "--show-values"]);
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stdout.contains("- EXAMPLE-old-staging-password")
+            || out
+                .stdout
+                .contains("-   \"password\": \"EXAMPLE-old-staging-password\""),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("EXAMPLE-payments-staging-password"));
+    let compact = env.run(&["plan", "-c", CONFIG, "-o", "compact"]);
+    assert_eq!(compact.stdout, "secretsync: dry run · 3 targets · +15 ~1 -1 =0\n");
+}
+
+#[test]
+fn shards_split_the_example_without_breaking_inheritance() {
+    let env = quickstart();
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let out = env.run(&["plan", "-c", CONFIG, "-o", "json", "--shard", &format!("{i}/3")]);
+        assert_eq!(out.code, 0, "{}", out.snapshot());
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        for t in report["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["synced"] == true)
+        {
+            seen.push(t["name"].as_str().unwrap().to_owned());
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["Production", "Review", "Staging"],
+        "every target in exactly one shard"
+    );
+}

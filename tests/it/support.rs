@@ -1,0 +1,156 @@
+//! Test harness: run the real `secretsync` binary in a temporary directory and capture what a
+//! user would see, with machine-specific parts (temp paths, timings) redacted for snapshots.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A scratch directory plus helpers to run the binary in it.
+pub struct TestEnv {
+    dir: tempfile::TempDir,
+}
+
+/// What one run printed.
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The run in the shape snapshots use (exit code, stdout, stderr).
+    pub fn snapshot(&self) -> String {
+        redact_timings(&format!(
+            "exit_code: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+            self.code, self.stdout, self.stderr
+        ))
+    }
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating folders).
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Copies a folder of the repository (e.g. `examples/quickstart`) into the scratch dir.
+    pub fn copy_from_repo(&self, rel: &str) -> PathBuf {
+        let from = repo().join(rel);
+        let to = self.path().join(rel);
+        copy_dir(&from, &to);
+        to
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path().join(rel).exists()
+    }
+
+    /// Runs `secretsync args…` in the scratch dir with a clean, deterministic environment.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_secretsync"));
+        cmd.args(args).current_dir(self.path());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("SECRETSYNC_") || key.starts_with("GITHUB_") || key == "NO_COLOR" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("SECRETSYNC_COLOR", "never")
+            .env("SECRETSYNC_NO_PROGRESS", "true");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run secretsync");
+        let redact = |bytes: &[u8]| self.redact(&String::from_utf8_lossy(bytes));
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: redact(&out.stdout),
+            stderr: redact(&out.stderr),
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        text.replace(&self.path().display().to_string(), "[TMP]")
+    }
+}
+
+/// Replaces timings (which vary run to run) with `[MS]`.
+pub fn redact_timings(text: &str) -> String {
+    let ms = regex_lite_replace(text, "\"duration_ms\": ", "[MS]");
+    regex_lite_replace(&ms, "\"total_ms\": ", "[MS]")
+}
+
+/// Replaces the number after each `marker` with `with`.
+fn regex_lite_replace(text: &str, marker: &str, with: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        out.push_str(&rest[..at + marker.len()]);
+        rest = &rest[at + marker.len()..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 {
+            out.push_str(with);
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() == ".merged" {
+                continue;
+            }
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Every file under `root` (relative, sorted), for asserting what a run wrote.
+pub fn files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                out.push(entry.path().strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
