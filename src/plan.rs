@@ -244,10 +244,16 @@ impl Counts {
 }
 
 /// The plan for one target.
+///
+/// Unchanged secrets are only counted: at organisation scale (10,000 secrets × 1,000
+/// accounts) almost everything is unchanged, and keeping a record (and the current value)
+/// per unchanged secret would dominate memory.
 #[derive(Debug, Clone, Default)]
 pub struct TargetPlan {
-    /// Every secret in scope, sorted by path (unchanged ones included).
+    /// Every secret that is not unchanged, sorted by path.
     pub changes: Vec<Change>,
+    /// Secrets already as desired.
+    pub unchanged: u64,
     /// Whether deletes were allowed (complete listing and imports).
     pub deletes_allowed: bool,
 }
@@ -255,7 +261,10 @@ pub struct TargetPlan {
 impl TargetPlan {
     /// Counts by action.
     pub fn counts(&self) -> Counts {
-        let mut counts = Counts::default();
+        let mut counts = Counts {
+            unchanged: self.unchanged,
+            ..Counts::default()
+        };
         for change in &self.changes {
             counts.add(change.action);
         }
@@ -356,6 +365,9 @@ pub fn plan(
         changes.push(change);
     }
     mark_collisions(&mut changes, store);
+    let before = changes.len();
+    changes.retain(|c| c.action != Action::Unchanged);
+    let unchanged = (before - changes.len()) as u64;
 
     for (path, meta) in &listing.entries {
         if desired.contains_key(path) || meta.pending_deletion || meta.owner != Owner::Target(options.target.to_owned())
@@ -375,6 +387,7 @@ pub fn plan(
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     TargetPlan {
         changes,
+        unchanged,
         deletes_allowed: options.complete && options.delete_orphans,
     }
 }
@@ -499,11 +512,11 @@ mod tests {
                 ("dying".into(), Action::Restore),
                 ("foreign".into(), Action::Conflict),
                 ("new".into(), Action::Create),
-                ("same".into(), Action::Unchanged),
                 ("sibling".into(), Action::Conflict),
                 ("stale".into(), Action::Orphan),
             ]
         );
+        assert_eq!(plan_keep.unchanged, 1, "`same` is unchanged (1 vs 1.0)");
         let changed = &plan_keep.changes[0];
         assert_eq!(
             (

@@ -34,12 +34,7 @@ pub fn render(report: &RunReport) -> String {
             escape_data(&t.name),
             if changes == 1 { "" } else { "s" }
         );
-        for c in t
-            .plan
-            .iter()
-            .flat_map(|p| &p.changes)
-            .filter(|c| c.action != Action::Unchanged)
-        {
+        for c in t.plan.iter().flat_map(|p| &p.changes) {
             let result = match &c.result {
                 Some(ApplyResult::Failed(e)) => format!(" — failed: {e}"),
                 _ => String::new(),

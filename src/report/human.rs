@@ -79,21 +79,17 @@ fn render_target(out: &mut String, target: &TargetReport, report: &RunReport, st
         let _ = writeln!(out, "  merged {} secrets{written}", merge.secrets);
     }
     if let Some(plan) = &target.plan {
-        let mut unchanged = 0;
         for change in &plan.changes {
-            if change.action == Action::Unchanged {
-                unchanged += 1;
-                continue;
-            }
             render_change(out, change, style, options);
         }
-        if unchanged > 0 || plan.changes.is_empty() {
-            let text = if plan.changes.iter().all(|c| c.action == Action::Unchanged) {
-                format!("✓ in sync ({unchanged} unchanged)")
-            } else {
-                format!("= {unchanged} unchanged")
-            };
-            let _ = writeln!(out, "  {}", style.dimmed(&text));
+        if plan.changes.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {}",
+                style.dimmed(&format!("✓ in sync ({} unchanged)", plan.unchanged))
+            );
+        } else if plan.unchanged > 0 {
+            let _ = writeln!(out, "  {}", style.dimmed(&format!("= {} unchanged", plan.unchanged)));
         }
     }
     out.push('\n');

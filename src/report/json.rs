@@ -114,7 +114,6 @@ pub fn render(report: &RunReport, config: &str, exit_code_mode: bool) -> String 
                 .plan
                 .iter()
                 .flat_map(|p| &p.changes)
-                .filter(|c| c.action != Action::Unchanged)
                 .map(|c| {
                     let (result, error) = match &c.result {
                         None => (None, None),

@@ -22,7 +22,7 @@ pub enum FailOn {
 
 #[derive(Debug, Default)]
 struct State {
-    secrets: BTreeMap<SecretPath, (SecretValue, Owner, bool)>,
+    secrets: BTreeMap<SecretPath, (Arc<SecretValue>, Owner, bool)>,
     failures: Vec<(FailOn, ErrorClass)>,
     writes: u64,
 }
@@ -49,6 +49,11 @@ impl MemoryStore {
 
     /// Adds a secret directly (test setup), owned by `owner` if given.
     pub fn insert(&self, path: &SecretPath, value: SecretValue, owner: Option<&str>) {
+        self.insert_shared(path, Arc::new(value), owner);
+    }
+
+    /// Adds a secret whose value is shared with other stores (large test fixtures).
+    pub fn insert_shared(&self, path: &SecretPath, value: Arc<SecretValue>, owner: Option<&str>) {
         let owner = owner.map_or(Owner::Unmanaged, |o| Owner::Target(o.to_owned()));
         self.state().secrets.insert(path.clone(), (value, owner, false));
     }
@@ -71,7 +76,7 @@ impl MemoryStore {
             .secrets
             .iter()
             .filter(|(_, e)| !e.2)
-            .map(|(p, (v, _, _))| (p.clone(), v.clone()))
+            .map(|(p, (v, _, _))| (p.clone(), (**v).clone()))
             .collect()
     }
 
@@ -132,7 +137,7 @@ impl Store for MemoryStore {
 
     async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
         self.check(FailOn::Get)?;
-        Ok(self.state().secrets.get(path).map(|(v, _, _)| v.clone()))
+        Ok(self.state().secrets.get(path).map(|(v, _, _)| (**v).clone()))
     }
 
     async fn get_many(&self, paths: &[SecretPath]) -> Result<Vec<(SecretPath, Option<SecretValue>)>, StoreError> {
@@ -140,7 +145,7 @@ impl Store for MemoryStore {
         let state = self.state();
         Ok(paths
             .iter()
-            .map(|p| (p.clone(), state.secrets.get(p).map(|(v, _, _)| v.clone())))
+            .map(|p| (p.clone(), state.secrets.get(p).map(|(v, _, _)| (**v).clone())))
             .collect())
     }
 }
@@ -150,9 +155,10 @@ impl WritableStore for MemoryStore {
     async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
         self.check(FailOn::Write)?;
         let mut state = self.state();
-        state
-            .secrets
-            .insert(path.clone(), (value.clone(), Owner::Target(owner.to_owned()), false));
+        state.secrets.insert(
+            path.clone(),
+            (Arc::new(value.clone()), Owner::Target(owner.to_owned()), false),
+        );
         state.writes += 1;
         Ok(())
     }

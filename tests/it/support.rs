@@ -5,20 +5,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A scratch directory plus helpers to run the binary in it.
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     dir: tempfile::TempDir,
 }
 
 /// What one run printed.
-pub struct Output {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Output {
     /// The run in the shape snapshots use (exit code, stdout, stderr).
-    pub fn snapshot(&self) -> String {
+    pub(crate) fn snapshot(&self) -> String {
         redact_timings(&format!(
             "exit_code: {}\n----- stdout -----\n{}----- stderr -----\n{}",
             self.code, self.stdout, self.stderr
@@ -27,18 +27,18 @@ impl Output {
 }
 
 impl TestEnv {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Writes a file (creating folders).
-    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    pub(crate) fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, contents).unwrap();
@@ -46,27 +46,27 @@ impl TestEnv {
     }
 
     /// Copies a folder of the repository (e.g. `examples/quickstart`) into the scratch dir.
-    pub fn copy_from_repo(&self, rel: &str) -> PathBuf {
+    pub(crate) fn copy_from_repo(&self, rel: &str) -> PathBuf {
         let from = repo().join(rel);
         let to = self.path().join(rel);
         copy_dir(&from, &to);
         to
     }
 
-    pub fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
-    pub fn exists(&self, rel: &str) -> bool {
+    pub(crate) fn exists(&self, rel: &str) -> bool {
         self.path().join(rel).exists()
     }
 
     /// Runs `secretsync args…` in the scratch dir with a clean, deterministic environment.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.run_with(args, &[])
     }
 
-    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_secretsync"));
         cmd.args(args).current_dir(self.path());
         for (key, _) in std::env::vars() {
@@ -94,7 +94,7 @@ impl TestEnv {
 }
 
 /// Replaces timings (which vary run to run) with `[MS]`.
-pub fn redact_timings(text: &str) -> String {
+pub(crate) fn redact_timings(text: &str) -> String {
     let ms = regex_lite_replace(text, "\"duration_ms\": ", "[MS]");
     regex_lite_replace(&ms, "\"total_ms\": ", "[MS]")
 }
@@ -117,7 +117,7 @@ fn regex_lite_replace(text: &str, marker: &str, with: &str) -> String {
 }
 
 /// The repository root.
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -138,7 +138,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Every file under `root` (relative, sorted), for asserting what a run wrote.
-pub fn files(root: &Path) -> Vec<String> {
+pub(crate) fn files(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {
