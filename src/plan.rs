@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::model::{SecretPath, SecretSet, SecretValue, ValueKind};
-use crate::store::{Listing, Owner, Store};
+use crate::store::{EntryMeta, Listing, Owner, Store};
 
 /// What the plan does with one secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -141,9 +141,11 @@ pub struct Change {
     pub path: SecretPath,
     /// What to do.
     pub action: Action,
-    /// Whether the value must also be written (always for create/update; for restore and adopt
+    /// Whether the value must also be written (always for create/update/adopt; for restore
     /// when the value differs).
     pub write_value: bool,
+    /// Whether the desired value differs from the current one (or there is none).
+    pub differs: bool,
     /// Kind of the desired value (or of the current one for deletes).
     pub kind: Option<ValueKind>,
     /// Kind of the current value when it changes kind.
@@ -168,6 +170,7 @@ impl Change {
             path,
             action,
             write_value: false,
+            differs: false,
             kind: None,
             previous_kind: None,
             keys: KeyDiff::default(),
@@ -292,6 +295,9 @@ pub struct PlanOptions<'a> {
 
 /// Plans `target` from its desired set, its listing and the current values of the desired
 /// secrets that exist (`actual`). `store` answers storability questions only.
+///
+/// The three inputs are sorted maps, so they are walked together in one pass (as rclone's
+/// `march` walks source and destination) instead of being looked up secret by secret.
 pub fn plan(
     desired: &SecretSet,
     listing: &Listing,
@@ -299,92 +305,39 @@ pub fn plan(
     store: &dyn Store,
     options: PlanOptions<'_>,
 ) -> TargetPlan {
-    let mut changes: Vec<Change> = Vec::with_capacity(desired.len());
+    let mut changes: Vec<Change> = Vec::new();
+    let mut unchanged = 0u64;
+    let mut names = StorageNames::default();
+    let mut listed = listing.entries.iter().peekable();
+    let mut values = actual.iter().peekable();
     for (path, value) in desired {
-        let mut change = Change::new(path.clone(), Action::Create);
-        change.kind = Some(value.kind());
-        change.desired = Some(Arc::clone(value));
-        if let Err(reason) = store.check_value(path, value) {
-            change.action = Action::Invalid;
-            change.note = Some(reason);
-            changes.push(change);
-            continue;
+        while let Some((orphan_path, meta)) = listed.next_if(|(p, _)| *p < path) {
+            changes.extend(orphan(orphan_path, meta, options));
         }
-        let current = actual.get(path);
-        change.actual = current.cloned();
-        let differs = current.is_none_or(|c| !c.semantic_eq(value));
-        if current.is_some_and(|c| c.kind() != value.kind()) {
-            change.previous_kind = current.map(|c| c.kind());
-        }
-        match listing.entries.get(path) {
-            None => {
-                change.action = Action::Create;
-                change.write_value = true;
+        let meta = listed.next_if(|(p, _)| *p == path).map(|(_, m)| m);
+        while values.next_if(|(p, _)| *p < path).is_some() {}
+        let current = values.next_if(|(p, _)| *p == path).map(|(_, v)| v);
+        let change = plan_one(path, value, meta, current, store, options);
+        let name = store.storage_name(path, value);
+        match change {
+            Some(change) => {
+                names.add(name, Some(changes.len()));
+                changes.push(change);
             }
-            Some(meta) => match &meta.owner {
-                Owner::Target(owner) if owner == options.target => {
-                    change.action = if meta.pending_deletion {
-                        Action::Restore
-                    } else if current.is_none() {
-                        Action::Create
-                    } else if differs {
-                        Action::Update
-                    } else {
-                        Action::Unchanged
-                    };
-                    change.write_value = differs;
-                }
-                Owner::Target(owner) => {
-                    change.action = Action::Conflict;
-                    change.note = Some(format!(
-                        "managed by target `{owner}`; two targets cannot write the same secret"
-                    ));
-                }
-                Owner::Unmanaged if options.adopt => {
-                    change.action = if meta.pending_deletion {
-                        Action::Restore
-                    } else {
-                        Action::Adopt
-                    };
-                    change.write_value = true;
-                    if meta.pending_deletion {
-                        change.note = Some(
-                            "scheduled for deletion and not created by secretsync; restored and adopted".to_owned(),
-                        );
-                    }
-                }
-                Owner::Unmanaged => {
-                    change.action = Action::Conflict;
-                    change.note = Some("exists but was not created by secretsync; pass `--adopt` (or set `pipeline.sync.adopt_existing`) to take it over".to_owned());
-                }
-            },
+            None => {
+                names.add(name, None);
+                unchanged += 1;
+            }
         }
-        if change.write_value {
-            change.keys = KeyDiff::between(current.map(|c| &**c), value);
-        }
-        changes.push(change);
     }
-    mark_collisions(&mut changes, store);
-    let before = changes.len();
-    changes.retain(|c| c.action != Action::Unchanged);
-    let unchanged = (before - changes.len()) as u64;
-
-    for (path, meta) in &listing.entries {
-        if desired.contains_key(path) || meta.pending_deletion || meta.owner != Owner::Target(options.target.to_owned())
-        {
-            continue;
-        }
-        let mut change = Change::new(path.clone(), Action::Orphan);
-        if options.delete_orphans && options.complete {
-            change.action = Action::Delete;
-        } else if options.delete_orphans {
-            change.note = Some("not deleted: an import or the listing of this target was incomplete".to_owned());
-        } else {
-            change.note = Some("no longer desired; set `pipeline.sync.delete_orphans: true` to delete it".to_owned());
-        }
-        changes.push(change);
+    for (orphan_path, meta) in listed {
+        changes.extend(orphan(orphan_path, meta, options));
     }
-    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    names.mark_collisions(&mut changes, store.capabilities().hierarchical);
+    debug_assert!(
+        changes.windows(2).all(|w| w[0].path < w[1].path),
+        "changes are in path order"
+    );
     TargetPlan {
         changes,
         unchanged,
@@ -392,54 +345,167 @@ pub fn plan(
     }
 }
 
-/// Two desired secrets that the store would keep under the same name, or where one would need
-/// the other's name as a folder, cannot both be written: mark both invalid.
-fn mark_collisions(changes: &mut [Change], store: &dyn Store) {
-    let hierarchical = store.capabilities().hierarchical;
-    let names: Vec<Option<String>> = changes
-        .iter()
-        .map(|c| match (&c.desired, c.action) {
-            (_, Action::Invalid) | (None, _) => None,
-            (Some(v), _) => Some(store.storage_name(&c.path, v)),
-        })
-        .collect();
-    let mut owners: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    let mut folders: BTreeSet<&str> = BTreeSet::new();
-    for (i, name) in names.iter().enumerate() {
-        let Some(name) = name else { continue };
-        owners.entry(name.as_str()).or_default().push(i);
-        if hierarchical {
-            let mut rest = name.as_str();
-            while let Some((folder, _)) = rest.rsplit_once('/') {
-                folders.insert(folder);
-                rest = folder;
-            }
+/// The change for one desired secret, or `None` when it is already as desired.
+fn plan_one(
+    path: &SecretPath,
+    value: &Arc<SecretValue>,
+    meta: Option<&EntryMeta>,
+    current: Option<&Arc<SecretValue>>,
+    store: &dyn Store,
+    options: PlanOptions<'_>,
+) -> Option<Change> {
+    let mut change = Change::new(path.clone(), Action::Create);
+    change.kind = Some(value.kind());
+    change.desired = Some(Arc::clone(value));
+    if let Err(reason) = store.check_value(path, value) {
+        change.action = Action::Invalid;
+        change.note = Some(reason);
+        return Some(change);
+    }
+    let differs = current.is_none_or(|c| !Arc::ptr_eq(c, value) && !c.semantic_eq(value));
+    if let Some(meta) = meta {
+        if meta.is_owned_by(options.target) && !meta.pending_deletion && !differs {
+            return None;
         }
     }
-    let mut notes: Vec<(usize, String)> = Vec::new();
-    for (name, indexes) in &owners {
-        if indexes.len() > 1 {
-            let paths: Vec<String> = indexes.iter().map(|&i| format!("`{}`", changes[i].path)).collect();
-            for &i in indexes {
-                notes.push((
-                    i,
-                    format!("{} would all be stored as `{name}`; rename one", paths.join(" and ")),
-                ));
-            }
+    change.actual = current.cloned();
+    change.differs = differs;
+    if current.is_some_and(|c| c.kind() != value.kind()) {
+        change.previous_kind = current.map(|c| c.kind());
+    }
+    match meta {
+        None => {
+            change.action = Action::Create;
+            change.write_value = true;
         }
-        if folders.contains(name) {
-            for &i in indexes {
-                notes.push((
-                    i,
-                    format!("`{name}` is needed both as a secret and as a folder of other secrets; rename one"),
+        Some(meta) => match &meta.owner {
+            Owner::Target(owner) if &**owner == options.target => {
+                change.action = if meta.pending_deletion {
+                    Action::Restore
+                } else if current.is_none() {
+                    Action::Create
+                } else {
+                    Action::Update
+                };
+                change.write_value = differs;
+            }
+            Owner::Target(owner) => {
+                change.action = Action::Conflict;
+                change.note = Some(format!(
+                    "managed by target `{owner}`; two targets cannot write the same secret"
                 ));
             }
+            Owner::Unmanaged if options.adopt => {
+                change.action = if meta.pending_deletion {
+                    Action::Restore
+                } else {
+                    Action::Adopt
+                };
+                change.write_value = true;
+                if meta.pending_deletion {
+                    change.note =
+                        Some("scheduled for deletion and not created by secretsync; restored and adopted".to_owned());
+                }
+            }
+            Owner::Unmanaged => {
+                change.action = Action::Conflict;
+                change.note = Some(
+                    "exists but was not created by secretsync; pass `--adopt` (or set `pipeline.sync.adopt_existing`) to take it over"
+                        .to_owned(),
+                );
+            }
+        },
+    }
+    if change.write_value {
+        change.keys = KeyDiff::between(current.map(|c| &**c), value);
+    }
+    Some(change)
+}
+
+/// What to do with a listed secret that is not desired: ours and not already being deleted
+/// → delete (when allowed) or keep as an orphan; anything else is not ours to touch.
+fn orphan(path: &SecretPath, meta: &EntryMeta, options: PlanOptions<'_>) -> Option<Change> {
+    if meta.pending_deletion || !meta.is_owned_by(options.target) {
+        return None;
+    }
+    let mut change = Change::new(path.clone(), Action::Orphan);
+    if options.delete_orphans && options.complete {
+        change.action = Action::Delete;
+    } else if options.delete_orphans {
+        change.note = Some("not deleted: an import or the listing of this target was incomplete".to_owned());
+    } else {
+        change.note = Some("no longer desired; set `pipeline.sync.delete_orphans: true` to delete it".to_owned());
+    }
+    Some(change)
+}
+
+/// Storage names of the desired secrets, for stores that have them (see
+/// [`Store::storage_name`]): two secrets stored under one name, or one needed both as a secret
+/// and as a folder, cannot both be written. Unchanged secrets take part (they occupy their
+/// name) but only changes are marked invalid.
+#[derive(Default)]
+struct StorageNames {
+    names: Vec<(String, Option<usize>)>,
+}
+
+impl StorageNames {
+    fn add(&mut self, name: Option<String>, change: Option<usize>) {
+        if let Some(name) = name {
+            self.names.push((name, change));
         }
     }
-    for (i, note) in notes {
-        changes[i].action = Action::Invalid;
-        changes[i].write_value = false;
-        changes[i].note = Some(note);
+
+    fn mark_collisions(self, changes: &mut [Change], hierarchical: bool) {
+        let mut owners: BTreeMap<&str, Vec<Option<usize>>> = BTreeMap::new();
+        let mut folders: BTreeSet<&str> = BTreeSet::new();
+        for (name, change) in &self.names {
+            if change.is_some_and(|i| changes[i].action == Action::Invalid) {
+                continue;
+            }
+            owners.entry(name.as_str()).or_default().push(*change);
+            if hierarchical {
+                let mut rest = name.as_str();
+                while let Some((folder, _)) = rest.rsplit_once('/') {
+                    folders.insert(folder);
+                    rest = folder;
+                }
+            }
+        }
+        let mut notes: Vec<(usize, String)> = Vec::new();
+        for (name, entries) in &owners {
+            let indexes: Vec<usize> = entries.iter().flatten().copied().collect();
+            if entries.len() > 1 {
+                let paths: Vec<String> = indexes.iter().map(|&i| format!("`{}`", changes[i].path)).collect();
+                let others = entries.len() - indexes.len();
+                let with = if others > 0 {
+                    format!(" (and {others} unchanged secret)")
+                } else {
+                    String::new()
+                };
+                for &i in &indexes {
+                    notes.push((
+                        i,
+                        format!(
+                            "{}{with} would all be stored as `{name}`; rename one",
+                            paths.join(" and ")
+                        ),
+                    ));
+                }
+            }
+            if folders.contains(name) {
+                for &i in &indexes {
+                    notes.push((
+                        i,
+                        format!("`{name}` is needed both as a secret and as a folder of other secrets; rename one"),
+                    ));
+                }
+            }
+        }
+        for (i, note) in notes {
+            changes[i].action = Action::Invalid;
+            changes[i].write_value = false;
+            changes[i].note = Some(note);
+        }
     }
 }
 

@@ -80,6 +80,7 @@ pub(super) async fn run(
         delete_orphans: settings.delete_orphans,
         max_deletes: args.max_deletes.unwrap_or(settings.max_deletes),
         adopt: args.adopt || settings.adopt_existing,
+        keep_values: args.show_values,
     };
 
     let interrupt = CancellationToken::new();

@@ -62,6 +62,9 @@ pub struct RunOptions {
     pub max_deletes: u64,
     /// Take over unmanaged same-named secrets.
     pub adopt: bool,
+    /// Keep the current values of changed secrets in the report (for `--show-values`);
+    /// otherwise they are dropped right after planning.
+    pub keep_values: bool,
 }
 
 type Merged = Result<(Arc<SecretSet>, MergeReport), TargetStatus>;
@@ -80,6 +83,22 @@ type ApplyOutcome = (
     Duration,
 );
 
+/// The paths in both sorted sequences, by walking them together (no lookups).
+fn sorted_intersection<'a>(
+    left: impl Iterator<Item = &'a SecretPath>,
+    right: impl Iterator<Item = &'a SecretPath>,
+) -> Vec<SecretPath> {
+    let mut right = right.peekable();
+    let mut out = Vec::new();
+    for path in left {
+        while right.next_if(|r| *r < path).is_some() {}
+        if right.next_if(|r| *r == path).is_some() {
+            out.push(path.clone());
+        }
+    }
+    out
+}
+
 /// A run in progress.
 pub struct Engine<'a> {
     pipeline: &'a Pipeline,
@@ -90,6 +109,10 @@ pub struct Engine<'a> {
     halt: CancellationToken,
     sources: BTreeMap<String, OnceCell<SourceRead>>,
     merged: Mutex<BTreeMap<String, Merged>>,
+    /// Merged sets by import list: targets with the same imports (in the same order) have the
+    /// same desired set, so it is merged and held once (a discovered group of 1,000 accounts
+    /// importing the same sources costs one merge).
+    by_imports: Mutex<BTreeMap<Vec<String>, Arc<SecretSet>>>,
     durations: Mutex<BTreeMap<String, Duration>>,
 }
 
@@ -111,6 +134,7 @@ impl<'a> Engine<'a> {
             halt: CancellationToken::new(),
             sources: pipeline.sources.keys().map(|k| (k.clone(), OnceCell::new())).collect(),
             merged: Mutex::new(BTreeMap::new()),
+            by_imports: Mutex::new(BTreeMap::new()),
             durations: Mutex::new(BTreeMap::new()),
         }
     }
@@ -156,6 +180,10 @@ impl<'a> Engine<'a> {
                 }
             }
             self.events.emit(Event::PhaseFinished { phase: Phase::Merge });
+            self.by_imports
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
         } else {
             match &self.stores.merge {
                 Some(merge) => {
@@ -176,8 +204,9 @@ impl<'a> Engine<'a> {
             let ready: Vec<(String, Arc<SecretSet>)> = opts
                 .selected
                 .iter()
-                .filter_map(|name| match self.merged_lock().get(name) {
-                    Some(Ok((desired, _))) => Some((name.clone(), Arc::clone(desired))),
+                // Each desired set is moved out here and freed once its target is planned.
+                .filter_map(|name| match self.merged_lock().get_mut(name) {
+                    Some(Ok((desired, _))) => Some((name.clone(), std::mem::take(desired))),
                     _ => None,
                 })
                 .collect();
@@ -188,7 +217,7 @@ impl<'a> Engine<'a> {
             let planned: Vec<PlanOutcome> = stream::iter(ready)
                 .map(|(name, desired)| async move {
                     let t = Instant::now();
-                    let result = self.plan_target(&name, &desired).await;
+                    let result = self.plan_target(&name, desired).await;
                     self.note_failure(result.as_ref().err());
                     self.events.emit(Event::Progress {
                         phase: Phase::Plan,
@@ -334,7 +363,31 @@ impl<'a> Engine<'a> {
                 },
             }
         }
-        let desired = merge_layers(layers.iter().map(|l| &**l));
+        let key: Vec<String> = target.imports.iter().map(|i| i.name.clone()).collect();
+        let known = self
+            .by_imports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let desired = match known {
+            Some(desired) => desired,
+            None => {
+                let merged = tokio::task::spawn_blocking(move || merge_layers(layers.iter().map(|l| &**l)))
+                    .await
+                    .map_err(|err| TargetStatus::Failed {
+                        phase: "merge",
+                        error: format!("merging failed: {err}"),
+                        hint: None,
+                    })?;
+                let merged = Arc::new(merged);
+                self.by_imports
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(key, Arc::clone(&merged));
+                merged
+            }
+        };
         let mut report = MergeReport {
             secrets: desired.len(),
             store_writes: 0,
@@ -343,7 +396,7 @@ impl<'a> Engine<'a> {
             report.store_writes = self.write_merged(merge.as_ref(), name, &desired).await?;
         }
         tracing::debug!(target = name, secrets = desired.len(), "merged");
-        Ok((Arc::new(desired), report))
+        Ok((desired, report))
     }
 
     /// Persists a merged result. Stale entries are removed here, after every import was read.
@@ -441,24 +494,17 @@ impl<'a> Engine<'a> {
         desired: &SecretSet,
     ) -> Result<(crate::store::Listing, BTreeMap<SecretPath, Arc<SecretValue>>), StoreError> {
         let listing = self.interruptible(store.list()).await?;
-        let wanted: Vec<SecretPath> = desired
-            .keys()
-            .filter(|p| listing.entries.contains_key(*p))
-            .cloned()
-            .collect();
+        let wanted = sorted_intersection(desired.keys(), listing.entries.keys());
         let values = if wanted.is_empty() {
             Vec::new()
         } else {
             self.interruptible(store.get_many(&wanted)).await?
         };
-        let actual = values
-            .into_iter()
-            .filter_map(|(p, v)| v.map(|v| (p, Arc::new(v))))
-            .collect();
+        let actual = values.into_iter().filter_map(|(p, v)| v.map(|v| (p, v))).collect();
         Ok((listing, actual))
     }
 
-    async fn plan_target(&self, name: &str, desired: &SecretSet) -> Result<Planned, TargetStatus> {
+    async fn plan_target(&self, name: &str, desired: Arc<SecretSet>) -> Result<Planned, TargetStatus> {
         if let Some(reason) = self.stop_reason() {
             return Err(reason);
         }
@@ -485,20 +531,41 @@ impl<'a> Engine<'a> {
             store
         };
         let (listing, actual) = self
-            .read_actual(store.as_ref(), desired)
+            .read_actual(store.as_ref(), &desired)
             .await
             .map_err(|e| TargetStatus::Failed {
                 phase: "sync",
                 error: format!("cannot read {}: {e}; nothing was changed", store.describe()),
                 hint: None,
             })?;
-        let options = PlanOptions {
-            target: name,
-            delete_orphans: self.options.delete_orphans,
-            adopt: self.options.adopt,
-            complete: true,
-        };
-        Ok((plan(desired, &listing, &actual, store.as_ref(), options), store))
+        let (delete_orphans, adopt, keep_values, target) = (
+            self.options.delete_orphans,
+            self.options.adopt,
+            self.options.keep_values,
+            name.to_owned(),
+        );
+        let planner = Arc::clone(&store);
+        // Planning is CPU work; the blocking pool runs it beside the I/O of other targets.
+        let planned = tokio::task::spawn_blocking(move || {
+            let options = PlanOptions {
+                target: &target,
+                delete_orphans,
+                adopt,
+                complete: true,
+            };
+            let mut planned = plan(&desired, &listing, &actual, planner.as_ref(), options);
+            if !keep_values {
+                planned.changes.iter_mut().for_each(|c| c.actual = None);
+            }
+            planned
+        })
+        .await
+        .map_err(|err| TargetStatus::Failed {
+            phase: "sync",
+            error: format!("planning failed: {err}"),
+            hint: None,
+        })?;
+        Ok((planned, store))
     }
 
     fn withhold_deletes(&self, plans: &mut BTreeMap<String, Planned>) -> Option<WithheldDeletes> {

@@ -101,6 +101,7 @@ impl World {
             delete_orphans: false,
             max_deletes: 50,
             adopt: false,
+            keep_values: false,
         }
     }
 

@@ -124,9 +124,23 @@ impl fmt::Display for SecretValue {
 }
 
 fn map_semantic_eq(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .all(|(k, va)| b.get(k).is_some_and(|vb| json_semantic_eq(va, vb)))
+    if a.len() != b.len() {
+        return false;
+    }
+    // serde_json's map is sorted unless some crate turns on `preserve_order`; then equal key
+    // sets come out in the same order and a pairwise walk is enough. If the keys ever differ
+    // in position (insertion-ordered maps), fall back to looking keys up.
+    for ((ka, va), (kb, vb)) in a.iter().zip(b) {
+        if ka != kb {
+            return a
+                .iter()
+                .all(|(k, va)| b.get(k).is_some_and(|vb| json_semantic_eq(va, vb)));
+        }
+        if !json_semantic_eq(va, vb) {
+            return false;
+        }
+    }
+    true
 }
 
 /// JSON equality that ignores key order and number spelling (`1`, `1.0` and `1e0` are equal).

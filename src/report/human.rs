@@ -110,16 +110,7 @@ fn render_change(out: &mut String, change: &Change, style: Styler, options: Huma
     let label = match change.action {
         Action::Create | Action::Update | Action::Delete => String::new(),
         Action::Restore if change.write_value => " (restore and update)".to_owned(),
-        Action::Adopt
-            if change.write_value
-                && change
-                    .actual
-                    .as_ref()
-                    .zip(change.desired.as_ref())
-                    .is_some_and(|(a, d)| !a.semantic_eq(d)) =>
-        {
-            " (adopt and update)".to_owned()
-        }
+        Action::Adopt if change.differs => " (adopt and update)".to_owned(),
         other => format!(" ({})", other.name()),
     };
     line.push_str(&label);

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Capabilities, EntryMeta, ErrorClass, Listing, MergeStore, Store, StoreError, WritableStore};
+use super::{Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, Store, StoreError, WritableStore};
 use crate::model::{SecretPath, SecretSet, SecretValue};
 
 /// The ownership manifest's file name (at the store's root).
@@ -420,10 +420,15 @@ impl Store for FileStore {
         self.blocking(move |inner| inner.read(&path)).await
     }
 
-    async fn get_many(&self, paths: &[SecretPath]) -> Result<Vec<(SecretPath, Option<SecretValue>)>, StoreError> {
+    async fn get_many(&self, paths: &[SecretPath]) -> Result<Fetched, StoreError> {
         let paths = paths.to_vec();
-        self.blocking(move |inner| paths.into_iter().map(|p| inner.read(&p).map(|v| (p, v))).collect())
-            .await
+        self.blocking(move |inner| {
+            paths
+                .into_iter()
+                .map(|p| inner.read(&p).map(|v| (p, v.map(Arc::new))))
+                .collect()
+        })
+        .await
     }
 
     async fn read_all(&self) -> Result<(Listing, SecretSet), StoreError> {
@@ -450,11 +455,11 @@ impl Store for FileStore {
         check_value(path, value)
     }
 
-    fn storage_name(&self, path: &SecretPath, value: &SecretValue) -> String {
-        match value {
+    fn storage_name(&self, path: &SecretPath, value: &SecretValue) -> Option<String> {
+        Some(match value {
             SecretValue::Json(_) => format!("{path}.json"),
             _ => path.to_string(),
-        }
+        })
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{Capabilities, EntryMeta, ErrorClass, Listing, MergeStore, Owner, Store, StoreError, WritableStore};
+use super::{
+    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, Owner, Store, StoreError, WritableStore,
+};
 use crate::model::{SecretPath, SecretValue};
 
 /// Which calls an injected failure affects.
@@ -22,6 +24,8 @@ pub enum FailOn {
 
 #[derive(Debug, Default)]
 struct State {
+    /// One shared name per owner, so a large fixture does not hold a copy per secret.
+    owners: BTreeMap<String, Arc<str>>,
     secrets: BTreeMap<SecretPath, (Arc<SecretValue>, Owner, bool)>,
     failures: Vec<(FailOn, ErrorClass)>,
     writes: u64,
@@ -32,6 +36,12 @@ struct State {
 pub struct MemoryStore {
     name: String,
     state: Mutex<State>,
+}
+
+impl State {
+    fn owner(&mut self, name: &str) -> Arc<str> {
+        Arc::clone(self.owners.entry(name.to_owned()).or_insert_with(|| name.into()))
+    }
 }
 
 impl MemoryStore {
@@ -54,8 +64,9 @@ impl MemoryStore {
 
     /// Adds a secret whose value is shared with other stores (large test fixtures).
     pub fn insert_shared(&self, path: &SecretPath, value: Arc<SecretValue>, owner: Option<&str>) {
-        let owner = owner.map_or(Owner::Unmanaged, |o| Owner::Target(o.to_owned()));
-        self.state().secrets.insert(path.clone(), (value, owner, false));
+        let mut state = self.state();
+        let owner = owner.map_or(Owner::Unmanaged, |o| Owner::Target(state.owner(o)));
+        state.secrets.insert(path.clone(), (value, owner, false));
     }
 
     /// Marks a secret as scheduled for deletion (test setup for restores).
@@ -140,12 +151,12 @@ impl Store for MemoryStore {
         Ok(self.state().secrets.get(path).map(|(v, _, _)| (**v).clone()))
     }
 
-    async fn get_many(&self, paths: &[SecretPath]) -> Result<Vec<(SecretPath, Option<SecretValue>)>, StoreError> {
+    async fn get_many(&self, paths: &[SecretPath]) -> Result<Fetched, StoreError> {
         self.check(FailOn::Get)?;
         let state = self.state();
         Ok(paths
             .iter()
-            .map(|p| (p.clone(), state.secrets.get(p).map(|(v, _, _)| (**v).clone())))
+            .map(|p| (p.clone(), state.secrets.get(p).map(|(v, _, _)| Arc::clone(v))))
             .collect())
     }
 }
@@ -155,10 +166,10 @@ impl WritableStore for MemoryStore {
     async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
         self.check(FailOn::Write)?;
         let mut state = self.state();
-        state.secrets.insert(
-            path.clone(),
-            (Arc::new(value.clone()), Owner::Target(owner.to_owned()), false),
-        );
+        let owner = Owner::Target(state.owner(owner));
+        state
+            .secrets
+            .insert(path.clone(), (Arc::new(value.clone()), owner, false));
         state.writes += 1;
         Ok(())
     }
@@ -168,7 +179,7 @@ impl WritableStore for MemoryStore {
         let mut state = self.state();
         match state.secrets.get(path) {
             None => Ok(()),
-            Some((_, Owner::Target(t), _)) if t == owner => {
+            Some((_, Owner::Target(t), _)) if &**t == owner => {
                 state.secrets.remove(path);
                 state.writes += 1;
                 Ok(())

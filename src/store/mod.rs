@@ -39,6 +39,9 @@ pub const OWNER_VALUE: &str = "secretsync";
 /// Tag (or metadata key) naming the target that owns a secret.
 pub const TARGET_TAG: &str = "secretsync:target";
 
+/// Values read by [`Store::get_many`], in the order asked; `None` for missing secrets.
+pub type Fetched = Vec<(SecretPath, Option<Arc<SecretValue>>)>;
+
 /// What a store can do, so callers ask instead of guessing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Capabilities {
@@ -57,8 +60,8 @@ pub struct Capabilities {
 pub enum Owner {
     /// Not created by secretsync (or its marker was removed).
     Unmanaged,
-    /// Created by secretsync for this target.
-    Target(String),
+    /// Created by secretsync for this target (shared text: listings repeat it per secret).
+    Target(Arc<str>),
 }
 
 /// What a listing knows about one secret without reading its value.
@@ -74,9 +77,14 @@ impl EntryMeta {
     /// An entry managed by `target`.
     pub fn owned_by(target: &str) -> Self {
         Self {
-            owner: Owner::Target(target.to_owned()),
+            owner: Owner::Target(target.into()),
             pending_deletion: false,
         }
+    }
+
+    /// Whether `target` manages this entry.
+    pub fn is_owned_by(&self, target: &str) -> bool {
+        matches!(&self.owner, Owner::Target(t) if &**t == target)
     }
 
     /// An entry not managed by secretsync.
@@ -112,10 +120,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError>;
 
     /// Several values at once, in the order asked (stores with batch reads override this).
-    async fn get_many(&self, paths: &[SecretPath]) -> Result<Vec<(SecretPath, Option<SecretValue>)>, StoreError> {
+    /// Values are shared (`Arc`): the engine keeps them in sets without copying.
+    async fn get_many(&self, paths: &[SecretPath]) -> Result<Fetched, StoreError> {
         let mut out = Vec::with_capacity(paths.len());
         for path in paths {
-            out.push((path.clone(), self.get(path).await?));
+            out.push((path.clone(), self.get(path).await?.map(Arc::new)));
         }
         Ok(out)
     }
@@ -127,7 +136,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         let mut set = SecretSet::new();
         for (path, value) in self.get_many(&paths).await? {
             if let Some(value) = value {
-                set.insert(path, Arc::new(value));
+                set.insert(path, value);
             }
         }
         Ok((listing, set))
@@ -139,10 +148,11 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(())
     }
 
-    /// The name the store would keep `path` under (file name, AWS name), to detect two
-    /// secrets that would collide.
-    fn storage_name(&self, path: &SecretPath, _value: &SecretValue) -> String {
-        path.to_string()
+    /// The name the store keeps `path` under, for stores where two different secrets could end
+    /// up under one name (a file store keeps JSON `a` in `a.json`). `None` (the default) means
+    /// the path itself, so no two secrets can collide.
+    fn storage_name(&self, _path: &SecretPath, _value: &SecretValue) -> Option<String> {
+        None
     }
 }
 

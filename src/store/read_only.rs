@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Capabilities, ErrorClass, Listing, Store, StoreError, WritableStore};
+use super::{Capabilities, ErrorClass, Fetched, Listing, Store, StoreError, WritableStore};
 use crate::model::{SecretPath, SecretSet, SecretValue};
 
 /// Read-only view of a writable store.
@@ -39,7 +39,7 @@ impl Store for ReadOnly {
     async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
         self.0.get(path).await
     }
-    async fn get_many(&self, paths: &[SecretPath]) -> Result<Vec<(SecretPath, Option<SecretValue>)>, StoreError> {
+    async fn get_many(&self, paths: &[SecretPath]) -> Result<Fetched, StoreError> {
         self.0.get_many(paths).await
     }
     async fn read_all(&self) -> Result<(Listing, SecretSet), StoreError> {
@@ -48,7 +48,7 @@ impl Store for ReadOnly {
     fn check_value(&self, path: &SecretPath, value: &SecretValue) -> Result<(), String> {
         self.0.check_value(path, value)
     }
-    fn storage_name(&self, path: &SecretPath, value: &SecretValue) -> String {
+    fn storage_name(&self, path: &SecretPath, value: &SecretValue) -> Option<String> {
         self.0.storage_name(path, value)
     }
 }
