@@ -319,15 +319,12 @@ pub fn plan(
         let current = values.next_if(|(p, _)| *p == path).map(|(_, v)| v);
         let change = plan_one(path, value, meta, current, store, options);
         let name = store.storage_name(path, value);
-        match change {
-            Some(change) => {
-                names.add(name, Some(changes.len()));
-                changes.push(change);
-            }
-            None => {
-                names.add(name, None);
-                unchanged += 1;
-            }
+        if let Some(change) = change {
+            names.add(name, Some(changes.len()));
+            changes.push(change);
+        } else {
+            names.add(name, None);
+            unchanged += 1;
         }
     }
     for (orphan_path, meta) in listed {
@@ -363,10 +360,8 @@ fn plan_one(
         return Some(change);
     }
     let differs = current.is_none_or(|c| !Arc::ptr_eq(c, value) && !c.semantic_eq(value));
-    if let Some(meta) = meta {
-        if meta.is_owned_by(options.target) && !meta.pending_deletion && !differs {
-            return None;
-        }
+    if meta.is_some_and(|m| m.is_owned_by(options.target) && !m.pending_deletion) && !differs {
+        return None;
     }
     change.actual = current.cloned();
     change.differs = differs;

@@ -370,23 +370,22 @@ impl<'a> Engine<'a> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&key)
             .cloned();
-        let desired = match known {
-            Some(desired) => desired,
-            None => {
-                let merged = tokio::task::spawn_blocking(move || merge_layers(layers.iter().map(|l| &**l)))
-                    .await
-                    .map_err(|err| TargetStatus::Failed {
-                        phase: "merge",
-                        error: format!("merging failed: {err}"),
-                        hint: None,
-                    })?;
-                let merged = Arc::new(merged);
-                self.by_imports
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(key, Arc::clone(&merged));
-                merged
-            }
+        let desired = if let Some(desired) = known {
+            desired
+        } else {
+            let merged = tokio::task::spawn_blocking(move || merge_layers(layers.iter().map(|l| &**l)))
+                .await
+                .map_err(|err| TargetStatus::Failed {
+                    phase: "merge",
+                    error: format!("merging failed: {err}"),
+                    hint: None,
+                })?;
+            let merged = Arc::new(merged);
+            self.by_imports
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key, Arc::clone(&merged));
+            merged
         };
         let mut report = MergeReport {
             secrets: desired.len(),
@@ -553,11 +552,11 @@ impl<'a> Engine<'a> {
                 adopt,
                 complete: true,
             };
-            let mut planned = plan(&desired, &listing, &actual, planner.as_ref(), options);
+            let mut target_plan = plan(&desired, &listing, &actual, planner.as_ref(), options);
             if !keep_values {
-                planned.changes.iter_mut().for_each(|c| c.actual = None);
+                target_plan.changes.iter_mut().for_each(|c| c.actual = None);
             }
-            planned
+            target_plan
         })
         .await
         .map_err(|err| TargetStatus::Failed {
