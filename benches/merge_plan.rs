@@ -11,8 +11,12 @@
 //! read, as a deserialised API response would be, so the memory figure is secretsync's and not
 //! a fixture's. Run with `cargo bench --bench merge_plan`; results go in `docs/benchmarks.md`.
 
+#![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+#![expect(clippy::cast_precision_loss, reason = "megabytes for display")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,15 +67,17 @@ fn config() -> String {
         "sources:\n  platform: { file: { path: ./p } }\n  team: { file: { path: ./t } }\n  overrides: { file: { path: ./o } }\ntargets:\n",
     );
     for r in 0..ROOTS {
-        yaml.push_str(&format!(
-            "  root{r:02}: {{ file: {{ path: ./out/root{r:02} }}, imports: [platform, team] }}\n"
-        ));
+        let _ = writeln!(
+            yaml,
+            "  root{r:02}: {{ file: {{ path: ./out/root{r:02} }}, imports: [platform, team] }}"
+        );
     }
     for t in ROOTS..TARGETS {
-        yaml.push_str(&format!(
-            "  t{t:03}: {{ file: {{ path: ./out/t{t:03} }}, imports: [root{:02}, overrides] }}\n",
+        let _ = writeln!(
+            yaml,
+            "  t{t:03}: {{ file: {{ path: ./out/t{t:03} }}, imports: [root{:02}, overrides] }}",
             t % ROOTS
-        ));
+        );
     }
     yaml
 }

@@ -543,7 +543,7 @@ impl<'a> Engine<'a> {
             self.options.keep_values,
             name.to_owned(),
         );
-        let planner = Arc::clone(&store);
+        let plan_store = Arc::clone(&store);
         // Planning is CPU work; the blocking pool runs it beside the I/O of other targets.
         let planned = tokio::task::spawn_blocking(move || {
             let options = PlanOptions {
@@ -552,7 +552,7 @@ impl<'a> Engine<'a> {
                 adopt,
                 complete: true,
             };
-            let mut target_plan = plan(&desired, &listing, &actual, planner.as_ref(), options);
+            let mut target_plan = plan(&desired, &listing, &actual, plan_store.as_ref(), options);
             if !keep_values {
                 target_plan.changes.iter_mut().for_each(|c| c.actual = None);
             }
