@@ -248,9 +248,11 @@ fn main() {
 
     // 1. secretsync's own logic: merge and plan, one thread, with the reads done beforehand.
     let mut pure_times = Vec::new();
+    let mut merge_times = Vec::new();
     for _ in 0..3 {
         let [platform, team, overrides] = &world.layers;
         let mut measured = Duration::ZERO;
+        let mut merging = Duration::ZERO;
         let mut planned = 0u64;
         let started = Instant::now();
         let root = merge_layers([platform, team]);
@@ -263,6 +265,7 @@ fn main() {
                 root.clone()
             };
             measured += started.elapsed();
+            merging += started.elapsed();
             let listing = runtime.block_on(store.list()).unwrap();
             let wanted: Vec<SecretPath> = desired
                 .keys()
@@ -293,6 +296,12 @@ fn main() {
         }
         assert_eq!(planned, (TARGETS * (SECRETS + ORPHANS)) as u64);
         pure_times.push(measured);
+        merge_times.push(merging);
+    }
+
+    if std::env::var_os("SECRETSYNC_BENCH_PURE_ONLY").is_some() {
+        println!("pure: {:.0} ms, of which merging {:.0} ms", median(pure_times).as_secs_f64() * 1000.0, median(merge_times).as_secs_f64() * 1000.0);
+        return;
     }
 
     // 2. What the synthetic stores cost alone (listing and building fresh values for every

@@ -351,17 +351,18 @@ fn plan_one(
     store: &dyn Store,
     options: PlanOptions<'_>,
 ) -> Option<Change> {
+    let storable = store.check_value(path, value);
+    let differs = current.is_none_or(|c| !Arc::ptr_eq(c, value) && !c.semantic_eq(value));
+    if storable.is_ok() && !differs && meta.is_some_and(|m| m.is_owned_by(options.target) && !m.pending_deletion) {
+        return None;
+    }
     let mut change = Change::new(path.clone(), Action::Create);
     change.kind = Some(value.kind());
     change.desired = Some(Arc::clone(value));
-    if let Err(reason) = store.check_value(path, value) {
+    if let Err(reason) = storable {
         change.action = Action::Invalid;
         change.note = Some(reason);
         return Some(change);
-    }
-    let differs = current.is_none_or(|c| !Arc::ptr_eq(c, value) && !c.semantic_eq(value));
-    if meta.is_some_and(|m| m.is_owned_by(options.target) && !m.pending_deletion) && !differs {
-        return None;
     }
     change.actual = current.cloned();
     change.differs = differs;
