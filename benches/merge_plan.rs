@@ -363,6 +363,7 @@ fn main() {
         "| `merge_layers` + `plan` for all targets, one thread (median of 3) | {:.0} ms |",
         median(pure_times).as_secs_f64() * 1000.0
     );
+    println!("| of which merging | {:.0} ms |", median(merge_times).as_secs_f64() * 1000.0);
     println!(
         "| engine dry run: read, merge, plan (median of 3) | {:.0} ms |",
         median(engine_times).as_secs_f64() * 1000.0
