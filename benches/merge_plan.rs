@@ -300,7 +300,11 @@ fn main() {
     }
 
     if std::env::var_os("SECRETSYNC_BENCH_PURE_ONLY").is_some() {
-        println!("pure: {:.0} ms, of which merging {:.0} ms", median(pure_times).as_secs_f64() * 1000.0, median(merge_times).as_secs_f64() * 1000.0);
+        println!(
+            "pure: {:.0} ms, of which merging {:.0} ms",
+            median(pure_times).as_secs_f64() * 1000.0,
+            median(merge_times).as_secs_f64() * 1000.0
+        );
         return;
     }
 
@@ -363,7 +367,10 @@ fn main() {
         "| `merge_layers` + `plan` for all targets, one thread (median of 3) | {:.0} ms |",
         median(pure_times).as_secs_f64() * 1000.0
     );
-    println!("| of which merging | {:.0} ms |", median(merge_times).as_secs_f64() * 1000.0);
+    println!(
+        "| of which merging | {:.0} ms |",
+        median(merge_times).as_secs_f64() * 1000.0
+    );
     println!(
         "| engine dry run: read, merge, plan (median of 3) | {:.0} ms |",
         median(engine_times).as_secs_f64() * 1000.0

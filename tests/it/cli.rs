@@ -189,13 +189,22 @@ fn every_example_validates() {
 
 #[test]
 fn configuration_docs_cover_every_key_of_the_schema() {
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(repo().join("schema/pipeline.schema.json")).unwrap()).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("schema/pipeline.schema.json")).unwrap()).unwrap();
     let docs = std::fs::read_to_string(repo().join("docs/configuration.md")).unwrap();
     let mut keys = std::collections::BTreeSet::new();
     collect_keys(&schema, &mut keys);
-    let missing: Vec<&String> = keys.iter().filter(|k| !docs.contains(&format!("`{k}")) && !docs.contains(&format!("{k}:")) && !docs.contains(&format!(".{k}`"))).collect();
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            !docs.contains(&format!("`{k}")) && !docs.contains(&format!("{k}:")) && !docs.contains(&format!(".{k}`"))
+        })
+        .collect();
     assert!(keys.len() > 50, "the schema walk found the keys");
-    assert!(missing.is_empty(), "docs/configuration.md does not mention: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md does not mention: {missing:?}"
+    );
 }
 
 fn collect_keys(node: &serde_json::Value, keys: &mut std::collections::BTreeSet<String>) {
