@@ -99,6 +99,21 @@ fn sorted_intersection<'a>(
     out
 }
 
+/// Runs CPU work (merging, planning) on tokio's blocking pool, so it uses the other cores and
+/// does not stall the I/O of other targets. A panic in it fails the target, not the run.
+async fn cpu_work<T: Send + 'static>(
+    phase: &'static str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, TargetStatus> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| TargetStatus::Failed {
+            phase,
+            error: format!("internal error while working on this target (this is a bug): {err}"),
+            hint: None,
+        })
+}
+
 /// A run in progress.
 pub struct Engine<'a> {
     pipeline: &'a Pipeline,
@@ -373,13 +388,7 @@ impl<'a> Engine<'a> {
         let desired = if let Some(desired) = known {
             desired
         } else {
-            let merged = tokio::task::spawn_blocking(move || merge_layers(layers.iter().map(|l| &**l)))
-                .await
-                .map_err(|err| TargetStatus::Failed {
-                    phase: "merge",
-                    error: format!("merging failed: {err}"),
-                    hint: None,
-                })?;
+            let merged = cpu_work("merge", move || merge_layers(layers.iter().map(|l| &**l))).await?;
             let merged = Arc::new(merged);
             self.by_imports
                 .lock()
@@ -544,8 +553,7 @@ impl<'a> Engine<'a> {
             name.to_owned(),
         );
         let plan_store = Arc::clone(&store);
-        // Planning is CPU work; the blocking pool runs it beside the I/O of other targets.
-        let planned = tokio::task::spawn_blocking(move || {
+        let planned = cpu_work("sync", move || {
             let options = PlanOptions {
                 target: &target,
                 delete_orphans,
@@ -558,12 +566,7 @@ impl<'a> Engine<'a> {
             }
             target_plan
         })
-        .await
-        .map_err(|err| TargetStatus::Failed {
-            phase: "sync",
-            error: format!("planning failed: {err}"),
-            hint: None,
-        })?;
+        .await?;
         Ok((planned, store))
     }
 
