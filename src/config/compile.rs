@@ -201,7 +201,7 @@ impl Compiler<'_> {
             return None;
         }
         let resolved = Path::new(&written.value);
-        let path = if resolved.is_absolute() {
+        let path = if resolved.is_absolute() || self.base_dir == Path::new(".") {
             resolved.to_path_buf()
         } else {
             self.base_dir.join(resolved)
@@ -1031,40 +1031,47 @@ impl Compiler<'_> {
         }
     }
 
-    /// A target directory that overlaps a source, the merge store or another target would let
-    /// a sync overwrite or delete files another part of the pipeline reads.
+    /// A folder secretsync writes to (a target or the merge store) that overlaps a source or
+    /// another such folder would let a sync overwrite or delete files another part of the
+    /// pipeline reads — or feed merged output back in as source secrets.
     fn overlapping_directories(
         &mut self,
         sources: &BTreeMap<String, Source>,
         merge: Option<&MergeStoreSpec>,
         targets: &BTreeMap<String, Target>,
     ) {
-        let mut places: Vec<(String, &FileLocation)> = Vec::new();
-        for (name, s) in sources {
-            if let Source::File(f) = s {
-                places.push((format!("source `{name}`"), f));
-            }
-        }
-        if let Some(MergeStoreSpec::File(f)) = merge {
-            places.push(("the merge store".to_owned(), f));
-        }
-        for (name, t) in targets {
-            let TargetKind::File(f) = &t.kind else { continue };
-            let mine = normalise(&f.path);
+        let mut places: Vec<(String, &FileLocation)> = sources
+            .iter()
+            .filter_map(|(name, s)| match s {
+                Source::File(f) => Some((format!("source `{name}`"), f)),
+                _ => None,
+            })
+            .collect();
+        let merge_store = match merge {
+            Some(MergeStoreSpec::File(f)) => Some(("the merge store".to_owned(), f)),
+            _ => None,
+        };
+        let file_targets = targets.iter().filter_map(|(name, t)| match &t.kind {
+            TargetKind::File(f) => Some((format!("target `{name}`"), f)),
+            _ => None,
+        });
+        for (writer, location) in merge_store.into_iter().chain(file_targets) {
+            let mine = normalise(&location.path);
             for (other, place) in &places {
                 let theirs = normalise(&place.path);
                 if mine.starts_with(&theirs) || theirs.starts_with(&mine) {
                     self.error(
-                        f.mark,
+                        location.mark,
                         format!(
-                            "target `{name}` writes to `{}`, which overlaps {other} (`{}`)",
-                            f.written, place.written
+                            "{writer} writes to `{}`, which overlaps {other} (`{}`)",
+                            location.written, place.written
                         ),
                     )
-                    .hint = Some("give every target its own directory, outside sources and the merge store".to_owned());
+                    .hint =
+                        Some("give every target and the merge store its own folder, outside the sources".to_owned());
                 }
             }
-            places.push((format!("target `{name}`"), f));
+            places.push((writer, location));
         }
     }
 }

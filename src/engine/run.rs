@@ -335,10 +335,7 @@ impl<'a> Engine<'a> {
                     tracing::debug!(secrets = set.len(), "source read");
                     Ok(Arc::new(set))
                 }
-                Err(err) => Err((
-                    format!("cannot read source `{name}` ({}): {err}", store.describe()),
-                    None,
-                )),
+                Err(err) => Err((format!("cannot read source `{name}`: {err}"), None)),
             }
         })
         .await

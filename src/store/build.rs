@@ -34,7 +34,7 @@ impl BuildError {
 /// The store for a source.
 pub fn build_source(source: &Source) -> Result<Arc<dyn Store>, BuildError> {
     match source {
-        Source::File(f) => Ok(Arc::new(FileStore::new(&f.path, &f.written))),
+        Source::File(f) => Ok(Arc::new(FileStore::source(&f.path, &f.written))),
         Source::Vault(_) => Err(BuildError::NotSupportedYet {
             what: "Vault sources",
             issue: 4,

@@ -40,6 +40,10 @@ struct Inner {
     root: PathBuf,
     display: String,
     manifest: Mutex<Option<Manifest>>,
+    /// A source's folder must exist: a misspelled path must not read as "no secrets", which
+    /// would turn into deletes downstream. A target's or merge store's folder is created on
+    /// first write, so for them a missing folder is simply empty.
+    must_exist: bool,
 }
 
 /// A directory store.
@@ -56,6 +60,19 @@ impl FileStore {
                 root: root.into(),
                 display: display.into(),
                 manifest: Mutex::new(None),
+                must_exist: false,
+            }),
+        }
+    }
+
+    /// A store for a source: reading it fails when the folder does not exist.
+    pub fn source(root: impl Into<PathBuf>, display: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                root: root.into(),
+                display: display.into(),
+                manifest: Mutex::new(None),
+                must_exist: true,
             }),
         }
     }
@@ -112,7 +129,16 @@ impl Inner {
     fn scan(&self, values: bool) -> Result<BTreeMap<SecretPath, Option<SecretValue>>, StoreError> {
         let mut out: BTreeMap<SecretPath, (String, Option<SecretValue>)> = BTreeMap::new();
         match fs::metadata(&self.root) {
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !self.must_exist => return Ok(BTreeMap::new()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::new(
+                    ErrorClass::NotFound,
+                    format!(
+                        "{}: the folder does not exist (paths are relative to the pipeline file's folder)",
+                        self.name()
+                    ),
+                ));
+            }
             Err(err) => return Err(self.io("read", &self.root, err)),
             Ok(meta) if !meta.is_dir() => return Err(self.invalid("the path is not a directory".to_owned())),
             Ok(_) => {}
@@ -571,6 +597,23 @@ mod tests {
         assert!(
             store.get(&p("api/stripe.json")).await.unwrap().is_none(),
             "`api/stripe.json` is the file of secret `api/stripe`"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_source_folder_is_an_error_but_a_missing_target_folder_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("typo");
+        let err = FileStore::source(&missing, "./typo").read_all().await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::NotFound);
+        assert!(err.message.contains("does not exist"), "{}", err.message);
+        assert!(
+            FileStore::new(&missing, "./typo")
+                .list()
+                .await
+                .unwrap()
+                .entries
+                .is_empty()
         );
     }
 

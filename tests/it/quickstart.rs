@@ -184,3 +184,24 @@ fn shards_split_the_example_without_breaking_inheritance() {
         "every target in exactly one shard"
     );
 }
+
+#[test]
+fn a_missing_source_folder_fails_instead_of_deleting_everything() {
+    let env = quickstart();
+    assert_eq!(env.run(&["pipeline", "-c", CONFIG]).code, 0);
+    let before = files(&env.path().join("examples/quickstart/targets"));
+    std::fs::rename(
+        env.path().join("examples/quickstart/sources/payments"),
+        env.path().join("examples/quickstart/sources/payments-renamed"),
+    )
+    .unwrap();
+    let out = env.run(&["pipeline", "-c", CONFIG]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(out.stdout.contains("cannot read source `payments`"), "{}", out.stdout);
+    assert!(out.stdout.contains("the folder does not exist"), "{}", out.stdout);
+    assert_eq!(
+        files(&env.path().join("examples/quickstart/targets")),
+        before,
+        "nothing is deleted or written"
+    );
+}
