@@ -48,5 +48,8 @@ pub fn main() -> std::process::ExitCode {
             err.exit_code()
         }
     };
+    // Every write has finished by now; what may remain is a read abandoned after Ctrl-C, which
+    // must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     std::process::ExitCode::from(code)
 }
