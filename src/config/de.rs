@@ -654,13 +654,6 @@ pub struct Spanned<T> {
     pub value: T,
 }
 
-impl<T> Spanned<T> {
-    /// Wraps a value with a position (tests and code-built configs).
-    pub fn new(mark: Mark, value: T) -> Self {
-        Self { mark, value }
-    }
-}
-
 impl<T> std::ops::Deref for Spanned<T> {
     type Target = T;
     fn deref(&self) -> &T {

@@ -374,6 +374,21 @@ async fn the_merge_store_feeds_sync_only_runs_and_loses_stale_entries() {
 }
 
 #[tokio::test]
+async fn a_desired_secret_scheduled_for_deletion_is_restored() {
+    let w = World::standard();
+    w.run(&w.options()).await;
+    let other = &w.targets["Other"];
+    other.schedule_deletion(&p("db"));
+    assert!(!other.snapshot().contains_key(&p("db")));
+    let report = w.run(&w.options()).await;
+    let counts = report.targets.iter().find(|t| t.name == "Other").unwrap().counts();
+    assert_eq!((counts.restore, counts.create), (1, 0), "restored, not created again");
+    assert!(other.snapshot()[&p("db")].semantic_eq(&json(r#"{"user":"app","hosts":["a"]}"#)));
+    assert_eq!(report.exit_code(true), 1);
+    assert_eq!(w.run(&w.options()).await.summary().changes, 0);
+}
+
+#[tokio::test]
 async fn a_failed_write_fails_its_target_and_the_run() {
     let w = World::standard();
     w.targets["Other"].fail(FailOn::Write, ErrorClass::Auth);

@@ -79,14 +79,6 @@ impl SecretValue {
         }
     }
 
-    /// The top-level keys of a JSON value (sorted), `None` for text and binary.
-    pub fn keys(&self) -> Option<impl Iterator<Item = &str>> {
-        match self {
-            Self::Json(map) => Some(map.keys().map(String::as_str)),
-            _ => None,
-        }
-    }
-
     /// The canonical serialised form: pretty JSON with sorted keys, the text, or the bytes.
     /// This is what stores write and what `--show-values` diffs.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -98,15 +90,6 @@ impl SecretValue {
             }
             Self::Text(text) => text.as_bytes().to_vec(),
             Self::Binary(bytes) => bytes.clone(),
-        }
-    }
-
-    /// The size of the value as most stores count it (compact JSON, text bytes, raw bytes).
-    pub fn size(&self) -> usize {
-        match self {
-            Self::Json(map) => serde_json::to_vec(map).map_or(0, |v| v.len()),
-            Self::Text(text) => text.len(),
-            Self::Binary(bytes) => bytes.len(),
         }
     }
 }
