@@ -7,4 +7,5 @@ mod cli;
 mod deepmerge_python;
 mod graph_render;
 mod quickstart;
+mod services;
 mod support;

@@ -9,7 +9,10 @@
 //! `times` times after letting `skip` matches through, with a seeded `probability`.
 //!
 //! Admin API (same listener): `POST /__fault/rules` (a [`Rule`]) → `{"id": n}`;
-//! `DELETE /__fault/rules[/{id}]`; `GET /__fault/counts`; `POST /__fault/counts/reset`.
+//! `GET /__fault/rules/{id}` → `{"matched": n, "fired": n}`; `DELETE /__fault/rules[/{id}]`;
+//! `GET /__fault/counts`; `POST /__fault/counts/reset`. Tests share one proxy, so a test scopes
+//! its rules to its own requests (a path or body regex on something unique to it) and reads
+//! that rule's stats rather than the global counts.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -78,6 +81,15 @@ pub struct Rule {
     pub seed: Option<u64>,
 }
 
+/// How often a rule matched and fired.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleStats {
+    /// Requests that matched the rule's matchers.
+    pub matched: u64,
+    /// Times it applied its fault.
+    pub fired: u64,
+}
+
 /// Calls seen for one (service, operation).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Count {
@@ -128,6 +140,14 @@ impl RunningProxy {
     /// Removes every rule.
     pub fn clear_rules(&self) {
         lock(&self.state).rules.clear();
+    }
+
+    /// How often rule `id` matched and fired (`None` once removed).
+    pub fn rule_stats(&self, id: u64) -> Option<RuleStats> {
+        lock(&self.state).rules.iter().find(|r| r.id == id).map(|r| RuleStats {
+            matched: r.matched,
+            fired: r.fired,
+        })
     }
 
     /// Counts so far by (service, operation).
@@ -365,6 +385,16 @@ fn admin(state: &Mutex<State>, method: &str, path: &str, body: &[u8]) -> hyper::
             Ok(id) => json(200, serde_json::json!({ "id": id })),
             Err(e) => json(400, serde_json::json!({ "error": e })),
         },
+        ("GET", p) if p.starts_with("/__fault/rules/") => {
+            let id: u64 = p.trim_start_matches("/__fault/rules/").parse().unwrap_or(0);
+            match lock(state).rules.iter().find(|r| r.id == id) {
+                Some(r) => json(
+                    200,
+                    serde_json::json!({ "id": id, "matched": r.matched, "fired": r.fired }),
+                ),
+                None => json(404, serde_json::json!({ "error": "no such rule" })),
+            }
+        }
         ("DELETE", "/__fault/rules") => {
             lock(state).rules.clear();
             json(200, serde_json::json!({}))

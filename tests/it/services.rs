@@ -1,0 +1,174 @@
+//! Tests against the project's real local services (moto, the Vault emulator, the fault
+//! proxies), brought up by `scripts/testbed up` if they are not running. Each test works in its
+//! own AWS account or Vault mount, so tests run in parallel without resets.
+
+use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
+use aws_sdk_secretsmanager::config::Credentials;
+use testbed::proxy::{Fault, Rule};
+use testbed::support::{AwsAccount, Services};
+
+async fn secrets_manager(account: &AwsAccount, endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    let credentials = Credentials::new(
+        &account.access_key_id,
+        &account.secret_access_key,
+        Some(account.session_token.clone()),
+        None,
+        "testbed",
+    );
+    let config = aws_config::defaults(BehaviorVersion::v2026_01_12())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(credentials)
+        .endpoint_url(endpoint)
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await;
+    aws_sdk_secretsmanager::Client::new(&config)
+}
+
+#[tokio::test]
+async fn the_same_secret_name_in_two_accounts_is_two_secrets() {
+    let services = Services::get();
+    let (a, b) = (services.aws_account().await, services.aws_account().await);
+    assert_ne!(a.account_id, b.account_id);
+    let (sm_a, sm_b) = (
+        secrets_manager(&a, &services.aws_endpoint).await,
+        secrets_manager(&b, &services.aws_endpoint).await,
+    );
+    let arn_a = sm_a
+        .create_secret()
+        .name("shared/name")
+        .secret_string("value-a")
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let arn_b = sm_b
+        .create_secret()
+        .name("shared/name")
+        .secret_string("value-b")
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    assert!(arn_a.contains(&format!(":{}:", a.account_id)), "{arn_a}");
+    assert!(arn_b.contains(&format!(":{}:", b.account_id)), "{arn_b}");
+    for (client, expected) in [(&sm_a, "value-a"), (&sm_b, "value-b")] {
+        let listed = client.list_secrets().send().await.unwrap();
+        let names: Vec<&str> = listed.secret_list().iter().filter_map(|s| s.name()).collect();
+        assert_eq!(names, ["shared/name"], "each account sees only its own secret");
+        let value = client.get_secret_value().secret_id("shared/name").send().await.unwrap();
+        assert_eq!(value.secret_string(), Some(expected));
+    }
+}
+
+#[tokio::test]
+async fn an_injected_throttle_is_retried_by_the_sdk_and_counted() {
+    let services = Services::get();
+    let account = services.aws_account().await;
+    let marker = format!("throttle-{}", account.account_id);
+    let rule = Rule {
+        service: Some("secretsmanager".into()),
+        operation: Some("CreateSecret".into()),
+        body: Some(marker.clone()),
+        fault: Fault {
+            status: Some(400),
+            code: Some("ThrottlingException".into()),
+            message: Some("Rate exceeded".into()),
+            ..Fault::default()
+        },
+        times: Some(2),
+        ..Rule::default()
+    };
+    let guard = services.aws_faults().add(&rule).await;
+    let sm = secrets_manager(&account, &services.aws_proxy).await;
+    let created = sm.create_secret().name(&marker).secret_string("v").send().await;
+    assert!(created.is_ok(), "the third attempt succeeds: {created:?}");
+    let stats = guard.stats().await;
+    assert_eq!(
+        (stats.matched, stats.fired),
+        (3, 2),
+        "two throttles, then the request went through"
+    );
+
+    let always = Rule {
+        times: None,
+        body: Some(format!("{marker}-always")),
+        ..rule
+    };
+    let guard = services.aws_faults().add(&always).await;
+    let err = sm
+        .create_secret()
+        .name(format!("{marker}-always"))
+        .secret_string("v")
+        .send()
+        .await
+        .unwrap_err();
+    let service_error = err.into_service_error();
+    assert_eq!(
+        aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&service_error),
+        Some("ThrottlingException"),
+        "the SDK parses the injected AWS JSON error"
+    );
+    assert_eq!(guard.stats().await.fired, 3, "the SDK gives up after its 3 attempts");
+}
+
+#[tokio::test]
+async fn a_connection_reset_is_retried_by_the_sdk() {
+    let services = Services::get();
+    let account = services.aws_account().await;
+    let sm = secrets_manager(&account, &services.aws_proxy).await;
+    let marker = format!("reset-{}", account.account_id);
+    sm.create_secret()
+        .name(&marker)
+        .secret_string("v")
+        .send()
+        .await
+        .unwrap();
+    let rule = Rule {
+        operation: Some("GetSecretValue".into()),
+        body: Some(marker.clone()),
+        fault: Fault {
+            reset: true,
+            ..Fault::default()
+        },
+        times: Some(1),
+        ..Rule::default()
+    };
+    let guard = services.aws_faults().add(&rule).await;
+    let value = sm.get_secret_value().secret_id(&marker).send().await.unwrap();
+    assert_eq!(value.secret_string(), Some("v"));
+    assert_eq!(
+        guard.stats().await.fired,
+        1,
+        "the reset happened and the retry succeeded"
+    );
+}
+
+#[tokio::test]
+async fn the_vault_proxy_injects_vault_format_errors() {
+    let services = Services::get();
+    let mount = services.vault_mount(2).await;
+    let rule = Rule {
+        service: Some("vault".into()),
+        path: Some(format!("^/v1/{mount}/")),
+        fault: Fault {
+            status: Some(503),
+            message: Some("Vault is sealed".into()),
+            ..Fault::default()
+        },
+        times: Some(1),
+        ..Rule::default()
+    };
+    let guard = services.vault_faults().add(&rule).await;
+    let path = format!("{mount}/data/x");
+    let (status, body) = services.vault_call("GET", &services.vault_proxy, &path, None).await;
+    assert_eq!(
+        (status, body),
+        (503, serde_json::json!({ "errors": ["Vault is sealed"] }))
+    );
+    let (status, _) = services.vault_call("GET", &services.vault_proxy, &path, None).await;
+    assert_eq!(status, 404, "then the emulator answers: nothing there yet");
+    assert_eq!(guard.stats().await.fired, 1);
+}
