@@ -111,6 +111,53 @@ impl Services {
         }
     }
 
+    /// Makes `account` the management account of a new organization on moto (its own, isolated
+    /// from other tests' organizations) and returns the organization's description
+    /// (`Organization` of `DescribeOrganization`: `Id`, `MasterAccountId`, …).
+    pub async fn aws_organization(&self, account: &AwsAccount) -> Value {
+        let create = self
+            .aws_json(
+                account,
+                "organizations",
+                "AWSOrganizationsV20161128.CreateOrganization",
+                &json!({ "FeatureSet": "ALL" }),
+            )
+            .await;
+        assert!(
+            create.get("Organization").is_some(),
+            "CreateOrganization failed: {create}"
+        );
+        let described = self
+            .aws_json(
+                account,
+                "organizations",
+                "AWSOrganizationsV20161128.DescribeOrganization",
+                &json!({}),
+            )
+            .await;
+        described["Organization"].clone()
+    }
+
+    /// An AWS JSON-protocol call to moto as `account` (moto identifies the account by the access
+    /// key; it does not check signatures).
+    pub async fn aws_json(&self, account: &AwsAccount, service: &str, target: &str, body: &Value) -> Value {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/", self.aws_endpoint))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", target)
+            .header("x-amz-security-token", &account.session_token)
+            .header(
+                "authorization",
+                format!("AWS4-HMAC-SHA256 Credential={}/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0", account.access_key_id),
+            )
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto at {} does not answer: {e}", self.aws_endpoint));
+        let text = resp.text().await.unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }))
+    }
+
     /// A new KV mount (`t-…`) on Vault, of `version` 1 or 2.
     pub async fn vault_mount(&self, version: u8) -> String {
         let mount = format!("t-{}", random_account_id());
