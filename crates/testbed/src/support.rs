@@ -180,20 +180,7 @@ impl Services {
     /// A Vault API call with the root token to `base` (the Vault address or its proxy): the
     /// status and the JSON body (`null` when empty).
     pub async fn vault_call(&self, method: &str, base: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
-        let mut request = reqwest::Client::new()
-            .request(method, format!("{base}/v1/{path}"))
-            .header("X-Vault-Token", &self.vault_token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let resp = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("Vault at {base} does not answer: {e}"));
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        vault_request(base, &self.vault_token, method, path, body).await
     }
 
     /// The admin API of the fault proxy in front of moto.
@@ -209,6 +196,36 @@ impl Services {
             base: self.vault_proxy.clone(),
         }
     }
+}
+
+/// A Vault API call (`{base}/v1/{path}`) with `token`: the status and the JSON body (`null`
+/// when empty). For a Vault other than the shared one, such as a test's private emulator.
+pub async fn vault_request(base: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}/v1/{path}"))
+        .header("X-Vault-Token", token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let resp = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("Vault at {base} does not answer: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Expires every token but the root token of the emulator at `base` (an emulator control, not
+/// Vault API); panics if `base` is not an emulator.
+pub async fn vault_expire_tokens(base: &str) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/__emulator/expire-tokens"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("Vault at {base} does not answer: {e}"));
+    assert_eq!(resp.status().as_u16(), 204, "{base} is not the emulator");
 }
 
 /// Credentials for an isolated account on moto.

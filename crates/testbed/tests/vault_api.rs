@@ -161,6 +161,26 @@ async fn token_create_renew_revoke_and_expiry() {
         204
     );
     assert_eq!(v.call("GET", "auth/token/lookup-self", Some(&other), None).await.0, 403);
+    let (_, body) = v
+        .root("POST", "auth/token/create", Some(json!({ "policies": ["x"] })))
+        .await;
+    let third = body["auth"]["client_token"].as_str().unwrap().to_owned();
+    let expire_all = v
+        .http
+        .post(format!(
+            "http://{}/__emulator/expire-tokens",
+            v.base.trim_start_matches("http://").trim_end_matches("/v1/")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expire_all.status(), 204);
+    assert_eq!(v.call("GET", "auth/token/lookup-self", Some(&third), None).await.0, 403);
+    assert_eq!(
+        v.root("GET", "auth/token/lookup-self", None).await.0,
+        200,
+        "the root token outlives expire-tokens"
+    );
 }
 
 #[tokio::test]
@@ -599,7 +619,6 @@ async fn acl_policies_allow_and_deny_by_path() {
         path "secret/data/app/*" { capabilities = ["read", "create", "update"] }
         path "secret/metadata/app/*" { capabilities = ["list", "read"] }
         path "secret/data/app/admin" { capabilities = ["deny"] }
-        path "sys/internal/ui/mounts/*" { capabilities = ["read"] }
     "#;
     assert_eq!(
         v.root("PUT", "sys/policies/acl/app", Some(json!({ "policy": policy })))
@@ -662,8 +681,36 @@ async fn acl_policies_allow_and_deny_by_path() {
     assert_eq!(v.call("GET", "sys/mounts", t, None).await.0, 403);
     assert_eq!(
         v.call("GET", "sys/internal/ui/mounts/secret/app/db", t, None).await.0,
-        200
+        200,
+        "the preflight answers any token with access somewhere in the mount"
     );
+    v.root("POST", "sys/mounts/closed", Some(json!({ "type": "kv" }))).await;
+    assert_eq!(
+        v.call("GET", "sys/internal/ui/mounts/closed/x", t, None).await.0,
+        403,
+        "…and no other"
+    );
+    let (s, caps) = v
+        .call(
+            "POST",
+            "sys/capabilities-self",
+            t,
+            Some(json!({ "paths": ["secret/data/app/db", "secret/data/app/admin", "secret/metadata/app/"] })),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(caps["data"]["secret/data/app/db"], json!(["create", "read", "update"]));
+    assert_eq!(caps["data"]["secret/data/app/admin"], json!(["deny"]));
+    assert_eq!(
+        caps["data"]["secret/metadata/app/"],
+        json!(["list", "read"]),
+        "`app/*` covers the folder itself"
+    );
+    assert_eq!(caps["data"]["capabilities"], json!(["create", "read", "update"]));
+    let (_, root_caps) = v
+        .root("POST", "sys/capabilities-self", Some(json!({ "paths": ["anything"] })))
+        .await;
+    assert_eq!(root_caps["data"]["anything"], json!(["root"]));
     assert_eq!(
         v.call("GET", "auth/token/lookup-self", t, None).await.0,
         200,

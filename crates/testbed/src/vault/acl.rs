@@ -110,6 +110,40 @@ pub(crate) fn allowed(policies: &[&Policy], path: &str, needed: &[&str]) -> bool
     best.is_some_and(|rule| needed.iter().any(|n| rule.capabilities.contains(*n)))
 }
 
+/// The capabilities `policies` grant on `path`, as `sys/capabilities-self` reports them
+/// (`["deny"]` when nothing is granted).
+pub(crate) fn capabilities(policies: &[&Policy], path: &str) -> Vec<String> {
+    let mut best: Option<&Rule> = None;
+    for rule in policies
+        .iter()
+        .flat_map(|p| &p.rules)
+        .filter(|r| matches(&r.pattern, path))
+    {
+        if rule.capabilities.contains("deny") {
+            return vec!["deny".to_owned()];
+        }
+        if best.is_none_or(|b| specificity(&rule.pattern) > specificity(&b.pattern)) {
+            best = Some(rule);
+        }
+    }
+    match best {
+        Some(rule) if !rule.capabilities.is_empty() => rule.capabilities.iter().cloned().collect(),
+        _ => vec!["deny".to_owned()],
+    }
+}
+
+/// Whether `policies` grant anything (other than `deny`) on some path under `prefix` — what
+/// Vault requires for the mount preflight (`sys/internal/ui/mounts/<path>`).
+pub(crate) fn any_access_under(policies: &[&Policy], prefix: &str) -> bool {
+    policies.iter().flat_map(|p| &p.rules).any(|rule| {
+        if rule.capabilities.iter().all(|c| c == "deny") {
+            return false;
+        }
+        let literal = rule.pattern.split('+').next().unwrap_or("").trim_end_matches('*');
+        literal.starts_with(prefix) || (prefix.starts_with(literal) && rule.pattern.len() > literal.len())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +180,24 @@ mod tests {
         );
         assert!(!allowed(&[&p], "other/x", &["read"]));
         assert!(Policy::parse(r#"path "x" { capabilities = ["fly"] }"#).is_err());
+    }
+
+    #[test]
+    fn capabilities_and_access_under_a_mount() {
+        let p = Policy::parse(
+            r#"
+            path "team/kv/data/app/*" { capabilities = ["read"] }
+            path "team/kv/data/app/secret" { capabilities = ["deny"] }
+            path "ops/*" { capabilities = ["list", "read"] }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(capabilities(&[&p], "team/kv/data/app/x"), ["read"]);
+        assert_eq!(capabilities(&[&p], "team/kv/data/app/secret"), ["deny"]);
+        assert_eq!(capabilities(&[&p], "elsewhere"), ["deny"]);
+        assert_eq!(capabilities(&[&p], "ops/a"), ["list", "read"]);
+        assert!(any_access_under(&[&p], "team/kv/"));
+        assert!(any_access_under(&[&p], "ops/nested/"));
+        assert!(!any_access_under(&[&p], "other/"));
     }
 }

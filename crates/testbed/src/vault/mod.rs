@@ -13,7 +13,8 @@
 //! `X-Vault-Namespace` and by path prefix; ACL policies; a sealed mode; token expiry.
 //!
 //! Not Vault API, for tests only: `POST /__emulator/expire-token {"token": …}` makes a token
-//! expire now (so tests need not wait for a TTL).
+//! expire now (so tests need not wait for a TTL); `POST /__emulator/expire-tokens` expires every
+//! token but the root token (for a token the test never sees, such as one from a login).
 //!
 //! Simplifications (documented so tests do not rely on them): policies are global by name and
 //! their paths are matched against the namespace-qualified path; tokens are valid in every
@@ -211,23 +212,31 @@ impl Emulator {
         else {
             return denied();
         };
+        // Granted to every token (Vault's default policy).
         let self_service = [
             "auth/token/lookup-self",
             "auth/token/renew-self",
             "auth/token/revoke-self",
+            "sys/capabilities-self",
         ];
-        if !token.is_root() && !self_service.contains(&ctx.path.as_str()) {
+        let policies: Vec<&acl::Policy> = token.policies.iter().filter_map(|p| state.policies.get(p)).collect();
+        if let Some(rest) = ctx.path.strip_prefix("sys/internal/ui/mounts/") {
+            // Vault answers the mount preflight to any token that may do anything in the mount.
+            let visible = token.is_root()
+                || find_mount(&state, &ctx.ns, rest).is_some_and(|(key, _)| acl::any_access_under(&policies, &key));
+            if !visible {
+                return sys::preflight_denied(&ctx.path);
+            }
+        } else if !token.is_root() && !self_service.contains(&ctx.path.as_str()) {
             // Vault checks listings against the folder path, with its trailing slash.
             let slash = if ctx.op == Op::List { "/" } else { "" };
             let acl_path = format!("{}{}{slash}", ctx.ns, ctx.path);
-            let policies: Vec<&acl::Policy> = token.policies.iter().filter_map(|p| state.policies.get(p)).collect();
             if !acl::allowed(&policies, &acl_path, ctx.op.capabilities()) {
-                return if ctx.path.starts_with("sys/internal/ui/mounts/") {
-                    sys::preflight_denied(&ctx.path)
-                } else {
-                    denied()
-                };
+                return denied();
             }
+        }
+        if ctx.path == "sys/capabilities-self" {
+            return sys::capabilities_self(&ctx, &token, &policies);
         }
         ctx.token = Some(token);
         if ctx.path.starts_with("sys/") {
@@ -255,6 +264,14 @@ impl Emulator {
                     }
                     None => error(404, "no such token"),
                 }
+            }
+            // Every token but the root token expires now (a long run outliving its login).
+            "expire-tokens" => {
+                let now = std::time::Instant::now();
+                for token in state.tokens.values_mut().filter(|t| !t.is_root()) {
+                    token.expires = Some(now);
+                }
+                Response::no_content()
             }
             _ => error(404, "no such emulator control"),
         }

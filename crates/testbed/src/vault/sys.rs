@@ -31,6 +31,37 @@ fn seal_status(state: &State) -> Value {
     })
 }
 
+/// `POST sys/capabilities-self` (`paths` or `path`): each path's capabilities for the calling
+/// token, keyed by path, and `capabilities` for the first one.
+pub(crate) fn capabilities_self(
+    ctx: &Ctx<'_>,
+    token: &super::state::Token,
+    policies: &[&super::acl::Policy],
+) -> Response {
+    let body = match ctx.body() {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let paths: Vec<String> = match (&body["paths"], &body["path"]) {
+        (Value::Array(list), _) => list.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect(),
+        (_, Value::String(one)) => vec![one.clone()],
+        _ => return error(400, "missing required 'paths' parameter"),
+    };
+    let mut out = Map::new();
+    for path in &paths {
+        let caps = if token.is_root() {
+            vec!["root".to_owned()]
+        } else {
+            super::acl::capabilities(policies, &format!("{}{}", ctx.ns, path.trim_start_matches('/')))
+        };
+        out.insert(path.clone(), json!(caps));
+    }
+    if let Some(first) = paths.first() {
+        out.insert("capabilities".to_owned(), out[first].clone());
+    }
+    ok(Value::Object(out))
+}
+
 pub(crate) fn handle(state: &mut State, ctx: &Ctx<'_>) -> Response {
     let path = ctx.path.as_str();
     let (head, tail) = match path.strip_prefix("sys/") {
