@@ -20,7 +20,7 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
     match &cli.command {
         Command::Pipeline(args) => pipeline::run(global, args, false, printer).await,
         Command::Plan(args) => pipeline::run(global, args, true, printer).await,
-        Command::Validate(args) => validate::run(global, args, printer),
+        Command::Validate(args) => validate::run(global, args, printer).await,
         Command::Graph(args) => graph::run(global, args, printer),
         Command::Discover => Err(not_yet("`secretsync discover`", 6)),
         Command::Context => Err(not_yet("`secretsync context`", 5)),
@@ -89,7 +89,9 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
         LogLevel::Warn => "warn",
         LogLevel::Error => "error",
     };
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,secretsync={name}"));
+    // vaultrs and rustify log every non-2xx answer (a 404 for a missing secret included) at
+    // error level; the Vault store classifies and reports them itself.
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,secretsync={name},vaultrs=off,rustify=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

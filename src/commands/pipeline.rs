@@ -66,7 +66,7 @@ pub(super) async fn run(
 
     let merge_phase = !args.sync_only;
     let sync_phase = !args.merge_only;
-    let stores = build_stores(&pipeline, &selected, merge_phase, sync_phase, dry_run)?;
+    let stores = build_stores(&pipeline, &selected, merge_phase, sync_phase, dry_run).await?;
     let settings = &pipeline.settings;
     let parallel = args.parallel.map(usize::from);
     let options = RunOptions {
@@ -237,7 +237,7 @@ fn select(pipeline: &Pipeline, args: &PipelineArgs) -> Result<BTreeSet<String>, 
     Ok(selected)
 }
 
-fn build_stores(
+async fn build_stores(
     pipeline: &Pipeline,
     selected: &BTreeSet<String>,
     merge_phase: bool,
@@ -245,6 +245,7 @@ fn build_stores(
     dry_run: bool,
 ) -> Result<Stores, CliError> {
     let mut stores = Stores::default();
+    let context = store::BuildContext::new(&pipeline.vault);
     let involved = if merge_phase {
         pipeline
             .graph
@@ -263,18 +264,21 @@ fn build_stores(
                 if stores.sources.contains_key(&import.name) {
                     continue;
                 }
-                let built = store::build_source(&pipeline.sources[&import.name]).map_err(|e| BuildFailure {
-                    hint: Some(e.hint()),
-                    message: e.to_string(),
-                });
+                let built = context
+                    .source(&pipeline.sources[&import.name])
+                    .await
+                    .map_err(|e| BuildFailure {
+                        hint: e.hint(),
+                        message: e.to_string(),
+                    });
                 stores.sources.insert(import.name.clone(), built);
             }
         }
     }
     if sync_phase {
         for name in selected {
-            let built = store::build_target(&pipeline.targets[name]).map_err(|e| BuildFailure {
-                hint: Some(e.hint()),
+            let built = context.target(&pipeline.targets[name]).await.map_err(|e| BuildFailure {
+                hint: e.hint(),
                 message: e.to_string(),
             });
             stores.targets.insert(name.clone(), built);
@@ -282,8 +286,8 @@ fn build_stores(
     }
     let needs_merge_store = !merge_phase || !dry_run;
     if let (Some(spec), true) = (&pipeline.merge_store, needs_merge_store) {
-        let merge = store::build_merge_store(spec).map_err(|e| CliError::MergeStore {
-            hint: Some(e.hint()),
+        let merge = context.merge_store(spec).await.map_err(|e| CliError::MergeStore {
+            hint: e.hint(),
             message: e.to_string(),
         })?;
         stores.merge = Some(Arc::clone(&merge));

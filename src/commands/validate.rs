@@ -7,7 +7,7 @@ use crate::cli::{GlobalArgs, ValidateArgs};
 use crate::error::CliError;
 use crate::output::Printer;
 
-pub(super) fn run(global: &GlobalArgs, args: &ValidateArgs, printer: Printer) -> Result<u8, CliError> {
+pub(super) async fn run(global: &GlobalArgs, args: &ValidateArgs, printer: Printer) -> Result<u8, CliError> {
     let pipeline = load(global, printer)?;
     init_logging(global, Some(&pipeline));
     let s = printer.out;
@@ -42,11 +42,42 @@ pub(super) fn run(global: &GlobalArgs, args: &ValidateArgs, printer: Printer) ->
     let _ = writeln!(out, "  merge store: {merge}");
     let _ = writeln!(out, "  warnings: {}", pipeline.warnings.len());
     printer.stdout(&out);
-    if args.check_vault {
-        return Err(not_yet("`validate --check-vault`", 4));
-    }
     if args.check_aws {
         return Err(not_yet("`validate --check-aws`", 5));
     }
+    if args.check_vault {
+        return Ok(check_vault(&pipeline, printer).await);
+    }
     Ok(0)
+}
+
+/// Prints one ✓/✗ line per Vault and per Vault location; 2 when anything failed.
+async fn check_vault(pipeline: &crate::config::Pipeline, printer: Printer) -> u8 {
+    let s = printer.out;
+    let context = crate::store::BuildContext::new(&pipeline.vault);
+    let lines = crate::store::vault::check_pipeline(pipeline, &context).await;
+    let mut out = String::new();
+    if lines.is_empty() {
+        let _ = writeln!(out, "Vault: the pipeline uses no Vault store; nothing to check");
+        printer.stdout(&out);
+        return 0;
+    }
+    let _ = writeln!(out, "Vault:");
+    for line in &lines {
+        let mark = if line.ok { s.green("✓") } else { s.red("✗") };
+        let _ = writeln!(out, "  {mark} {}: {}", line.subject, line.detail);
+        if let Some(hint) = &line.hint {
+            let _ = writeln!(out, "      {} {hint}", s.dimmed("hint:"));
+        }
+    }
+    let failed = lines.iter().filter(|l| !l.ok).count();
+    if failed == 0 {
+        let _ = writeln!(out, "{} every Vault check passed", s.green("✓"));
+        printer.stdout(&out);
+        0
+    } else {
+        let _ = writeln!(out, "{} {failed} of {} Vault checks failed", s.red("✗"), lines.len());
+        printer.stdout(&out);
+        2
+    }
 }

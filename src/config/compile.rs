@@ -91,7 +91,7 @@ pub(crate) fn compile(
             .hint = Some("add a `targets:` section, e.g. `targets: { Staging: { file: { path: ./out/staging } , imports: [defaults] } }`".to_owned());
     }
     let graph = c.graph(&target_imports, &names);
-    c.overlapping_directories(&sources, merge_store.as_ref(), &targets);
+    c.overlapping_directories(&vault, &sources, merge_store.as_ref(), &targets);
 
     c.errors.sort_by_key(|d| d.mark);
     c.warnings.sort_by_key(|d| d.mark);
@@ -267,7 +267,7 @@ impl Compiler<'_> {
             max_traversal_depth: 100,
             max_secrets_per_mount: 100_000,
             timeout: Duration::from_secs(30),
-            list_concurrency: 8,
+            list_concurrency: 16,
         };
         let Some(raw) = raw else { return settings };
         settings.address = self.checked(raw.address.as_ref(), "`vault.address`", checks::url);
@@ -299,7 +299,7 @@ impl Compiler<'_> {
         settings.timeout =
             Duration::from_secs(self.positive(raw.timeout_seconds.as_ref(), "vault.timeout_seconds", 30));
         settings.list_concurrency =
-            usize::try_from(self.positive(raw.list_concurrency.as_ref(), "vault.list_concurrency", 8)).unwrap_or(8);
+            usize::try_from(self.positive(raw.list_concurrency.as_ref(), "vault.list_concurrency", 16)).unwrap_or(16);
         settings
     }
 
@@ -524,6 +524,7 @@ impl Compiler<'_> {
                 1000,
             );
             return Some(Source::Vault(VaultLocation {
+                mark: v.mark,
                 mount: mount?,
                 paths,
                 kv_version,
@@ -614,6 +615,7 @@ impl Compiler<'_> {
                 .as_ref()
                 .and_then(|p| self.subtree(p, "`merge_store.vault.prefix`"));
             return Some(MergeStoreSpec::Vault(VaultLocation {
+                mark: v.mark,
                 mount,
                 paths: prefix.into_iter().collect(),
                 kv_version: self.kv_version(v.kv_version.as_ref(), "merge_store.vault"),
@@ -745,6 +747,7 @@ impl Compiler<'_> {
                 .as_ref()
                 .and_then(|p| self.subtree(p, &format!("`{path}.vault.path`")));
             TargetKind::Vault(VaultLocation {
+                mark: v.mark,
                 mount: mount?,
                 paths: folder.into_iter().collect(),
                 kv_version: self.kv_version(v.kv_version.as_ref(), &format!("{path}.vault")),
@@ -1031,47 +1034,124 @@ impl Compiler<'_> {
         }
     }
 
-    /// A folder secretsync writes to (a target or the merge store) that overlaps a source or
-    /// another such folder would let a sync overwrite or delete files another part of the
-    /// pipeline reads — or feed merged output back in as source secrets.
+    /// A place secretsync writes to (a target or the merge store) that overlaps a source or
+    /// another such place would let a sync overwrite or delete secrets another part of the
+    /// pipeline reads — or feed merged output back in as source secrets. Checked for folders
+    /// and for Vault locations on the same Vault (as far as the file tells: address and
+    /// namespace as written).
     fn overlapping_directories(
         &mut self,
+        vault: &VaultSettings,
         sources: &BTreeMap<String, Source>,
         merge: Option<&MergeStoreSpec>,
         targets: &BTreeMap<String, Target>,
     ) {
-        let mut places: Vec<(String, &FileLocation)> = sources
-            .iter()
-            .filter_map(|(name, s)| match s {
-                Source::File(f) => Some((format!("source `{name}`"), f)),
-                _ => None,
-            })
-            .collect();
+        let mut places: Vec<Place> = Vec::new();
+        for (name, source) in sources {
+            match source {
+                Source::File(f) => places.push(Place::folder(format!("source `{name}`"), f)),
+                Source::Vault(v) if v.paths.is_empty() => {
+                    places.push(Place::vault(vault, format!("source `{name}`"), v, None));
+                }
+                Source::Vault(v) => {
+                    for filter in &v.paths {
+                        places.push(Place::vault(
+                            vault,
+                            format!("source `{name}`"),
+                            v,
+                            Some(filter.as_str()),
+                        ));
+                    }
+                }
+                Source::Aws(_) => {}
+            }
+        }
         let merge_store = match merge {
-            Some(MergeStoreSpec::File(f)) => Some(("the merge store".to_owned(), f)),
+            Some(MergeStoreSpec::File(f)) => Some(Place::folder("the merge store".to_owned(), f)),
+            Some(MergeStoreSpec::Vault(v)) => Some(Place::vault(
+                vault,
+                "the merge store".to_owned(),
+                v,
+                v.paths.first().map(SecretPath::as_str),
+            )),
             _ => None,
         };
-        let file_targets = targets.iter().filter_map(|(name, t)| match &t.kind {
-            TargetKind::File(f) => Some((format!("target `{name}`"), f)),
-            _ => None,
+        let writing_targets = targets.iter().filter_map(|(name, t)| match &t.kind {
+            TargetKind::File(f) => Some(Place::folder(format!("target `{name}`"), f)),
+            TargetKind::Vault(v) => Some(Place::vault(
+                vault,
+                format!("target `{name}`"),
+                v,
+                v.paths.first().map(SecretPath::as_str),
+            )),
+            TargetKind::Aws(_) => None,
         });
-        for (writer, location) in merge_store.into_iter().chain(file_targets) {
-            let mine = normalise(&location.path);
-            for (other, place) in &places {
-                let theirs = normalise(&place.path);
-                if mine.starts_with(&theirs) || theirs.starts_with(&mine) {
+        for writer in merge_store.into_iter().chain(writing_targets) {
+            for other in &places {
+                if writer.overlaps(other) {
                     self.error(
-                        location.mark,
+                        writer.mark,
                         format!(
-                            "{writer} writes to `{}`, which overlaps {other} (`{}`)",
-                            location.written, place.written
+                            "{} writes to `{}`, which overlaps {} (`{}`)",
+                            writer.label, writer.written, other.label, other.written
                         ),
                     )
                     .hint =
                         Some("give every target and the merge store its own folder, outside the sources".to_owned());
                 }
             }
-            places.push((writer, location));
+            places.push(writer);
+        }
+    }
+}
+
+/// Somewhere the pipeline reads or writes, for the overlap check.
+struct Place {
+    label: String,
+    written: String,
+    mark: Mark,
+    at: PlaceAt,
+}
+
+enum PlaceAt {
+    Folder(PathBuf),
+    /// (address, namespace) as written, and the path segments from the mount down.
+    Vault((Option<String>, Option<String>), Vec<String>),
+}
+
+impl Place {
+    fn folder(label: String, location: &FileLocation) -> Self {
+        Self {
+            label,
+            written: location.written.clone(),
+            mark: location.mark,
+            at: PlaceAt::Folder(normalise(&location.path)),
+        }
+    }
+
+    fn vault(settings: &VaultSettings, label: String, location: &VaultLocation, folder: Option<&str>) -> Self {
+        let full = match folder {
+            Some(f) => format!("{}/{f}", location.mount),
+            None => location.mount.clone(),
+        };
+        let segments = full.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let vault = (
+            location.address.clone().or_else(|| settings.address.clone()),
+            location.namespace.clone().or_else(|| settings.namespace.clone()),
+        );
+        Self {
+            label,
+            written: format!("vault: {full}"),
+            mark: location.mark,
+            at: PlaceAt::Vault(vault, segments),
+        }
+    }
+
+    fn overlaps(&self, other: &Self) -> bool {
+        match (&self.at, &other.at) {
+            (PlaceAt::Folder(a), PlaceAt::Folder(b)) => a.starts_with(b) || b.starts_with(a),
+            (PlaceAt::Vault(va, a), PlaceAt::Vault(vb, b)) => va == vb && (a.starts_with(b) || b.starts_with(a)),
+            _ => false,
         }
     }
 }

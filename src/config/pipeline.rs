@@ -243,6 +243,8 @@ impl Source {
 /// A Vault KV location (source, target, or merge store).
 #[derive(Debug, Clone)]
 pub struct VaultLocation {
+    /// Where the `vault:` block is written in the file.
+    pub mark: super::diagnostics::Mark,
     /// Mount path without surrounding slashes.
     pub mount: String,
     /// Subtrees to read (sources) or the one folder to write into (targets, merge store).

@@ -99,7 +99,7 @@ pub struct RawVault {
     pub queue_compaction_threshold: Option<Spanned<u64>>,
     /// Seconds before a Vault request times out (default 30).
     pub timeout_seconds: Option<Spanned<u64>>,
-    /// How many Vault requests run at once while listing (default 8).
+    /// How many Vault requests run at once while listing (default 16).
     pub list_concurrency: Option<Spanned<u64>>,
 }
 

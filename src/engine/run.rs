@@ -129,6 +129,8 @@ pub struct Engine<'a> {
     /// importing the same sources costs one merge).
     by_imports: Mutex<BTreeMap<Vec<String>, Arc<SecretSet>>>,
     durations: Mutex<BTreeMap<String, Duration>>,
+    /// What sources reported while being read (secrets skipped and why).
+    warnings: Mutex<Vec<String>>,
 }
 
 impl<'a> Engine<'a> {
@@ -151,6 +153,7 @@ impl<'a> Engine<'a> {
             merged: Mutex::new(BTreeMap::new()),
             by_imports: Mutex::new(BTreeMap::new()),
             durations: Mutex::new(BTreeMap::new()),
+            warnings: Mutex::new(Vec::new()),
         }
     }
 
@@ -271,6 +274,12 @@ impl<'a> Engine<'a> {
             withheld_deletes: withheld,
             interrupted: self.interrupt.is_cancelled(),
             errors,
+            warnings: {
+                let mut warnings =
+                    std::mem::take(&mut *self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                warnings.sort();
+                warnings
+            },
             duration: started.elapsed(),
         }
     }
@@ -331,8 +340,12 @@ impl<'a> Engine<'a> {
             let span = tracing::debug_span!("read_source", source = name, store = %store.describe());
             let _guard = span.enter();
             match self.interruptible(store.read_all()).await {
-                Ok((_, set)) => {
+                Ok((listing, set)) => {
                     tracing::debug!(secrets = set.len(), "source read");
+                    if !listing.notes.is_empty() {
+                        let mut warnings = self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        warnings.extend(listing.notes.iter().map(|note| format!("source `{name}`: {note}")));
+                    }
                     Ok(Arc::new(set))
                 }
                 Err(err) => Err((format!("cannot read source `{name}`: {err}"), None)),

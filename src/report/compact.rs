@@ -22,6 +22,10 @@ pub fn render(report: &RunReport) -> String {
     if problems > 0 {
         let _ = write!(line, " · {problems} problem{}", if problems == 1 { "" } else { "s" });
     }
+    let warnings = report.warnings.len();
+    if warnings > 0 {
+        let _ = write!(line, " · {warnings} warning{}", if warnings == 1 { "" } else { "s" });
+    }
     if report.interrupted {
         line.push_str(" · interrupted");
     }

@@ -58,6 +58,9 @@ pub fn render(report: &RunReport) -> String {
             escape_data(&message)
         );
     }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "::warning title=secretsync::{}", escape_data(warning));
+    }
     let s = report.summary();
     let c = &s.counts;
     let what = if report.dry_run { "plan" } else { "sync" };
@@ -156,6 +159,12 @@ pub fn step_summary(report: &RunReport) -> String {
                 target.map(|t| format!("`{}`: ", cell(&t))).unwrap_or_default(),
                 cell(&message)
             );
+        }
+    }
+    if !report.warnings.is_empty() {
+        let _ = writeln!(out, "\n**Warnings**\n");
+        for warning in &report.warnings {
+            let _ = writeln!(out, "- {}", cell(warning));
         }
     }
     out

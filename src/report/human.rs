@@ -36,6 +36,12 @@ pub fn render(report: &RunReport, style: Styler, options: HumanOptions) -> Strin
     for error in &report.errors {
         let _ = writeln!(out, "{} {error}\n", style.red("error:"));
     }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "{} {warning}", style.yellow("warning:"));
+    }
+    if !report.warnings.is_empty() {
+        out.push('\n');
+    }
     render_summary(&mut out, report, style);
     out
 }

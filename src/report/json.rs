@@ -22,6 +22,7 @@ struct JsonReport<'a> {
     withheld_deletes: Option<Withheld>,
     targets: Vec<Target<'a>>,
     errors: Vec<ErrorEntry>,
+    warnings: &'a [String],
     timings: Timings,
     api_calls: serde_json::Map<String, serde_json::Value>,
 }
@@ -177,6 +178,7 @@ pub fn render(report: &RunReport, config: &str, exit_code_mode: bool) -> String 
             .into_iter()
             .map(|(target, message)| ErrorEntry { target, message })
             .collect(),
+        warnings: &report.warnings,
         timings: Timings {
             total_ms: report.duration.as_millis(),
         },

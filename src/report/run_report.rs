@@ -152,6 +152,8 @@ pub struct RunReport {
     pub interrupted: bool,
     /// Errors not tied to one target (e.g. the merge store).
     pub errors: Vec<String>,
+    /// Things to know that are not errors (a source skipped a soft-deleted secret), sorted.
+    pub warnings: Vec<String>,
     /// Total time.
     pub duration: Duration,
 }

@@ -1,10 +1,21 @@
 //! Building stores from the validated config. The only place that maps config kinds to store
 //! implementations; stores whose issue has not landed yet fail here with a clear message.
+//!
+//! Building is async because a Vault store needs a logged-in connection and its mount's KV
+//! version before it can be used. [`BuildContext`] keeps one connection per (address,
+//! namespace) and one preflight per mount, so ten sources on one Vault log in once — and a
+//! Vault that cannot be reached fails once, with the same message for every store on it.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{FileMergeStore, FileStore, MergeStore, Store, WritableStore};
-use crate::config::{MergeStoreSpec, Source, Target, TargetKind};
+use tokio::sync::Mutex;
+
+use super::vault::{Limits, Role, VaultConnection, VaultEndpoint, VaultMergeStore, VaultStore};
+use super::{ErrorClass, FileMergeStore, FileStore, MergeStore, Store, WritableStore};
+use crate::config::{MergeStoreSpec, Source, Target, TargetKind, VaultLocation, VaultSettings};
+use crate::model::SecretPath;
 
 /// Why a store could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,61 +28,287 @@ pub enum BuildError {
         /// The tracking issue.
         issue: u32,
     },
+    /// Vault could not be reached, logged in to, or the mount is not usable.
+    #[error("{message}")]
+    Vault {
+        /// What went wrong (names the address, mount and cause; never a token).
+        message: String,
+        /// How to fix it.
+        hint: Option<String>,
+    },
 }
 
 impl BuildError {
     /// A hint for the user.
-    pub fn hint(&self) -> String {
+    pub fn hint(&self) -> Option<String> {
         match self {
-            Self::NotSupportedYet { .. } => {
-                "the config is valid; until then, use `file:` stores, or run only the other targets with `--targets`"
-                    .to_owned()
-            }
+            Self::NotSupportedYet { .. } => Some(
+                "the config is valid; until then, use `file:` or `vault:` stores, or run only the other targets with `--targets`"
+                    .to_owned(),
+            ),
+            Self::Vault { hint, .. } => hint.clone(),
         }
     }
 }
 
-/// The store for a source.
-pub fn build_source(source: &Source) -> Result<Arc<dyn Store>, BuildError> {
-    match source {
-        Source::File(f) => Ok(Arc::new(FileStore::source(&f.path, &f.written))),
-        Source::Vault(_) => Err(BuildError::NotSupportedYet {
-            what: "Vault sources",
-            issue: 4,
-        }),
-        Source::Aws(_) => Err(BuildError::NotSupportedYet {
-            what: "AWS Secrets Manager sources",
-            issue: 5,
-        }),
+/// Reads an environment variable (a seam so tests can supply their own environment).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A Vault mount as found by the preflight: the real mount, its KV version, and the folder inside
+/// it when the configured "mount" went deeper than the mount itself (`secret/team-a`).
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedMount {
+    pub(crate) mount: String,
+    pub(crate) version: u8,
+    pub(crate) base: Option<String>,
+}
+
+type MountKey = (VaultEndpoint, String);
+
+/// Builds stores, sharing Vault connections and mount lookups between them.
+pub struct BuildContext {
+    pub(crate) vault: VaultSettings,
+    pub(crate) env: EnvLookup,
+    home: Option<PathBuf>,
+    connections: Mutex<BTreeMap<VaultEndpoint, Result<Arc<VaultConnection>, BuildError>>>,
+    mounts: Mutex<BTreeMap<MountKey, Result<ResolvedMount, BuildError>>>,
+}
+
+impl std::fmt::Debug for BuildContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildContext").finish_non_exhaustive()
     }
 }
 
-/// The store for a target.
-pub fn build_target(target: &Target) -> Result<Arc<dyn WritableStore>, BuildError> {
-    match &target.kind {
-        TargetKind::File(f) => Ok(Arc::new(FileStore::new(&f.path, &f.written))),
-        TargetKind::Vault(_) => Err(BuildError::NotSupportedYet {
-            what: "Vault targets",
-            issue: 4,
-        }),
-        TargetKind::Aws(_) => Err(BuildError::NotSupportedYet {
-            what: "AWS Secrets Manager targets",
-            issue: 5,
-        }),
+impl BuildContext {
+    /// A context reading the process environment (`VAULT_*`, `HOME`).
+    pub fn new(vault: &VaultSettings) -> Self {
+        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        Self::with_env(vault, Arc::new(|name| std::env::var(name).ok()), home)
+    }
+
+    /// A context with a given environment and home directory.
+    pub fn with_env(vault: &VaultSettings, env: EnvLookup, home: Option<PathBuf>) -> Self {
+        Self {
+            vault: vault.clone(),
+            env,
+            home,
+            connections: Mutex::new(BTreeMap::new()),
+            mounts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The store for a source.
+    pub async fn source(&self, source: &Source) -> Result<Arc<dyn Store>, BuildError> {
+        match source {
+            Source::File(f) => Ok(Arc::new(FileStore::source(&f.path, &f.written))),
+            Source::Vault(location) => {
+                let (conn, mount) = self.vault_parts(location).await?;
+                let limits = self.limits(location);
+                Ok(Arc::new(VaultStore::new(
+                    conn,
+                    &mount.mount,
+                    mount.version,
+                    mount.base,
+                    location.paths.clone(),
+                    Role::Source,
+                    limits,
+                )))
+            }
+            Source::Aws(_) => Err(BuildError::NotSupportedYet {
+                what: "AWS Secrets Manager sources",
+                issue: 5,
+            }),
+        }
+    }
+
+    /// The store for a target.
+    pub async fn target(&self, target: &Target) -> Result<Arc<dyn WritableStore>, BuildError> {
+        match &target.kind {
+            TargetKind::File(f) => Ok(Arc::new(FileStore::new(&f.path, &f.written))),
+            TargetKind::Vault(location) => {
+                let (conn, mount) = self.vault_parts(location).await?;
+                let base = join(mount.base.as_deref(), location.paths.first().map(SecretPath::as_str));
+                Ok(Arc::new(VaultStore::new(
+                    conn,
+                    &mount.mount,
+                    mount.version,
+                    base,
+                    Vec::new(),
+                    Role::Target,
+                    self.limits(location),
+                )))
+            }
+            TargetKind::Aws(_) => Err(BuildError::NotSupportedYet {
+                what: "AWS Secrets Manager targets",
+                issue: 5,
+            }),
+        }
+    }
+
+    /// The merge store.
+    pub async fn merge_store(&self, spec: &MergeStoreSpec) -> Result<Arc<dyn MergeStore>, BuildError> {
+        match spec {
+            MergeStoreSpec::File(f) => Ok(Arc::new(FileMergeStore::new(&f.path, &f.written))),
+            MergeStoreSpec::Vault(location) => {
+                let (conn, mount) = self.vault_parts(location).await?;
+                let prefix = join(mount.base.as_deref(), location.paths.first().map(SecretPath::as_str));
+                Ok(Arc::new(VaultMergeStore::new(
+                    conn,
+                    mount.mount,
+                    mount.version,
+                    prefix,
+                    self.limits(location),
+                )))
+            }
+            MergeStoreSpec::S3 { .. } => Err(BuildError::NotSupportedYet {
+                what: "S3 merge stores",
+                issue: 5,
+            }),
+        }
+    }
+
+    fn limits(&self, location: &VaultLocation) -> Limits {
+        Limits {
+            max_depth: location.max_traversal_depth.unwrap_or(self.vault.max_traversal_depth),
+            max_secrets: location
+                .max_secrets_per_mount
+                .unwrap_or(self.vault.max_secrets_per_mount),
+            concurrency: self.vault.list_concurrency,
+        }
+    }
+
+    /// Where a location connects to.
+    pub(crate) fn vault_endpoint(&self, location: &VaultLocation) -> Result<VaultEndpoint, BuildError> {
+        super::vault::endpoint(
+            &self.vault,
+            location.address.as_deref(),
+            location.namespace.as_deref(),
+            &*self.env,
+        )
+        .map_err(|e| BuildError::Vault {
+            message: e.message,
+            hint: e.hint,
+        })
+    }
+
+    /// The (shared) connection to `endpoint`, connecting on first use.
+    pub(crate) async fn vault_connection(&self, endpoint: &VaultEndpoint) -> Result<Arc<VaultConnection>, BuildError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(known) = connections.get(endpoint) {
+            return known.clone();
+        }
+        let made = VaultConnection::connect(&self.vault, endpoint, &*self.env, self.home.as_ref())
+            .await
+            .map_err(|e| BuildError::Vault {
+                message: e.message,
+                hint: e.hint,
+            });
+        connections.insert(endpoint.clone(), made.clone());
+        made
+    }
+
+    /// The connection and resolved mount of a location.
+    pub(crate) async fn vault_parts(
+        &self,
+        location: &VaultLocation,
+    ) -> Result<(Arc<VaultConnection>, ResolvedMount), BuildError> {
+        let endpoint = self.vault_endpoint(location)?;
+        let conn = self.vault_connection(&endpoint).await?;
+        let mount = self.resolve_mount(&conn, &endpoint, location).await?;
+        Ok((conn, mount))
+    }
+
+    /// Finds the real mount and KV version of a configured mount path (once per mount).
+    async fn resolve_mount(
+        &self,
+        conn: &VaultConnection,
+        endpoint: &VaultEndpoint,
+        location: &VaultLocation,
+    ) -> Result<ResolvedMount, BuildError> {
+        if let Some(version) = location.kv_version {
+            return Ok(ResolvedMount {
+                mount: location.mount.clone(),
+                version,
+                base: None,
+            });
+        }
+        let key = (endpoint.clone(), location.mount.clone());
+        let mut mounts = self.mounts.lock().await;
+        if let Some(known) = mounts.get(&key) {
+            return known.clone();
+        }
+        let resolved = preflight(conn, &location.mount).await;
+        mounts.insert(key, resolved.clone());
+        resolved
     }
 }
 
-/// The merge store.
-pub fn build_merge_store(spec: &MergeStoreSpec) -> Result<Arc<dyn MergeStore>, BuildError> {
-    match spec {
-        MergeStoreSpec::File(f) => Ok(Arc::new(FileMergeStore::new(&f.path, &f.written))),
-        MergeStoreSpec::Vault(_) => Err(BuildError::NotSupportedYet {
-            what: "Vault merge stores",
-            issue: 4,
-        }),
-        MergeStoreSpec::S3 { .. } => Err(BuildError::NotSupportedYet {
-            what: "S3 merge stores",
-            issue: 5,
-        }),
+/// Asks Vault which mount `configured` is in and which KV version it runs.
+pub(crate) async fn preflight(conn: &VaultConnection, configured: &str) -> Result<ResolvedMount, BuildError> {
+    let at = conn.describe();
+    let info = conn.mount_of(configured).await.map_err(|e| match e.class {
+        ErrorClass::Auth => BuildError::Vault {
+            message: format!(
+                "{at}: no access to the mount `{configured}`: Vault's mount lookup answered {} — the mount does not exist, or the token's policies ({}) grant nothing under it",
+                e.summary(),
+                policies(conn)
+            ),
+            hint: Some(format!(
+                "check the name with `vault secrets list`, grant the token a policy on `{configured}/*`, or set `kv_version` to skip the lookup"
+            )),
+        },
+        _ => BuildError::Vault {
+            message: format!("{at}: cannot look up the mount `{configured}`: {}", e.summary()),
+            hint: None,
+        },
+    })?;
+    if info.kind != "kv" && info.kind != "generic" {
+        return Err(BuildError::Vault {
+            message: format!(
+                "{at}: `{configured}` is in a `{}` mount (`{}`), not a KV mount",
+                info.kind, info.path
+            ),
+            hint: Some("point `mount` at a KV secrets engine (`vault secrets list`)".to_owned()),
+        });
     }
+    let mount = info.path.trim_matches('/').to_owned();
+    let version = match info.options.as_ref().and_then(|o| o.get("version")).map(String::as_str) {
+        Some("2") => 2,
+        Some("1") | None => 1,
+        Some(other) => {
+            return Err(BuildError::Vault {
+                message: format!(
+                    "{at}: the mount `{mount}` reports KV version `{other}`, which secretsync does not know"
+                ),
+                hint: Some("set `kv_version: 1` or `kv_version: 2` on the store".to_owned()),
+            });
+        }
+    };
+    let base = configured
+        .trim_matches('/')
+        .strip_prefix(&mount)
+        .map(|rest| rest.trim_matches('/').to_owned())
+        .filter(|rest| !rest.is_empty());
+    Ok(ResolvedMount { mount, version, base })
+}
+
+fn policies(conn: &VaultConnection) -> String {
+    let policies = conn.policies();
+    if policies.is_empty() {
+        "none".to_owned()
+    } else {
+        policies.join(", ")
+    }
+}
+
+/// `a` + `b` as a folder path; `None` when both are empty.
+fn join(a: Option<&str>, b: Option<&str>) -> Option<String> {
+    let parts: Vec<&str> = [a, b]
+        .into_iter()
+        .flatten()
+        .map(|s| s.trim_matches('/'))
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("/"))
 }

@@ -1,5 +1,5 @@
-//! The store contract as one suite every store passes (memory and file here; Vault, Secrets
-//! Manager and S3 against their emulators when those stores land).
+//! The store contract as one suite every store passes (memory and file here; Vault against
+//! the emulator in the integration tests; Secrets Manager and S3 when those stores land).
 //!
 //! It returns an error describing the first broken rule instead of panicking, so that service
 //! tests can add context. The store must start empty.
@@ -41,11 +41,30 @@ pub async fn run(store: &dyn WritableStore) -> Result<(), String> {
     );
     let text = SecretValue::Text("line one\nline two ünïcødé 🔑".into());
     let binary = SecretValue::Binary((0..=255u8).collect());
+    if caps.json_only {
+        let refused = store.put(&p("certs/tls.pem"), &text, "T").await;
+        ensure(
+            matches!(&refused, Err(e) if e.class == ErrorClass::Invalid),
+            "a JSON-only store refuses a text value as Invalid",
+        )?;
+        ensure(
+            store.get(&p("certs/tls.pem")).await.map_err(e)?.is_none(),
+            "a refused value is not written",
+        )?;
+    }
+    // A JSON-only store gets the text cases wrapped in an object.
+    let storable = |value: &SecretValue| match value {
+        SecretValue::Text(t) if caps.json_only => {
+            SecretValue::from_string(serde_json::json!({ "value": t }).to_string())
+        }
+        other => other.clone(),
+    };
+    let text = storable(&text);
     let cases = [
         (p("db/main"), json.clone()),
         (p("certs/tls.pem"), text.clone()),
         (p("blobs/all-bytes"), binary.clone()),
-        (p("odd names/with spaces/ünï"), SecretValue::Text("x".into())),
+        (p("odd names/with spaces/ünï"), storable(&SecretValue::Text("x".into()))),
         (p("deep/a/b/c/d/e/f/g"), json.clone()),
     ];
     for (path, value) in &cases {
@@ -114,15 +133,17 @@ pub async fn run(store: &dyn WritableStore) -> Result<(), String> {
             .is_some_and(|v| v.semantic_eq(&updated)),
         "an update replaces the value",
     )?;
-    store.put(&p("db/main"), &text, "T").await.map_err(e)?;
-    ensure(
-        store
-            .get(&p("db/main"))
-            .await
-            .map_err(e)?
-            .is_some_and(|v| v.kind() == ValueKind::Text),
-        "a value can change kind",
-    )?;
+    if !caps.json_only {
+        store.put(&p("db/main"), &text, "T").await.map_err(e)?;
+        ensure(
+            store
+                .get(&p("db/main"))
+                .await
+                .map_err(e)?
+                .is_some_and(|v| v.kind() == ValueKind::Text),
+            "a value can change kind",
+        )?;
+    }
 
     if caps.ownership {
         let err = store.delete(&p("certs/tls.pem"), "Other").await;
@@ -140,9 +161,13 @@ pub async fn run(store: &dyn WritableStore) -> Result<(), String> {
         store.get(&p("certs/tls.pem")).await.map_err(e)?.is_none(),
         "a deleted secret is gone",
     )?;
+    let gone = |listing: &super::Listing, path: &SecretPath| match listing.entries.get(path) {
+        None => true,
+        Some(entry) => caps.soft_delete && entry.pending_deletion,
+    };
     ensure(
-        !store.list().await.map_err(e)?.entries.contains_key(&p("certs/tls.pem")),
-        "a deleted secret is not listed",
+        gone(&store.list().await.map_err(e)?, &p("certs/tls.pem")),
+        "a deleted secret is not listed (or, where deletes are soft, listed as pending deletion)",
     )?;
     store.delete(&p("certs/tls.pem"), "T").await.map_err(e)?;
     store.delete(&p("never-existed"), "T").await.map_err(e)?;
@@ -152,9 +177,29 @@ pub async fn run(store: &dyn WritableStore) -> Result<(), String> {
     for (path, _) in &cases {
         store.delete(path, "T").await.map_err(e)?;
     }
+    let listing = store.list().await.map_err(e)?;
     ensure(
-        store.list().await.map_err(e)?.entries.is_empty(),
-        "deleting everything leaves an empty listing",
+        listing.entries.keys().all(|path| gone(&listing, path)),
+        "deleting everything leaves an empty listing (or only pending deletions)",
     )?;
+    if caps.soft_delete && !listing.entries.is_empty() {
+        let path = p("db/main");
+        store.restore(&path).await.map_err(e)?;
+        ensure(
+            store.get(&path).await.map_err(e)?.is_some(),
+            "a restored secret can be read again",
+        )?;
+        ensure(
+            store
+                .list()
+                .await
+                .map_err(e)?
+                .entries
+                .get(&path)
+                .is_some_and(|m| !m.pending_deletion),
+            "a restored secret is listed as live",
+        )?;
+        store.delete(&path, "T").await.map_err(e)?;
+    }
     Ok(())
 }

@@ -420,6 +420,7 @@ impl Store for FileStore {
             binary: true,
             hierarchical: true,
             soft_delete: false,
+            json_only: false,
         }
     }
 
@@ -436,7 +437,10 @@ impl Store for FileStore {
                     (path, meta)
                 })
                 .collect();
-            Ok(Listing { entries })
+            Ok(Listing {
+                entries,
+                notes: Vec::new(),
+            })
         })
         .await
     }

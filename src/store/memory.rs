@@ -124,6 +124,7 @@ impl Store for MemoryStore {
             binary: true,
             hierarchical: false,
             soft_delete: true,
+            json_only: false,
         }
     }
 
@@ -143,7 +144,10 @@ impl Store for MemoryStore {
                 )
             })
             .collect();
-        Ok(Listing { entries })
+        Ok(Listing {
+            entries,
+            notes: Vec::new(),
+        })
     }
 
     async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {

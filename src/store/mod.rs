@@ -17,8 +17,9 @@ mod error;
 mod file;
 pub mod memory;
 mod read_only;
+pub mod vault;
 
-pub use build::{BuildError, build_merge_store, build_source, build_target};
+pub use build::{BuildContext, BuildError, EnvLookup};
 pub use error::{ErrorClass, StoreError};
 pub use file::{FileMergeStore, FileStore, MANIFEST_FILE};
 pub use memory::{MemoryMergeStore, MemoryStore};
@@ -51,8 +52,11 @@ pub struct Capabilities {
     pub binary: bool,
     /// Paths are folders: `a` and `a/b` cannot both be secrets.
     pub hierarchical: bool,
-    /// Deleted secrets linger and can be restored (AWS recovery window).
+    /// Deleted secrets linger and can be restored (AWS recovery window, Vault KV v2): they are
+    /// still listed, as pending deletion.
     pub soft_delete: bool,
+    /// Holds only JSON objects (Vault KV); other kinds are refused by `check_value`.
+    pub json_only: bool,
 }
 
 /// Who manages a listed secret.
@@ -102,6 +106,8 @@ impl EntryMeta {
 pub struct Listing {
     /// Every secret in scope.
     pub entries: BTreeMap<SecretPath, EntryMeta>,
+    /// Things the user should know about the read (secrets skipped, and why); never values.
+    pub notes: Vec<String>,
 }
 
 /// A place secrets can be read from.

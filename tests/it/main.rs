@@ -9,3 +9,4 @@ mod graph_render;
 mod quickstart;
 mod services;
 mod support;
+mod vault;

@@ -1,0 +1,642 @@
+//! A connection to one Vault (address + namespace): settings, login, and the one place every
+//! Vault call goes through.
+//!
+//! Settings come from the pipeline file, else the usual `VAULT_*` variables; TLS verification is
+//! on unless `tls_skip_verify: true` is written in the file (`VAULT_SKIP_VERIFY` is ignored on
+//! purpose). Credentials: the `vault.auth` block, else `VAULT_TOKEN`, `~/.vault-token`, or
+//! `VAULT_ROLE_ID` + `VAULT_SECRET_ID`. Tokens never reach logs or messages.
+//!
+//! A 403 is ambiguous: an expired token and a policy that does not cover the path both give it.
+//! [`VaultConnection::call`] tells them apart with `lookup-self`: a dead token is replaced by
+//! logging in again (once, shared by all concurrent callers); a live one means the policy is the
+//! problem, and the error names the path, the capability and the token's policies.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use rustify::endpoint::Endpoint;
+use rustify::enums::{RequestMethod, RequestType, ResponseType};
+use tokio::sync::RwLock;
+use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+
+use crate::config::{VaultAuth, VaultSettings};
+use crate::store::ErrorClass;
+
+/// How to get a token (again).
+#[derive(Clone)]
+enum Login {
+    /// A fixed token; when it dies there is no way to get another.
+    Static,
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: String,
+    },
+    Kubernetes {
+        mount: String,
+        role: String,
+        jwt_path: PathBuf,
+    },
+}
+
+impl Login {
+    fn describe(&self) -> String {
+        match self {
+            Self::Static => "token".to_owned(),
+            Self::AppRole { mount, .. } => format!("AppRole (auth/{mount})"),
+            Self::Kubernetes { mount, role, .. } => format!("Kubernetes role `{role}` (auth/{mount})"),
+        }
+    }
+}
+
+/// A failed Vault call, classified. `detail` holds Vault's own messages (never a value or token).
+#[derive(Debug, Clone)]
+pub(crate) struct VaultError {
+    pub(crate) status: Option<u16>,
+    pub(crate) class: ErrorClass,
+    pub(crate) detail: String,
+}
+
+impl VaultError {
+    pub(crate) fn from_client(err: &ClientError) -> Self {
+        // A response without `errors` (a soft-deleted KV v2 read) has only a status; its body
+        // may hold secret data, so it is never kept.
+        let (status, detail) = match err {
+            ClientError::APIError { code, errors } => (Some(*code), errors.join("; ")),
+            ClientError::RestClientError { source } => match source {
+                rustify::errors::ClientError::ServerResponseError { code, .. } => (Some(*code), String::new()),
+                // Transport failures: the cause chain says why (refused, timed out, TLS). Other
+                // causes (response parsing) are not followed: they can quote the response.
+                rustify::errors::ClientError::RequestError { source, .. }
+                | rustify::errors::ClientError::ResponseError { source } => (None, transport_detail(source.as_ref())),
+                other => (None, other.to_string()),
+            },
+            other => (None, other.to_string()),
+        };
+        let detail = detail.replace("1 error occurred:\n\t* ", "").trim().to_owned();
+        let class = match status {
+            Some(404) => ErrorClass::NotFound,
+            Some(401 | 403) => ErrorClass::Auth,
+            Some(429) => ErrorClass::Throttled,
+            Some(400) if detail.contains("check-and-set") => ErrorClass::Conflict,
+            Some(400 | 405 | 409 | 412 | 422) => ErrorClass::Invalid,
+            Some(500..=599) | None => ErrorClass::Transient,
+            Some(_) => ErrorClass::Fatal,
+        };
+        Self { status, class, detail }
+    }
+
+    pub(crate) fn is_not_found(&self) -> bool {
+        self.status == Some(404)
+    }
+
+    /// `status 503: Vault is sealed` or the transport error.
+    pub(crate) fn summary(&self) -> String {
+        match (self.status, self.detail.is_empty()) {
+            (Some(code), false) => format!("status {code}: {}", self.detail),
+            (Some(code), true) => format!("status {code}"),
+            (None, _) => self.detail.clone(),
+        }
+    }
+}
+
+/// Where and how to connect, resolved from the file and the environment.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct VaultEndpoint {
+    pub(crate) address: String,
+    pub(crate) namespace: Option<String>,
+}
+
+/// A logged-in client shared by every Vault store on the same address and namespace.
+pub(crate) struct VaultConnection {
+    pub(crate) address: String,
+    pub(crate) namespace: Option<String>,
+    client: RwLock<VaultClient>,
+    login: Login,
+    generation: AtomicU64,
+    policies: Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for VaultConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultConnection")
+            .field("address", &self.address)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a connection could not be made; shown to the user with a hint.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectError {
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+}
+
+fn connect_error(message: impl Into<String>, hint: Option<&str>) -> ConnectError {
+    ConnectError {
+        message: message.into(),
+        hint: hint.map(str::to_owned),
+    }
+}
+
+/// Resolves the address and namespace a location uses.
+pub(crate) fn endpoint(
+    settings: &VaultSettings,
+    address: Option<&str>,
+    namespace: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<VaultEndpoint, ConnectError> {
+    let address = address
+        .map(str::to_owned)
+        .or_else(|| settings.address.clone())
+        .or_else(|| env("VAULT_ADDR").filter(|a| !a.is_empty()))
+        .ok_or_else(|| {
+            connect_error(
+                "no Vault address",
+                Some("set `vault.address` in the pipeline file or the VAULT_ADDR variable"),
+            )
+        })?;
+    if !(address.starts_with("http://") || address.starts_with("https://")) {
+        return Err(connect_error(
+            format!("the Vault address `{address}` is not an http:// or https:// URL"),
+            None,
+        ));
+    }
+    let namespace = namespace
+        .map(str::to_owned)
+        .or_else(|| settings.namespace.clone())
+        .or_else(|| env("VAULT_NAMESPACE"))
+        .map(|n| n.trim_matches('/').to_owned())
+        .filter(|n| !n.is_empty());
+    Ok(VaultEndpoint {
+        address: address.trim_end_matches('/').to_owned(),
+        namespace,
+    })
+}
+
+fn resolve_login(
+    settings: &VaultSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&PathBuf>,
+) -> Result<(String, Login), ConnectError> {
+    let token_file = || {
+        home.and_then(|h| std::fs::read_to_string(h.join(".vault-token")).ok())
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    };
+    match &settings.auth {
+        Some(VaultAuth::Token { token }) => {
+            let token = token
+                .as_ref()
+                .map(|t| t.0.clone())
+                .or_else(|| env("VAULT_TOKEN"))
+                .or_else(token_file)
+                .ok_or_else(|| {
+                    connect_error(
+                        "`vault.auth.token` gives no token",
+                        Some("set `token:`, the VAULT_TOKEN variable, or ~/.vault-token"),
+                    )
+                })?;
+            Ok((token, Login::Static))
+        }
+        Some(VaultAuth::AppRole {
+            mount,
+            role_id,
+            secret_id,
+        }) => {
+            let role_id = role_id
+                .as_ref()
+                .map(|s| s.0.clone())
+                .or_else(|| env("VAULT_ROLE_ID"))
+                .ok_or_else(|| {
+                    connect_error(
+                        "AppRole login needs a role id",
+                        Some("set `vault.auth.approle.role_id` or VAULT_ROLE_ID"),
+                    )
+                })?;
+            let secret_id = secret_id
+                .as_ref()
+                .map(|s| s.0.clone())
+                .or_else(|| env("VAULT_SECRET_ID"))
+                .ok_or_else(|| {
+                    connect_error(
+                        "AppRole login needs a secret id",
+                        Some("set `vault.auth.approle.secret_id` or VAULT_SECRET_ID"),
+                    )
+                })?;
+            Ok((
+                String::new(),
+                Login::AppRole {
+                    mount: mount.clone(),
+                    role_id,
+                    secret_id,
+                },
+            ))
+        }
+        Some(VaultAuth::Kubernetes { role, mount, jwt_path }) => Ok((
+            String::new(),
+            Login::Kubernetes {
+                mount: mount.clone(),
+                role: role.clone(),
+                jwt_path: jwt_path.clone(),
+            },
+        )),
+        None => {
+            if let Some(token) = env("VAULT_TOKEN").filter(|t| !t.is_empty()).or_else(token_file) {
+                return Ok((token, Login::Static));
+            }
+            match (env("VAULT_ROLE_ID"), env("VAULT_SECRET_ID")) {
+                (Some(role_id), Some(secret_id)) => {
+                    let mount = env("VAULT_APPROLE_MOUNT").unwrap_or_else(|| "approle".to_owned());
+                    Ok((
+                        String::new(),
+                        Login::AppRole {
+                            mount,
+                            role_id,
+                            secret_id,
+                        },
+                    ))
+                }
+                _ => Err(connect_error(
+                    "no Vault credentials",
+                    Some(
+                        "configure `vault.auth`, or set VAULT_TOKEN (or ~/.vault-token), or VAULT_ROLE_ID and VAULT_SECRET_ID",
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+/// `GET sys/internal/ui/mounts/<path>`: which mount a path is in and its KV version.
+struct PreflightMount {
+    path: String,
+}
+
+/// The part of the preflight answer we read.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct MountInfo {
+    /// The mount's path, with a trailing slash.
+    pub(crate) path: String,
+    /// The engine type (`kv`).
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    /// Engine options (`version`).
+    pub(crate) options: Option<std::collections::HashMap<String, String>>,
+}
+
+impl Endpoint for PreflightMount {
+    type Response = MountInfo;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        format!("sys/internal/ui/mounts/{}", self.path)
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::GET
+    }
+}
+
+/// `POST sys/capabilities-self`: what the token may do on each of `paths`.
+struct CapabilitiesSelf {
+    paths: Vec<String>,
+}
+
+impl Endpoint for CapabilitiesSelf {
+    type Response = std::collections::HashMap<String, serde_json::Value>;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        "sys/capabilities-self".to_owned()
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::POST
+    }
+
+    fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
+        Ok(Some(
+            serde_json::to_vec(&serde_json::json!({ "paths": self.paths })).unwrap_or_default(),
+        ))
+    }
+}
+
+/// The result of a call, for futures that borrow the client.
+pub(crate) type Call<'c, T> = BoxFuture<'c, Result<T, ClientError>>;
+
+impl VaultConnection {
+    /// Connects and logs in (or checks the token), so that bad credentials fail before any
+    /// target is touched.
+    pub(crate) async fn connect(
+        settings: &VaultSettings,
+        endpoint: &VaultEndpoint,
+        env: &dyn Fn(&str) -> Option<String>,
+        home: Option<&PathBuf>,
+    ) -> Result<Arc<Self>, ConnectError> {
+        let (token, login) = resolve_login(settings, env, home)?;
+        let client = client(settings, endpoint, env, token)?;
+        let connection = Arc::new(Self {
+            address: endpoint.address.clone(),
+            namespace: endpoint.namespace.clone(),
+            client: RwLock::new(client),
+            login,
+            generation: AtomicU64::new(0),
+            policies: Mutex::new(Vec::new()),
+        });
+        let at = connection.describe();
+        if !matches!(connection.login, Login::Static) {
+            connection.log_in().await.map_err(|e| ConnectError {
+                message: format!("cannot log in to {at}: {}", e.detail),
+                hint: e.hint,
+            })?;
+        }
+        connection.check_token().await.map_err(|e| ConnectError {
+            message: format!("cannot use {at}: {}", e.detail),
+            hint: e.hint,
+        })?;
+        Ok(connection)
+    }
+
+    /// `https://vault:8200` or `https://vault:8200 (namespace eng)`.
+    pub(crate) fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} (namespace {ns})", self.address),
+            None => self.address.clone(),
+        }
+    }
+
+    /// How this connection logs in (for `validate --check-vault`).
+    pub(crate) fn login_method(&self) -> String {
+        self.login.describe()
+    }
+
+    /// The token's policies, as last looked up.
+    pub(crate) fn policies(&self) -> Vec<String> {
+        self.policies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn log_in(&self) -> Result<(), LoginFailure> {
+        let mut client = self.client.write().await;
+        let info = match &self.login {
+            Login::Static => return Err(LoginFailure::static_token()),
+            Login::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            } => vaultrs::auth::approle::login(&*client, mount, role_id, secret_id).await,
+            Login::Kubernetes { mount, role, jwt_path } => {
+                let jwt = std::fs::read_to_string(jwt_path).map_err(|e| LoginFailure {
+                    detail: format!(
+                        "cannot read the Kubernetes service-account token `{}`: {e}",
+                        jwt_path.display()
+                    ),
+                    hint: Some("set `vault.auth.kubernetes.jwt_path`".to_owned()),
+                })?;
+                vaultrs::auth::kubernetes::login(&*client, mount, role, jwt.trim()).await
+            }
+        };
+        let info = info.map_err(|e| {
+            let err = VaultError::from_client(&e);
+            LoginFailure {
+                detail: format!("{} login failed ({})", self.login.describe(), err.summary()),
+                hint: None,
+            }
+        })?;
+        client.set_token(&info.client_token);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Looks the token up (is it alive, which policies does it carry).
+    async fn check_token(&self) -> Result<(), LoginFailure> {
+        let client = self.client.read().await;
+        match vaultrs::token::lookup_self(&*client).await {
+            Ok(me) => {
+                *self.policies.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = me.policies;
+                Ok(())
+            }
+            Err(e) => {
+                let err = VaultError::from_client(&e);
+                let detail = if err.class == ErrorClass::Auth {
+                    format!(
+                        "the Vault token was refused (expired, revoked or wrong) — {}",
+                        err.summary()
+                    )
+                } else {
+                    format!("Vault did not answer as expected — {}", err.summary())
+                };
+                Err(LoginFailure { detail, hint: None })
+            }
+        }
+    }
+
+    /// Runs a call; on a 403 tells an expired token (log in again, once, and retry) from a
+    /// policy that does not allow the call (an error naming `what` and the token's policies).
+    pub(crate) async fn call<T>(
+        &self,
+        what: &str,
+        capability: &str,
+        op: impl for<'c> Fn(&'c VaultClient) -> Call<'c, T>,
+    ) -> Result<T, VaultError> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let first = {
+            let client = self.client.read().await;
+            op(&client).await
+        };
+        let err = match first {
+            Ok(value) => return Ok(value),
+            Err(e) => VaultError::from_client(&e),
+        };
+        if err.status != Some(403) {
+            return Err(err);
+        }
+        if self.check_token().await.is_ok() {
+            return Err(self.denied(what, capability, &err));
+        }
+        if matches!(self.login, Login::Static) {
+            return Err(VaultError {
+                detail: format!(
+                    "the Vault token expired or was revoked during the run ({})",
+                    err.summary()
+                ),
+                ..err
+            });
+        }
+        if self.generation.load(Ordering::SeqCst) == generation {
+            tracing::info!(vault = %self.describe(), "the Vault token expired; logging in again");
+            self.log_in().await.map_err(|f| VaultError {
+                detail: f.detail,
+                ..err.clone()
+            })?;
+        }
+        let client = self.client.read().await;
+        op(&client).await.map_err(|e| {
+            let again = VaultError::from_client(&e);
+            if again.status == Some(403) {
+                self.denied(what, capability, &again)
+            } else {
+                again
+            }
+        })
+    }
+
+    fn denied(&self, what: &str, capability: &str, err: &VaultError) -> VaultError {
+        let policies = self.policies();
+        let listed = if policies.is_empty() {
+            "none".to_owned()
+        } else {
+            policies.join(", ")
+        };
+        VaultError {
+            detail: format!(
+                "permission denied on `{what}`: the token's policies ({listed}) do not grant `{capability}` there; add e.g. `path \"{what}\" {{ capabilities = [\"{capability}\"] }}` to one of them"
+            ),
+            ..err.clone()
+        }
+    }
+
+    /// The mount `path` is in and its KV version, via the UI preflight endpoint.
+    pub(crate) async fn mount_of(&self, path: &str) -> Result<MountInfo, VaultError> {
+        let path = path.trim_matches('/').to_owned();
+        self.call(&format!("sys/internal/ui/mounts/{path}"), "read", |c| {
+            let path = path.clone();
+            Box::pin(async move { vaultrs::api::exec_with_result(c, PreflightMount { path }).await })
+        })
+        .await
+    }
+
+    /// The token's capabilities on each of `paths` (API paths such as `kv/data/app/db`).
+    pub(crate) async fn capabilities(
+        &self,
+        paths: &[String],
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, VaultError> {
+        let paths = paths.to_vec();
+        let answer = self
+            .call("sys/capabilities-self", "update", |c| {
+                let paths = paths.clone();
+                Box::pin(async move { vaultrs::api::exec_with_result(c, CapabilitiesSelf { paths }).await })
+            })
+            .await?;
+        Ok(paths
+            .into_iter()
+            .map(|p| {
+                let caps = answer
+                    .get(&p)
+                    .and_then(serde_json::Value::as_array)
+                    .map(|list| list.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                (p, caps)
+            })
+            .collect())
+    }
+}
+
+/// A client for `endpoint` with the file's TLS and timeout settings.
+fn client(
+    settings: &VaultSettings,
+    endpoint: &VaultEndpoint,
+    env: &dyn Fn(&str) -> Option<String>,
+    token: String,
+) -> Result<VaultClient, ConnectError> {
+    let mut builder = VaultClientSettingsBuilder::default();
+    builder
+        .address(&endpoint.address)
+        .token(token)
+        .timeout(Some(settings.timeout))
+        .verify(!settings.tls_skip_verify);
+    let ca_cert = settings
+        .ca_cert
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .or_else(|| env("VAULT_CACERT"));
+    match ca_cert {
+        Some(path) if !std::path::Path::new(&path).is_file() => {
+            return Err(connect_error(
+                format!("the Vault CA certificate file `{path}` does not exist"),
+                Some("fix `vault.ca_cert` or VAULT_CACERT"),
+            ));
+        }
+        Some(path) => {
+            builder.ca_certs(vec![path]);
+        }
+        None => {
+            builder.ca_certs(Vec::new());
+        }
+    }
+    if let Some(ns) = &endpoint.namespace {
+        builder.set_namespace(ns.clone());
+    }
+    let built = builder
+        .build()
+        .map_err(|e| connect_error(format!("invalid Vault client settings: {e}"), None))?;
+    VaultClient::new(built).map_err(|e| connect_error(format!("cannot create the Vault client: {e}"), None))
+}
+
+/// Vault's health (`sys/health`, no token needed): its version when unsealed.
+pub(crate) async fn health(
+    settings: &VaultSettings,
+    endpoint: &VaultEndpoint,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let client = client(settings, endpoint, env, String::new()).map_err(|e| e.message)?;
+    match vaultrs::sys::health(&client).await {
+        Ok(h) if h.sealed => Err("Vault is sealed".to_owned()),
+        Ok(h) => Ok(h.version),
+        Err(e) => {
+            let err = VaultError::from_client(&e);
+            Err(match err.status {
+                Some(503) => "Vault is sealed or not ready (status 503)".to_owned(),
+                Some(429 | 472 | 473) => format!(
+                    "Vault answered as a standby node (status {})",
+                    err.status.unwrap_or_default()
+                ),
+                _ => format!("cannot reach Vault: {}", err.summary()),
+            })
+        }
+    }
+}
+
+/// A failed login.
+#[derive(Debug)]
+struct LoginFailure {
+    detail: String,
+    hint: Option<String>,
+}
+
+impl LoginFailure {
+    fn static_token() -> Self {
+        Self {
+            detail: "a fixed token cannot log in again".to_owned(),
+            hint: None,
+        }
+    }
+}
+
+/// `connection refused` rather than `Error sending HTTP request`: the innermost causes of a
+/// transport error, deduplicated.
+fn transport_detail(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    match parts.len() {
+        0 => "the request failed".to_owned(),
+        1 => parts.remove(0),
+        _ => parts[1..].join(": "),
+    }
+}

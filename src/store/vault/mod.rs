@@ -1,0 +1,787 @@
+//! HashiCorp Vault KV (v1 and v2) as a source, a target and a merge store.
+//!
+//! Listing is a breadth-first walk with bounded concurrency, depth and count limits and a
+//! visited set; it either completes or fails, never returning part of a tree (deletes are
+//! planned from it). Keys Vault returns with `..` or NUL are errors; `//` is normalised. KV v2
+//! secrets whose latest version is deleted or destroyed are skipped when reading a source and
+//! reported. Values are JSON objects, kept exactly (numbers included).
+//!
+//! Ownership: on KV v2 in each secret's `custom_metadata` (`managed-by: secretsync`,
+//! `secretsync:target: <target>`); on KV v1 in a manifest secret `.secretsync-manifest` next to
+//! the secrets. Only a secret owned by the caller can be deleted. Every KV v2 write uses
+//! check-and-set against the version last read, so two runs cannot silently interleave.
+//! Deleting from a target is a soft delete (recoverable with `vault kv undelete`); a merge
+//! store's stale entries are removed for good.
+
+mod check;
+mod connection;
+
+pub use check::{CheckLine, check_pipeline};
+
+use connection::VaultError;
+pub(crate) use connection::{VaultConnection, VaultEndpoint, endpoint};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures_util::stream::{self, FuturesUnordered, StreamExt};
+use serde_json::{Map, Value};
+use vaultrs::api::kv2::requests::{SetSecretMetadataRequest, SetSecretRequestOptions};
+
+use super::{
+    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, OWNER_TAG, OWNER_VALUE, Owner, Store,
+    StoreError, TARGET_TAG, WritableStore,
+};
+use crate::model::{SecretPath, SecretSet, SecretValue};
+
+/// Name of the KV v1 ownership manifest and of the merge-store commit marker.
+const MANIFEST: &str = ".secretsync-manifest";
+const MERGED_MARKER: &str = ".secretsync-merged";
+/// A secret name standing for "any secret in this folder" when asking for capabilities.
+const PROBE: &str = "secretsync-capability-probe";
+
+/// What a Vault store is used as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Read only; ownership not tracked.
+    Source,
+    /// Synced into; ownership tracked; deletes are soft.
+    Target,
+    /// A target's merged result; deletes are permanent.
+    Merge,
+}
+
+/// Listing limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_depth: u64,
+    pub(crate) max_secrets: u64,
+    pub(crate) concurrency: usize,
+}
+
+/// A Vault KV location.
+pub struct VaultStore {
+    conn: Arc<VaultConnection>,
+    mount: String,
+    version: u8,
+    /// The folder (inside the mount) this store's paths are relative to.
+    base: Option<String>,
+    /// Subtrees to read (sources), relative to `base`; empty = everything.
+    filters: Vec<SecretPath>,
+    role: Role,
+    limits: Limits,
+    /// KV v2 versions seen, for check-and-set.
+    versions: Mutex<HashMap<SecretPath, u64>>,
+}
+
+impl std::fmt::Debug for VaultStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+enum Folder {
+    Keys(Vec<String>),
+    Missing,
+}
+
+impl VaultStore {
+    pub(crate) fn new(
+        conn: Arc<VaultConnection>,
+        mount: &str,
+        version: u8,
+        base: Option<String>,
+        filters: Vec<SecretPath>,
+        role: Role,
+        limits: Limits,
+    ) -> Self {
+        let base = base.map(|b| b.trim_matches('/').to_owned()).filter(|b| !b.is_empty());
+        Self {
+            conn,
+            mount: mount.trim_matches('/').to_owned(),
+            version,
+            base,
+            filters,
+            role,
+            limits,
+            versions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The path inside the mount of a store-relative path.
+    fn full(&self, rel: &str) -> String {
+        match (&self.base, rel.is_empty()) {
+            (Some(base), true) => base.clone(),
+            (Some(base), false) => format!("{base}/{rel}"),
+            (None, _) => rel.to_owned(),
+        }
+    }
+
+    /// The API path of a secret, for messages (`secret/data/app/db`).
+    fn api_path(&self, full: &str, section: &str) -> String {
+        let full = full.trim_matches('/');
+        match (self.version, full.is_empty()) {
+            (2, true) => format!("{}/{section}", self.mount),
+            (2, false) => format!("{}/{section}/{full}", self.mount),
+            (_, true) => self.mount.clone(),
+            (_, false) => format!("{}/{full}", self.mount),
+        }
+    }
+
+    fn error(&self, err: &VaultError, doing: &str, path: Option<&SecretPath>) -> StoreError {
+        let at = path.map(|p| format!(" `{p}`")).unwrap_or_default();
+        let mut e = StoreError::new(
+            err.class,
+            format!("{}: cannot {doing}{at}: {}", self.describe(), err.summary()),
+        );
+        if let Some(p) = path {
+            e = e.at(p);
+        }
+        e
+    }
+
+    fn version_of(&self, path: &SecretPath) -> Option<u64> {
+        self.versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(path)
+            .copied()
+    }
+
+    fn remember(&self, path: &SecretPath, version: u64) {
+        self.versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(path.clone(), version);
+    }
+
+    async fn list_folder(&self, folder: String) -> Result<(String, Folder), VaultError> {
+        let what = self.api_path(&folder, "metadata");
+        let (mount, path, v2) = (self.mount.clone(), folder.clone(), self.version == 2);
+        let result = self
+            .conn
+            .call(&what, "list", |c| {
+                let (mount, path) = (mount.clone(), path.clone());
+                Box::pin(async move {
+                    if v2 {
+                        vaultrs::kv2::list(c, &mount, &path).await
+                    } else {
+                        vaultrs::kv1::list(c, &mount, &path).await.map(|r| r.data.keys)
+                    }
+                })
+            })
+            .await;
+        match result {
+            Ok(keys) => Ok((folder, Folder::Keys(keys))),
+            Err(e) if e.is_not_found() => Ok((folder, Folder::Missing)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a single secret exists at `full` (also when soft-deleted).
+    async fn exists(&self, full: &str) -> Result<bool, VaultError> {
+        let what = self.api_path(full, "metadata");
+        let (mount, path) = (self.mount.clone(), full.to_owned());
+        let result = if self.version == 2 {
+            self.conn
+                .call(&what, "read", |c| {
+                    let (mount, path) = (mount.clone(), path.clone());
+                    Box::pin(async move { vaultrs::kv2::read_metadata(c, &mount, &path).await.map(|_| ()) })
+                })
+                .await
+        } else {
+            self.conn
+                .call(&what, "read", |c| {
+                    let (mount, path) = (mount.clone(), path.clone());
+                    Box::pin(async move { vaultrs::kv1::get_raw(c, &mount, &path).await.map(|_| ()) })
+                })
+                .await
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Walks the store's scope breadth first; returns every secret's path relative to `base`.
+    async fn walk(&self) -> Result<BTreeSet<SecretPath>, StoreError> {
+        let roots: Vec<(String, bool)> = if self.filters.is_empty() {
+            vec![(self.full(""), false)]
+        } else {
+            self.filters.iter().map(|f| (self.full(f.as_str()), true)).collect()
+        };
+        let depth_of = |folder: &str| folder.trim_matches('/').split('/').filter(|s| !s.is_empty()).count() as u64;
+        let base_depth = self.base.as_deref().map_or(0, depth_of);
+        let mut queue: VecDeque<String> = VecDeque::new();
+        let mut visited: HashSet<String> = HashSet::new();
+        let mut filter_roots: HashSet<String> = HashSet::new();
+        for (root, is_filter) in roots {
+            if visited.insert(root.clone()) {
+                if is_filter {
+                    filter_roots.insert(root.clone());
+                }
+                queue.push_back(root);
+            }
+        }
+        let mut found: BTreeSet<String> = BTreeSet::new();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.limits.concurrency.max(1) {
+                let Some(folder) = queue.pop_front() else { break };
+                in_flight.push(self.list_folder(folder));
+            }
+            let Some(result) = in_flight.next().await else { break };
+            let (folder, listed) = result.map_err(|e| self.error(&e, "list", None))?;
+            let keys = match listed {
+                Folder::Keys(keys) => keys,
+                Folder::Missing if filter_roots.contains(&folder) => {
+                    if self.exists(&folder).await.map_err(|e| self.error(&e, "read", None))? {
+                        found.insert(folder.clone());
+                        continue;
+                    }
+                    return Err(StoreError::new(
+                        ErrorClass::NotFound,
+                        format!(
+                            "{}: nothing at `{}`: no secret and no folder holding secrets (Vault folders exist only while they hold secrets); check `paths`",
+                            self.describe(),
+                            self.api_path(&folder, "metadata")
+                        ),
+                    ));
+                }
+                // The scope's root with nothing in it, or a folder emptied since its parent was listed.
+                Folder::Missing => continue,
+            };
+            for key in keys {
+                if key.contains('\0') || key.split('/').any(|s| s == "..") {
+                    return Err(StoreError::new(
+                        ErrorClass::Invalid,
+                        format!(
+                            "{}: Vault listed a key `{}` under `{folder}/`, which is not a safe secret path (`..` or NUL)",
+                            self.describe(),
+                            key.escape_debug()
+                        ),
+                    ));
+                }
+                let child = if folder.is_empty() {
+                    key.trim_end_matches('/').to_owned()
+                } else {
+                    format!("{folder}/{}", key.trim_end_matches('/'))
+                };
+                if key.ends_with('/') {
+                    let depth = depth_of(&child) - base_depth;
+                    if depth > self.limits.max_depth {
+                        return Err(StoreError::new(
+                            ErrorClass::Invalid,
+                            format!(
+                                "{}: the tree is deeper than {} folders at `{}` (vault.max_traversal_depth); raise the limit or narrow `paths`",
+                                self.describe(),
+                                self.limits.max_depth,
+                                self.api_path(&child, "metadata")
+                            ),
+                        ));
+                    }
+                    if visited.insert(child.clone()) {
+                        queue.push_back(child);
+                    }
+                } else {
+                    found.insert(child);
+                    if found.len() as u64 > self.limits.max_secrets {
+                        return Err(StoreError::new(
+                            ErrorClass::Invalid,
+                            format!(
+                                "{}: more than {} secrets found (reached at `{}`; vault.max_secrets_per_mount); raise the limit or narrow `paths`",
+                                self.describe(),
+                                self.limits.max_secrets,
+                                self.api_path(&folder, "metadata")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut out = BTreeSet::new();
+        for full in found {
+            let rel = match &self.base {
+                Some(base) => match full.strip_prefix(&format!("{base}/")) {
+                    Some(rel) => rel.to_owned(),
+                    None => continue,
+                },
+                None => full.clone(),
+            };
+            if self.role != Role::Source && (rel == MANIFEST || rel == MERGED_MARKER) {
+                continue;
+            }
+            let path = SecretPath::parse(&rel).map_err(|e| {
+                StoreError::new(
+                    ErrorClass::Invalid,
+                    format!("{}: Vault key `{full}`: {e}", self.describe()),
+                )
+            })?;
+            out.insert(path);
+        }
+        Ok(out)
+    }
+
+    /// KV v2 metadata of one secret: (owner, latest version deleted, current version).
+    async fn metadata(&self, path: &SecretPath) -> Result<Option<(Owner, bool, u64)>, StoreError> {
+        let full = self.full(path.as_str());
+        let what = self.api_path(&full, "metadata");
+        let mount = self.mount.clone();
+        let result = self
+            .conn
+            .call(&what, "read", |c| {
+                let (mount, full) = (mount.clone(), full.clone());
+                Box::pin(async move { vaultrs::kv2::read_metadata(c, &mount, &full).await })
+            })
+            .await;
+        let meta = match result {
+            Ok(meta) => meta,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(self.error(&e, "read the metadata of", Some(path))),
+        };
+        let custom = meta.custom_metadata.unwrap_or_default();
+        let owner = match (custom.get(OWNER_TAG).map(String::as_str), custom.get(TARGET_TAG)) {
+            (Some(OWNER_VALUE), Some(target)) => Owner::Target(target.as_str().into()),
+            _ => Owner::Unmanaged,
+        };
+        let latest = meta.versions.get(&meta.current_version.to_string());
+        let deleted = latest.is_none_or(|v| v.destroyed || !v.deletion_time.is_empty());
+        self.remember(path, meta.current_version);
+        Ok(Some((owner, deleted, meta.current_version)))
+    }
+
+    async fn read_manifest(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let full = self.full(MANIFEST);
+        let what = self.api_path(&full, "data");
+        let mount = self.mount.clone();
+        let result = self
+            .conn
+            .call(&what, "read", |c| {
+                let (mount, full) = (mount.clone(), full.clone());
+                Box::pin(async move { vaultrs::kv1::get::<Map<String, Value>>(c, &mount, &full).await })
+            })
+            .await;
+        match result {
+            Ok(map) => Ok(map
+                .get("managed")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|t| (k.clone(), t.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default()),
+            Err(e) if e.is_not_found() => Ok(BTreeMap::new()),
+            Err(e) => Err(self.error(&e, "read the ownership manifest", None)),
+        }
+    }
+
+    async fn write_manifest(&self, managed: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let data = serde_json::json!({ "managed": managed });
+        self.write_raw(MANIFEST, &data)
+            .await
+            .map_err(|e| self.error(&e, "write the ownership manifest", None))
+    }
+
+    /// Writes without check-and-set (manifest and markers).
+    async fn write_raw(&self, rel: &str, data: &Value) -> Result<(), VaultError> {
+        let full = self.full(rel);
+        let what = self.api_path(&full, "data");
+        let (mount, v2) = (self.mount.clone(), self.version == 2);
+        self.conn
+            .call(&what, "update", |c| {
+                let (mount, full, data) = (mount.clone(), full.clone(), data.clone());
+                Box::pin(async move {
+                    if v2 {
+                        vaultrs::kv2::set(c, &mount, &full, &data).await.map(|_| ())
+                    } else {
+                        let map: HashMap<&str, &Value> = data
+                            .as_object()
+                            .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
+                            .unwrap_or_default();
+                        vaultrs::kv1::set(c, &mount, &full, &map).await
+                    }
+                })
+            })
+            .await
+    }
+
+    async fn read(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
+        let full = self.full(path.as_str());
+        let what = self.api_path(&full, "data");
+        let (mount, v2) = (self.mount.clone(), self.version == 2);
+        let result = self
+            .conn
+            .call(&what, "read", |c| {
+                let (mount, full) = (mount.clone(), full.clone());
+                Box::pin(async move {
+                    if v2 {
+                        vaultrs::kv2::read::<Map<String, Value>>(c, &mount, &full).await
+                    } else {
+                        vaultrs::kv1::get::<Map<String, Value>>(c, &mount, &full).await
+                    }
+                })
+            })
+            .await;
+        match result {
+            Ok(map) => Ok(Some(SecretValue::Json(map))),
+            // Missing, or (KV v2) its latest version is deleted or destroyed.
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(self.error(&e, "read", Some(path))),
+        }
+    }
+
+    async fn current_version(&self, path: &SecretPath) -> Result<u64, StoreError> {
+        if let Some(v) = self.version_of(path) {
+            return Ok(v);
+        }
+        Ok(self.metadata(path).await?.map_or(0, |(_, _, v)| v))
+    }
+}
+
+#[async_trait]
+impl Store for VaultStore {
+    fn describe(&self) -> String {
+        let mut at = format!("vault:{}/{}", self.conn.describe(), self.mount);
+        if let Some(base) = &self.base {
+            at.push('/');
+            at.push_str(base);
+        }
+        at
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ownership: self.role != Role::Source,
+            binary: false,
+            hierarchical: false,
+            soft_delete: self.version == 2 && self.role == Role::Target,
+            json_only: true,
+        }
+    }
+
+    async fn list(&self) -> Result<Listing, StoreError> {
+        let paths = self.walk().await?;
+        let mut listing = Listing::default();
+        match (self.role, self.version) {
+            (Role::Source, _) => {
+                listing.entries = paths.into_iter().map(|p| (p, EntryMeta::unmanaged())).collect();
+            }
+            (_, 2) => {
+                let metas: Vec<(SecretPath, Option<(Owner, bool, u64)>)> = stream::iter(paths)
+                    .map(|p| async move {
+                        let meta = self.metadata(&p).await?;
+                        Ok::<_, StoreError>((p, meta))
+                    })
+                    .buffered(self.limits.concurrency.max(1))
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()?;
+                for (path, meta) in metas {
+                    if let Some((owner, deleted, _)) = meta {
+                        listing.entries.insert(
+                            path,
+                            EntryMeta {
+                                owner,
+                                pending_deletion: deleted,
+                            },
+                        );
+                    }
+                }
+            }
+            _ => {
+                let managed = self.read_manifest().await?;
+                for path in paths {
+                    let meta = managed
+                        .get(path.as_str())
+                        .map_or_else(EntryMeta::unmanaged, |t| EntryMeta::owned_by(t));
+                    listing.entries.insert(path, meta);
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
+        self.read(path).await
+    }
+
+    async fn get_many(&self, paths: &[SecretPath]) -> Result<Fetched, StoreError> {
+        stream::iter(paths.iter().cloned())
+            .map(|p| async move { self.read(&p).await.map(|v| (p, v.map(Arc::new))) })
+            .buffered(self.limits.concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn read_all(&self) -> Result<(Listing, SecretSet), StoreError> {
+        let mut listing = self.list().await?;
+        let paths: Vec<SecretPath> = listing.entries.keys().cloned().collect();
+        let mut set = SecretSet::new();
+        for (path, value) in self.get_many(&paths).await? {
+            if let Some(v) = value {
+                set.insert(path, v);
+            } else {
+                let full = self.full(path.as_str());
+                listing.notes.push(format!(
+                    "{}: skipped `{}`: its latest version is deleted or destroyed (or it was deleted while being read)",
+                    self.describe(),
+                    self.api_path(&full, "data")
+                ));
+                listing.entries.remove(&path);
+            }
+        }
+        Ok((listing, set))
+    }
+
+    fn check_value(&self, path: &SecretPath, value: &SecretValue) -> Result<(), String> {
+        if self.role != Role::Source && (path.as_str() == MANIFEST || path.as_str() == MERGED_MARKER) {
+            return Err(format!("`{path}` is a name secretsync reserves in Vault stores"));
+        }
+        match value {
+            SecretValue::Json(_) => Ok(()),
+            other => Err(format!(
+                "Vault KV holds JSON objects and `{path}` is a {} secret; store it as a JSON object in the source (for example {{\"value\": \"…\"}})",
+                other.kind()
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl WritableStore for VaultStore {
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
+        self.check_value(path, value)
+            .map_err(|m| StoreError::new(ErrorClass::Invalid, format!("{}: {m}", self.describe())).at(path))?;
+        let SecretValue::Json(map) = value else {
+            unreachable!("checked above")
+        };
+        let full = self.full(path.as_str());
+        let data = Value::Object(map.clone());
+        if self.version == 2 {
+            let cas = self.current_version(path).await?;
+            let what = self.api_path(&full, "data");
+            let mount = self.mount.clone();
+            let written = self
+                .conn
+                .call(&what, if cas == 0 { "create" } else { "update" }, |c| {
+                    let (mount, full, data) = (mount.clone(), full.clone(), data.clone());
+                    Box::pin(async move { vaultrs::kv2::set_with_options(c, &mount, &full, &data, SetSecretRequestOptions { cas: u32::try_from(cas).unwrap_or(u32::MAX) }).await })
+                })
+                .await
+                .map_err(|e| {
+                    if e.class == ErrorClass::Conflict {
+                        StoreError::new(
+                            ErrorClass::Conflict,
+                            format!("{}: `{path}` changed in Vault after secretsync read it (check-and-set, version {cas}); run again to plan against the new value", self.describe()),
+                        )
+                        .at(path)
+                    } else {
+                        self.error(&e, "write", Some(path))
+                    }
+                })?;
+            self.remember(path, written.version);
+            let custom = HashMap::from([
+                (OWNER_TAG.to_owned(), OWNER_VALUE.to_owned()),
+                (TARGET_TAG.to_owned(), owner.to_owned()),
+            ]);
+            let what = self.api_path(&full, "metadata");
+            self.conn
+                .call(&what, "update", |c| {
+                    let (mount, full, custom) = (mount.clone(), full.clone(), custom.clone());
+                    Box::pin(async move {
+                        let mut request = SetSecretMetadataRequest::builder();
+                        request.custom_metadata(custom);
+                        vaultrs::kv2::set_metadata(c, &mount, &full, Some(&mut request)).await
+                    })
+                })
+                .await
+                .map_err(|e| self.error(&e, "record ownership of", Some(path)))?;
+            return Ok(());
+        }
+        self.write_raw(path.as_str(), &data)
+            .await
+            .map_err(|e| self.error(&e, "write", Some(path)))?;
+        let mut managed = self.read_manifest().await?;
+        if managed.get(path.as_str()).map(String::as_str) != Some(owner) {
+            managed.insert(path.to_string(), owner.to_owned());
+            self.write_manifest(&managed).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+        let full = self.full(path.as_str());
+        let refuse = || {
+            StoreError::new(
+                ErrorClass::Conflict,
+                format!(
+                    "{}: refusing to delete `{path}`: it is not managed by target `{owner}`",
+                    self.describe()
+                ),
+            )
+            .at(path)
+        };
+        let mount = self.mount.clone();
+        if self.version == 2 {
+            match self.metadata(path).await? {
+                None => return Ok(()),
+                Some((Owner::Target(t), _, _)) if &*t == owner => {}
+                Some(_) => return Err(refuse()),
+            }
+            let permanent = self.role == Role::Merge;
+            let what = self.api_path(&full, if permanent { "metadata" } else { "data" });
+            self.conn
+                .call(&what, "delete", |c| {
+                    let (mount, full) = (mount.clone(), full.clone());
+                    Box::pin(async move {
+                        if permanent {
+                            vaultrs::kv2::delete_metadata(c, &mount, &full).await
+                        } else {
+                            vaultrs::kv2::delete_latest(c, &mount, &full).await
+                        }
+                    })
+                })
+                .await
+                .map_err(|e| self.error(&e, "delete", Some(path)))?;
+            self.versions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(path);
+            return Ok(());
+        }
+        let mut managed = self.read_manifest().await?;
+        if managed.get(path.as_str()).map(String::as_str) != Some(owner) {
+            return if self
+                .exists(&full)
+                .await
+                .map_err(|e| self.error(&e, "read", Some(path)))?
+            {
+                Err(refuse())
+            } else {
+                Ok(())
+            };
+        }
+        let what = self.api_path(&full, "data");
+        self.conn
+            .call(&what, "delete", |c| {
+                let (mount, full) = (mount.clone(), full.clone());
+                Box::pin(async move { vaultrs::kv1::delete(c, &mount, &full).await })
+            })
+            .await
+            .map_err(|e| self.error(&e, "delete", Some(path)))?;
+        managed.remove(path.as_str());
+        self.write_manifest(&managed).await
+    }
+
+    async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
+        if self.version != 2 {
+            return Err(StoreError::new(
+                ErrorClass::Unsupported,
+                format!("{}: KV v1 cannot restore deleted secrets", self.describe()),
+            )
+            .at(path));
+        }
+        let version = self.current_version(path).await?;
+        let full = self.full(path.as_str());
+        let what = self.api_path(&full, "undelete");
+        let mount = self.mount.clone();
+        self.conn
+            .call(&what, "update", |c| {
+                let (mount, full) = (mount.clone(), full.clone());
+                Box::pin(async move { vaultrs::kv2::undelete_versions(c, &mount, &full, vec![version]).await })
+            })
+            .await
+            .map_err(|e| self.error(&e, "restore", Some(path)))
+    }
+}
+
+/// A Vault merge store: `{mount}/{prefix}{target}/…`.
+#[derive(Debug)]
+pub struct VaultMergeStore {
+    conn: Arc<VaultConnection>,
+    mount: String,
+    version: u8,
+    prefix: Option<String>,
+    limits: Limits,
+}
+
+impl VaultMergeStore {
+    pub(crate) fn new(
+        conn: Arc<VaultConnection>,
+        mount: String,
+        version: u8,
+        prefix: Option<String>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            conn,
+            mount,
+            version,
+            prefix: prefix.map(|p| p.trim_matches('/').to_owned()).filter(|p| !p.is_empty()),
+            limits,
+        }
+    }
+
+    fn scope(&self, target: &str) -> VaultStore {
+        let base = match &self.prefix {
+            Some(prefix) => format!("{prefix}/{target}"),
+            None => target.to_owned(),
+        };
+        VaultStore::new(
+            Arc::clone(&self.conn),
+            &self.mount,
+            self.version,
+            Some(base),
+            Vec::new(),
+            Role::Merge,
+            self.limits,
+        )
+    }
+}
+
+#[async_trait]
+impl MergeStore for VaultMergeStore {
+    fn describe(&self) -> String {
+        let mut at = format!("vault:{}/{}", self.conn.describe(), self.mount);
+        if let Some(prefix) = &self.prefix {
+            at.push('/');
+            at.push_str(prefix);
+        }
+        at
+    }
+
+    fn for_target(&self, target: &str) -> Arc<dyn WritableStore> {
+        Arc::new(self.scope(target))
+    }
+
+    async fn has_result(&self, target: &str) -> Result<bool, StoreError> {
+        let scope = self.scope(target);
+        scope
+            .exists(&scope.full(MERGED_MARKER))
+            .await
+            .map_err(|e| scope.error(&e, "read the merge marker of", None))
+    }
+
+    async fn commit(&self, target: &str) -> Result<(), StoreError> {
+        let scope = self.scope(target);
+        let marker = serde_json::json!({ "committed_at": crate::store::vault::now() });
+        scope
+            .write_raw(MERGED_MARKER, &marker)
+            .await
+            .map_err(|e| scope.error(&e, "write the merge marker of", None))
+    }
+}
+
+/// Seconds since the epoch, as text (for markers).
+fn now() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .to_string()
+}
