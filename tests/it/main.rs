@@ -10,3 +10,4 @@ mod quickstart;
 mod services;
 mod support;
 mod vault;
+mod vault_pipeline;

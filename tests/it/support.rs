@@ -70,11 +70,17 @@ impl TestEnv {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_secretsync"));
         cmd.args(args).current_dir(self.path());
         for (key, _) in std::env::vars() {
-            if key.starts_with("SECRETSYNC_") || key.starts_with("GITHUB_") || key == "NO_COLOR" {
+            if key.starts_with("SECRETSYNC_")
+                || key.starts_with("GITHUB_")
+                || key.starts_with("VAULT_")
+                || key == "NO_COLOR"
+            {
                 cmd.env_remove(key);
             }
         }
-        cmd.env("SECRETSYNC_COLOR", "never")
+        // HOME is the scratch dir, so a developer's ~/.vault-token is never used.
+        cmd.env("HOME", self.path())
+            .env("SECRETSYNC_COLOR", "never")
             .env("SECRETSYNC_NO_PROGRESS", "true");
         for (k, v) in env {
             cmd.env(k, v);

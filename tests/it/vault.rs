@@ -11,7 +11,7 @@ use secretsync::config::{Pipeline, load_str};
 use secretsync::model::{SecretPath, SecretValue};
 use secretsync::store::{BuildContext, ErrorClass, Owner, WritableStore, conformance};
 use serde_json::{Value, json};
-use testbed::support::{Services, random_account_id, vault_expire_tokens, vault_request};
+use testbed::support::{Services, kubernetes_jwt, random_account_id, vault_expire_tokens, vault_request};
 
 /// A pipeline file read with `vars` as its environment, and a build context with the same.
 fn pipeline(yaml: &str, vars: &[(&str, &str)]) -> (Pipeline, BuildContext) {
@@ -166,6 +166,65 @@ async fn a_wrong_approle_secret_fails_the_build_naming_the_login() {
     assert!(err.contains(&format!("AppRole (auth/{auth}) login failed")), "{err}");
     assert!(err.contains("status 400"), "{err}");
     assert!(!err.contains(&role_id), "credentials never appear in errors: {err}");
+}
+
+#[tokio::test]
+#[expect(clippy::print_stderr, reason = "a skipped test says why")]
+async fn kubernetes_login_uses_the_service_account_token_file() {
+    let services = Services::get();
+    if services.vault_kind != "emulator" {
+        eprintln!(
+            "skipped: a real Vault verifies service-account tokens against a Kubernetes API, which the testbed does not run"
+        );
+        return;
+    }
+    let mount = services.vault_mount(2).await;
+    let id = random_account_id();
+    let (auth, policy) = (format!("k8s-{id}"), format!("k8s-sync-{id}"));
+    let root = &services.vault_addr;
+    let rules =
+        format!("path \"{mount}/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }}");
+    for (method, path, body) in [
+        ("POST", format!("sys/auth/{auth}"), json!({ "type": "kubernetes" })),
+        (
+            "POST",
+            format!("auth/{auth}/config"),
+            json!({ "kubernetes_host": "https://k8s" }),
+        ),
+        ("PUT", format!("sys/policies/acl/{policy}"), json!({ "policy": rules })),
+        (
+            "POST",
+            format!("auth/{auth}/role/secretsync"),
+            json!({ "bound_service_account_names": ["secretsync"], "bound_service_account_namespaces": ["platform"], "token_policies": [policy] }),
+        ),
+    ] {
+        let (status, answer) = services.vault_call(method, root, &path, Some(body)).await;
+        assert!(status < 300, "{method} {path}: {status} {answer}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let jwt_file = dir.path().join("token");
+    let build = |jwt: String| {
+        std::fs::write(&jwt_file, jwt).unwrap();
+        let yaml = format!(
+            "vault: {{ address: {root}, auth: {{ kubernetes: {{ role: secretsync, mount_path: {auth}, jwt_path: '{}' }} }} }}\n\
+             sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
+             targets: {{ T: {{ imports: [s], vault: {{ mount: {mount} }} }} }}\n",
+            jwt_file.display()
+        );
+        pipeline(&yaml, &[])
+    };
+    let (pipe, context) = build(kubernetes_jwt("platform", "secretsync"));
+    let store = context.target(&pipe.targets["T"]).await.unwrap();
+    store.put(&p("db"), &json_value(&json!({ "k": 1 })), "T").await.unwrap();
+    assert!(store.get(&p("db")).await.unwrap().is_some());
+
+    let (pipe, context) = build(kubernetes_jwt("platform", "intruder"));
+    let err = context.target(&pipe.targets["T"]).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("Kubernetes role `secretsync` (auth/{auth}) login failed")),
+        "{err}"
+    );
+    assert!(err.contains("status 403"), "{err}");
 }
 
 #[tokio::test]

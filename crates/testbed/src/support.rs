@@ -228,6 +228,18 @@ pub async fn vault_expire_tokens(base: &str) {
     assert_eq!(resp.status().as_u16(), 204, "{base} is not the emulator");
 }
 
+/// A Kubernetes service-account JWT for `service_account` in `namespace` (projected-token
+/// claims). Its signature is a placeholder: the emulator checks claims, not signatures.
+pub fn kubernetes_jwt(namespace: &str, service_account: &str) -> String {
+    use base64::Engine as _;
+    let part = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let claims = json!({
+        "sub": format!("system:serviceaccount:{namespace}:{service_account}"),
+        "kubernetes.io": { "namespace": namespace, "serviceaccount": { "name": service_account } },
+    });
+    format!("{}.{}.signature", part(&json!({ "alg": "RS256" })), part(&claims))
+}
+
 /// Credentials for an isolated account on moto.
 #[derive(Debug, Clone)]
 pub struct AwsAccount {

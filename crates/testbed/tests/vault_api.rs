@@ -126,7 +126,19 @@ async fn token_create_renew_revoke_and_expiry() {
     assert_eq!(auth["renewable"], true);
     let (s, body) = v.call("GET", "auth/token/lookup-self", Some(&token), None).await;
     assert_eq!(s, 200);
-    assert_eq!(body["data"]["policies"], json!(["reader"]));
+    assert_eq!(
+        body["data"]["policies"],
+        json!(["default", "reader"]),
+        "`default` comes along, as in Vault"
+    );
+    let (_, bare) = v
+        .root(
+            "POST",
+            "auth/token/create",
+            Some(json!({ "policies": ["reader"], "no_default_policy": true })),
+        )
+        .await;
+    assert_eq!(bare["auth"]["policies"], json!(["reader"]));
     let (s, body) = v
         .call(
             "POST",

@@ -193,7 +193,7 @@ fn resolve_login(
             let token = token
                 .as_ref()
                 .map(|t| t.0.clone())
-                .or_else(|| env("VAULT_TOKEN"))
+                .or_else(|| env("VAULT_TOKEN").filter(|t| !t.is_empty()))
                 .or_else(token_file)
                 .ok_or_else(|| {
                     connect_error(
@@ -638,5 +638,178 @@ fn transport_detail(err: &(dyn std::error::Error + 'static)) -> String {
         0 => "the request failed".to_owned(),
         1 => parts.remove(0),
         _ => parts[1..].join(": "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::raw::ConfigSecret;
+
+    fn settings(auth: Option<VaultAuth>) -> VaultSettings {
+        VaultSettings {
+            address: None,
+            namespace: None,
+            ca_cert: None,
+            tls_skip_verify: false,
+            auth,
+            max_traversal_depth: 100,
+            max_secrets_per_mount: 100_000,
+            timeout: Duration::from_secs(30),
+            list_concurrency: 16,
+        }
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn the_address_comes_from_the_location_then_the_file_then_vault_addr() {
+        let vars = [
+            ("VAULT_ADDR", "https://from-env:8200/"),
+            ("VAULT_NAMESPACE", "/env-ns/"),
+        ];
+        let mut s = settings(None);
+        let found = endpoint(&s, None, None, &env(&vars)).unwrap();
+        assert_eq!(
+            (found.address.as_str(), found.namespace.as_deref()),
+            ("https://from-env:8200", Some("env-ns"))
+        );
+        s.address = Some("https://from-file".to_owned());
+        s.namespace = Some("file-ns".to_owned());
+        let found = endpoint(&s, None, None, &env(&vars)).unwrap();
+        assert_eq!(
+            (found.address.as_str(), found.namespace.as_deref()),
+            ("https://from-file", Some("file-ns"))
+        );
+        let found = endpoint(&s, Some("http://override"), Some("eng/team"), &env(&vars)).unwrap();
+        assert_eq!(
+            (found.address.as_str(), found.namespace.as_deref()),
+            ("http://override", Some("eng/team"))
+        );
+
+        let missing = endpoint(&settings(None), None, None, &env(&[])).unwrap_err();
+        assert_eq!(missing.message, "no Vault address");
+        assert!(missing.hint.unwrap().contains("VAULT_ADDR"));
+        let bad = endpoint(&settings(None), None, None, &env(&[("VAULT_ADDR", "vault:8200")])).unwrap_err();
+        assert!(
+            bad.message.contains("not an http:// or https:// URL"),
+            "{}",
+            bad.message
+        );
+    }
+
+    #[test]
+    fn credentials_follow_the_auth_block_then_the_environment_then_the_token_file() {
+        let home = tempfile::tempdir().unwrap();
+        let home_path = home.path().to_path_buf();
+        std::fs::write(home.path().join(".vault-token"), "from-file\n").unwrap();
+        let token_of = |auth: Option<VaultAuth>, vars: &[(&str, &str)], home: Option<&PathBuf>| {
+            resolve_login(&settings(auth), &env(vars), home).map(|(token, login)| (token, login.describe()))
+        };
+        let in_file = Some(VaultAuth::Token {
+            token: Some(ConfigSecret("from-config".to_owned())),
+        });
+        assert_eq!(
+            token_of(in_file, &[("VAULT_TOKEN", "env")], Some(&home_path))
+                .unwrap()
+                .0,
+            "from-config"
+        );
+        let block = Some(VaultAuth::Token { token: None });
+        assert_eq!(
+            token_of(block.clone(), &[("VAULT_TOKEN", "env")], Some(&home_path))
+                .unwrap()
+                .0,
+            "env"
+        );
+        assert_eq!(token_of(block, &[], Some(&home_path)).unwrap().0, "from-file");
+        assert_eq!(token_of(None, &[], Some(&home_path)).unwrap().0, "from-file");
+        assert_eq!(
+            token_of(None, &[("VAULT_TOKEN", "env")], Some(&home_path)).unwrap().0,
+            "env"
+        );
+
+        let approle = token_of(
+            None,
+            &[
+                ("VAULT_ROLE_ID", "r"),
+                ("VAULT_SECRET_ID", "s"),
+                ("VAULT_APPROLE_MOUNT", "ci"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(approle.1, "AppRole (auth/ci)");
+        let configured = Some(VaultAuth::AppRole {
+            mount: "team".to_owned(),
+            role_id: None,
+            secret_id: Some(ConfigSecret("s".to_owned())),
+        });
+        let no_role = resolve_login(&settings(configured), &env(&[]), None)
+            .err()
+            .expect("no role id");
+        assert!(no_role.message.contains("role id") && no_role.hint.unwrap().contains("VAULT_ROLE_ID"));
+
+        let none = resolve_login(&settings(None), &env(&[]), None)
+            .err()
+            .expect("no credentials");
+        assert_eq!(none.message, "no Vault credentials");
+        assert!(none.hint.unwrap().contains("~/.vault-token"));
+    }
+
+    #[test]
+    fn a_missing_ca_bundle_is_an_error_not_a_silent_fallback() {
+        let mut s = settings(None);
+        s.ca_cert = Some(PathBuf::from("/nonexistent/ca.pem"));
+        let endpoint = VaultEndpoint {
+            address: "https://vault".to_owned(),
+            namespace: None,
+        };
+        let err = client(&s, &endpoint, &env(&[]), String::new())
+            .err()
+            .expect("missing CA");
+        assert!(
+            err.message.contains("/nonexistent/ca.pem") && err.message.contains("does not exist"),
+            "{}",
+            err.message
+        );
+        let from_env = client(
+            &settings(None),
+            &endpoint,
+            &env(&[("VAULT_CACERT", "/nonexistent/env.pem")]),
+            String::new(),
+        )
+        .err()
+        .expect("missing CA from the environment");
+        assert!(
+            from_env.message.contains("/nonexistent/env.pem"),
+            "{}",
+            from_env.message
+        );
+    }
+
+    #[test]
+    fn errors_are_classified_for_the_resilience_layer() {
+        let api = |code: u16, message: &str| {
+            VaultError::from_client(&ClientError::APIError {
+                code,
+                errors: vec![message.to_owned()],
+            })
+        };
+        assert_eq!(api(404, "").class, ErrorClass::NotFound);
+        assert_eq!(api(403, "permission denied").class, ErrorClass::Auth);
+        assert_eq!(api(429, "").class, ErrorClass::Throttled);
+        assert_eq!(api(503, "Vault is sealed").class, ErrorClass::Transient);
+        assert_eq!(
+            api(400, "check-and-set parameter did not match the current version").class,
+            ErrorClass::Conflict
+        );
+        assert_eq!(api(400, "invalid path").class, ErrorClass::Invalid);
+        let sealed = api(503, "1 error occurred:\n\t* Vault is sealed\n\n");
+        assert_eq!(sealed.summary(), "status 503: Vault is sealed");
     }
 }

@@ -254,22 +254,17 @@ impl VaultStore {
                 Folder::Missing => continue,
             };
             for key in keys {
-                if key.contains('\0') || key.split('/').any(|s| s == "..") {
-                    return Err(StoreError::new(
+                let (child, is_folder) = child_of(&folder, &key).map_err(|problem| {
+                    StoreError::new(
                         ErrorClass::Invalid,
                         format!(
-                            "{}: Vault listed a key `{}` under `{folder}/`, which is not a safe secret path (`..` or NUL)",
+                            "{}: Vault listed a key `{}` under `{folder}/`: {problem}",
                             self.describe(),
                             key.escape_debug()
                         ),
-                    ));
-                }
-                let child = if folder.is_empty() {
-                    key.trim_end_matches('/').to_owned()
-                } else {
-                    format!("{folder}/{}", key.trim_end_matches('/'))
-                };
-                if key.ends_with('/') {
+                    )
+                })?;
+                if is_folder {
                     let depth = depth_of(&child) - base_depth;
                     if depth > self.limits.max_depth {
                         return Err(StoreError::new(
@@ -778,10 +773,54 @@ impl MergeStore for VaultMergeStore {
     }
 }
 
+/// The path of `key` as listed under `folder`, and whether it is a folder (ends in `/`).
+/// Empty segments (`a//b`) are dropped; `.`, `..` and NUL are refused, since a path built from
+/// them could point outside the folder being walked.
+fn child_of(folder: &str, key: &str) -> Result<(String, bool), &'static str> {
+    if key.contains('\0') {
+        return Err("it contains a NUL byte");
+    }
+    let segments: Vec<&str> = key.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.iter().any(|s| *s == ".." || *s == ".") {
+        return Err("`.` and `..` are not allowed in secret paths");
+    }
+    if segments.is_empty() {
+        return Err("it is empty");
+    }
+    let name = segments.join("/");
+    let child = if folder.is_empty() {
+        name
+    } else {
+        format!("{folder}/{name}")
+    };
+    Ok((child, key.ends_with('/')))
+}
+
 /// Seconds since the epoch, as text (for markers).
 fn now() -> String {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::child_of;
+
+    #[test]
+    fn listed_keys_become_paths_or_errors() {
+        assert_eq!(child_of("", "db"), Ok(("db".to_owned(), false)));
+        assert_eq!(child_of("app", "nested/"), Ok(("app/nested".to_owned(), true)));
+        assert_eq!(
+            child_of("app", "a//b"),
+            Ok(("app/a/b".to_owned(), false)),
+            "`//` is normalised"
+        );
+        assert_eq!(child_of("app", "ünï cödé/"), Ok(("app/ünï cödé".to_owned(), true)));
+        assert!(child_of("app", "../escape").unwrap_err().contains("`..`"));
+        assert!(child_of("app", "a/./b").is_err());
+        assert!(child_of("app", "nul\0byte").unwrap_err().contains("NUL"));
+        assert!(child_of("app", "/").is_err());
+    }
 }

@@ -152,6 +152,9 @@ fn token(state: &mut State, ctx: &Ctx<'_>, path: &str) -> Response {
                     .map(|t| t.policies.clone())
                     .unwrap_or_default();
                 policies = parent;
+            } else if body["no_default_policy"].as_bool() != Some(true) {
+                // As Vault does: explicit policies come with `default` unless asked not to.
+                policies = with_default(policies);
             }
             let ttl = parse_duration(&body["ttl"]);
             let meta: BTreeMap<String, String> = body["meta"]
