@@ -451,6 +451,15 @@ impl<'a> Engine<'a> {
                 bad.note.as_deref().unwrap_or("invalid")
             )));
         }
+        let writes = merged_plan.changes.iter().any(|c| c.action.writes());
+        let committed = |e: StoreError| failed(format!("cannot read the merge store ({}): {e}", merge.describe()));
+        if !writes && merge.has_result(name).await.map_err(committed)? {
+            return Ok(0);
+        }
+        merge
+            .begin(name)
+            .await
+            .map_err(|e| failed(format!("cannot prepare the merge store ({}): {e}", merge.describe())))?;
         let applied = apply::execute(&mut merged_plan, scope.as_ref(), name, false, &self.interrupt, &|| {}).await;
         if applied.failed > 0 || applied.not_attempted > 0 {
             let first = merged_plan.changes.iter().find_map(|c| match &c.result {

@@ -374,6 +374,45 @@ async fn the_merge_store_feeds_sync_only_runs_and_loses_stale_entries() {
 }
 
 #[tokio::test]
+async fn a_merge_that_fails_halfway_is_never_read_by_sync_only() {
+    let mut w = World::standard();
+    w.merge = Some(Arc::new(MemoryMergeStore::default()));
+    let merge = Arc::clone(w.merge.as_ref().unwrap());
+    let merge_only = RunOptions {
+        sync_phase: false,
+        ..w.options()
+    };
+    w.run(&merge_only).await;
+    assert!(merge.has_result("Staging").await.unwrap());
+    let writes = merge.scope("Staging").writes();
+    w.run(&merge_only).await;
+    assert_eq!(
+        merge.scope("Staging").writes(),
+        writes,
+        "an unchanged merged result is not rewritten"
+    );
+
+    w.sources["base"].insert(&p("new"), SecretValue::Text("n".into()), None);
+    merge.scope("Staging").fail(FailOn::Write, ErrorClass::Transient);
+    let report = w.run(&merge_only).await;
+    assert!(matches!(status(&report, "Staging"), TargetStatus::Failed { .. }));
+    assert!(
+        !merge.has_result("Staging").await.unwrap(),
+        "a result being rewritten is not complete"
+    );
+    let report = w
+        .run(&RunOptions {
+            merge_phase: false,
+            ..w.options()
+        })
+        .await;
+    assert!(
+        matches!(status(&report, "Staging"), TargetStatus::Failed { hint: Some(h), .. } if h.contains("merge phase first")),
+        "sync-only refuses the half-written result"
+    );
+}
+
+#[tokio::test]
 async fn a_desired_secret_scheduled_for_deletion_is_restored() {
     let w = World::standard();
     w.run(&w.options()).await;

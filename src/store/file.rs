@@ -26,6 +26,9 @@ use crate::model::{SecretPath, SecretSet, SecretValue};
 
 /// The ownership manifest's file name (at the store's root).
 pub const MANIFEST_FILE: &str = ".secretsync-manifest.json";
+/// Folder of a file merge store holding one empty file per target whose merged result is
+/// complete.
+const COMMITTED_DIR: &str = ".secretsync-committed";
 const TMP_PREFIX: &str = ".secretsync-tmp-";
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -537,7 +540,7 @@ impl MergeStore for FileMergeStore {
     }
 
     async fn has_result(&self, target: &str) -> Result<bool, StoreError> {
-        let marker = self.root.join(target).join(MANIFEST_FILE);
+        let marker = self.marker(target);
         tokio::fs::try_exists(&marker).await.map_err(|e| {
             StoreError::from_io(
                 format!("{}: cannot read `{}`: {e}", self.describe(), marker.display()),
@@ -546,9 +549,40 @@ impl MergeStore for FileMergeStore {
         })
     }
 
+    async fn begin(&self, target: &str) -> Result<(), StoreError> {
+        let marker = self.marker(target);
+        match tokio::fs::remove_file(&marker).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::from_io(
+                format!("{}: cannot remove `{}`: {e}", self.describe(), marker.display()),
+                e,
+            )),
+        }
+    }
+
     async fn commit(&self, target: &str) -> Result<(), StoreError> {
         let store = FileStore::new(self.root.join(target), format!("{}/{target}", self.display));
-        store.blocking(Inner::save_manifest).await
+        store.blocking(Inner::save_manifest).await?;
+        let marker = self.marker(target);
+        let written = async {
+            tokio::fs::create_dir_all(marker.parent().unwrap_or(&self.root)).await?;
+            tokio::fs::write(&marker, b"").await
+        };
+        written.await.map_err(|e| {
+            StoreError::from_io(
+                format!("{}: cannot write `{}`: {e}", self.describe(), marker.display()),
+                e,
+            )
+        })
+    }
+}
+
+impl FileMergeStore {
+    /// `{root}/.secretsync-committed/{target}`: present while `target`'s result is complete.
+    /// Outside every target's folder (target names start with a letter or digit).
+    fn marker(&self, target: &str) -> PathBuf {
+        self.root.join(COMMITTED_DIR).join(target)
     }
 }
 

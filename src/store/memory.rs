@@ -254,6 +254,14 @@ impl MergeStore for MemoryMergeStore {
             .contains(target))
     }
 
+    async fn begin(&self, target: &str) -> Result<(), StoreError> {
+        self.committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(target);
+        Ok(())
+    }
+
     async fn commit(&self, target: &str) -> Result<(), StoreError> {
         self.committed
             .lock()

@@ -192,9 +192,14 @@ pub trait MergeStore: Send + Sync + fmt::Debug {
     /// The scope holding `target`'s merged result.
     fn for_target(&self, target: &str) -> Arc<dyn WritableStore>;
 
-    /// Whether a merged result for `target` was ever committed (so `--sync-only` can tell
-    /// "merged to nothing" from "never merged").
+    /// Whether a complete merged result for `target` is there (so `--sync-only` can tell
+    /// "merged to nothing" from "never merged", and never reads a half-written result).
     async fn has_result(&self, target: &str) -> Result<bool, StoreError>;
+
+    /// Marks `target`'s merged result as being rewritten: [`MergeStore::has_result`] is false
+    /// until [`MergeStore::commit`], so a merge that fails halfway cannot feed a later
+    /// `--sync-only` run a mix of old and new values.
+    async fn begin(&self, target: &str) -> Result<(), StoreError>;
 
     /// Marks `target`'s merged result as complete.
     async fn commit(&self, target: &str) -> Result<(), StoreError>;

@@ -283,7 +283,7 @@ async fn stores_work_inside_a_namespace() {
 }
 
 #[tokio::test]
-async fn merge_store_scopes_pass_the_store_contract_and_delete_for_good() {
+async fn merge_store_scopes_pass_the_store_contract_and_mark_complete_results() {
     let services = Services::get();
     for version in [2, 1] {
         let mount = services.vault_mount(version).await;
@@ -311,13 +311,15 @@ async fn merge_store_scopes_pass_the_store_contract_and_delete_for_good() {
         merge.commit("Staging").await.unwrap();
         assert!(merge.has_result("Staging").await.unwrap());
         assert!(!merge.has_result("Production").await.unwrap());
+        // Live entries only: the suite's deleted secrets linger as soft deletes on KV v2.
         let listed: Vec<String> = scope
             .list()
             .await
             .unwrap()
             .entries
-            .keys()
-            .map(ToString::to_string)
+            .iter()
+            .filter(|(_, meta)| !meta.pending_deletion)
+            .map(|(path, _)| path.to_string())
             .collect();
         assert_eq!(
             listed,
@@ -333,9 +335,9 @@ async fn merge_store_scopes_pass_the_store_contract_and_delete_for_good() {
             services.vault_call("GET", &services.vault_addr, &api, None).await.0,
             200
         );
+        scope.delete(&p("a/b"), "Staging").await.unwrap();
         if version == 2 {
-            scope.delete(&p("a/b"), "Staging").await.unwrap();
-            let (status, _) = services
+            let (status, meta) = services
                 .vault_call(
                     "GET",
                     &services.vault_addr,
@@ -343,8 +345,19 @@ async fn merge_store_scopes_pass_the_store_contract_and_delete_for_good() {
                     None,
                 )
                 .await;
-            assert_eq!(status, 404, "a merge store deletes every version, not just the latest");
+            assert_eq!(status, 200, "the history of a merged secret is kept");
+            assert_ne!(meta["data"]["versions"]["1"]["deletion_time"], "");
         }
+        let (_, read_back) = scope.read_all().await.unwrap();
+        assert!(
+            read_back.is_empty(),
+            "KV v{version}: a deleted merged secret is not read back"
+        );
+        merge.begin("Staging").await.unwrap();
+        assert!(
+            !merge.has_result("Staging").await.unwrap(),
+            "KV v{version}: begin withdraws the result"
+        );
     }
 }
 

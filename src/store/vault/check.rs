@@ -158,10 +158,9 @@ fn needed(mount: &str, version: u8, folder: &str, role: Role) -> Vec<(&'static s
             out.push(("create", under("data", any)));
             out.push(("update", under("data", any)));
             out.push(("update", under("metadata", any)));
-            if role == Role::Target {
-                out.push(("delete", under("data", any)));
-            } else {
-                out.push(("delete", under("metadata", any)));
+            out.push(("delete", under("data", any)));
+            if role == Role::Merge {
+                out.push(("delete", under("metadata", super::MERGED_MARKER)));
             }
         }
         (Role::Target | Role::Merge, _) => {
@@ -239,8 +238,7 @@ async fn check_location(context: &BuildContext, subject: &str, location: &VaultL
         .join(", ");
     let what = match role {
         Role::Source => "list and read",
-        Role::Target => "list, read, write and delete (soft)",
-        Role::Merge => "list, read, write and delete",
+        Role::Target | Role::Merge => "list, read, write and delete",
     };
     if missing.is_empty() {
         return CheckLine::pass(

@@ -10,8 +10,8 @@
 //! `secretsync:target: <target>`); on KV v1 in a manifest secret `.secretsync-manifest` next to
 //! the secrets. Only a secret owned by the caller can be deleted. Every KV v2 write uses
 //! check-and-set against the version last read, so two runs cannot silently interleave.
-//! Deleting from a target is a soft delete (recoverable with `vault kv undelete`); a merge
-//! store's stale entries are removed for good.
+//! Deleting (from a target or the merge store) is a soft delete on KV v2: the history stays and
+//! `vault kv undelete` recovers it.
 
 mod check;
 mod connection;
@@ -48,7 +48,7 @@ pub(crate) enum Role {
     Source,
     /// Synced into; ownership tracked; deletes are soft.
     Target,
-    /// A target's merged result; deletes are permanent.
+    /// A target's merged result; deletes are soft too (history is kept).
     Merge,
 }
 
@@ -403,6 +403,30 @@ impl VaultStore {
             .await
     }
 
+    /// Removes the merge marker for good (KV v2: every version, so `exists` sees it gone).
+    async fn remove_marker(&self) -> Result<(), VaultError> {
+        let full = self.full(MERGED_MARKER);
+        let what = self.api_path(&full, if self.version == 2 { "metadata" } else { "data" });
+        let (mount, v2) = (self.mount.clone(), self.version == 2);
+        let result = self
+            .conn
+            .call(&what, "delete", |c| {
+                let (mount, full) = (mount.clone(), full.clone());
+                Box::pin(async move {
+                    if v2 {
+                        vaultrs::kv2::delete_metadata(c, &mount, &full).await
+                    } else {
+                        vaultrs::kv1::delete(c, &mount, &full).await
+                    }
+                })
+            })
+            .await;
+        match result {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     async fn read(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
         let full = self.full(path.as_str());
         let what = self.api_path(&full, "data");
@@ -452,7 +476,7 @@ impl Store for VaultStore {
             ownership: self.role != Role::Source,
             binary: false,
             hierarchical: false,
-            soft_delete: self.version == 2 && self.role == Role::Target,
+            soft_delete: self.version == 2 && self.role != Role::Source,
             json_only: true,
         }
     }
@@ -516,6 +540,9 @@ impl Store for VaultStore {
 
     async fn read_all(&self) -> Result<(Listing, SecretSet), StoreError> {
         let mut listing = self.list().await?;
+        // Secrets this store deleted itself (target, merge store) are known from the listing and
+        // not worth a warning; a source only finds out when the read comes back empty.
+        listing.entries.retain(|_, meta| !meta.pending_deletion);
         let paths: Vec<SecretPath> = listing.entries.keys().cloned().collect();
         let mut set = SecretSet::new();
         for (path, value) in self.get_many(&paths).await? {
@@ -629,18 +656,12 @@ impl WritableStore for VaultStore {
                 Some((Owner::Target(t), _, _)) if &*t == owner => {}
                 Some(_) => return Err(refuse()),
             }
-            let permanent = self.role == Role::Merge;
-            let what = self.api_path(&full, if permanent { "metadata" } else { "data" });
+            // Soft: the latest version is deleted, the history stays (`vault kv undelete`).
+            let what = self.api_path(&full, "data");
             self.conn
                 .call(&what, "delete", |c| {
                     let (mount, full) = (mount.clone(), full.clone());
-                    Box::pin(async move {
-                        if permanent {
-                            vaultrs::kv2::delete_metadata(c, &mount, &full).await
-                        } else {
-                            vaultrs::kv2::delete_latest(c, &mount, &full).await
-                        }
-                    })
+                    Box::pin(async move { vaultrs::kv2::delete_latest(c, &mount, &full).await })
                 })
                 .await
                 .map_err(|e| self.error(&e, "delete", Some(path)))?;
@@ -761,6 +782,14 @@ impl MergeStore for VaultMergeStore {
             .exists(&scope.full(MERGED_MARKER))
             .await
             .map_err(|e| scope.error(&e, "read the merge marker of", None))
+    }
+
+    async fn begin(&self, target: &str) -> Result<(), StoreError> {
+        let scope = self.scope(target);
+        scope
+            .remove_marker()
+            .await
+            .map_err(|e| scope.error(&e, "remove the merge marker of", None))
     }
 
     async fn commit(&self, target: &str) -> Result<(), StoreError> {
