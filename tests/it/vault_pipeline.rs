@@ -367,3 +367,51 @@ async fn validate_check_vault_reports_each_location() {
         nowhere.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_are_soft_deleted_from_a_kv2_target_and_restored_when_desired_again() {
+    let s = Services::get();
+    let mount = s.vault_mount(2).await;
+    let env = TestEnv::new();
+    env.write("src/keep.json", r#"{"k": 1}"#);
+    env.write("src/gone.json", r#"{"k": 2}"#);
+    env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: {} }}\n\
+             sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             targets: {{ Vaulted: {{ imports: [files], vault: {{ mount: {mount}, path: app }} }} }}\n\
+             pipeline: {{ sync: {{ delete_orphans: true }} }}\n",
+            s.vault_addr
+        ),
+    );
+    let vars = [("VAULT_TOKEN", s.vault_token.as_str())];
+    assert_eq!(run(&env, &["pipeline"], &vars).code, 0);
+
+    std::fs::remove_file(env.path().join("src/gone.json")).unwrap();
+    let deleted = run(&env, &["pipeline"], &vars);
+    assert_eq!(deleted.code, 0, "{}", deleted.snapshot());
+    assert!(deleted.stdout.contains("- gone"), "{}", deleted.stdout);
+    let (status, _) = s
+        .vault_call("GET", &s.vault_addr, &format!("{mount}/data/app/gone"), None)
+        .await;
+    assert_eq!(status, 404, "the latest version is deleted");
+    let (_, meta) = s
+        .vault_call("GET", &s.vault_addr, &format!("{mount}/metadata/app/gone"), None)
+        .await;
+    assert_ne!(
+        meta["data"]["versions"]["1"]["deletion_time"], "",
+        "…softly: the version is still there"
+    );
+
+    env.write("src/gone.json", r#"{"k": 3}"#);
+    let restored = run(&env, &["pipeline"], &vars);
+    assert_eq!(restored.code, 0, "{}", restored.snapshot());
+    assert!(restored.stdout.contains("↺ gone"), "{}", restored.stdout);
+    let (_, back) = s
+        .vault_call("GET", &s.vault_addr, &format!("{mount}/data/app/gone"), None)
+        .await;
+    assert_eq!(back["data"]["data"], json!({ "k": 3 }));
+    let again = run(&env, &["pipeline", "--exit-code"], &vars);
+    assert_eq!(again.code, 0, "converged: {}", again.snapshot());
+}
