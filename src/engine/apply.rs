@@ -7,6 +7,7 @@
 
 use tokio_util::sync::CancellationToken;
 
+use crate::model::SecretPath;
 use crate::plan::{Action, ApplyResult, TargetPlan};
 use crate::store::WritableStore;
 
@@ -40,6 +41,17 @@ pub async fn execute(
         .filter(|&i| plan.changes[i].action.writes())
         .collect();
     indexes.sort_by_key(|&i| (order(plan.changes[i].action), i));
+    let to_put: Vec<SecretPath> = indexes
+        .iter()
+        .map(|&i| &plan.changes[i])
+        .filter(|c| c.action != Action::Delete && !c.withheld && c.desired.is_some())
+        .map(|c| c.path.clone())
+        .collect();
+    let prepared = if to_put.is_empty() || cancel.is_cancelled() {
+        Ok(())
+    } else {
+        store.prepare(owner, &to_put).await
+    };
     for i in indexes {
         let change = &mut plan.changes[i];
         if change.withheld {
@@ -52,6 +64,12 @@ pub async fn execute(
         if cancel.is_cancelled() {
             change.result = Some(ApplyResult::NotAttempted("interrupted".to_owned()));
             applied.not_attempted += 1;
+            continue;
+        }
+        if let (Err(err), false) = (&prepared, change.action == Action::Delete) {
+            change.result = Some(ApplyResult::Failed(format!("not written: {err}")));
+            applied.failed += 1;
+            on_write();
             continue;
         }
         let outcome = match change.action {

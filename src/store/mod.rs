@@ -172,6 +172,13 @@ pub trait WritableStore: Store {
     /// owned by anyone else is an error of class [`ErrorClass::Conflict`].
     async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError>;
 
+    /// Called once before a batch of writes for `owner`, with every path about to be put, so a
+    /// store that records ownership in one place (a KV v1 manifest) claims them in one write
+    /// instead of one per secret. Optional: `put` records ownership either way.
+    async fn prepare(&self, _owner: &str, _paths: &[SecretPath]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Cancels a pending deletion (stores with [`Capabilities::soft_delete`]).
     async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
         Err(StoreError::new(

@@ -415,3 +415,77 @@ async fn orphans_are_soft_deleted_from_a_kv2_target_and_restored_when_desired_ag
     let again = run(&env, &["pipeline", "--exit-code"], &vars);
     assert_eq!(again.code, 0, "converged: {}", again.snapshot());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_costs_one_manifest_write_per_run_on_kv1_and_one_metadata_write_per_secret_on_kv2() {
+    use testbed::proxy::{Fault, Rule};
+    let s = Services::get();
+    let (v1, v2) = (s.vault_mount(1).await, s.vault_mount(2).await);
+    let env = TestEnv::new();
+    for i in 0..20 {
+        env.write(&format!("src/s{i:02}.json"), format!(r#"{{"n": {i}}}"#));
+    }
+    env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: {} }}\n\
+             sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             targets:\n\
+             \x20 One: {{ imports: [files], vault: {{ mount: {v1}, path: app }} }}\n\
+             \x20 Two: {{ imports: [files], vault: {{ mount: {v2}, path: app }} }}\n",
+            s.vault_proxy
+        ),
+    );
+    let counter = |path: String| Rule {
+        service: Some("vault".to_owned()),
+        method: Some("POST".to_owned()),
+        path: Some(path),
+        fault: Fault::default(),
+        ..Rule::default()
+    };
+    let faults = s.vault_faults();
+    let manifest_writes = faults
+        .add(&counter(format!("^/v1/{v1}/app/\\.secretsync-manifest$")))
+        .await;
+    let metadata_writes = faults.add(&counter(format!("^/v1/{v2}/metadata/app/"))).await;
+    let vars = [("VAULT_TOKEN", s.vault_token.as_str())];
+
+    let first = run(&env, &["pipeline"], &vars);
+    assert_eq!(first.code, 0, "{}", first.snapshot());
+    assert_eq!(
+        manifest_writes.stats().await.matched,
+        1,
+        "20 secrets claimed in one manifest write"
+    );
+    assert_eq!(
+        metadata_writes.stats().await.matched,
+        20,
+        "each new KV v2 secret gets its ownership once"
+    );
+
+    for i in 0..5 {
+        env.write(
+            &format!("src/s{i:02}.json"),
+            format!(r#"{{"n": {i}, "changed": true}}"#),
+        );
+    }
+    let second = run(&env, &["pipeline"], &vars);
+    assert!(second.stdout.contains("0 created, 10 updated"), "{}", second.stdout);
+    assert_eq!(
+        manifest_writes.stats().await.matched,
+        1,
+        "updates of owned secrets claim nothing"
+    );
+    assert_eq!(
+        metadata_writes.stats().await.matched,
+        20,
+        "nor rewrite ownership already recorded"
+    );
+    let (_, manifest) = s
+        .vault_call("GET", &s.vault_addr, &format!("{v1}/app/.secretsync-manifest"), None)
+        .await;
+    assert_eq!(
+        manifest["data"]["managed"].as_object().map(serde_json::Map::len),
+        Some(20)
+    );
+}

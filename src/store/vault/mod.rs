@@ -71,8 +71,19 @@ pub struct VaultStore {
     filters: Vec<SecretPath>,
     role: Role,
     limits: Limits,
-    /// KV v2 versions seen, for check-and-set.
-    versions: Mutex<HashMap<SecretPath, u64>>,
+    /// KV v2: what was last seen of each secret (version for check-and-set, owner to skip
+    /// rewriting ownership that is already recorded).
+    seen: Mutex<HashMap<SecretPath, Seen>>,
+    /// KV v1: the ownership manifest as last read or written (one writer per store: the
+    /// target's apply, and the lock keeps its read-modify-writes in order).
+    manifest: tokio::sync::Mutex<Option<BTreeMap<String, String>>>,
+}
+
+/// What a KV v2 metadata read told us about a secret.
+#[derive(Debug, Clone)]
+struct Seen {
+    version: u64,
+    owner: Owner,
 }
 
 impl std::fmt::Debug for VaultStore {
@@ -105,7 +116,8 @@ impl VaultStore {
             filters,
             role,
             limits,
-            versions: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            manifest: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -141,19 +153,16 @@ impl VaultStore {
         e
     }
 
-    fn version_of(&self, path: &SecretPath) -> Option<u64> {
-        self.versions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(path)
-            .copied()
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<SecretPath, Seen>> {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn remember(&self, path: &SecretPath, version: u64) {
-        self.versions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(path.clone(), version);
+    fn seen_of(&self, path: &SecretPath) -> Option<Seen> {
+        self.seen().get(path).cloned()
+    }
+
+    fn remember(&self, path: &SecretPath, version: u64, owner: Owner) {
+        self.seen().insert(path.clone(), Seen { version, owner });
     }
 
     async fn list_folder(&self, folder: String) -> Result<(String, Folder), VaultError> {
@@ -343,7 +352,7 @@ impl VaultStore {
         };
         let latest = meta.versions.get(&meta.current_version.to_string());
         let deleted = latest.is_none_or(|v| v.destroyed || !v.deletion_time.is_empty());
-        self.remember(path, meta.current_version);
+        self.remember(path, meta.current_version, owner.clone());
         Ok(Some((owner, deleted, meta.current_version)))
     }
 
@@ -378,6 +387,39 @@ impl VaultStore {
         self.write_raw(MANIFEST, &data)
             .await
             .map_err(|e| self.error(&e, "write the ownership manifest", None))
+    }
+
+    /// The cached manifest, read on first use.
+    async fn manifest_in<'m>(
+        &self,
+        cached: &'m mut Option<BTreeMap<String, String>>,
+    ) -> Result<&'m BTreeMap<String, String>, StoreError> {
+        if cached.is_none() {
+            *cached = Some(self.read_manifest().await?);
+        }
+        Ok(cached.get_or_insert_with(BTreeMap::new))
+    }
+
+    /// Records `owner` for every path in one manifest write (none if nothing changes).
+    async fn claim(&self, owner: &str, paths: &[SecretPath]) -> Result<(), StoreError> {
+        if self.version != 1 {
+            return Ok(());
+        }
+        let mut cached = self.manifest.lock().await;
+        let managed = self.manifest_in(&mut cached).await?;
+        if paths
+            .iter()
+            .all(|p| managed.get(p.as_str()).map(String::as_str) == Some(owner))
+        {
+            return Ok(());
+        }
+        let mut updated = managed.clone();
+        for path in paths {
+            updated.insert(path.to_string(), owner.to_owned());
+        }
+        self.write_manifest(&updated).await?;
+        *cached = Some(updated);
+        Ok(())
     }
 
     /// Writes without check-and-set (manifest and markers).
@@ -453,8 +495,8 @@ impl VaultStore {
     }
 
     async fn current_version(&self, path: &SecretPath) -> Result<u64, StoreError> {
-        if let Some(v) = self.version_of(path) {
-            return Ok(v);
+        if let Some(seen) = self.seen_of(path) {
+            return Ok(seen.version);
         }
         Ok(self.metadata(path).await?.map_or(0, |(_, _, v)| v))
     }
@@ -513,6 +555,7 @@ impl Store for VaultStore {
             }
             _ => {
                 let managed = self.read_manifest().await?;
+                *self.manifest.lock().await = Some(managed.clone());
                 for path in paths {
                     let meta = managed
                         .get(path.as_str())
@@ -607,7 +650,14 @@ impl WritableStore for VaultStore {
                         self.error(&e, "write", Some(path))
                     }
                 })?;
-            self.remember(path, written.version);
+            let already_ours = self
+                .seen_of(path)
+                .is_some_and(|seen| matches!(&seen.owner, Owner::Target(t) if &**t == owner));
+            let recorded = Owner::Target(owner.into());
+            self.remember(path, written.version, recorded);
+            if already_ours {
+                return Ok(());
+            }
             let custom = HashMap::from([
                 (OWNER_TAG.to_owned(), OWNER_VALUE.to_owned()),
                 (TARGET_TAG.to_owned(), owner.to_owned()),
@@ -626,13 +676,17 @@ impl WritableStore for VaultStore {
                 .map_err(|e| self.error(&e, "record ownership of", Some(path)))?;
             return Ok(());
         }
+        // Ownership is claimed before the write: a failure in between leaves a claim on a
+        // secret that may not exist (harmless), never a secret of ours recorded as nobody's.
+        self.claim(owner, std::slice::from_ref(path)).await?;
         self.write_raw(path.as_str(), &data)
             .await
-            .map_err(|e| self.error(&e, "write", Some(path)))?;
-        let mut managed = self.read_manifest().await?;
-        if managed.get(path.as_str()).map(String::as_str) != Some(owner) {
-            managed.insert(path.to_string(), owner.to_owned());
-            self.write_manifest(&managed).await?;
+            .map_err(|e| self.error(&e, "write", Some(path)))
+    }
+
+    async fn prepare(&self, owner: &str, paths: &[SecretPath]) -> Result<(), StoreError> {
+        if self.version == 1 && self.role != Role::Source {
+            self.claim(owner, paths).await?;
         }
         Ok(())
     }
@@ -665,13 +719,11 @@ impl WritableStore for VaultStore {
                 })
                 .await
                 .map_err(|e| self.error(&e, "delete", Some(path)))?;
-            self.versions
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(path);
+            self.seen().remove(path);
             return Ok(());
         }
-        let mut managed = self.read_manifest().await?;
+        let mut cached = self.manifest.lock().await;
+        let managed = self.manifest_in(&mut cached).await?;
         if managed.get(path.as_str()).map(String::as_str) != Some(owner) {
             return if self
                 .exists(&full)
@@ -691,8 +743,11 @@ impl WritableStore for VaultStore {
             })
             .await
             .map_err(|e| self.error(&e, "delete", Some(path)))?;
-        managed.remove(path.as_str());
-        self.write_manifest(&managed).await
+        let mut updated = managed.clone();
+        updated.remove(path.as_str());
+        self.write_manifest(&updated).await?;
+        *cached = Some(updated);
+        Ok(())
     }
 
     async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
