@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures_util::future::BoxFuture;
 use rustify::endpoint::Endpoint;
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
+use std::future::Future;
 use tokio::sync::RwLock;
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
@@ -114,7 +114,8 @@ pub(crate) struct VaultEndpoint {
 pub(crate) struct VaultConnection {
     pub(crate) address: String,
     pub(crate) namespace: Option<String>,
-    client: RwLock<VaultClient>,
+    /// Replaced (not mutated) on re-login, so calls in flight keep the client they started with.
+    client: RwLock<Arc<VaultClient>>,
     login: Login,
     generation: AtomicU64,
     policies: Mutex<Vec<String>>,
@@ -328,9 +329,6 @@ impl Endpoint for CapabilitiesSelf {
     }
 }
 
-/// The result of a call, for futures that borrow the client.
-pub(crate) type Call<'c, T> = BoxFuture<'c, Result<T, ClientError>>;
-
 impl VaultConnection {
     /// Connects and logs in (or checks the token), so that bad credentials fail before any
     /// target is touched.
@@ -345,14 +343,14 @@ impl VaultConnection {
         let connection = Arc::new(Self {
             address: endpoint.address.clone(),
             namespace: endpoint.namespace.clone(),
-            client: RwLock::new(client),
+            client: RwLock::new(Arc::new(client)),
             login,
             generation: AtomicU64::new(0),
             policies: Mutex::new(Vec::new()),
         });
         let at = connection.describe();
         if !matches!(connection.login, Login::Static) {
-            connection.log_in().await.map_err(|e| ConnectError {
+            connection.log_in(0).await.map_err(|e| ConnectError {
                 message: format!("cannot log in to {at}: {}", e.detail),
                 hint: e.hint,
             })?;
@@ -385,8 +383,13 @@ impl VaultConnection {
             .clone()
     }
 
-    async fn log_in(&self) -> Result<(), LoginFailure> {
-        let mut client = self.client.write().await;
+    /// Logs in, unless another caller already did since `seen_generation`.
+    async fn log_in(&self, seen_generation: u64) -> Result<(), LoginFailure> {
+        let mut slot = self.client.write().await;
+        if self.generation.load(Ordering::SeqCst) != seen_generation {
+            return Ok(());
+        }
+        let client = Arc::clone(&slot);
         let info = match &self.login {
             Login::Static => return Err(LoginFailure::static_token()),
             Login::AppRole {
@@ -412,14 +415,24 @@ impl VaultConnection {
                 hint: None,
             }
         })?;
-        client.set_token(&info.client_token);
+        let mut renewed = VaultClient::new(client.settings.clone()).map_err(|e| LoginFailure {
+            detail: format!("cannot create the Vault client: {e}"),
+            hint: None,
+        })?;
+        renewed.set_token(&info.client_token);
+        *slot = Arc::new(renewed);
         self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
+    /// The client to use now.
+    async fn current(&self) -> Arc<VaultClient> {
+        Arc::clone(&*self.client.read().await)
+    }
+
     /// Looks the token up (is it alive, which policies does it carry).
     async fn check_token(&self) -> Result<(), LoginFailure> {
-        let client = self.client.read().await;
+        let client = self.current().await;
         match vaultrs::token::lookup_self(&*client).await {
             Ok(me) => {
                 *self.policies.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = me.policies;
@@ -442,18 +455,13 @@ impl VaultConnection {
 
     /// Runs a call; on a 403 tells an expired token (log in again, once, and retry) from a
     /// policy that does not allow the call (an error naming `what` and the token's policies).
-    pub(crate) async fn call<T>(
-        &self,
-        what: &str,
-        capability: &str,
-        op: impl for<'c> Fn(&'c VaultClient) -> Call<'c, T>,
-    ) -> Result<T, VaultError> {
+    pub(crate) async fn call<T, F, Fut>(&self, what: &str, capability: &str, op: F) -> Result<T, VaultError>
+    where
+        F: Fn(Arc<VaultClient>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
         let generation = self.generation.load(Ordering::SeqCst);
-        let first = {
-            let client = self.client.read().await;
-            op(&client).await
-        };
-        let err = match first {
+        let err = match op(self.current().await).await {
             Ok(value) => return Ok(value),
             Err(e) => VaultError::from_client(&e),
         };
@@ -472,15 +480,12 @@ impl VaultConnection {
                 ..err
             });
         }
-        if self.generation.load(Ordering::SeqCst) == generation {
-            tracing::info!(vault = %self.describe(), "the Vault token expired; logging in again");
-            self.log_in().await.map_err(|f| VaultError {
-                detail: f.detail,
-                ..err.clone()
-            })?;
-        }
-        let client = self.client.read().await;
-        op(&client).await.map_err(|e| {
+        tracing::info!(vault = %self.describe(), "the Vault token expired; logging in again");
+        self.log_in(generation).await.map_err(|f| VaultError {
+            detail: f.detail,
+            ..err.clone()
+        })?;
+        op(self.current().await).await.map_err(|e| {
             let again = VaultError::from_client(&e);
             if again.status == Some(403) {
                 self.denied(what, capability, &again)
@@ -510,7 +515,7 @@ impl VaultConnection {
         let path = path.trim_matches('/').to_owned();
         self.call(&format!("sys/internal/ui/mounts/{path}"), "read", |c| {
             let path = path.clone();
-            Box::pin(async move { vaultrs::api::exec_with_result(c, PreflightMount { path }).await })
+            async move { vaultrs::api::exec_with_result(&*c, PreflightMount { path }).await }
         })
         .await
     }
@@ -524,7 +529,7 @@ impl VaultConnection {
         let answer = self
             .call("sys/capabilities-self", "update", |c| {
                 let paths = paths.clone();
-                Box::pin(async move { vaultrs::api::exec_with_result(c, CapabilitiesSelf { paths }).await })
+                async move { vaultrs::api::exec_with_result(&*c, CapabilitiesSelf { paths }).await }
             })
             .await?;
         Ok(paths

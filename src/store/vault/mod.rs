@@ -167,18 +167,15 @@ impl VaultStore {
 
     async fn list_folder(&self, folder: String) -> Result<(String, Folder), VaultError> {
         let what = self.api_path(&folder, "metadata");
-        let (mount, path, v2) = (self.mount.clone(), folder.clone(), self.version == 2);
+        let (mount, path, v2) = (self.mount.as_str(), folder.as_str(), self.version == 2);
         let result = self
             .conn
-            .call(&what, "list", |c| {
-                let (mount, path) = (mount.clone(), path.clone());
-                Box::pin(async move {
-                    if v2 {
-                        vaultrs::kv2::list(c, &mount, &path).await
-                    } else {
-                        vaultrs::kv1::list(c, &mount, &path).await.map(|r| r.data.keys)
-                    }
-                })
+            .call(&what, "list", |c| async move {
+                if v2 {
+                    vaultrs::kv2::list(&*c, mount, path).await
+                } else {
+                    vaultrs::kv1::list(&*c, mount, path).await.map(|r| r.data.keys)
+                }
             })
             .await;
         match result {
@@ -191,19 +188,17 @@ impl VaultStore {
     /// Whether a single secret exists at `full` (also when soft-deleted).
     async fn exists(&self, full: &str) -> Result<bool, VaultError> {
         let what = self.api_path(full, "metadata");
-        let (mount, path) = (self.mount.clone(), full.to_owned());
+        let (mount, path) = (self.mount.as_str(), full);
         let result = if self.version == 2 {
             self.conn
-                .call(&what, "read", |c| {
-                    let (mount, path) = (mount.clone(), path.clone());
-                    Box::pin(async move { vaultrs::kv2::read_metadata(c, &mount, &path).await.map(|_| ()) })
+                .call(&what, "read", |c| async move {
+                    vaultrs::kv2::read_metadata(&*c, mount, path).await.map(|_| ())
                 })
                 .await
         } else {
             self.conn
-                .call(&what, "read", |c| {
-                    let (mount, path) = (mount.clone(), path.clone());
-                    Box::pin(async move { vaultrs::kv1::get_raw(c, &mount, &path).await.map(|_| ()) })
+                .call(&what, "read", |c| async move {
+                    vaultrs::kv1::get_raw(&*c, mount, path).await.map(|_| ())
                 })
                 .await
         };
@@ -330,14 +325,13 @@ impl VaultStore {
 
     /// KV v2 metadata of one secret: (owner, latest version deleted, current version).
     async fn metadata(&self, path: &SecretPath) -> Result<Option<(Owner, bool, u64)>, StoreError> {
-        let full = self.full(path.as_str());
-        let what = self.api_path(&full, "metadata");
-        let mount = self.mount.clone();
+        let full = &self.full(path.as_str());
+        let what = self.api_path(full, "metadata");
+        let mount = self.mount.as_str();
         let result = self
             .conn
-            .call(&what, "read", |c| {
-                let (mount, full) = (mount.clone(), full.clone());
-                Box::pin(async move { vaultrs::kv2::read_metadata(c, &mount, &full).await })
+            .call(&what, "read", |c| async move {
+                vaultrs::kv2::read_metadata(&*c, mount, full).await
             })
             .await;
         let meta = match result {
@@ -357,14 +351,13 @@ impl VaultStore {
     }
 
     async fn read_manifest(&self) -> Result<BTreeMap<String, String>, StoreError> {
-        let full = self.full(MANIFEST);
-        let what = self.api_path(&full, "data");
-        let mount = self.mount.clone();
+        let full = &self.full(MANIFEST);
+        let what = self.api_path(full, "data");
+        let mount = self.mount.as_str();
         let result = self
             .conn
-            .call(&what, "read", |c| {
-                let (mount, full) = (mount.clone(), full.clone());
-                Box::pin(async move { vaultrs::kv1::get::<Map<String, Value>>(c, &mount, &full).await })
+            .call(&what, "read", |c| async move {
+                vaultrs::kv1::get::<Map<String, Value>>(&*c, mount, full).await
             })
             .await;
         match result {
@@ -424,43 +417,37 @@ impl VaultStore {
 
     /// Writes without check-and-set (manifest and markers).
     async fn write_raw(&self, rel: &str, data: &Value) -> Result<(), VaultError> {
-        let full = self.full(rel);
-        let what = self.api_path(&full, "data");
-        let (mount, v2) = (self.mount.clone(), self.version == 2);
+        let full = &self.full(rel);
+        let what = self.api_path(full, "data");
+        let (mount, v2) = (self.mount.as_str(), self.version == 2);
         self.conn
-            .call(&what, "update", |c| {
-                let (mount, full, data) = (mount.clone(), full.clone(), data.clone());
-                Box::pin(async move {
-                    if v2 {
-                        vaultrs::kv2::set(c, &mount, &full, &data).await.map(|_| ())
-                    } else {
-                        let map: HashMap<&str, &Value> = data
-                            .as_object()
-                            .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
-                            .unwrap_or_default();
-                        vaultrs::kv1::set(c, &mount, &full, &map).await
-                    }
-                })
+            .call(&what, "update", |c| async move {
+                if v2 {
+                    vaultrs::kv2::set(&*c, mount, full, &data).await.map(|_| ())
+                } else {
+                    let map: HashMap<&str, &Value> = data
+                        .as_object()
+                        .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
+                        .unwrap_or_default();
+                    vaultrs::kv1::set(&*c, mount, full, &map).await
+                }
             })
             .await
     }
 
     /// Removes the merge marker for good (KV v2: every version, so `exists` sees it gone).
     async fn remove_marker(&self) -> Result<(), VaultError> {
-        let full = self.full(MERGED_MARKER);
-        let what = self.api_path(&full, if self.version == 2 { "metadata" } else { "data" });
-        let (mount, v2) = (self.mount.clone(), self.version == 2);
+        let full = &self.full(MERGED_MARKER);
+        let what = self.api_path(full, if self.version == 2 { "metadata" } else { "data" });
+        let (mount, v2) = (self.mount.as_str(), self.version == 2);
         let result = self
             .conn
-            .call(&what, "delete", |c| {
-                let (mount, full) = (mount.clone(), full.clone());
-                Box::pin(async move {
-                    if v2 {
-                        vaultrs::kv2::delete_metadata(c, &mount, &full).await
-                    } else {
-                        vaultrs::kv1::delete(c, &mount, &full).await
-                    }
-                })
+            .call(&what, "delete", |c| async move {
+                if v2 {
+                    vaultrs::kv2::delete_metadata(&*c, mount, full).await
+                } else {
+                    vaultrs::kv1::delete(&*c, mount, full).await
+                }
             })
             .await;
         match result {
@@ -470,20 +457,17 @@ impl VaultStore {
     }
 
     async fn read(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
-        let full = self.full(path.as_str());
-        let what = self.api_path(&full, "data");
-        let (mount, v2) = (self.mount.clone(), self.version == 2);
+        let full = &self.full(path.as_str());
+        let what = self.api_path(full, "data");
+        let (mount, v2) = (self.mount.as_str(), self.version == 2);
         let result = self
             .conn
-            .call(&what, "read", |c| {
-                let (mount, full) = (mount.clone(), full.clone());
-                Box::pin(async move {
-                    if v2 {
-                        vaultrs::kv2::read::<Map<String, Value>>(c, &mount, &full).await
-                    } else {
-                        vaultrs::kv1::get::<Map<String, Value>>(c, &mount, &full).await
-                    }
-                })
+            .call(&what, "read", |c| async move {
+                if v2 {
+                    vaultrs::kv2::read::<Map<String, Value>>(&*c, mount, full).await
+                } else {
+                    vaultrs::kv1::get::<Map<String, Value>>(&*c, mount, full).await
+                }
             })
             .await;
         match result {
@@ -592,11 +576,11 @@ impl Store for VaultStore {
             if let Some(v) = value {
                 set.insert(path, v);
             } else {
-                let full = self.full(path.as_str());
+                let full = &self.full(path.as_str());
                 listing.notes.push(format!(
                     "{}: skipped `{}`: its latest version is deleted or destroyed (or it was deleted while being read)",
                     self.describe(),
-                    self.api_path(&full, "data")
+                    self.api_path(full, "data")
                 ));
                 listing.entries.remove(&path);
             }
@@ -626,24 +610,29 @@ impl WritableStore for VaultStore {
         let SecretValue::Json(map) = value else {
             unreachable!("checked above")
         };
-        let full = self.full(path.as_str());
-        let data = Value::Object(map.clone());
+        let full = &self.full(path.as_str());
+        let data = &Value::Object(map.clone());
         if self.version == 2 {
             let cas = self.current_version(path).await?;
-            let what = self.api_path(&full, "data");
-            let mount = self.mount.clone();
+            let what = self.api_path(full, "data");
+            let mount = self.mount.as_str();
             let written = self
                 .conn
-                .call(&what, if cas == 0 { "create" } else { "update" }, |c| {
-                    let (mount, full, data) = (mount.clone(), full.clone(), data.clone());
-                    Box::pin(async move { vaultrs::kv2::set_with_options(c, &mount, &full, &data, SetSecretRequestOptions { cas: u32::try_from(cas).unwrap_or(u32::MAX) }).await })
+                .call(&what, if cas == 0 { "create" } else { "update" }, |c| async move {
+                    let options = SetSecretRequestOptions {
+                        cas: u32::try_from(cas).unwrap_or(u32::MAX),
+                    };
+                    vaultrs::kv2::set_with_options(&*c, mount, full, data, options).await
                 })
                 .await
                 .map_err(|e| {
                     if e.class == ErrorClass::Conflict {
                         StoreError::new(
                             ErrorClass::Conflict,
-                            format!("{}: `{path}` changed in Vault after secretsync read it (check-and-set, version {cas}); run again to plan against the new value", self.describe()),
+                            format!(
+                                "{}: `{path}` changed in Vault after secretsync read it (check-and-set, version {cas}); run again to plan against the new value",
+                                self.describe()
+                            ),
                         )
                         .at(path)
                     } else {
@@ -658,19 +647,16 @@ impl WritableStore for VaultStore {
             if already_ours {
                 return Ok(());
             }
-            let custom = HashMap::from([
+            let custom = &HashMap::from([
                 (OWNER_TAG.to_owned(), OWNER_VALUE.to_owned()),
                 (TARGET_TAG.to_owned(), owner.to_owned()),
             ]);
-            let what = self.api_path(&full, "metadata");
+            let what = self.api_path(full, "metadata");
             self.conn
-                .call(&what, "update", |c| {
-                    let (mount, full, custom) = (mount.clone(), full.clone(), custom.clone());
-                    Box::pin(async move {
-                        let mut request = SetSecretMetadataRequest::builder();
-                        request.custom_metadata(custom);
-                        vaultrs::kv2::set_metadata(c, &mount, &full, Some(&mut request)).await
-                    })
+                .call(&what, "update", |c| async move {
+                    let mut request = SetSecretMetadataRequest::builder();
+                    request.custom_metadata(custom.clone());
+                    vaultrs::kv2::set_metadata(&*c, mount, full, Some(&mut request)).await
                 })
                 .await
                 .map_err(|e| self.error(&e, "record ownership of", Some(path)))?;
@@ -679,7 +665,7 @@ impl WritableStore for VaultStore {
         // Ownership is claimed before the write: a failure in between leaves a claim on a
         // secret that may not exist (harmless), never a secret of ours recorded as nobody's.
         self.claim(owner, std::slice::from_ref(path)).await?;
-        self.write_raw(path.as_str(), &data)
+        self.write_raw(path.as_str(), data)
             .await
             .map_err(|e| self.error(&e, "write", Some(path)))
     }
@@ -692,7 +678,7 @@ impl WritableStore for VaultStore {
     }
 
     async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
-        let full = self.full(path.as_str());
+        let full = &self.full(path.as_str());
         let refuse = || {
             StoreError::new(
                 ErrorClass::Conflict,
@@ -703,7 +689,7 @@ impl WritableStore for VaultStore {
             )
             .at(path)
         };
-        let mount = self.mount.clone();
+        let mount = self.mount.as_str();
         if self.version == 2 {
             match self.metadata(path).await? {
                 None => return Ok(()),
@@ -711,11 +697,10 @@ impl WritableStore for VaultStore {
                 Some(_) => return Err(refuse()),
             }
             // Soft: the latest version is deleted, the history stays (`vault kv undelete`).
-            let what = self.api_path(&full, "data");
+            let what = self.api_path(full, "data");
             self.conn
-                .call(&what, "delete", |c| {
-                    let (mount, full) = (mount.clone(), full.clone());
-                    Box::pin(async move { vaultrs::kv2::delete_latest(c, &mount, &full).await })
+                .call(&what, "delete", |c| async move {
+                    vaultrs::kv2::delete_latest(&*c, mount, full).await
                 })
                 .await
                 .map_err(|e| self.error(&e, "delete", Some(path)))?;
@@ -726,7 +711,7 @@ impl WritableStore for VaultStore {
         let managed = self.manifest_in(&mut cached).await?;
         if managed.get(path.as_str()).map(String::as_str) != Some(owner) {
             return if self
-                .exists(&full)
+                .exists(full)
                 .await
                 .map_err(|e| self.error(&e, "read", Some(path)))?
             {
@@ -735,11 +720,10 @@ impl WritableStore for VaultStore {
                 Ok(())
             };
         }
-        let what = self.api_path(&full, "data");
+        let what = self.api_path(full, "data");
         self.conn
-            .call(&what, "delete", |c| {
-                let (mount, full) = (mount.clone(), full.clone());
-                Box::pin(async move { vaultrs::kv1::delete(c, &mount, &full).await })
+            .call(&what, "delete", |c| async move {
+                vaultrs::kv1::delete(&*c, mount, full).await
             })
             .await
             .map_err(|e| self.error(&e, "delete", Some(path)))?;
@@ -759,13 +743,12 @@ impl WritableStore for VaultStore {
             .at(path));
         }
         let version = self.current_version(path).await?;
-        let full = self.full(path.as_str());
-        let what = self.api_path(&full, "undelete");
-        let mount = self.mount.clone();
+        let full = &self.full(path.as_str());
+        let what = self.api_path(full, "undelete");
+        let mount = self.mount.as_str();
         self.conn
-            .call(&what, "update", |c| {
-                let (mount, full) = (mount.clone(), full.clone());
-                Box::pin(async move { vaultrs::kv2::undelete_versions(c, &mount, &full, vec![version]).await })
+            .call(&what, "update", |c| async move {
+                vaultrs::kv2::undelete_versions(&*c, mount, full, vec![version]).await
             })
             .await
             .map_err(|e| self.error(&e, "restore", Some(path)))
