@@ -252,7 +252,7 @@ pub(crate) async fn preflight(conn: &VaultConnection, configured: &str) -> Resul
             message: format!(
                 "{at}: no access to the mount `{configured}`: Vault's mount lookup answered {} — the mount does not exist, or the token's policies ({}) grant nothing under it",
                 e.summary(),
-                policies(conn)
+                conn.policies()
             ),
             hint: Some(format!(
                 "check the name with `vault secrets list`, grant the token a policy on `{configured}/*`, or set `kv_version` to skip the lookup"
@@ -293,17 +293,8 @@ pub(crate) async fn preflight(conn: &VaultConnection, configured: &str) -> Resul
     Ok(ResolvedMount { mount, version, base })
 }
 
-fn policies(conn: &VaultConnection) -> String {
-    let policies = conn.policies();
-    if policies.is_empty() {
-        "none".to_owned()
-    } else {
-        policies.join(", ")
-    }
-}
-
 /// `a` + `b` as a folder path; `None` when both are empty.
-fn join(a: Option<&str>, b: Option<&str>) -> Option<String> {
+pub(crate) fn join(a: Option<&str>, b: Option<&str>) -> Option<String> {
     let parts: Vec<&str> = [a, b]
         .into_iter()
         .flatten()

@@ -9,6 +9,7 @@ use super::connection::health;
 use crate::config::{MergeStoreSpec, Pipeline, Source, TargetKind, VaultLocation};
 use crate::model::SecretPath;
 use crate::store::BuildContext;
+use crate::store::build::join;
 
 /// One line of the check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,11 +97,6 @@ pub async fn check_pipeline(pipeline: &Pipeline, context: &BuildContext) -> Vec<
         match context.vault_connection(endpoint).await {
             Ok(conn) => {
                 let policies = conn.policies();
-                let policies = if policies.is_empty() {
-                    "none".to_owned()
-                } else {
-                    policies.join(", ")
-                };
                 lines.push(CheckLine::pass(
                     at,
                     format!(
@@ -178,26 +174,14 @@ async fn check_location(context: &BuildContext, subject: &str, location: &VaultL
         Ok(parts) => parts,
         Err(e) => return CheckLine::fail(subject.to_owned(), e.to_string(), e.hint()),
     };
+    let base = mount.base.as_deref();
     let folders: Vec<String> = match role {
         Role::Source if !location.paths.is_empty() => location
             .paths
             .iter()
-            .map(|p| {
-                [mount.base.as_deref().unwrap_or(""), p.as_str()]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join("/")
-            })
+            .map(|p| join(base, Some(p.as_str())).unwrap_or_default())
             .collect(),
-        _ => vec![
-            [mount.base.as_deref(), location.paths.first().map(SecretPath::as_str)]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("/"),
-        ],
+        _ => vec![join(base, location.paths.first().map(SecretPath::as_str)).unwrap_or_default()],
     };
     let mut wanted: Vec<(&'static str, String)> = Vec::new();
     for folder in &folders {
@@ -246,12 +230,7 @@ async fn check_location(context: &BuildContext, subject: &str, location: &VaultL
             format!("{scope} (KV v{}): {what} allowed", mount.version),
         );
     }
-    let policies = conn.policies();
-    let listed = if policies.is_empty() {
-        "none".to_owned()
-    } else {
-        policies.join(", ")
-    };
+    let listed = conn.policies();
     CheckLine::fail(
         subject.to_owned(),
         format!(

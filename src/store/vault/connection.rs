@@ -375,12 +375,14 @@ impl VaultConnection {
         self.login.describe()
     }
 
-    /// The token's policies, as last looked up.
-    pub(crate) fn policies(&self) -> Vec<String> {
-        self.policies
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    /// The token's policies, as last looked up: `default, reader`, or `none`.
+    pub(crate) fn policies(&self) -> String {
+        let policies = self.policies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if policies.is_empty() {
+            "none".to_owned()
+        } else {
+            policies.join(", ")
+        }
     }
 
     /// Logs in, unless another caller already did since `seen_generation`.
@@ -496,12 +498,7 @@ impl VaultConnection {
     }
 
     fn denied(&self, what: &str, capability: &str, err: &VaultError) -> VaultError {
-        let policies = self.policies();
-        let listed = if policies.is_empty() {
-            "none".to_owned()
-        } else {
-            policies.join(", ")
-        };
+        let listed = self.policies();
         VaultError {
             detail: format!(
                 "permission denied on `{what}`: the token's policies ({listed}) do not grant `{capability}` there; add e.g. `path \"{what}\" {{ capabilities = [\"{capability}\"] }}` to one of them"
