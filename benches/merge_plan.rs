@@ -173,6 +173,7 @@ impl Store for Synthetic {
         let meta = EntryMeta {
             owner: Owner::Target(Arc::clone(&self.owner)),
             pending_deletion: false,
+            drift: None,
         };
         let mut listing = Listing::default();
         for (p, n) in &self.world.paths {

@@ -353,7 +353,8 @@ fn plan_one(
 ) -> Option<Change> {
     let storable = store.check_value(path, value);
     let differs = current.is_none_or(|c| !Arc::ptr_eq(c, value) && !c.semantic_eq(value));
-    if storable.is_ok() && !differs && meta.is_some_and(|m| m.is_owned_by(options.target) && !m.pending_deletion) {
+    let in_line = |m: &EntryMeta| m.is_owned_by(options.target) && !m.pending_deletion && m.drift.is_none();
+    if storable.is_ok() && !differs && meta.is_some_and(in_line) {
         return None;
     }
     let mut change = Change::new(path.clone(), Action::Create);
@@ -384,6 +385,9 @@ fn plan_one(
                     Action::Update
                 };
                 change.write_value = differs;
+                if !differs && !meta.pending_deletion {
+                    change.note.clone_from(&meta.drift);
+                }
             }
             Owner::Target(owner) => {
                 change.action = Action::Conflict;
@@ -620,6 +624,30 @@ mod tests {
             actions(&incomplete).contains(&("stale".into(), Action::Orphan)),
             "no deletes without a complete read"
         );
+    }
+
+    #[test]
+    fn drift_beside_an_equal_value_is_an_update_that_writes_no_value() {
+        let store = MemoryStore::new("t");
+        let desired: SecretSet = [(p("tagged"), json(r#"{"a":1}"#)), (p("fine"), json(r#"{"a":1}"#))]
+            .into_iter()
+            .collect();
+        let mut listing = Listing::default();
+        let drifted = EntryMeta {
+            drift: Some("tags differ: +env".to_owned()),
+            ..EntryMeta::owned_by("T")
+        };
+        listing.entries.insert(p("tagged"), drifted);
+        listing.entries.insert(p("fine"), EntryMeta::owned_by("T"));
+        let actual = [(p("tagged"), json(r#"{"a":1}"#)), (p("fine"), json(r#"{"a":1}"#))]
+            .into_iter()
+            .collect();
+        let planned = plan(&desired, &listing, &actual, &store, options(false, false));
+        assert_eq!(actions(&planned), [("tagged".into(), Action::Update)]);
+        let change = &planned.changes[0];
+        assert_eq!(change.note.as_deref(), Some("tags differ: +env"));
+        assert!(!change.write_value && !change.differs);
+        assert_eq!(planned.unchanged, 1);
     }
 
     #[test]

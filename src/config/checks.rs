@@ -112,6 +112,15 @@ pub(crate) fn secret_prefix(value: &str) -> Result<(), String> {
     }
 }
 
+/// A Secrets Manager description (at most 2,048 characters).
+pub(crate) fn description(value: &str) -> Result<(), String> {
+    if value.chars().count() <= 2048 {
+        Ok(())
+    } else {
+        Err("a secret description is at most 2,048 characters".to_owned())
+    }
+}
+
 /// An S3 bucket name.
 pub(crate) fn bucket(value: &str) -> Result<(), String> {
     let ok = (3..=63).contains(&value.len())

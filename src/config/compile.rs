@@ -601,11 +601,19 @@ impl Compiler<'_> {
                 }
             });
             let region = self.checked(s3.region.as_ref(), "`merge_store.s3.region`", checks::region);
+            let account_id = self.checked(
+                s3.account_id.as_ref(),
+                "`merge_store.s3.account_id`",
+                checks::account_id,
+            );
+            let role_arn = self.checked(s3.role_arn.as_ref(), "`merge_store.s3.role_arn`", checks::role_arn);
             return ok.then(|| MergeStoreSpec::S3 {
                 bucket: bucket.value.clone(),
                 prefix,
                 kms_key_id: s3.kms_key_id.as_ref().map(|k| k.value.clone()),
                 region,
+                account_id,
+                role_arn,
             });
         }
         if let Some(v) = &raw.vault {
@@ -697,6 +705,12 @@ impl Compiler<'_> {
                 .unwrap_or_default(),
             role_arn: self.checked(raw.role_arn.as_ref(), &format!("`{path}.role_arn`"), checks::role_arn),
             tags: self.tags(raw.tags.as_ref(), path),
+            kms_key_id: raw.kms_key_id.as_ref().map(|k| k.value.clone()),
+            description: self.checked(
+                raw.description.as_ref(),
+                &format!("`{path}.description`"),
+                checks::description,
+            ),
         }
     }
 
@@ -775,6 +789,8 @@ impl Compiler<'_> {
             ("secret_prefix", f.secret_prefix.as_ref().map(|v| v.mark)),
             ("role_arn", f.role_arn.as_ref().map(|v| v.mark)),
             ("tags", f.tags.as_ref().map(|v| v.mark)),
+            ("kms_key_id", f.kms_key_id.as_ref().map(|v| v.mark)),
+            ("description", f.description.as_ref().map(|v| v.mark)),
         ];
         for (key, mark) in marks {
             if let Some(mark) = mark {
@@ -855,6 +871,8 @@ impl Compiler<'_> {
                 .unwrap_or_default(),
             role_arn,
             tags: self.tags(raw.tags.as_ref(), &path),
+            kms_key_id: None,
+            description: None,
         };
         Some(DynamicTarget {
             name: name.value.clone(),

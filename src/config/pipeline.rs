@@ -300,6 +300,10 @@ pub enum MergeStoreSpec {
         kms_key_id: Option<String>,
         /// Region override.
         region: Option<String>,
+        /// Account owning the bucket (else the caller's).
+        account_id: Option<String>,
+        /// Role override.
+        role_arn: Option<String>,
     },
     /// Vault KV.
     Vault(VaultLocation),
@@ -398,8 +402,12 @@ pub struct AwsTarget {
     pub secret_prefix: String,
     /// Role override.
     pub role_arn: Option<String>,
-    /// Tags for created secrets.
+    /// Tags for managed secrets.
     pub tags: BTreeMap<String, String>,
+    /// KMS key for the secrets.
+    pub kms_key_id: Option<String>,
+    /// Description of created secrets.
+    pub description: Option<String>,
 }
 
 /// A dynamic target group.

@@ -314,6 +314,11 @@ pub struct RawS3Store {
     pub kms_key_id: Option<Spanned<String>>,
     /// Bucket region; default: `aws.region`.
     pub region: Option<Spanned<String>>,
+    /// Account that owns the bucket, when it is not the caller's (its role follows the same
+    /// rules as targets').
+    pub account_id: Option<Spanned<String>>,
+    /// Role to assume for the bucket (overrides the role rules).
+    pub role_arn: Option<Spanned<String>>,
 }
 
 /// `merge_store.vault:`.
@@ -336,6 +341,8 @@ pub const TARGET_FIELDS: &[&str] = &[
     "secret_prefix",
     "role_arn",
     "tags",
+    "kms_key_id",
+    "description",
     "vault",
     "file",
 ];
@@ -364,8 +371,14 @@ pub struct RawTargetFields {
     pub secret_prefix: Option<Spanned<String>>,
     /// Role to assume in the account (overrides the role rules).
     pub role_arn: Option<Spanned<String>>,
-    /// Tags added to every secret secretsync creates here.
+    /// Tags on every secret secretsync manages here (added, kept in sync; `managed-by` and
+    /// `secretsync:target` are added by secretsync).
     pub tags: Option<Spanned<BTreeMap<String, String>>>,
+    /// KMS key for the secrets (id, ARN or `alias/…`); default: the account's
+    /// `aws/secretsmanager` key.
+    pub kms_key_id: Option<Spanned<String>>,
+    /// Description of secrets secretsync creates (default names secretsync and the target).
+    pub description: Option<Spanned<String>>,
     /// A Vault KV location instead of AWS.
     pub vault: Option<Spanned<RawVaultTarget>>,
     /// A local directory instead of AWS.

@@ -140,6 +140,7 @@ impl Store for MemoryStore {
                     EntryMeta {
                         owner: owner.clone(),
                         pending_deletion: *pending,
+                        drift: None,
                     },
                 )
             })

@@ -75,6 +75,9 @@ pub struct EntryMeta {
     pub owner: Owner,
     /// Scheduled for deletion (restorable).
     pub pending_deletion: bool,
+    /// What differs besides the value (tags, encryption key), for stores that manage more than
+    /// the value; `put` brings it in line. `None` when nothing does.
+    pub drift: Option<String>,
 }
 
 impl EntryMeta {
@@ -83,6 +86,7 @@ impl EntryMeta {
         Self {
             owner: Owner::Target(target.into()),
             pending_deletion: false,
+            drift: None,
         }
     }
 
@@ -96,6 +100,7 @@ impl EntryMeta {
         Self {
             owner: Owner::Unmanaged,
             pending_deletion: false,
+            drift: None,
         }
     }
 }

@@ -532,6 +532,7 @@ impl Store for VaultStore {
                             EntryMeta {
                                 owner,
                                 pending_deletion: deleted,
+                                drift: None,
                             },
                         );
                     }
