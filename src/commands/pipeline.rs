@@ -245,7 +245,7 @@ async fn build_stores(
     dry_run: bool,
 ) -> Result<Stores, CliError> {
     let mut stores = Stores::default();
-    let context = store::BuildContext::new(&pipeline.vault);
+    let context = store::BuildContext::new(pipeline);
     let involved = if merge_phase {
         pipeline
             .graph

@@ -54,7 +54,7 @@ pub(super) async fn run(global: &GlobalArgs, args: &ValidateArgs, printer: Print
 /// Prints one ✓/✗ line per Vault and per Vault location; 2 when anything failed.
 async fn check_vault(pipeline: &crate::config::Pipeline, printer: Printer) -> u8 {
     let s = printer.out;
-    let context = crate::store::BuildContext::new(&pipeline.vault);
+    let context = crate::store::BuildContext::new(pipeline);
     let lines = crate::store::vault::check_pipeline(pipeline, &context).await;
     let mut out = String::new();
     if lines.is_empty() {

@@ -157,9 +157,39 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Runs both phases and reports.
+    /// Runs both phases and reports. A merge store shared between machines is locked for the
+    /// run when the run writes to it.
     pub async fn run(&self) -> RunReport {
         let started = Instant::now();
+        let locked = match &self.stores.merge {
+            Some(merge) if self.options.merge_phase && !self.options.dry_run => match merge.lock().await {
+                Ok(()) => Some(merge),
+                Err(err) => {
+                    return RunReport {
+                        dry_run: self.options.dry_run,
+                        merge_phase: self.options.merge_phase,
+                        sync_phase: self.options.sync_phase,
+                        targets: Vec::new(),
+                        withheld_deletes: None,
+                        interrupted: false,
+                        errors: vec![format!("nothing was done: {err}")],
+                        warnings: Vec::new(),
+                        duration: started.elapsed(),
+                    };
+                }
+            },
+            _ => None,
+        };
+        let mut report = self.run_locked(started).await;
+        if let Some(merge) = locked
+            && let Err(err) = merge.unlock().await
+        {
+            report.errors.push(format!("the run lock could not be released: {err}"));
+        }
+        report
+    }
+
+    async fn run_locked(&self, started: Instant) -> RunReport {
         let graph = &self.pipeline.graph;
         let opts = self.options;
         let involved: BTreeSet<String> = if opts.merge_phase {

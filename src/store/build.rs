@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
+use super::aws::{AwsClients, S3MergeStore, SecretsManagerStore, Session, SmMode};
 use super::vault::{Limits, Role, VaultConnection, VaultEndpoint, VaultMergeStore, VaultStore};
 use super::{ErrorClass, FileMergeStore, FileStore, MergeStore, Store, WritableStore};
-use crate::config::{MergeStoreSpec, Source, Target, TargetKind, VaultLocation, VaultSettings};
+use crate::config::{Deletion, MergeStoreSpec, Pipeline, Source, Target, TargetKind, VaultLocation, VaultSettings};
 use crate::model::SecretPath;
 
 /// Why a store could not be built.
@@ -27,6 +28,14 @@ pub enum BuildError {
         what: &'static str,
         /// The tracking issue.
         issue: u32,
+    },
+    /// AWS credentials are missing or a session could not be set up.
+    #[error("{message}")]
+    Aws {
+        /// What went wrong (never a credential).
+        message: String,
+        /// How to fix it.
+        hint: Option<String>,
     },
     /// Vault could not be reached, logged in to, or the mount is not usable.
     #[error("{message}")]
@@ -46,7 +55,7 @@ impl BuildError {
                 "the config is valid; until then, use `file:` or `vault:` stores, or run only the other targets with `--targets`"
                     .to_owned(),
             ),
-            Self::Vault { hint, .. } => hint.clone(),
+            Self::Vault { hint, .. } | Self::Aws { hint, .. } => hint.clone(),
         }
     }
 }
@@ -68,6 +77,8 @@ type MountKey = (VaultEndpoint, String);
 /// Builds stores, sharing Vault connections and mount lookups between them.
 pub struct BuildContext {
     pub(crate) vault: VaultSettings,
+    aws: AwsClients,
+    deletion: Deletion,
     pub(crate) env: EnvLookup,
     home: Option<PathBuf>,
     connections: Mutex<BTreeMap<VaultEndpoint, Result<Arc<VaultConnection>, BuildError>>>,
@@ -81,21 +92,42 @@ impl std::fmt::Debug for BuildContext {
 }
 
 impl BuildContext {
-    /// A context reading the process environment (`VAULT_*`, `HOME`).
-    pub fn new(vault: &VaultSettings) -> Self {
+    /// A context for `pipeline` reading the process environment (`VAULT_*`, `AWS_*`, `HOME`).
+    pub fn new(pipeline: &Pipeline) -> Self {
         let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-        Self::with_env(vault, Arc::new(|name| std::env::var(name).ok()), home)
+        Self::with_env(pipeline, Arc::new(|name| std::env::var(name).ok()), home)
     }
 
     /// A context with a given environment and home directory.
-    pub fn with_env(vault: &VaultSettings, env: EnvLookup, home: Option<PathBuf>) -> Self {
+    pub fn with_env(pipeline: &Pipeline, env: EnvLookup, home: Option<PathBuf>) -> Self {
         Self {
-            vault: vault.clone(),
+            vault: pipeline.vault.clone(),
+            aws: AwsClients::new(&pipeline.aws, Arc::clone(&env)),
+            deletion: pipeline.settings.deletion,
             env,
             home,
             connections: Mutex::new(BTreeMap::new()),
             mounts: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The AWS side (credentials, roles, sessions).
+    pub fn aws(&self) -> &AwsClients {
+        &self.aws
+    }
+
+    async fn aws_session(
+        &self,
+        account: Option<&str>,
+        role: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<Session, BuildError> {
+        self.aws.session(account, role, region).await.map_err(|e| BuildError::Aws {
+            hint: (e.class == ErrorClass::Auth).then(|| {
+                "give AWS credentials: AWS_PROFILE (after `aws sso login` if it uses SSO), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a role from the environment (GitHub OIDC, ECS, EC2)".to_owned()
+            }),
+            message: e.message,
+        })
     }
 
     /// The store for a source.
@@ -115,10 +147,16 @@ impl BuildContext {
                     limits,
                 )))
             }
-            Source::Aws(_) => Err(BuildError::NotSupportedYet {
-                what: "AWS Secrets Manager sources",
-                issue: 5,
-            }),
+            Source::Aws(a) => {
+                let session = self
+                    .aws_session(a.account_id.as_deref(), a.role_arn.as_deref(), a.region.as_deref())
+                    .await?;
+                Ok(Arc::new(SecretsManagerStore::new(
+                    session,
+                    a.prefix.as_deref().unwrap_or_default(),
+                    SmMode::Source { tags: a.tags.clone() },
+                )))
+            }
         }
     }
 
@@ -139,10 +177,21 @@ impl BuildContext {
                     self.limits(location),
                 )))
             }
-            TargetKind::Aws(_) => Err(BuildError::NotSupportedYet {
-                what: "AWS Secrets Manager targets",
-                issue: 5,
-            }),
+            TargetKind::Aws(t) => {
+                let session = self
+                    .aws_session(t.account_id.as_deref(), t.role_arn.as_deref(), t.region.as_deref())
+                    .await?;
+                Ok(Arc::new(SecretsManagerStore::new(
+                    session,
+                    &t.secret_prefix,
+                    SmMode::Target {
+                        tags: t.tags.clone(),
+                        kms_key_id: t.kms_key_id.clone(),
+                        description: t.description.clone(),
+                        deletion: self.deletion,
+                    },
+                )))
+            }
         }
     }
 
@@ -161,10 +210,19 @@ impl BuildContext {
                     self.limits(location),
                 )))
             }
-            MergeStoreSpec::S3 { .. } => Err(BuildError::NotSupportedYet {
-                what: "S3 merge stores",
-                issue: 5,
-            }),
+            MergeStoreSpec::S3 {
+                bucket,
+                prefix,
+                kms_key_id,
+                region,
+                account_id,
+                role_arn,
+            } => {
+                let session = self
+                    .aws_session(account_id.as_deref(), role_arn.as_deref(), region.as_deref())
+                    .await?;
+                Ok(Arc::new(S3MergeStore::new(session, bucket, prefix, kms_key_id.clone())))
+            }
         }
     }
 

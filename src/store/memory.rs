@@ -223,9 +223,19 @@ impl WritableStore for MemoryStore {
 pub struct MemoryMergeStore {
     scopes: Mutex<BTreeMap<String, Arc<MemoryStore>>>,
     committed: Mutex<BTreeSet<String>>,
+    /// When set, `lock` fails as if another run held the lock.
+    held_elsewhere: Mutex<Option<String>>,
 }
 
 impl MemoryMergeStore {
+    /// Makes `lock` fail as if `holder` held the run lock.
+    pub fn hold_lock_elsewhere(&self, holder: &str) {
+        *self
+            .held_elsewhere
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(holder.to_owned());
+    }
+
     /// The scope of `target`, created on first use.
     pub fn scope(&self, target: &str) -> Arc<MemoryStore> {
         let mut scopes = self.scopes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -253,6 +263,20 @@ impl MergeStore for MemoryMergeStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .contains(target))
+    }
+
+    async fn lock(&self) -> Result<(), StoreError> {
+        match &*self
+            .held_elsewhere
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(holder) => Err(StoreError::new(
+                ErrorClass::Conflict,
+                format!("the merge store is locked by another run ({holder})"),
+            )),
+            None => Ok(()),
+        }
     }
 
     async fn begin(&self, target: &str) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@
 //! stores in a manifest, AWS in tags, Vault in metadata). A secret not recorded as ours is
 //! never deleted, and `delete` itself refuses to remove a secret owned by someone else.
 
+pub mod aws;
 mod build;
 #[doc(hidden)]
 pub mod conformance;
@@ -215,4 +216,15 @@ pub trait MergeStore: Send + Sync + fmt::Debug {
 
     /// Marks `target`'s merged result as complete.
     async fn commit(&self, target: &str) -> Result<(), StoreError>;
+
+    /// Takes the run lock before a run writes (stores shared between machines, such as S3):
+    /// an error names who holds it. Local stores need none.
+    async fn lock(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Gives the run lock back (a no-op when this run does not hold it).
+    async fn unlock(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

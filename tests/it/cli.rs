@@ -137,13 +137,12 @@ fn features_of_later_issues_fail_clearly() {
     let out = env.run(&["pipeline", "-c", "aws.yaml"]);
     assert_eq!(out.code, 2, "{}", out.snapshot());
     assert!(
-        out.stdout
-            .contains("AWS Secrets Manager targets are not supported yet: they land with issue #5"),
+        out.stdout.contains("cannot find usable AWS credentials") && out.stdout.contains("hint: give AWS credentials"),
         "{}",
         out.stdout
     );
     assert!(env.exists("local/feature-flags.json"), "other targets still run");
-    insta::assert_snapshot!(out.snapshot());
+    insta::assert_snapshot!("aws_target_without_credentials", out.snapshot());
 }
 
 #[test]

@@ -70,16 +70,17 @@ impl TestEnv {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_secretsync"));
         cmd.args(args).current_dir(self.path());
         for (key, _) in std::env::vars() {
-            if key.starts_with("SECRETSYNC_")
-                || key.starts_with("GITHUB_")
-                || key.starts_with("VAULT_")
-                || key == "NO_COLOR"
-            {
+            let ours = ["SECRETSYNC_", "GITHUB_", "VAULT_", "AWS_"]
+                .iter()
+                .any(|p| key.starts_with(p));
+            if ours || key == "NO_COLOR" {
                 cmd.env_remove(key);
             }
         }
-        // HOME is the scratch dir, so a developer's ~/.vault-token is never used.
+        // HOME is the scratch dir, so a developer's ~/.vault-token and ~/.aws are never used;
+        // the instance-metadata service is off, so no credential lookup leaves loopback.
         cmd.env("HOME", self.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("SECRETSYNC_COLOR", "never")
             .env("SECRETSYNC_NO_PROGRESS", "true");
         for (k, v) in env {

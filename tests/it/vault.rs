@@ -19,7 +19,7 @@ fn pipeline(yaml: &str, vars: &[(&str, &str)]) -> (Pipeline, BuildContext) {
     let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let pipeline = load_str(yaml, Path::new("test.yaml"), Path::new("."), &lookup)
         .unwrap_or_else(|e| panic!("test pipeline is invalid: {e:?}\n{yaml}"));
-    let context = BuildContext::with_env(&pipeline.vault, Arc::new(lookup), None);
+    let context = BuildContext::with_env(&pipeline, Arc::new(lookup), None);
     (pipeline, context)
 }
 

@@ -1,0 +1,307 @@
+//! AWS: Secrets Manager as a source and a target, S3 as the merge store.
+//!
+//! [`AwsClients`] is the one place that turns the `aws:` settings into SDK configuration:
+//! the standard credential chain (environment, profile, SSO, web identity, container and
+//! instance roles), the endpoint override for moto or LocalStack, the region precedence, and the
+//! role to assume in each account (SPEC §2, [`crate::config::AwsSettings::role_for`]). Each
+//! (account, role) gets one credentials provider shared by every client in that account, so a
+//! role is assumed once per run and refreshed by the SDK's identity cache before it expires.
+//! A role that cannot be assumed fails the stores that need it, naming the role.
+
+mod names;
+mod s3;
+mod secrets_manager;
+
+pub use s3::S3MergeStore;
+pub use secrets_manager::{SecretsManagerStore, SmMode};
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use tokio::sync::{Mutex, OnceCell};
+
+use super::{EnvLookup, ErrorClass, StoreError};
+use crate::config::{AwsSettings, RoleSource};
+
+/// The region when nothing else names one.
+const DEFAULT_REGION: &str = "us-east-1";
+
+/// Who the run's own credentials belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// The 12-digit account.
+    pub account: String,
+    /// The principal's ARN.
+    pub arn: String,
+}
+
+/// Where and as whom a store talks to AWS.
+#[derive(Clone)]
+pub(crate) struct Session {
+    /// SDK configuration for the account and region (credentials, endpoint, retries).
+    pub(crate) config: SdkConfig,
+    /// The account.
+    pub(crate) account: String,
+    /// The region.
+    pub(crate) region: String,
+    /// The role assumed, if any.
+    pub(crate) role: Option<String>,
+    /// Whether an endpoint override is in use (S3 then uses path-style addressing).
+    pub(crate) custom_endpoint: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("account", &self.account)
+            .field("region", &self.region)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// `111111111111/us-east-1` (plus ` as arn:…` when a role is assumed).
+    pub(crate) fn describe(&self) -> String {
+        format!("{}/{}", self.account, self.region)
+    }
+
+    /// An error from a call to AWS, classified, naming what was being done and, when the
+    /// credentials came from a role, the role (an AssumeRole failure surfaces on first use).
+    pub(crate) fn error<E, R>(&self, at: &str, doing: &str, err: &SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        let class = classify(err);
+        let detail = match err {
+            SdkError::ServiceError(service) => {
+                let e = service.err();
+                match (e.code(), e.message()) {
+                    (Some(code), Some(message)) => format!("{code}: {message}"),
+                    (Some(code), None) => code.to_owned(),
+                    _ => error_chain(err),
+                }
+            }
+            other => error_chain(other),
+        };
+        let role = match (&self.role, err) {
+            (Some(role), SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)) => {
+                format!(" (using role {role})")
+            }
+            _ => String::new(),
+        };
+        StoreError::new(class, format!("{at}: cannot {doing}{role}: {detail}"))
+    }
+}
+
+/// An error and its causes as one line (`dispatch failure: … : failed to load IMDS session
+/// token: …`), each cause once. The SDK's own rendering appends a debug dump of the response.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// The class of an SDK error, for the engine and the resilience layer.
+pub(crate) fn classify<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> ErrorClass {
+    match err {
+        SdkError::ServiceError(service) => class_of_code(service.err().code().unwrap_or_default()),
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => ErrorClass::Transient,
+        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => ErrorClass::Transient,
+        // Identity resolution (no credentials, a role that cannot be assumed) fails here.
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => ErrorClass::Auth,
+        _ => ErrorClass::Fatal,
+    }
+}
+
+/// The class of an AWS error code (Secrets Manager, S3, STS).
+pub(crate) fn class_of_code(code: &str) -> ErrorClass {
+    match code {
+        "ResourceNotFoundException" | "NoSuchKey" | "NotFound" | "NoSuchBucket" => ErrorClass::NotFound,
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "ExpiredTokenException"
+        | "ExpiredToken"
+        | "InvalidClientTokenId"
+        | "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch" => ErrorClass::Auth,
+        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "SlowDown" | "RequestLimitExceeded" => {
+            ErrorClass::Throttled
+        }
+        "InternalServiceError" | "InternalFailure" | "InternalError" | "ServiceUnavailable" => ErrorClass::Transient,
+        "ResourceExistsException" | "PreconditionFailed" | "ConditionalRequestConflict" => ErrorClass::Conflict,
+        _ => ErrorClass::Invalid,
+    }
+}
+
+/// SDK configuration for every account and region the run touches.
+pub struct AwsClients {
+    settings: AwsSettings,
+    env: EnvLookup,
+    base: OnceCell<SdkConfig>,
+    caller: OnceCell<Result<CallerIdentity, (ErrorClass, String)>>,
+    /// One credentials provider per assumed role.
+    roles: Mutex<BTreeMap<String, SharedCredentialsProvider>>,
+}
+
+impl std::fmt::Debug for AwsClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsClients").finish_non_exhaustive()
+    }
+}
+
+impl AwsClients {
+    /// Clients for `settings`, reading `AWS_*` variables through `env`.
+    pub fn new(settings: &AwsSettings, env: EnvLookup) -> Self {
+        Self {
+            settings: settings.clone(),
+            env,
+            base: OnceCell::new(),
+            caller: OnceCell::new(),
+            roles: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A region named here, else `aws.region`, else `AWS_REGION` / `AWS_DEFAULT_REGION`, else
+    /// `us-east-1`.
+    pub(crate) fn region(&self, explicit: Option<&str>) -> String {
+        explicit
+            .map(str::to_owned)
+            .or_else(|| self.settings.region.clone())
+            .or_else(|| (self.env)("AWS_REGION").filter(|r| !r.is_empty()))
+            .or_else(|| (self.env)("AWS_DEFAULT_REGION").filter(|r| !r.is_empty()))
+            .unwrap_or_else(|| DEFAULT_REGION.to_owned())
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        self.settings
+            .endpoint_url
+            .clone()
+            .or_else(|| (self.env)("AWS_ENDPOINT_URL").filter(|u| !u.is_empty()))
+    }
+
+    /// The run's own SDK configuration: the standard credential chain (or the access key given
+    /// in the environment), retries, timeouts and the endpoint override.
+    async fn base(&self) -> &SdkConfig {
+        self.base
+            .get_or_init(|| async {
+                let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12())
+                    .region(Region::new(self.region(None)))
+                    .retry_config(RetryConfig::standard().with_max_attempts(3))
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(5))
+                            .operation_attempt_timeout(Duration::from_secs(30))
+                            .operation_timeout(Duration::from_secs(90))
+                            .build(),
+                    );
+                if let Some(url) = self.endpoint() {
+                    loader = loader.endpoint_url(url);
+                }
+                // Environment credentials are read through the same lookup as everything else,
+                // so tests (and embedders) can give them without touching the process.
+                if let (Some(id), Some(secret)) = ((self.env)("AWS_ACCESS_KEY_ID"), (self.env)("AWS_SECRET_ACCESS_KEY"))
+                {
+                    let token = (self.env)("AWS_SESSION_TOKEN").filter(|t| !t.is_empty());
+                    loader = loader.credentials_provider(Credentials::new(id, secret, token, None, "environment"));
+                }
+                loader.load().await
+            })
+            .await
+    }
+
+    /// Who the run's credentials belong to (`sts:GetCallerIdentity`, once per run).
+    pub async fn caller(&self) -> Result<CallerIdentity, StoreError> {
+        self.caller
+            .get_or_init(|| async {
+                let sts = aws_sdk_sts::Client::new(self.base().await);
+                let me = sts.get_caller_identity().send().await.map_err(|e| {
+                    (
+                        classify(&e),
+                        format!(
+                            "cannot find usable AWS credentials (sts:GetCallerIdentity failed: {})",
+                            error_chain(&e)
+                        ),
+                    )
+                })?;
+                Ok(CallerIdentity {
+                    account: me.account().unwrap_or_default().to_owned(),
+                    arn: me.arn().unwrap_or_default().to_owned(),
+                })
+            })
+            .await
+            .clone()
+            .map_err(|(class, message)| StoreError::new(class, message))
+    }
+
+    /// The role the run would assume for `account` (`None`: the caller's own credentials),
+    /// by SPEC §2's rule.
+    pub async fn role_for(
+        &self,
+        account: Option<&str>,
+        explicit: Option<&str>,
+    ) -> Result<Option<(String, RoleSource)>, StoreError> {
+        let caller = self.caller().await?;
+        Ok(match account {
+            Some(account) => self.settings.role_for(account, explicit, Some(&caller.account)),
+            None => explicit.map(|arn| (arn.to_owned(), RoleSource::Explicit)),
+        })
+    }
+
+    /// A session for `account` (default: the caller's) in `region` (default: the precedence
+    /// of [`Self::region`]), assuming the role the rules give.
+    pub(crate) async fn session(
+        &self,
+        account: Option<&str>,
+        explicit_role: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<Session, StoreError> {
+        let caller = self.caller().await?;
+        let region = self.region(region);
+        let role = self.role_for(account, explicit_role).await?.map(|(arn, _)| arn);
+        let base = self.base().await;
+        let mut builder = base.to_builder();
+        builder.set_region(Some(Region::new(region.clone())));
+        if let Some(role) = &role {
+            builder.set_credentials_provider(Some(self.assumed(role).await));
+        }
+        Ok(Session {
+            config: builder.build(),
+            account: account.unwrap_or(&caller.account).to_owned(),
+            region,
+            role,
+            custom_endpoint: self.endpoint().is_some(),
+        })
+    }
+
+    /// The (shared) credentials provider for `role`.
+    async fn assumed(&self, role: &str) -> SharedCredentialsProvider {
+        let mut roles = self.roles.lock().await;
+        if let Some(known) = roles.get(role) {
+            return known.clone();
+        }
+        let mut builder = aws_config::sts::AssumeRoleProvider::builder(role)
+            .session_name(&self.settings.role_session_name)
+            .configure(self.base().await);
+        if let Some(id) = &self.settings.external_id {
+            builder = builder.external_id(id);
+        }
+        let provider = SharedCredentialsProvider::new(builder.build().await);
+        roles.insert(role.to_owned(), provider.clone());
+        provider
+    }
+}

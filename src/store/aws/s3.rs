@@ -1,0 +1,483 @@
+//! S3 as the merge store: one object per merged secret, `{prefix}{target}/{path}.json`.
+//!
+//! JSON secrets are stored as JSON; text and binary secrets keep their exact bytes, with their
+//! kind in the object metadata (`secretsync-kind`). Objects are encrypted with SSE-KMS when
+//! `kms_key_id` is set, else SSE-S3. Writes are conditional — `If-None-Match: *` to create,
+//! `If-Match: <etag>` to replace — so two runs cannot silently interleave: the later write fails
+//! as a conflict. Bookkeeping lives beside the targets' folders under `{prefix}.secretsync/`
+//! (target names never start with a dot): a marker per target whose result is complete, and a
+//! run lock that keeps two applies off the same merge store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use futures_util::stream::{self, StreamExt};
+
+use super::Session;
+use crate::model::{SecretPath, SecretValue, ValueKind};
+use crate::store::{
+    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, Store, StoreError, WritableStore,
+};
+
+/// Metadata key holding a stored secret's kind.
+const KIND_KEY: &str = "secretsync-kind";
+/// Objects read at once.
+const READ_CONCURRENCY: usize = 8;
+/// How long a run lock holds before another run may take it over.
+const LOCK_SECONDS: u64 = 2 * 60 * 60;
+
+/// S3 settings shared by the merge store and its per-target scopes.
+#[derive(Debug)]
+struct Bucket {
+    client: Client,
+    session: Session,
+    name: String,
+    prefix: String,
+    kms_key_id: Option<String>,
+}
+
+impl Bucket {
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.name)
+    }
+
+    fn error<E, R>(&self, doing: &str, err: &SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        self.session
+            .error(&format!("s3://{}/{}", self.name, self.prefix), doing, err)
+    }
+
+    fn code<E: ProvideErrorMetadata>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<String> {
+        let code = err
+            .as_service_error()
+            .and_then(ProvideErrorMetadata::code)
+            .map(str::to_owned);
+        code.or_else(|| match err {
+            SdkError::ServiceError(service) => match service.raw().status().as_u16() {
+                404 => Some("NotFound".to_owned()),
+                412 => Some("PreconditionFailed".to_owned()),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    /// `(body, etag, metadata)` of `key`, or `None` when it does not exist.
+    async fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>, HashMap<String, String>)>, StoreError> {
+        match self.client.get_object().bucket(&self.name).key(key).send().await {
+            Ok(out) => {
+                let etag = out.e_tag().map(str::to_owned);
+                let metadata = out.metadata().cloned().unwrap_or_default();
+                let body = out.body.collect().await.map_err(|e| {
+                    StoreError::new(ErrorClass::Transient, format!("cannot read {}: {e}", self.url(key)))
+                })?;
+                Ok(Some((body.into_bytes().to_vec(), etag, metadata)))
+            }
+            Err(e) if matches!(Self::code(&e).as_deref(), Some("NoSuchKey" | "NotFound")) => Ok(None),
+            Err(e) => Err(self.error(&format!("read `{key}`"), &e)),
+        }
+    }
+
+    /// Writes `key`: created only if absent (`etag` None) or replaced only if unchanged.
+    async fn write(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        kind: &str,
+        etag: Option<&str>,
+    ) -> Result<
+        Option<String>,
+        SdkError<aws_sdk_s3::operation::put_object::PutObjectError, aws_sdk_s3::config::http::HttpResponse>,
+    > {
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .body(ByteStream::from(body))
+            .content_type(if kind == "json" {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            })
+            .metadata(KIND_KEY, kind);
+        request = match &self.kms_key_id {
+            Some(key_id) => request
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(key_id),
+            None => request.server_side_encryption(ServerSideEncryption::Aes256),
+        };
+        request = match etag {
+            Some(etag) => request.if_match(etag),
+            None => request.if_none_match("*"),
+        };
+        request.send().await.map(|out| out.e_tag().map(str::to_owned))
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        match self.client.delete_object().bucket(&self.name).key(key).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(Self::code(&e).as_deref(), Some("NoSuchKey" | "NotFound")) => Ok(()),
+            Err(e) => Err(self.error(&format!("delete `{key}`"), &e)),
+        }
+    }
+
+    fn marker(&self, target: &str) -> String {
+        format!("{}.secretsync/committed/{target}", self.prefix)
+    }
+
+    fn lock_key(&self) -> String {
+        format!("{}.secretsync/lock.json", self.prefix)
+    }
+}
+
+/// The S3 merge store.
+#[derive(Debug)]
+pub struct S3MergeStore {
+    bucket: Arc<Bucket>,
+    /// The lock this run holds (its run id), if any.
+    held: Mutex<Option<String>>,
+}
+
+impl S3MergeStore {
+    /// A merge store in `bucket` under `prefix` (empty or ending in `/`).
+    pub(crate) fn new(session: Session, bucket: &str, prefix: &str, kms_key_id: Option<String>) -> Self {
+        let config = aws_sdk_s3::config::Builder::from(&session.config)
+            .force_path_style(session.custom_endpoint)
+            .build();
+        Self {
+            bucket: Arc::new(Bucket {
+                client: Client::from_conf(config),
+                session,
+                name: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+                kms_key_id,
+            }),
+            held: Mutex::new(None),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Who holds a lock: host and process, for the message another run sees.
+fn holder() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown host".to_owned());
+    format!("secretsync on {host}, pid {}", std::process::id())
+}
+
+#[async_trait]
+impl MergeStore for S3MergeStore {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket.name, self.bucket.prefix)
+    }
+
+    fn for_target(&self, target: &str) -> Arc<dyn WritableStore> {
+        Arc::new(S3Scope {
+            bucket: Arc::clone(&self.bucket),
+            root: format!("{}{target}/", self.bucket.prefix),
+            target: target.to_owned(),
+            etags: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn has_result(&self, target: &str) -> Result<bool, StoreError> {
+        let key = self.bucket.marker(target);
+        match self
+            .bucket
+            .client
+            .head_object()
+            .bucket(&self.bucket.name)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(Bucket::code(&e).as_deref(), Some("NoSuchKey" | "NotFound")) => Ok(false),
+            Err(e) => Err(self.bucket.error("read the merge marker", &e)),
+        }
+    }
+
+    async fn begin(&self, target: &str) -> Result<(), StoreError> {
+        self.bucket.remove(&self.bucket.marker(target)).await
+    }
+
+    async fn commit(&self, target: &str) -> Result<(), StoreError> {
+        let key = self.bucket.marker(target);
+        let body = format!("{{\"committed_at\":{}}}", now()).into_bytes();
+        self.bucket.remove(&key).await?;
+        self.bucket
+            .write(&key, body, "json", None)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.bucket.error("write the merge marker", &e))
+    }
+
+    async fn lock(&self) -> Result<(), StoreError> {
+        let key = self.bucket.lock_key();
+        let run = format!(
+            "{}-{}",
+            std::process::id(),
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        );
+        let body = serde_json::json!({
+            "holder": holder(),
+            "run": run,
+            "acquired_at": now(),
+            "expires_at": now() + LOCK_SECONDS,
+        })
+        .to_string()
+        .into_bytes();
+        for attempt in 0..2 {
+            match self.bucket.write(&key, body.clone(), "json", None).await {
+                Ok(_) => {
+                    *self.held() = Some(run);
+                    return Ok(());
+                }
+                Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") && attempt == 0 => {
+                    let Some((current, etag, _)) = self.bucket.read(&key).await? else {
+                        continue;
+                    };
+                    let lock: serde_json::Value = serde_json::from_slice(&current).unwrap_or_default();
+                    let expires = lock["expires_at"].as_u64().unwrap_or(0);
+                    if expires > now() {
+                        return Err(StoreError::new(
+                            ErrorClass::Conflict,
+                            format!(
+                                "the merge store {} is locked by another run ({}; the lock expires in {} min); wait for it to finish, or delete {} if that run died",
+                                self.describe(),
+                                lock["holder"].as_str().unwrap_or("unknown holder"),
+                                (expires - now()).div_ceil(60),
+                                self.bucket.url(&key)
+                            ),
+                        ));
+                    }
+                    tracing::warn!(lock = %self.bucket.url(&key), "taking over an expired merge-store lock");
+                    let mut delete = self.bucket.client.delete_object().bucket(&self.bucket.name).key(&key);
+                    if let Some(etag) = etag {
+                        delete = delete.if_match(etag);
+                    }
+                    delete
+                        .send()
+                        .await
+                        .map_err(|e| self.bucket.error("remove an expired lock", &e))?;
+                }
+                Err(e) => return Err(self.bucket.error("take the run lock", &e)),
+            }
+        }
+        Err(StoreError::new(
+            ErrorClass::Conflict,
+            format!(
+                "the merge store {} lock changed hands while secretsync was taking it; run again",
+                self.describe()
+            ),
+        ))
+    }
+
+    async fn unlock(&self) -> Result<(), StoreError> {
+        let Some(run) = self.held().take() else { return Ok(()) };
+        let key = self.bucket.lock_key();
+        if let Some((current, _, _)) = self.bucket.read(&key).await? {
+            let lock: serde_json::Value = serde_json::from_slice(&current).unwrap_or_default();
+            if lock["run"].as_str() == Some(run.as_str()) {
+                self.bucket.remove(&key).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One target's merged result in S3.
+#[derive(Debug)]
+struct S3Scope {
+    bucket: Arc<Bucket>,
+    /// `{prefix}{target}/`.
+    root: String,
+    target: String,
+    /// `ETag`s seen, for conditional writes.
+    etags: Mutex<HashMap<SecretPath, String>>,
+}
+
+impl S3Scope {
+    fn key(&self, path: &SecretPath) -> String {
+        format!("{}{path}.json", self.root)
+    }
+
+    /// A scope is written only on behalf of its own target.
+    fn owned_by(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+        if owner == self.target {
+            return Ok(());
+        }
+        Err(StoreError::new(
+            ErrorClass::Conflict,
+            format!(
+                "{}: `{path}` belongs to target `{}`, not `{owner}`",
+                self.describe(),
+                self.target
+            ),
+        )
+        .at(path))
+    }
+
+    fn etags(&self) -> std::sync::MutexGuard<'_, HashMap<SecretPath, String>> {
+        self.etags.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn read(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
+        let key = self.key(path);
+        let Some((body, etag, metadata)) = self.bucket.read(&key).await? else {
+            return Ok(None);
+        };
+        if let Some(etag) = etag {
+            self.etags().insert(path.clone(), etag);
+        }
+        let corrupt = |why: &str| {
+            StoreError::new(
+                ErrorClass::Invalid,
+                format!(
+                    "{} is not a merged secret secretsync can read ({why}); delete it and merge again",
+                    self.bucket.url(&key)
+                ),
+            )
+            .at(path)
+        };
+        let value = match metadata.get(KIND_KEY).map_or("json", String::as_str) {
+            "text" => SecretValue::Text(String::from_utf8(body).map_err(|_| corrupt("text that is not UTF-8"))?),
+            "binary" => SecretValue::Binary(body),
+            _ => match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(serde_json::Value::Object(map)) => SecretValue::Json(map),
+                _ => return Err(corrupt("not a JSON object")),
+            },
+        };
+        Ok(Some(value))
+    }
+}
+
+#[async_trait]
+impl Store for S3Scope {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket.name, self.root)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ownership: true,
+            binary: true,
+            hierarchical: false,
+            soft_delete: false,
+            json_only: false,
+        }
+    }
+
+    async fn list(&self) -> Result<Listing, StoreError> {
+        let mut pages = self
+            .bucket
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket.name)
+            .prefix(&self.root)
+            .into_paginator()
+            .send();
+        let mut listing = Listing::default();
+        let mut etags = HashMap::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.bucket.error("list merged secrets", &e))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                let rel = key.strip_prefix(&self.root).unwrap_or(key);
+                let path = rel
+                    .strip_suffix(".json")
+                    .and_then(|p| SecretPath::parse(p).ok())
+                    .ok_or_else(|| {
+                        StoreError::new(
+                            ErrorClass::Invalid,
+                            format!(
+                                "{} is in the merge store but is not a merged secret (`<path>.json`); remove it, or give the merge store a prefix of its own",
+                                self.bucket.url(key)
+                            ),
+                        )
+                    })?;
+                if let Some(etag) = object.e_tag() {
+                    etags.insert(path.clone(), etag.to_owned());
+                }
+                // The scope belongs to its target: everything in it is the target's.
+                listing.entries.insert(path, EntryMeta::owned_by(&self.target));
+            }
+        }
+        *self.etags() = etags;
+        Ok(listing)
+    }
+
+    async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
+        self.read(path).await
+    }
+
+    async fn get_many(&self, paths: &[SecretPath]) -> Result<Fetched, StoreError> {
+        stream::iter(paths.iter().cloned())
+            .map(|p| async move { self.read(&p).await.map(|v| (p, v.map(Arc::new))) })
+            .buffered(READ_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+}
+
+#[async_trait]
+impl WritableStore for S3Scope {
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
+        self.owned_by(path, owner)?;
+        let (body, kind) = match value {
+            SecretValue::Json(map) => (serde_json::Value::Object(map.clone()).to_string().into_bytes(), "json"),
+            SecretValue::Text(text) => (text.clone().into_bytes(), "text"),
+            SecretValue::Binary(bytes) => (bytes.clone(), "binary"),
+        };
+        debug_assert_eq!(kind == "json", value.kind() == ValueKind::Json);
+        let key = self.key(path);
+        let etag = self.etags().get(path).cloned();
+        match self.bucket.write(&key, body, kind, etag.as_deref()).await {
+            Ok(new_etag) => {
+                if let Some(new_etag) = new_etag {
+                    self.etags().insert(path.clone(), new_etag);
+                }
+                Ok(())
+            }
+            Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => Err(StoreError::new(
+                ErrorClass::Conflict,
+                format!(
+                    "{} changed after secretsync read it (another run?); run again",
+                    self.bucket.url(&key)
+                ),
+            )
+            .at(path)),
+            Err(e) => Err(self.bucket.error(&format!("write `{key}`"), &e).at(path)),
+        }
+    }
+
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+        self.owned_by(path, owner)?;
+        self.bucket.remove(&self.key(path)).await?;
+        self.etags().remove(path);
+        Ok(())
+    }
+}

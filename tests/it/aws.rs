@@ -1,0 +1,240 @@
+//! The AWS stores against moto (through the testbed): Secrets Manager as a target and a source,
+//! S3 as the merge store, built from a pipeline file the way the binary builds them. Each test
+//! works in its own account(s).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use secretsync::config::{Pipeline, load_str};
+use secretsync::model::{SecretPath, SecretValue};
+use secretsync::store::{BuildContext, ErrorClass, Owner, WritableStore, conformance};
+use serde_json::json;
+use testbed::support::{AwsAccount, Services};
+
+/// The environment a run in `account` gets: its credentials, moto's endpoint, a region.
+pub(crate) fn aws_env(services: &Services, account: &AwsAccount, endpoint: &str) -> Vec<(String, String)> {
+    let _ = services;
+    vec![
+        ("AWS_ACCESS_KEY_ID".to_owned(), account.access_key_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), account.secret_access_key.clone()),
+        ("AWS_SESSION_TOKEN".to_owned(), account.session_token.clone()),
+        ("AWS_ENDPOINT_URL".to_owned(), endpoint.to_owned()),
+        ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+    ]
+}
+
+fn pipeline(yaml: &str, vars: Vec<(String, String)>) -> (Pipeline, BuildContext) {
+    let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let pipeline = load_str(yaml, Path::new("test.yaml"), Path::new("."), &lookup)
+        .unwrap_or_else(|e| panic!("test pipeline is invalid: {e:?}\n{yaml}"));
+    let context = BuildContext::with_env(&pipeline, Arc::new(lookup), None);
+    (pipeline, context)
+}
+
+/// A Secrets Manager target `T` in the caller's account with `fields` (YAML mapping entries).
+async fn sm_target(services: &Services, account: &AwsAccount, fields: &str) -> Arc<dyn WritableStore> {
+    let yaml = format!(
+        "sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
+         targets: {{ T: {{ imports: [s], account_id: \"{}\"{fields} }} }}\n",
+        account.account_id
+    );
+    let (pipeline, context) = pipeline(&yaml, aws_env(services, account, &services.aws_endpoint));
+    context
+        .target(&pipeline.targets["T"])
+        .await
+        .unwrap_or_else(|e| panic!("building the Secrets Manager target failed: {e}"))
+}
+
+fn p(text: &str) -> SecretPath {
+    SecretPath::parse(text).unwrap()
+}
+
+#[tokio::test]
+async fn secrets_manager_target_passes_the_store_contract() {
+    let services = Services::get();
+    let account = services.aws_account().await;
+    let store = sm_target(&services, &account, ", secret_prefix: app/").await;
+    let caps = store.capabilities();
+    assert!(caps.binary && caps.soft_delete && caps.ownership && !caps.json_only);
+    conformance::run(store.as_ref()).await.unwrap();
+}
+
+#[tokio::test]
+async fn secrets_manager_reports_tag_and_key_drift_and_fixes_it_without_a_new_version() {
+    let services = Services::get();
+    let account = services.aws_account().await;
+    let store = sm_target(&services, &account, ", tags: { env: prod, team: core }").await;
+    store
+        .put(&p("db"), &SecretValue::from_string(json!({ "k": 1 }).to_string()), "T")
+        .await
+        .unwrap();
+    let listing = store.list().await.unwrap();
+    assert_eq!(listing.entries[&p("db")].owner, Owner::Target("T".into()));
+    assert_eq!(
+        listing.entries[&p("db")].drift,
+        None,
+        "created in line with the configuration"
+    );
+
+    let changed = sm_target(&services, &account, ", tags: { env: staging, owner: me }").await;
+    let listing = changed.list().await.unwrap();
+    assert_eq!(
+        listing.entries[&p("db")].drift.as_deref(),
+        Some("tags differ: ~env +owner -team")
+    );
+    let values = changed.get_many(&[p("db")]).await.unwrap();
+    let value = values[0].1.clone().unwrap();
+    changed.put(&p("db"), &value, "T").await.unwrap();
+    let listing = changed.list().await.unwrap();
+    assert_eq!(listing.entries[&p("db")].drift, None, "put brought the tags in line");
+}
+
+/// An SDK client config for `account` on `endpoint`, for arranging and checking state.
+pub(crate) async fn sdk_config(account: &AwsAccount, endpoint: &str) -> aws_config::SdkConfig {
+    let credentials = aws_sdk_secretsmanager::config::Credentials::new(
+        &account.access_key_id,
+        &account.secret_access_key,
+        Some(account.session_token.clone()),
+        None,
+        "testbed",
+    );
+    aws_config::defaults(aws_config::BehaviorVersion::v2026_01_12())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(credentials)
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// A new bucket in `account`.
+pub(crate) async fn bucket(services: &Services, account: &AwsAccount) -> String {
+    let config = sdk_config(account, &services.aws_endpoint).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let name = format!("merge-{}", account.account_id);
+    s3.create_bucket().bucket(&name).send().await.unwrap();
+    name
+}
+
+async fn s3_merge_store(
+    services: &Services,
+    account: &AwsAccount,
+    bucket: &str,
+    extra: &str,
+) -> Arc<dyn secretsync::store::MergeStore> {
+    let yaml = format!(
+        "sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
+         merge_store: {{ s3: {{ bucket: {bucket}, prefix: merged/{extra} }} }}\n\
+         targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n"
+    );
+    let (pipeline, context) = pipeline(&yaml, aws_env(services, account, &services.aws_endpoint));
+    context
+        .merge_store(pipeline.merge_store.as_ref().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn s3_merge_scopes_pass_the_store_contract_and_keep_kinds_exact() {
+    let services = Services::get();
+    let account = services.aws_account().await;
+    let bucket = bucket(&services, &account).await;
+    let merge = s3_merge_store(&services, &account, &bucket, "").await;
+    conformance::run(merge.for_target("T").as_ref()).await.unwrap();
+    let scope = merge.for_target("Staging");
+
+    assert!(!merge.has_result("Staging").await.unwrap());
+    let binary = SecretValue::Binary(vec![0, 159, 146, 150, 255]);
+    scope.put(&p("certs/key.der"), &binary, "Staging").await.unwrap();
+    merge.commit("Staging").await.unwrap();
+    assert!(merge.has_result("Staging").await.unwrap());
+    let listed: Vec<String> = scope
+        .list()
+        .await
+        .unwrap()
+        .entries
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(listed, ["certs/key.der"], "markers live outside the target's folder");
+    let back = scope.get(&p("certs/key.der")).await.unwrap().unwrap();
+    assert!(matches!(&back, SecretValue::Binary(b) if b == &[0, 159, 146, 150, 255]));
+
+    let config = sdk_config(&account, &services.aws_endpoint).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let object = s3
+        .head_object()
+        .bucket(&bucket)
+        .key("merged/Staging/certs/key.der.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        object
+            .metadata()
+            .and_then(|m| m.get("secretsync-kind"))
+            .map(String::as_str),
+        Some("binary")
+    );
+    merge.begin("Staging").await.unwrap();
+    assert!(!merge.has_result("Staging").await.unwrap());
+}
+
+#[tokio::test]
+async fn s3_writes_are_conditional_and_the_run_lock_names_its_holder() {
+    let services = Services::get();
+    let account = services.aws_account().await;
+    let bucket = bucket(&services, &account).await;
+    let merge = s3_merge_store(&services, &account, &bucket, "").await;
+    let scope = merge.for_target("Prod");
+    scope
+        .put(&p("db"), &SecretValue::Text("one".into()), "Prod")
+        .await
+        .unwrap();
+    scope.list().await.unwrap();
+
+    // Another run replaces the object after this one read it.
+    let other = s3_merge_store(&services, &account, &bucket, "")
+        .await
+        .for_target("Prod");
+    other.list().await.unwrap();
+    other
+        .put(&p("db"), &SecretValue::Text("two".into()), "Prod")
+        .await
+        .unwrap();
+    let err = scope
+        .put(&p("db"), &SecretValue::Text("three".into()), "Prod")
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Conflict, "{err}");
+    assert!(matches!(scope.get(&p("db")).await.unwrap(), Some(SecretValue::Text(t)) if t == "two"));
+
+    merge.lock().await.unwrap();
+    let second = s3_merge_store(&services, &account, &bucket, "").await;
+    let err = second.lock().await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Conflict);
+    assert!(
+        err.to_string().contains("locked by another run (secretsync on"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("s3://{bucket}/merged/.secretsync/lock.json")),
+        "{err}"
+    );
+    second.unlock().await.unwrap();
+    assert!(
+        second.lock().await.is_err(),
+        "unlock by a run that does not hold the lock leaves it"
+    );
+    merge.unlock().await.unwrap();
+    second.lock().await.unwrap();
+    second.unlock().await.unwrap();
+}
