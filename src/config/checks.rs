@@ -148,10 +148,13 @@ pub(crate) fn tag(key: &str, value: &str) -> Result<(), String> {
     if key.to_ascii_lowercase().starts_with("aws:") {
         return Err(format!("tag key `{key}` uses the reserved `aws:` prefix"));
     }
-    if key == crate::store::OWNER_TAG || key == crate::store::TARGET_TAG {
+    if key == crate::store::OWNER_TAG || key.starts_with("secretsync:") {
         return Err(format!(
-            "tag key `{key}` is reserved: secretsync uses it to mark the secrets it owns"
+            "tag key `{key}` is reserved: secretsync uses `managed-by` and `secretsync:…` to mark the secrets it owns"
         ));
+    }
+    if key.contains(' ') {
+        return Err(format!("tag key `{key}` contains a space; use `-`, `_`, `.` or `:`"));
     }
     if value.chars().count() > 256 {
         return Err(format!("the value of tag `{key}` is longer than 256 characters"));

@@ -131,6 +131,8 @@ pub struct Engine<'a> {
     durations: Mutex<BTreeMap<String, Duration>>,
     /// What sources reported while being read (secrets skipped and why).
     warnings: Mutex<Vec<String>>,
+    /// The merge store's run lock, once taken (or the reason it could not be).
+    merge_lock: OnceCell<Result<(), String>>,
 }
 
 impl<'a> Engine<'a> {
@@ -154,42 +156,36 @@ impl<'a> Engine<'a> {
             by_imports: Mutex::new(BTreeMap::new()),
             durations: Mutex::new(BTreeMap::new()),
             warnings: Mutex::new(Vec::new()),
+            merge_lock: OnceCell::new(),
         }
     }
 
-    /// Runs both phases and reports. A merge store shared between machines is locked for the
-    /// run when the run writes to it.
+    /// Runs both phases and reports. A merge store shared between machines is locked from the
+    /// run's first write to it until the end of the run (a run with nothing to write to it
+    /// takes no lock, and so makes no write call at all).
     pub async fn run(&self) -> RunReport {
         let started = Instant::now();
-        let locked = match &self.stores.merge {
-            Some(merge) if self.options.merge_phase && !self.options.dry_run => match merge.lock().await {
-                Ok(()) => Some(merge),
-                Err(err) => {
-                    return RunReport {
-                        dry_run: self.options.dry_run,
-                        merge_phase: self.options.merge_phase,
-                        sync_phase: self.options.sync_phase,
-                        targets: Vec::new(),
-                        withheld_deletes: None,
-                        interrupted: false,
-                        errors: vec![format!("nothing was done: {err}")],
-                        warnings: Vec::new(),
-                        duration: started.elapsed(),
-                    };
-                }
-            },
-            _ => None,
-        };
-        let mut report = self.run_locked(started).await;
-        if let Some(merge) = locked
+        let mut report = self.run_phases(started).await;
+        if let (Some(merge), Some(Ok(()))) = (&self.stores.merge, self.merge_lock.get())
             && let Err(err) = merge.unlock().await
         {
-            report.errors.push(format!("the run lock could not be released: {err}"));
+            report
+                .errors
+                .push(format!("the merge store's run lock could not be released: {err}"));
         }
         report
     }
 
-    async fn run_locked(&self, started: Instant) -> RunReport {
+    /// Takes the merge store's run lock, once per run; the error is shared by every target
+    /// that needed it.
+    async fn lock_merge_store(&self, merge: &dyn MergeStore) -> Result<(), String> {
+        self.merge_lock
+            .get_or_init(|| async { merge.lock().await.map_err(|e| e.to_string()) })
+            .await
+            .clone()
+    }
+
+    async fn run_phases(&self, started: Instant) -> RunReport {
         let graph = &self.pipeline.graph;
         let opts = self.options;
         let involved: BTreeSet<String> = if opts.merge_phase {
@@ -486,6 +482,7 @@ impl<'a> Engine<'a> {
         if !writes && merge.has_result(name).await.map_err(committed)? {
             return Ok(0);
         }
+        self.lock_merge_store(merge).await.map_err(failed)?;
         merge
             .begin(name)
             .await

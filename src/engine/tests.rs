@@ -374,18 +374,17 @@ async fn the_merge_store_feeds_sync_only_runs_and_loses_stale_entries() {
 }
 
 #[tokio::test]
-async fn a_merge_store_locked_by_another_run_stops_the_run_before_any_write() {
+async fn a_merge_store_locked_by_another_run_fails_the_targets_before_any_write() {
     let mut w = World::standard();
     w.merge = Some(Arc::new(MemoryMergeStore::default()));
     let merge = Arc::clone(w.merge.as_ref().unwrap());
     merge.hold_lock_elsewhere("ci job 42");
     let report = w.run(&w.options()).await;
     assert_eq!(report.exit_code(false), 2);
-    assert_eq!(report.errors.len(), 1);
     assert!(
-        report.errors[0].contains("locked by another run (ci job 42)"),
+        matches!(status(&report, "Staging"), TargetStatus::Failed { error, .. } if error.contains("locked by another run (ci job 42)")),
         "{:?}",
-        report.errors
+        status(&report, "Staging")
     );
     assert!(w.targets.values().all(|t| t.writes() == 0));
     assert_eq!(merge.scope("Staging").writes(), 0);

@@ -3,6 +3,7 @@
 //! One test binary (not one per file) so the crate is linked once.
 
 mod aws;
+mod aws_pipeline;
 mod bad_configs;
 mod cli;
 mod deepmerge_python;

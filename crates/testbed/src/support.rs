@@ -83,7 +83,12 @@ impl Services {
     /// A new, empty AWS account on moto: assumes a role in a random 12-digit account, so that
     /// tests running in parallel never see each other's resources.
     pub async fn aws_account(&self) -> AwsAccount {
-        let account_id = random_account_id();
+        self.aws_account_with_id(&random_account_id()).await
+    }
+
+    /// Credentials in account `account_id` on moto (what a role assumed there would give).
+    pub async fn aws_account_with_id(&self, account_id: &str) -> AwsAccount {
+        let account_id = account_id.to_owned();
         let form = format!(
             "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A{account_id}%3Arole%2Ftestbed&RoleSessionName=test&DurationSeconds=3600"
         );

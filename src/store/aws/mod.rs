@@ -28,6 +28,9 @@ use tokio::sync::{Mutex, OnceCell};
 use super::{EnvLookup, ErrorClass, StoreError};
 use crate::config::{AwsSettings, RoleSource};
 
+/// Tag listing the tag keys secretsync set from the configuration (space-separated).
+pub const TAGS_TAG: &str = "secretsync:tags";
+
 /// The region when nothing else names one.
 const DEFAULT_REGION: &str = "us-east-1";
 

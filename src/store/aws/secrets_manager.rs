@@ -24,7 +24,7 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use futures_util::stream::{self, StreamExt};
 
 use super::names::{Payload, name_problem, request_token, value_problem};
-use super::{Session, class_of_code};
+use super::{Session, TAGS_TAG, class_of_code};
 use crate::config::Deletion;
 use crate::model::{SecretPath, SecretValue};
 use crate::store::{
@@ -148,15 +148,43 @@ impl SecretsManagerStore {
         self.session.error(&self.describe(), doing, err)
     }
 
-    /// The tags a secret owned by `owner` carries: the configured ones plus ownership.
+    /// The tags a secret owned by `owner` carries: the configured ones, ownership, and the
+    /// list of configured keys (so a key dropped from the configuration can be removed later
+    /// without touching tags someone else added).
     fn desired_tags(&self, owner: &str) -> BTreeMap<String, String> {
         let mut tags = match &self.mode {
             SmMode::Target { tags, .. } => tags.clone(),
             SmMode::Source { .. } => BTreeMap::new(),
         };
+        let mut keys = String::new();
+        for key in tags.keys() {
+            if keys.len() + key.len() + 1 > 256 {
+                break;
+            }
+            if !keys.is_empty() {
+                keys.push(' ');
+            }
+            keys.push_str(key);
+        }
         tags.insert(OWNER_TAG.to_owned(), OWNER_VALUE.to_owned());
         tags.insert(TARGET_TAG.to_owned(), owner.to_owned());
+        tags.insert(TAGS_TAG.to_owned(), keys);
         tags
+    }
+
+    /// Tags on the secret that secretsync set from an earlier configuration and that the
+    /// current one no longer names.
+    fn stale_tags(&self, known: &Known, desired: &BTreeMap<String, String>) -> Vec<String> {
+        known
+            .tags
+            .get(TAGS_TAG)
+            .map(|keys| {
+                keys.split(' ')
+                    .filter(|k| !k.is_empty() && !desired.contains_key(*k) && known.tags.contains_key(*k))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// What differs besides the value on a secret `owner` owns: tags, KMS key.
@@ -173,10 +201,12 @@ impl SecretsManagerStore {
                 Some(_) => {}
             }
         }
-        for key in known.tags.keys() {
-            if !desired.contains_key(key) && !key.starts_with("aws:") {
-                tags.push(format!("-{key}"));
-            }
+        for key in self.stale_tags(known, &desired) {
+            tags.push(format!("-{key}"));
+        }
+        // The bookkeeping tag changes with every configured change; name it only alone.
+        if tags.len() > 1 {
+            tags.retain(|t| !t.ends_with(TAGS_TAG));
         }
         let mut parts = Vec::new();
         if !tags.is_empty() {
@@ -324,7 +354,6 @@ impl SecretsManagerStore {
         let name = self.name(path);
         let id = known.arn.clone().unwrap_or_else(|| name.clone());
         let desired = self.desired_tags(owner);
-        let adopting = !known.owned_by(owner);
         let missing: Vec<Tag> = desired
             .iter()
             .filter(|(k, v)| known.tags.get(*k) != Some(*v))
@@ -339,29 +368,22 @@ impl SecretsManagerStore {
                 .await
                 .map_err(|e| self.error(&format!("tag `{name}`"), &e).at(path))?;
         }
-        // Tags the configuration no longer names are removed — but never at adoption: the
-        // secret's other tags were someone else's until now.
-        let extra: Vec<String> = known
-            .tags
-            .keys()
-            .filter(|k| !desired.contains_key(*k) && !k.starts_with("aws:"))
-            .cloned()
-            .collect();
-        let mut tags = desired.clone();
-        if !extra.is_empty() {
-            if adopting {
-                for key in &extra {
-                    tags.insert(key.clone(), known.tags[key].clone());
-                }
-            } else {
-                self.client
-                    .untag_resource()
-                    .secret_id(&id)
-                    .set_tag_keys(Some(extra))
-                    .send()
-                    .await
-                    .map_err(|e| self.error(&format!("untag `{name}`"), &e).at(path))?;
+        // Only tags secretsync itself set from an earlier configuration are removed; tags
+        // others added (before an adoption, or since) stay.
+        let stale = self.stale_tags(&known, &desired);
+        let mut tags = known.tags.clone();
+        tags.extend(desired.clone());
+        if !stale.is_empty() {
+            for key in &stale {
+                tags.remove(key);
             }
+            self.client
+                .untag_resource()
+                .secret_id(&id)
+                .set_tag_keys(Some(stale))
+                .send()
+                .await
+                .map_err(|e| self.error(&format!("untag `{name}`"), &e).at(path))?;
         }
         let mut kms = known.kms.clone();
         if let SmMode::Target {

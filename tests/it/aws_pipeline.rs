@@ -1,0 +1,504 @@
+//! The binary end to end on moto and the Vault emulator: Vault and file sources, an S3 merge
+//! store, Secrets Manager targets in several accounts reached by AssumeRole; results read back
+//! with separate clients, API calls counted by a private fault proxy in front of moto.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use testbed::proxy::{Count, Flavor, RunningProxy};
+use testbed::support::{AwsAccount, Services, random_account_id};
+
+use crate::aws::sdk_config;
+use crate::support::{Output, TestEnv};
+
+/// Operations that change something in AWS.
+const WRITES: &[&str] = &[
+    "CreateSecret",
+    "PutSecretValue",
+    "UpdateSecret",
+    "TagResource",
+    "UntagResource",
+    "DeleteSecret",
+    "RestoreSecret",
+    "PutObject",
+    "DeleteObject",
+    "DeleteObjects",
+    "CopyObject",
+];
+
+/// A private proxy in front of moto, so this test's calls are counted apart from others'.
+async fn proxy(services: &Services) -> RunningProxy {
+    testbed::proxy::start("127.0.0.1:0".parse().unwrap(), &services.aws_endpoint, Flavor::Aws)
+        .await
+        .unwrap()
+}
+
+fn calls(proxy: &RunningProxy) -> BTreeMap<String, u64> {
+    proxy
+        .counts()
+        .into_iter()
+        .map(|((_, op), Count { requests, .. })| (op, requests))
+        .fold(BTreeMap::new(), |mut all, (op, n)| {
+            *all.entry(op).or_default() += n;
+            all
+        })
+}
+
+fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// The binary as `account`, through `proxy`, with more variables.
+fn run(env: &TestEnv, args: &[&str], account: &AwsAccount, proxy: &RunningProxy, more: &[(&str, &str)]) -> Output {
+    let endpoint = format!("http://{}", proxy.addr);
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("AWS_ACCESS_KEY_ID", &account.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", &account.secret_access_key),
+        ("AWS_SESSION_TOKEN", &account.session_token),
+        ("AWS_ENDPOINT_URL", &endpoint),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    vars.extend_from_slice(more);
+    tokio::task::block_in_place(|| env.run_with(args, &vars))
+}
+
+/// Secrets Manager in `account_id`, read directly from moto.
+async fn secrets_in(services: &Services, account_id: &str) -> aws_sdk_secretsmanager::Client {
+    let account = services.aws_account_with_id(account_id).await;
+    aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await)
+}
+
+async fn names(sm: &aws_sdk_secretsmanager::Client) -> Vec<String> {
+    let listed = sm.list_secrets().max_results(100).send().await.unwrap();
+    let mut names: Vec<String> = listed
+        .secret_list()
+        .iter()
+        .filter_map(|s| s.name().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+async fn string_value(sm: &aws_sdk_secretsmanager::Client, name: &str) -> Value {
+    let out = sm.get_secret_value().secret_id(name).send().await.unwrap();
+    serde_json::from_str(out.secret_string().unwrap()).unwrap()
+}
+
+async fn tags(sm: &aws_sdk_secretsmanager::Client, name: &str) -> BTreeMap<String, String> {
+    let out = sm.describe_secret().secret_id(name).send().await.unwrap();
+    out.tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_sources_through_an_s3_merge_store_into_three_accounts() {
+    let s = Services::get();
+    let management = s.aws_account().await;
+    let (staging, prod, review) = (random_account_id(), random_account_id(), random_account_id());
+    let bucket = crate::aws::bucket(&s, &management).await;
+    let mount = s.vault_mount(2).await;
+    let nested = json!({ "user": "app", "pool": { "max": 10, "hosts": ["a", "b"] }, "ratio": 0.25 });
+    for (path, data) in [("db", nested.clone()), ("api/keys", json!({ "stripe": "sk_test_1" }))] {
+        let (status, _) = s
+            .vault_call(
+                "POST",
+                &s.vault_addr,
+                &format!("{mount}/data/{path}"),
+                Some(json!({ "data": data })),
+            )
+            .await;
+        assert!(status < 300);
+    }
+    let der: Vec<u8> = (0..=255u8).rev().collect();
+    let env = TestEnv::new();
+    env.write("files/certs/client.der", &der);
+    env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: {} }}\n\
+             sources:\n\
+             \x20 platform: {{ vault: {{ mount: {mount} }} }}\n\
+             \x20 certs: {{ file: {{ path: ./files }} }}\n\
+             merge_store: {{ s3: {{ bucket: {bucket}, prefix: merged/ }} }}\n\
+             targets:\n\
+             \x20 Staging: {{ account_id: \"{staging}\", imports: [platform, certs], tags: {{ env: staging }}, kms_key_id: alias/staging }}\n\
+             \x20 Prod: {{ account_id: \"{prod}\", imports: [Staging], secret_prefix: prod/, tags: {{ env: prod }} }}\n\
+             \x20 Review: {{ account_id: \"{review}\", imports: [Staging], description: Review copy }}\n",
+            s.vault_addr
+        ),
+    );
+    let proxy = proxy(&s).await;
+    let vault = [("VAULT_TOKEN", s.vault_token.as_str())];
+
+    let first = run(&env, &["pipeline"], &management, &proxy, &vault);
+    assert_eq!(first.code, 0, "{}", first.snapshot());
+    let after_first = calls(&proxy);
+    assert_eq!(
+        after_first.get("AssumeRole"),
+        Some(&3),
+        "one role per account: {after_first:?}"
+    );
+    assert_eq!(after_first.get("CreateSecret"), Some(&9), "{after_first:?}");
+
+    // Read back with separate clients, as each account.
+    let sm = secrets_in(&s, &staging).await;
+    assert_eq!(names(&sm).await, ["api/keys", "certs/client.der", "db"]);
+    assert_eq!(string_value(&sm, "db").await, nested, "nested JSON is exact");
+    let binary = sm
+        .get_secret_value()
+        .secret_id("certs/client.der")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        binary.secret_binary().map(|b| b.as_ref().to_vec()),
+        Some(der.clone()),
+        "binary is exact"
+    );
+    assert!(binary.secret_string().is_none());
+    assert_eq!(
+        tags(&sm, "db").await,
+        BTreeMap::from([
+            ("env".to_owned(), "staging".to_owned()),
+            ("managed-by".to_owned(), "secretsync".to_owned()),
+            ("secretsync:tags".to_owned(), "env".to_owned()),
+            ("secretsync:target".to_owned(), "Staging".to_owned()),
+        ])
+    );
+    let described = sm.describe_secret().secret_id("db").send().await.unwrap();
+    assert_eq!(described.kms_key_id(), Some("alias/staging"));
+
+    let sm = secrets_in(&s, &prod).await;
+    assert_eq!(names(&sm).await, ["prod/api/keys", "prod/certs/client.der", "prod/db"]);
+    assert_eq!(
+        string_value(&sm, "prod/db").await,
+        nested,
+        "Prod inherits Staging's merged result"
+    );
+    assert_eq!(tags(&sm, "prod/db").await["secretsync:target"], "Prod");
+    let sm = secrets_in(&s, &review).await;
+    let described = sm.describe_secret().secret_id("api/keys").send().await.unwrap();
+    assert_eq!(described.description(), Some("Review copy"));
+
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk_config(&management, &s.aws_endpoint).await)
+            .force_path_style(true)
+            .build(),
+    );
+    let objects = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("merged/Staging/")
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "merged/Staging/api/keys.json",
+            "merged/Staging/certs/client.der.json",
+            "merged/Staging/db.json"
+        ]
+    );
+
+    // Nothing changed: the second run reads and writes nothing.
+    let second = run(&env, &["pipeline", "--exit-code"], &management, &proxy, &vault);
+    assert_eq!(second.code, 0, "{}", second.snapshot());
+    let made = since(&after_first, &calls(&proxy));
+    let writes: Vec<(&String, &u64)> = made.iter().filter(|(op, _)| WRITES.contains(&op.as_str())).collect();
+    assert!(writes.is_empty(), "a no-op run makes no write call: {made:?}");
+    assert_eq!(made.get("ListSecrets"), Some(&3), "one listing per target: {made:?}");
+    assert_eq!(
+        made.get("BatchGetSecretValue"),
+        Some(&3),
+        "one batch read per target: {made:?}"
+    );
+    assert_eq!(made.get("GetSecretValue"), None, "never one read per secret: {made:?}");
+}
+
+/// One account on moto behind a private proxy, and a scratch folder with a file source.
+struct Scenario {
+    s: Services,
+    caller: AwsAccount,
+    proxy: RunningProxy,
+    env: TestEnv,
+}
+
+impl Scenario {
+    async fn new() -> Self {
+        let s = Services::get();
+        let caller = s.aws_account().await;
+        let proxy = proxy(&s).await;
+        Self {
+            s,
+            caller,
+            proxy,
+            env: TestEnv::new(),
+        }
+    }
+
+    /// A pipeline syncing folder `src` into the caller's own account (`target` fields added).
+    fn config(&self, target: &str, pipeline: &str) {
+        self.env.write(
+            "config.yaml",
+            format!(
+                "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+                 targets: {{ App: {{ account_id: \"{}\", imports: [files]{target} }} }}\n\
+                 pipeline: {{ {pipeline} }}\n",
+                self.caller.account_id
+            ),
+        );
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run(&self.env, args, &self.caller, &self.proxy, &[])
+    }
+
+    async fn sm(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&sdk_config(&self.caller, &self.s.aws_endpoint).await)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desired_secret_scheduled_for_deletion_is_restored_then_updated() {
+    let sc = Scenario::new().await;
+    sc.env.write("src/keep.json", r#"{"k": 1}"#);
+    sc.env.write("src/back.json", r#"{"v": 1}"#);
+    sc.config("", "sync: { delete_orphans: true, recovery_window_days: 7 }");
+    assert_eq!(sc.run(&["pipeline"]).code, 0);
+
+    std::fs::remove_file(sc.env.path().join("src/back.json")).unwrap();
+    let deleted = sc.run(&["pipeline"]);
+    assert!(deleted.stdout.contains("- back"), "{}", deleted.stdout);
+    let sm = sc.sm().await;
+    let described = sm.describe_secret().secret_id("back").send().await.unwrap();
+    assert!(
+        described.deleted_date().is_some(),
+        "scheduled for deletion, recoverable"
+    );
+
+    sc.env.write("src/back.json", r#"{"v": 2}"#);
+    let restored = sc.run(&["pipeline"]);
+    assert_eq!(restored.code, 0, "{}", restored.snapshot());
+    assert!(restored.stdout.contains("↺ back"), "{}", restored.stdout);
+    assert!(
+        sm.describe_secret()
+            .secret_id("back")
+            .send()
+            .await
+            .unwrap()
+            .deleted_date()
+            .is_none()
+    );
+    assert_eq!(string_value(&sm, "back").await, json!({ "v": 2 }));
+    assert_eq!(sc.run(&["pipeline", "--exit-code"]).code, 0, "converged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_someone_else_owns_is_a_conflict_until_adopted() {
+    let sc = Scenario::new().await;
+    sc.env.write("src/shared.json", r#"{"k": "ours"}"#);
+    sc.config(", tags: { env: prod }", "");
+    let sm = sc.sm().await;
+    sm.create_secret()
+        .name("shared")
+        .secret_string(r#"{"k": "theirs"}"#)
+        .tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key("team")
+                .value("payments")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let conflict = sc.run(&["pipeline"]);
+    assert_eq!(conflict.code, 2, "{}", conflict.snapshot());
+    assert!(conflict.stdout.contains("! shared"), "{}", conflict.stdout);
+    assert!(conflict.stdout.contains("pass `--adopt`"), "{}", conflict.stdout);
+    assert_eq!(string_value(&sm, "shared").await, json!({ "k": "theirs" }), "untouched");
+
+    let adopted = sc.run(&["pipeline", "--adopt"]);
+    assert_eq!(adopted.code, 0, "{}", adopted.snapshot());
+    assert_eq!(string_value(&sm, "shared").await, json!({ "k": "ours" }));
+    let now = tags(&sm, "shared").await;
+    assert_eq!(now["managed-by"], "secretsync");
+    assert_eq!(now["secretsync:target"], "App");
+    assert_eq!(now["env"], "prod");
+    assert_eq!(now["team"], "payments", "adoption keeps the tags that were there");
+    assert_eq!(sc.run(&["pipeline", "--exit-code"]).code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_deletes_than_max_deletes_withholds_every_delete() {
+    let sc = Scenario::new().await;
+    for i in 0..4 {
+        sc.env.write(&format!("src/s{i}.json"), format!(r#"{{"i": {i}}}"#));
+    }
+    sc.config("", "sync: { delete_orphans: true, max_deletes: 2 }");
+    assert_eq!(sc.run(&["pipeline"]).code, 0);
+    for i in 0..3 {
+        std::fs::remove_file(sc.env.path().join(format!("src/s{i}.json"))).unwrap();
+    }
+    let before = calls(&sc.proxy);
+    let out = sc.run(&["pipeline"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stdout
+            .contains("3 deletes planned, more than `max_deletes` (2): every delete was withheld"),
+        "{}",
+        out.stdout
+    );
+    let made = since(&before, &calls(&sc.proxy));
+    assert_eq!(made.get("DeleteSecret"), None, "not one delete: {made:?}");
+    assert_eq!(names(&sc.sm().await).await, ["s0", "s1", "s2", "s3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_source_means_no_deletes_and_no_partial_push() {
+    let sc = Scenario::new().await;
+    let source_account = sc.s.aws_account().await;
+    let sm_source = aws_sdk_secretsmanager::Client::new(&sdk_config(&source_account, &sc.s.aws_endpoint).await);
+    for (name, value) in [
+        ("legacy/a", r#"{"a": 1}"#),
+        ("legacy/b", r#"{"b": 1}"#),
+        ("other/c", r#"{"c": 1}"#),
+    ] {
+        sm_source
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+    sc.env.write("src/local.json", r#"{"l": 1}"#);
+    sc.env.write(
+        "config.yaml",
+        format!(
+            "sources:\n\
+             \x20 files: {{ file: {{ path: ./src }} }}\n\
+             \x20 legacy: {{ aws: {{ account_id: \"{}\", prefix: legacy/ }} }}\n\
+             targets: {{ App: {{ account_id: \"{}\", imports: [files, legacy] }} }}\n\
+             pipeline: {{ sync: {{ delete_orphans: true }} }}\n",
+            source_account.account_id, sc.caller.account_id
+        ),
+    );
+    let first = sc.run(&["pipeline"]);
+    assert_eq!(first.code, 0, "{}", first.snapshot());
+    let sm = sc.sm().await;
+    assert_eq!(
+        names(&sm).await,
+        ["a", "b", "local"],
+        "the AWS source's prefix is removed from paths"
+    );
+
+    // The source's account now refuses to be read; a local secret changes meanwhile.
+    sc.env.write("src/local.json", r#"{"l": 2}"#);
+    let rule = testbed::proxy::Rule {
+        operation: Some("BatchGetSecretValue".to_owned()),
+        fault: testbed::proxy::Fault {
+            status: Some(400),
+            code: Some("AccessDeniedException".to_owned()),
+            ..testbed::proxy::Fault::default()
+        },
+        ..testbed::proxy::Rule::default()
+    };
+    let id = sc.proxy.add_rule(rule).unwrap();
+    let before = calls(&sc.proxy);
+    let out = sc.run(&["pipeline"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(out.stdout.contains("cannot read source `legacy`"), "{}", out.stdout);
+    let made = since(&before, &calls(&sc.proxy));
+    let writes: Vec<&String> = made.keys().filter(|op| WRITES.contains(&op.as_str())).collect();
+    assert!(writes.is_empty(), "no partial push and no deletes: {made:?}");
+    assert_eq!(string_value(&sm, "local").await, json!({ "l": 1 }));
+    assert!(sc.proxy.rule_stats(id).unwrap().fired >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_to_b_to_a_makes_three_versions_and_a_70_kb_value_is_refused_in_the_plan() {
+    let sc = Scenario::new().await;
+    sc.config("", "");
+    let mut versions = Vec::new();
+    for value in ["A", "B", "A"] {
+        sc.env.write("src/flip", value);
+        let out = sc.run(&["pipeline"]);
+        assert_eq!(out.code, 0, "{}", out.snapshot());
+        let sm = sc.sm().await;
+        let current = sm.get_secret_value().secret_id("flip").send().await.unwrap();
+        assert_eq!(current.secret_string(), Some(value));
+        versions.push(current.version_id().unwrap().to_owned());
+    }
+    versions.dedup();
+    assert_eq!(
+        versions.len(),
+        3,
+        "A→B→A is three versions, none swallowed: {versions:?}"
+    );
+
+    sc.env.write("src/huge", "x".repeat(70 * 1024));
+    let before = calls(&sc.proxy);
+    let plan = sc.run(&["plan"]);
+    assert_eq!(plan.code, 2, "{}", plan.snapshot());
+    assert!(plan.stdout.contains("huge"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("the value is 71680 bytes; Secrets Manager holds at most 65536"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("xxxx"), "the value is never shown");
+    let made = since(&before, &calls(&sc.proxy));
+    assert!(made.keys().all(|op| !WRITES.contains(&op.as_str())), "{made:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_cannot_be_assumed_fails_only_its_target_and_names_the_role() {
+    let sc = Scenario::new().await;
+    let (denied, fine) = (random_account_id(), random_account_id());
+    sc.env.write("src/x.json", r#"{"x": 1}"#);
+    sc.env.write(
+        "config.yaml",
+        format!(
+            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             targets:\n\
+             \x20 Denied: {{ account_id: \"{denied}\", imports: [files] }}\n\
+             \x20 Fine: {{ account_id: \"{fine}\", imports: [files] }}\n"
+        ),
+    );
+    let id = sc
+        .proxy
+        .add_rule(testbed::proxy::Rule {
+            operation: Some("AssumeRole".to_owned()),
+            body: Some(format!("iam%3A%3A{denied}%3A")),
+            fault: testbed::proxy::Fault {
+                status: Some(403),
+                code: Some("AccessDenied".to_owned()),
+                message: Some("not authorized to perform sts:AssumeRole".to_owned()),
+                ..testbed::proxy::Fault::default()
+            },
+            ..testbed::proxy::Rule::default()
+        })
+        .unwrap();
+    let out = sc.run(&["pipeline"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(sc.proxy.rule_stats(id).unwrap().fired >= 1);
+    let role = format!("arn:aws:iam::{denied}:role/OrganizationAccountAccessRole");
+    assert!(out.stdout.contains(&role), "the failing role is named: {}", out.stdout);
+    assert!(out.stdout.contains("1 failed"), "{}", out.stdout);
+    assert_eq!(
+        names(&secrets_in(&sc.s, &fine).await).await,
+        ["x"],
+        "the other account was synced"
+    );
+}
