@@ -80,6 +80,20 @@ impl Known {
     fn owned_by(&self, owner: &str) -> bool {
         matches!(self.owner(), Owner::Target(t) if &*t == owner)
     }
+
+    /// Tags on the secret that secretsync set from an earlier configuration and that the
+    /// current one no longer names.
+    fn stale_tags(&self, desired: &BTreeMap<String, String>) -> Vec<String> {
+        self.tags
+            .get(TAGS_TAG)
+            .map(|keys| {
+                keys.split(' ')
+                    .filter(|k| !k.is_empty() && !desired.contains_key(*k) && self.tags.contains_key(*k))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Secrets Manager in one account and region, under a name prefix.
@@ -172,21 +186,6 @@ impl SecretsManagerStore {
         tags
     }
 
-    /// Tags on the secret that secretsync set from an earlier configuration and that the
-    /// current one no longer names.
-    fn stale_tags(&self, known: &Known, desired: &BTreeMap<String, String>) -> Vec<String> {
-        known
-            .tags
-            .get(TAGS_TAG)
-            .map(|keys| {
-                keys.split(' ')
-                    .filter(|k| !k.is_empty() && !desired.contains_key(*k) && known.tags.contains_key(*k))
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// What differs besides the value on a secret `owner` owns: tags, KMS key.
     fn drift(&self, known: &Known, owner: &str) -> Option<String> {
         let SmMode::Target { kms_key_id, .. } = &self.mode else {
@@ -201,7 +200,7 @@ impl SecretsManagerStore {
                 Some(_) => {}
             }
         }
-        for key in self.stale_tags(known, &desired) {
+        for key in known.stale_tags(&desired) {
             tags.push(format!("-{key}"));
         }
         // The bookkeeping tag changes with every configured change; name it only alone.
@@ -370,7 +369,7 @@ impl SecretsManagerStore {
         }
         // Only tags secretsync itself set from an earlier configuration are removed; tags
         // others added (before an adoption, or since) stay.
-        let stale = self.stale_tags(&known, &desired);
+        let stale = known.stale_tags(&desired);
         let mut tags = known.tags.clone();
         tags.extend(desired.clone());
         if !stale.is_empty() {
