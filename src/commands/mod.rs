@@ -1,6 +1,7 @@
 //! One module per subcommand. Each is glue: load the config, build what it needs, run, render,
 //! return the exit code. Shared steps (loading, logging) live here.
 
+mod context;
 mod graph;
 mod pipeline;
 mod validate;
@@ -20,10 +21,10 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
     match &cli.command {
         Command::Pipeline(args) => pipeline::run(global, args, false, printer).await,
         Command::Plan(args) => pipeline::run(global, args, true, printer).await,
-        Command::Validate(args) => validate::run(global, args, printer).await,
+        Command::Validate(args) => Box::pin(validate::run(global, args, printer)).await,
         Command::Graph(args) => graph::run(global, args, printer),
         Command::Discover => Err(not_yet("`secretsync discover`", 6)),
-        Command::Context => Err(not_yet("`secretsync context`", 5)),
+        Command::Context => Box::pin(context::run(global, printer)).await,
         Command::Migrate(_) => Err(not_yet("`secretsync migrate`", 8)),
         Command::Schema => {
             init_logging(global, None);

@@ -2,10 +2,11 @@
 
 use std::fmt::Write as _;
 
-use super::{init_logging, load, not_yet};
+use super::{init_logging, load};
 use crate::cli::{GlobalArgs, ValidateArgs};
 use crate::error::CliError;
 use crate::output::Printer;
+use crate::store::check::CheckLine;
 
 pub(super) async fn run(global: &GlobalArgs, args: &ValidateArgs, printer: Printer) -> Result<u8, CliError> {
     let pipeline = load(global, printer)?;
@@ -42,28 +43,45 @@ pub(super) async fn run(global: &GlobalArgs, args: &ValidateArgs, printer: Print
     let _ = writeln!(out, "  merge store: {merge}");
     let _ = writeln!(out, "  warnings: {}", pipeline.warnings.len());
     printer.stdout(&out);
-    if args.check_aws {
-        return Err(not_yet("`validate --check-aws`", 5));
+    let mut code = 0;
+    if args.check_vault || args.check_aws {
+        let context = crate::store::BuildContext::new(&pipeline);
+        if args.check_vault {
+            let lines = crate::store::vault::check_pipeline(&pipeline, &context).await;
+            code = code.max(render_checks("Vault", "no Vault store", &lines, printer));
+        }
+        if args.check_aws {
+            let lines = if uses_aws(&pipeline) {
+                crate::store::aws::check_pipeline(&pipeline, context.aws()).await
+            } else {
+                Vec::new()
+            };
+            code = code.max(render_checks("AWS", "no AWS store", &lines, printer));
+        }
     }
-    if args.check_vault {
-        return Ok(check_vault(&pipeline, printer).await);
-    }
-    Ok(0)
+    Ok(code)
 }
 
-/// Prints one ✓/✗ line per Vault and per Vault location; 2 when anything failed.
-async fn check_vault(pipeline: &crate::config::Pipeline, printer: Printer) -> u8 {
+/// Whether any source, target or the merge store is on AWS.
+pub(super) fn uses_aws(pipeline: &crate::config::Pipeline) -> bool {
+    use crate::config::{MergeStoreSpec, Source, TargetKind};
+    pipeline.sources.values().any(|s| matches!(s, Source::Aws(_)))
+        || pipeline.targets.values().any(|t| matches!(t.kind, TargetKind::Aws(_)))
+        || matches!(pipeline.merge_store, Some(MergeStoreSpec::S3 { .. }))
+        || !pipeline.dynamic_targets.is_empty()
+}
+
+/// Prints one ✓/✗ line per check under `title`; 2 when anything failed.
+pub(super) fn render_checks(title: &str, nothing: &str, lines: &[CheckLine], printer: Printer) -> u8 {
     let s = printer.out;
-    let context = crate::store::BuildContext::new(pipeline);
-    let lines = crate::store::vault::check_pipeline(pipeline, &context).await;
     let mut out = String::new();
     if lines.is_empty() {
-        let _ = writeln!(out, "Vault: the pipeline uses no Vault store; nothing to check");
+        let _ = writeln!(out, "{title}: the pipeline uses {nothing}; nothing to check");
         printer.stdout(&out);
         return 0;
     }
-    let _ = writeln!(out, "Vault:");
-    for line in &lines {
+    let _ = writeln!(out, "{title}:");
+    for line in lines {
         let mark = if line.ok { s.green("✓") } else { s.red("✗") };
         let _ = writeln!(out, "  {mark} {}: {}", line.subject, line.detail);
         if let Some(hint) = &line.hint {
@@ -71,13 +89,13 @@ async fn check_vault(pipeline: &crate::config::Pipeline, printer: Printer) -> u8
         }
     }
     let failed = lines.iter().filter(|l| !l.ok).count();
-    if failed == 0 {
-        let _ = writeln!(out, "{} every Vault check passed", s.green("✓"));
-        printer.stdout(&out);
+    let code = if failed == 0 {
+        let _ = writeln!(out, "{} every {title} check passed", s.green("✓"));
         0
     } else {
-        let _ = writeln!(out, "{} {failed} of {} Vault checks failed", s.red("✗"), lines.len());
-        printer.stdout(&out);
+        let _ = writeln!(out, "{} {failed} of {} {title} checks failed", s.red("✗"), lines.len());
         2
-    }
+    };
+    printer.stdout(&out);
+    code
 }

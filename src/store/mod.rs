@@ -12,6 +12,7 @@
 
 pub mod aws;
 mod build;
+pub mod check;
 #[doc(hidden)]
 pub mod conformance;
 mod error;

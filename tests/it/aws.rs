@@ -238,3 +238,69 @@ async fn s3_writes_are_conditional_and_the_run_lock_names_its_holder() {
     second.lock().await.unwrap();
     second.unlock().await.unwrap();
 }
+
+#[tokio::test]
+async fn secrets_manager_sources_filter_by_prefix_and_tags_and_skip_deleted_secrets() {
+    let services = Services::get();
+    let account = services.aws_account().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await);
+    let tag = |k: &str, v: &str| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build();
+    sm.create_secret()
+        .name("legacy/db")
+        .secret_string(r#"{"u":"a"}"#)
+        .tags(tag("team", "data"))
+        .send()
+        .await
+        .unwrap();
+    sm.create_secret()
+        .name("legacy/cert")
+        .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(vec![1, 2, 255]))
+        .tags(tag("team", "data"))
+        .send()
+        .await
+        .unwrap();
+    sm.create_secret()
+        .name("legacy/other-team")
+        .secret_string("x")
+        .tags(tag("team", "web"))
+        .send()
+        .await
+        .unwrap();
+    sm.create_secret()
+        .name("LEGACY/case")
+        .secret_string("x")
+        .tags(tag("team", "data"))
+        .send()
+        .await
+        .unwrap();
+    sm.create_secret()
+        .name("legacy/gone")
+        .secret_string("x")
+        .tags(tag("team", "data"))
+        .send()
+        .await
+        .unwrap();
+    sm.delete_secret()
+        .secret_id("legacy/gone")
+        .recovery_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+
+    let yaml = format!(
+        "sources: {{ legacy: {{ aws: {{ account_id: \"{}\", prefix: legacy/, tags: {{ team: data }} }} }} }}\n\
+         targets: {{ T: {{ imports: [legacy], file: {{ path: ./out }} }} }}\n",
+        account.account_id
+    );
+    let (pipeline, context) = pipeline(&yaml, aws_env(&services, &account, &services.aws_endpoint));
+    let source = context.source(&pipeline.sources["legacy"]).await.unwrap();
+    let (_, set) = source.read_all().await.unwrap();
+    let names: Vec<String> = set.keys().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        ["cert", "db"],
+        "prefix removed, tag filter applied, case kept, deleted skipped"
+    );
+    assert!(matches!(set[&p("cert")].as_ref(), SecretValue::Binary(b) if b == &[1, 2, 255]));
+    assert!(matches!(set[&p("db")].as_ref(), SecretValue::Json(_)));
+}

@@ -502,3 +502,64 @@ async fn a_role_that_cannot_be_assumed_fails_only_its_target_and_names_the_role(
         "the other account was synced"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_aws_and_context_show_the_caller_the_organization_and_every_role() {
+    let sc = Scenario::new().await;
+    let org = sc.s.aws_organization(&sc.caller).await;
+    let bucket = crate::aws::bucket(&sc.s, &sc.caller).await;
+    let (member, locked) = (random_account_id(), random_account_id());
+    sc.env.write(
+        "config.yaml",
+        format!(
+            "aws: {{ execution_context: {{ type: management_account, account_id: \"{}\" }} }}\n\
+             sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             merge_store: {{ s3: {{ bucket: {bucket} }} }}\n\
+             targets:\n\
+             \x20 Member: {{ account_id: \"{member}\", imports: [files] }}\n\
+             \x20 Locked: {{ account_id: \"{locked}\", imports: [files], role_arn: \"arn:aws:iam::{locked}:role/Sync\" }}\n\
+             \x20 Own: {{ imports: [files] }}\n",
+            sc.caller.account_id
+        ),
+    );
+    sc.proxy
+        .add_rule(testbed::proxy::Rule {
+            operation: Some("AssumeRole".to_owned()),
+            body: Some(format!("iam%3A%3A{locked}%3A")),
+            fault: testbed::proxy::Fault {
+                status: Some(403),
+                code: Some("AccessDenied".to_owned()),
+                ..testbed::proxy::Fault::default()
+            },
+            ..testbed::proxy::Rule::default()
+        })
+        .unwrap();
+    let out = sc.run(&["validate", "--check-aws"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let lines: Vec<&str> = out.stdout.lines().skip_while(|l| *l != "AWS:").collect();
+    let org_id = org["Id"].as_str().unwrap();
+    let caller = &sc.caller.account_id;
+    assert!(
+        lines[1].starts_with("  ✓ caller: arn:aws:sts::") && lines[1].ends_with(&format!("(account {caller})")),
+        "{lines:?}"
+    );
+    assert_eq!(lines[2], format!("  ✓ organization: management account of {org_id}"));
+    assert!(lines[3].starts_with(&format!("  ✓ the merge store: account {caller} us-east-1 with the caller's own credentials: bucket {bucket} reachable")), "{lines:?}");
+    assert!(lines[4].starts_with(&format!("  ✗ target `Locked`: account {locked} us-east-1 via arn:aws:iam::{locked}:role/Sync (role_arn): the role cannot be assumed")), "{lines:?}");
+    assert!(lines[6].starts_with(&format!("  ✓ target `Member`: account {member} us-east-1 via arn:aws:iam::{member}:role/OrganizationAccountAccessRole (the default role): secrets can be listed")), "{lines:?}");
+    assert!(
+        lines[7].starts_with(&format!(
+            "  ✓ target `Own`: account {caller} us-east-1 with the caller's own credentials"
+        )),
+        "{lines:?}"
+    );
+    assert_eq!(lines[8], "✗ 1 of 6 AWS checks failed");
+
+    let context = sc.run(&["context"]);
+    assert_eq!(context.code, 2, "{}", context.snapshot());
+    assert!(
+        context.stdout.starts_with("AWS execution context:\n  ✓ caller: "),
+        "{}",
+        context.stdout
+    );
+}

@@ -8,10 +8,12 @@
 //! role is assumed once per run and refreshed by the SDK's identity cache before it expires.
 //! A role that cannot be assumed fails the stores that need it, naming the role.
 
+mod check;
 mod names;
 mod s3;
 mod secrets_manager;
 
+pub use check::check_pipeline;
 pub use s3::S3MergeStore;
 pub use secrets_manager::{SecretsManagerStore, SmMode};
 
@@ -199,7 +201,7 @@ impl AwsClients {
 
     /// The run's own SDK configuration: the standard credential chain (or the access key given
     /// in the environment), retries, timeouts and the endpoint override.
-    async fn base(&self) -> &SdkConfig {
+    pub(crate) async fn base(&self) -> &SdkConfig {
         self.base
             .get_or_init(|| async {
                 let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12())
@@ -292,7 +294,7 @@ impl AwsClients {
     }
 
     /// The (shared) credentials provider for `role`.
-    async fn assumed(&self, role: &str) -> SharedCredentialsProvider {
+    pub(crate) async fn assumed(&self, role: &str) -> SharedCredentialsProvider {
         let mut roles = self.roles.lock().await;
         if let Some(known) = roles.get(role) {
             return known.clone();

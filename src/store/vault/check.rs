@@ -10,39 +10,7 @@ use crate::config::{MergeStoreSpec, Pipeline, Source, TargetKind, VaultLocation}
 use crate::model::SecretPath;
 use crate::store::BuildContext;
 use crate::store::build::join;
-
-/// One line of the check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckLine {
-    /// Passed.
-    pub ok: bool,
-    /// What was checked (`http://vault:8200`, ``source `analytics` ``).
-    pub subject: String,
-    /// What was found.
-    pub detail: String,
-    /// How to fix a failure.
-    pub hint: Option<String>,
-}
-
-impl CheckLine {
-    fn pass(subject: String, detail: String) -> Self {
-        Self {
-            ok: true,
-            subject,
-            detail,
-            hint: None,
-        }
-    }
-
-    fn fail(subject: String, detail: String, hint: Option<String>) -> Self {
-        Self {
-            ok: false,
-            subject,
-            detail,
-            hint,
-        }
-    }
-}
+use crate::store::check::CheckLine;
 
 /// Every Vault location in the pipeline, with its role, in a stable order.
 fn locations(pipeline: &Pipeline) -> Vec<(String, &VaultLocation, Role)> {

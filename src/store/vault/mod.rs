@@ -16,7 +16,7 @@
 mod check;
 mod connection;
 
-pub use check::{CheckLine, check_pipeline};
+pub use check::check_pipeline;
 
 use connection::VaultError;
 pub(crate) use connection::{VaultConnection, VaultEndpoint, endpoint};
