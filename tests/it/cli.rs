@@ -220,6 +220,16 @@ fn connectivity_checks_of_a_pipeline_without_cloud_stores_have_nothing_to_do() {
     let env = quickstart();
     let out = env.run(&["validate", "-c", CONFIG, "--check-aws", "--check-vault"]);
     assert_eq!(out.code, 0, "{}", out.snapshot());
-    assert!(out.stdout.contains("Vault: the pipeline uses no Vault store; nothing to check"), "{}", out.stdout);
-    assert!(out.stdout.contains("AWS: the pipeline uses no AWS store; nothing to check"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("Vault: the pipeline uses no Vault store; nothing to check"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("AWS: the pipeline uses no AWS store; nothing to check"),
+        "{}",
+        out.stdout
+    );
 }
