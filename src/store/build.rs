@@ -152,6 +152,7 @@ impl BuildContext {
                     .aws_session(a.account_id.as_deref(), a.role_arn.as_deref(), a.region.as_deref())
                     .await?;
                 Ok(Arc::new(SecretsManagerStore::new(
+                    self.aws.secrets_manager(&session),
                     session,
                     a.prefix.as_deref().unwrap_or_default(),
                     SmMode::Source { tags: a.tags.clone() },
@@ -182,6 +183,7 @@ impl BuildContext {
                     .aws_session(t.account_id.as_deref(), t.role_arn.as_deref(), t.region.as_deref())
                     .await?;
                 Ok(Arc::new(SecretsManagerStore::new(
+                    self.aws.secrets_manager(&session),
                     session,
                     &t.secret_prefix,
                     SmMode::Target {

@@ -161,6 +161,8 @@ pub struct AwsClients {
     caller: OnceCell<Result<CallerIdentity, (ErrorClass, String)>>,
     /// One credentials provider per assumed role.
     roles: Mutex<BTreeMap<String, SharedCredentialsProvider>>,
+    /// One Secrets Manager client per (account, region, role).
+    secrets_manager: std::sync::Mutex<BTreeMap<(String, String, Option<String>), aws_sdk_secretsmanager::Client>>,
 }
 
 impl std::fmt::Debug for AwsClients {
@@ -178,7 +180,20 @@ impl AwsClients {
             base: OnceCell::new(),
             caller: OnceCell::new(),
             roles: Mutex::new(BTreeMap::new()),
+            secrets_manager: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The Secrets Manager client for `session`'s account, region and role (shared by every
+    /// store there).
+    pub(crate) fn secrets_manager(&self, session: &Session) -> aws_sdk_secretsmanager::Client {
+        let key = (session.account.clone(), session.region.clone(), session.role.clone());
+        self.secrets_manager
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_insert_with(|| aws_sdk_secretsmanager::Client::new(&session.config))
+            .clone()
     }
 
     /// A region named here, else `aws.region`, else `AWS_REGION` / `AWS_DEFAULT_REGION`, else

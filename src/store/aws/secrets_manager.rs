@@ -130,9 +130,9 @@ fn is_pending_deletion_error(code: &str, message: &str) -> bool {
 }
 
 impl SecretsManagerStore {
-    /// A store over `session` for secrets named `prefix` + path.
-    pub(crate) fn new(session: Session, prefix: &str, mode: SmMode) -> Self {
-        let client = Client::new(&session.config);
+    /// A store using `client` (in `session`'s account and region) for secrets named
+    /// `prefix` + path.
+    pub(crate) fn new(client: Client, session: Session, prefix: &str, mode: SmMode) -> Self {
         Self {
             client,
             session,
