@@ -153,6 +153,9 @@ pub(crate) fn class_of_code(code: &str) -> ErrorClass {
     }
 }
 
+/// (account, region, role) of a client.
+type ClientKey = (String, String, Option<String>);
+
 /// SDK configuration for every account and region the run touches.
 pub struct AwsClients {
     settings: AwsSettings,
@@ -162,7 +165,7 @@ pub struct AwsClients {
     /// One credentials provider per assumed role.
     roles: Mutex<BTreeMap<String, SharedCredentialsProvider>>,
     /// One Secrets Manager client per (account, region, role).
-    secrets_manager: std::sync::Mutex<BTreeMap<(String, String, Option<String>), aws_sdk_secretsmanager::Client>>,
+    secrets_manager: std::sync::Mutex<BTreeMap<ClientKey, aws_sdk_secretsmanager::Client>>,
 }
 
 impl std::fmt::Debug for AwsClients {
