@@ -87,6 +87,30 @@ async fn secrets_manager_reports_tag_and_key_drift_and_fixes_it_without_a_new_ve
     changed.put(&p("db"), &value, "T").await.unwrap();
     let listing = changed.list().await.unwrap();
     assert_eq!(listing.entries[&p("db")].drift, None, "put brought the tags in line");
+
+    let rekeyed = sm_target(
+        &services,
+        &account,
+        ", tags: { env: staging, owner: me }, kms_key_id: alias/rotated",
+    )
+    .await;
+    let listing = rekeyed.list().await.unwrap();
+    let drift = listing.entries[&p("db")].drift.clone().unwrap();
+    assert!(
+        drift.starts_with("KMS key differs: ") && drift.ends_with("→ alias/rotated"),
+        "{drift}"
+    );
+    let value = rekeyed.get_many(&[p("db")]).await.unwrap()[0].1.clone().unwrap();
+    rekeyed.put(&p("db"), &value, "T").await.unwrap();
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await);
+    let described = sm.describe_secret().secret_id("db").send().await.unwrap();
+    assert_eq!(described.kms_key_id(), Some("alias/rotated"));
+    let versions = sm.list_secret_version_ids().secret_id("db").send().await.unwrap();
+    assert_eq!(
+        versions.versions().len(),
+        1,
+        "tags and key were fixed without a new version"
+    );
 }
 
 /// An SDK client config for `account` on `endpoint`, for arranging and checking state.
