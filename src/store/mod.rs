@@ -45,6 +45,30 @@ pub const TARGET_TAG: &str = "secretsync:target";
 /// Values read by [`Store::get_many`], in the order asked; `None` for missing secrets.
 pub type Fetched = Vec<(SecretPath, Option<Arc<SecretValue>>)>;
 
+/// `get_many` for stores that read one secret per request: up to `concurrency` reads in
+/// flight, answers in the order asked, the first error wins.
+pub(crate) async fn get_concurrently<F, Fut>(
+    paths: &[SecretPath],
+    concurrency: usize,
+    read: F,
+) -> Result<Fetched, StoreError>
+where
+    F: Fn(SecretPath) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<SecretValue>, StoreError>>,
+{
+    use futures_util::stream::{self, StreamExt};
+    stream::iter(paths.iter().cloned())
+        .map(|p| {
+            let read = read(p.clone());
+            async move { read.await.map(|v| (p, v.map(Arc::new))) }
+        })
+        .buffered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// What a store can do, so callers ask instead of guessing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Capabilities {

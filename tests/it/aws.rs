@@ -2,12 +2,11 @@
 //! S3 as the merge store, built from a pipeline file the way the binary builds them. Each test
 //! works in its own account(s).
 
-use std::path::Path;
 use std::sync::Arc;
 
-use secretsync::config::{Pipeline, load_str};
+use crate::support::built;
 use secretsync::model::{SecretPath, SecretValue};
-use secretsync::store::{BuildContext, ErrorClass, Owner, WritableStore, conformance};
+use secretsync::store::{ErrorClass, Owner, WritableStore, conformance};
 use serde_json::json;
 use testbed::support::{AwsAccount, Services};
 
@@ -23,14 +22,6 @@ pub(crate) fn aws_env(services: &Services, account: &AwsAccount, endpoint: &str)
     ]
 }
 
-fn pipeline(yaml: &str, vars: Vec<(String, String)>) -> (Pipeline, BuildContext) {
-    let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let pipeline = load_str(yaml, Path::new("test.yaml"), Path::new("."), &lookup)
-        .unwrap_or_else(|e| panic!("test pipeline is invalid: {e:?}\n{yaml}"));
-    let context = BuildContext::with_env(&pipeline, Arc::new(lookup), None);
-    (pipeline, context)
-}
-
 /// A Secrets Manager target `T` in the caller's account with `fields` (YAML mapping entries).
 async fn sm_target(services: &Services, account: &AwsAccount, fields: &str) -> Arc<dyn WritableStore> {
     let yaml = format!(
@@ -38,7 +29,7 @@ async fn sm_target(services: &Services, account: &AwsAccount, fields: &str) -> A
          targets: {{ T: {{ imports: [s], account_id: \"{}\"{fields} }} }}\n",
         account.account_id
     );
-    let (pipeline, context) = pipeline(&yaml, aws_env(services, account, &services.aws_endpoint));
+    let (pipeline, context) = built(&yaml, aws_env(services, account, &services.aws_endpoint));
     context
         .target(&pipeline.targets["T"])
         .await
@@ -154,7 +145,7 @@ async fn s3_merge_store(
          merge_store: {{ s3: {{ bucket: {bucket}, prefix: merged/{extra} }} }}\n\
          targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n"
     );
-    let (pipeline, context) = pipeline(&yaml, aws_env(services, account, &services.aws_endpoint));
+    let (pipeline, context) = built(&yaml, aws_env(services, account, &services.aws_endpoint));
     context
         .merge_store(pipeline.merge_store.as_ref().unwrap())
         .await
@@ -316,7 +307,7 @@ async fn secrets_manager_sources_filter_by_prefix_and_tags_and_skip_deleted_secr
          targets: {{ T: {{ imports: [legacy], file: {{ path: ./out }} }} }}\n",
         account.account_id
     );
-    let (pipeline, context) = pipeline(&yaml, aws_env(&services, &account, &services.aws_endpoint));
+    let (pipeline, context) = built(&yaml, aws_env(&services, &account, &services.aws_endpoint));
     let source = context.source(&pipeline.sources["legacy"]).await.unwrap();
     let (_, set) = source.read_all().await.unwrap();
     let names: Vec<String> = set.keys().map(ToString::to_string).collect();

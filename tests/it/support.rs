@@ -161,3 +161,17 @@ pub(crate) fn files(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A pipeline file read with `vars` as its environment, and a store-building context with the
+/// same environment (so tests never depend on the process's).
+pub(crate) fn built<K: Into<String>, V: Into<String>>(
+    yaml: &str,
+    vars: impl IntoIterator<Item = (K, V)>,
+) -> (secretsync::config::Pipeline, secretsync::store::BuildContext) {
+    let vars: Vec<(String, String)> = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+    let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let pipeline = secretsync::config::load_str(yaml, Path::new("test.yaml"), Path::new("."), &lookup)
+        .unwrap_or_else(|e| panic!("test pipeline is invalid: {e:?}\n{yaml}"));
+    let context = secretsync::store::BuildContext::with_env(&pipeline, std::sync::Arc::new(lookup), None);
+    (pipeline, context)
+}

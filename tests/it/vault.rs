@@ -4,24 +4,13 @@
 //! token expiry. Stores are built the way the binary builds them: from a pipeline file, through
 //! `BuildContext` (address, auth, mount preflight). Each test works in its own mount.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use secretsync::config::{Pipeline, load_str};
+use crate::support::built;
 use secretsync::model::{SecretPath, SecretValue};
-use secretsync::store::{BuildContext, ErrorClass, Owner, WritableStore, conformance};
+use secretsync::store::{ErrorClass, Owner, WritableStore, conformance};
 use serde_json::{Value, json};
 use testbed::support::{Services, kubernetes_jwt, random_account_id, vault_expire_tokens, vault_request};
-
-/// A pipeline file read with `vars` as its environment, and a build context with the same.
-fn pipeline(yaml: &str, vars: &[(&str, &str)]) -> (Pipeline, BuildContext) {
-    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let pipeline = load_str(yaml, Path::new("test.yaml"), Path::new("."), &lookup)
-        .unwrap_or_else(|e| panic!("test pipeline is invalid: {e:?}\n{yaml}"));
-    let context = BuildContext::with_env(&pipeline, Arc::new(lookup), None);
-    (pipeline, context)
-}
 
 /// A pipeline with one Vault target `T` (`vault_block` is the target's `vault:` mapping) and
 /// the root token.
@@ -35,7 +24,7 @@ fn target_yaml(services: &Services, vault_block: &str) -> String {
 }
 
 async fn target(services: &Services, vault_block: &str) -> Arc<dyn WritableStore> {
-    let (pipeline, context) = pipeline(&target_yaml(services, vault_block), &[("TOKEN", &services.vault_token)]);
+    let (pipeline, context) = built(&target_yaml(services, vault_block), [("TOKEN", &services.vault_token)]);
     context
         .target(&pipeline.targets["T"])
         .await
@@ -142,7 +131,7 @@ async fn kv1_and_kv2_targets_pass_the_store_contract_with_approle() {
              targets: {{ T: {{ imports: [s], vault: {{ mount: {mount}, path: team }} }} }}\n",
             services.vault_addr
         );
-        let (pipeline, context) = pipeline(&yaml, &[("ROLE", &role_id), ("SECRET", &secret_id)]);
+        let (pipeline, context) = built(&yaml, [("ROLE", &role_id), ("SECRET", &secret_id)]);
         let store = context.target(&pipeline.targets["T"]).await.unwrap();
         conformance::run(store.as_ref())
             .await
@@ -161,7 +150,7 @@ async fn a_wrong_approle_secret_fails_the_build_naming_the_login() {
          targets: {{ T: {{ imports: [s], vault: {{ mount: {mount} }} }} }}\n",
         services.vault_addr
     );
-    let (pipeline, context) = pipeline(&yaml, &[("ROLE", &role_id)]);
+    let (pipeline, context) = built(&yaml, [("ROLE", &role_id)]);
     let err = context.target(&pipeline.targets["T"]).await.unwrap_err().to_string();
     assert!(err.contains(&format!("AppRole (auth/{auth}) login failed")), "{err}");
     assert!(err.contains("status 400"), "{err}");
@@ -211,7 +200,7 @@ async fn kubernetes_login_uses_the_service_account_token_file() {
              targets: {{ T: {{ imports: [s], vault: {{ mount: {mount} }} }} }}\n",
             jwt_file.display()
         );
-        pipeline(&yaml, &[])
+        built(&yaml, Vec::<(String, String)>::new())
     };
     let (pipe, context) = build(kubernetes_jwt("platform", "secretsync"));
     let store = context.target(&pipe.targets["T"]).await.unwrap();
@@ -259,7 +248,7 @@ async fn stores_work_inside_a_namespace() {
          merge_store: {{ vault: {{ mount: kv-one, prefix: merged }} }}\n\
          targets: {{ T: {{ imports: [s], vault: {{ mount: kv-two, path: app }} }} }}\n"
     );
-    let (pipeline, context) = pipeline(&yaml, &[("TOKEN", &services.vault_token)]);
+    let (pipeline, context) = built(&yaml, [("TOKEN", &services.vault_token)]);
     let store = context.target(&pipeline.targets["T"]).await.unwrap();
     assert!(
         store.describe().contains(&format!("(namespace {ns})")),
@@ -294,7 +283,7 @@ async fn merge_store_scopes_pass_the_store_contract_and_mark_complete_results() 
              targets: {{ Staging: {{ imports: [s], file: {{ path: ./out }} }} }}\n",
             services.vault_addr
         );
-        let (pipeline, context) = pipeline(&yaml, &[("TOKEN", &services.vault_token)]);
+        let (pipeline, context) = built(&yaml, [("TOKEN", &services.vault_token)]);
         let merge = context
             .merge_store(pipeline.merge_store.as_ref().unwrap())
             .await
@@ -389,7 +378,7 @@ async fn sources_read_subtrees_skip_soft_deleted_secrets_and_keep_values_exact()
          targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n",
         services.vault_addr
     );
-    let (pipeline, context) = pipeline(&yaml, &[("TOKEN", &services.vault_token)]);
+    let (pipeline, context) = built(&yaml, [("TOKEN", &services.vault_token)]);
     let source = context.source(&pipeline.sources["s"]).await.unwrap();
     let (listing, set) = source.read_all().await.unwrap();
     let names: Vec<String> = set.keys().map(ToString::to_string).collect();
@@ -430,7 +419,7 @@ async fn listing_limits_and_missing_filters_are_errors_that_say_where() {
              targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n",
             services.vault_addr
         );
-        pipeline(&yaml, &[("TOKEN", &services.vault_token)])
+        built(&yaml, [("TOKEN", &services.vault_token)])
     };
     let (pipe, ctx) = build(format!("{{ mount: {mount}, max_traversal_depth: 2 }}"));
     let err = ctx.source(&pipe.sources["s"]).await.unwrap().list().await.unwrap_err();
@@ -613,7 +602,7 @@ async fn an_expired_login_token_is_replaced_once_and_the_run_goes_on() {
          targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n",
         proxy.addr
     );
-    let (pipeline, context) = pipeline(&yaml, &[("ROLE", &role_id), ("SECRET", &secret_id)]);
+    let (pipeline, context) = built(&yaml, [("ROLE", &role_id), ("SECRET", &secret_id)]);
     let source = context.source(&pipeline.sources["s"]).await.unwrap();
     let logins = |proxy: &testbed::proxy::RunningProxy| {
         proxy

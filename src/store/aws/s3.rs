@@ -17,7 +17,6 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
-use futures_util::stream::{self, StreamExt};
 
 use super::Session;
 use crate::model::{SecretPath, SecretValue, ValueKind};
@@ -433,13 +432,7 @@ impl Store for S3Scope {
     }
 
     async fn get_many(&self, paths: &[SecretPath]) -> Result<Fetched, StoreError> {
-        stream::iter(paths.iter().cloned())
-            .map(|p| async move { self.read(&p).await.map(|v| (p, v.map(Arc::new))) })
-            .buffered(READ_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect()
+        crate::store::get_concurrently(paths, READ_CONCURRENCY, |p| async move { self.read(&p).await }).await
     }
 }
 

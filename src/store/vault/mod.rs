@@ -557,13 +557,7 @@ impl Store for VaultStore {
     }
 
     async fn get_many(&self, paths: &[SecretPath]) -> Result<Fetched, StoreError> {
-        stream::iter(paths.iter().cloned())
-            .map(|p| async move { self.read(&p).await.map(|v| (p, v.map(Arc::new))) })
-            .buffered(self.limits.concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect()
+        super::get_concurrently(paths, self.limits.concurrency, |p| async move { self.read(&p).await }).await
     }
 
     async fn read_all(&self) -> Result<(Listing, SecretSet), StoreError> {
