@@ -563,3 +563,37 @@ async fn check_aws_and_context_show_the_caller_the_organization_and_every_role()
         context.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_are_assumed_with_the_configured_external_id_and_session_name() {
+    let sc = Scenario::new().await;
+    let other = random_account_id();
+    sc.env.write("src/x.json", r#"{"x": 1}"#);
+    sc.env.write(
+        "config.yaml",
+        format!(
+            "aws: {{ external_id: ext-4711, role_session_name: nightly-sync, execution_context: {{ custom_role_pattern: \"arn:aws:iam::{{{{.AccountID}}}}:role/SecretsSync\" }} }}\n\
+             sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             targets: {{ Other: {{ account_id: \"{other}\", imports: [files] }} }}\n"
+        ),
+    );
+    let id = sc
+        .proxy
+        .add_rule(testbed::proxy::Rule {
+            operation: Some("AssumeRole".to_owned()),
+            // The SDK writes the form in the model's member order.
+            body: Some(format!(
+                "RoleArn=arn%3Aaws%3Aiam%3A%3A{other}%3Arole%2FSecretsSync&RoleSessionName=nightly-sync&.*ExternalId=ext-4711"
+            )),
+            fault: testbed::proxy::Fault::default(),
+            ..testbed::proxy::Rule::default()
+        })
+        .unwrap();
+    let out = sc.run(&["pipeline"]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert_eq!(
+        sc.proxy.rule_stats(id).unwrap().matched,
+        1,
+        "one AssumeRole, with the pattern's role, the external id and the session name"
+    );
+}
