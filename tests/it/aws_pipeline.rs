@@ -274,6 +274,8 @@ async fn a_desired_secret_scheduled_for_deletion_is_restored_then_updated() {
     sc.env.write("src/back.json", r#"{"v": 1}"#);
     sc.config("", "sync: { delete_orphans: true, recovery_window_days: 7 }");
     assert_eq!(sc.run(&["pipeline"]).code, 0);
+    sc.env.write("src/back.json", r#"{"v": 2}"#);
+    assert_eq!(sc.run(&["pipeline"]).code, 0);
 
     std::fs::remove_file(sc.env.path().join("src/back.json")).unwrap();
     let deleted = sc.run(&["pipeline"]);
@@ -285,7 +287,9 @@ async fn a_desired_secret_scheduled_for_deletion_is_restored_then_updated() {
         "scheduled for deletion, recoverable"
     );
 
-    sc.env.write("src/back.json", r#"{"v": 2}"#);
+    // Desired again with its first value: restored, and that value is current again (the
+    // write is not mistaken for a retry of the first version's write).
+    sc.env.write("src/back.json", r#"{"v": 1}"#);
     let restored = sc.run(&["pipeline"]);
     assert_eq!(restored.code, 0, "{}", restored.snapshot());
     assert!(restored.stdout.contains("↺ back"), "{}", restored.stdout);
@@ -298,7 +302,7 @@ async fn a_desired_secret_scheduled_for_deletion_is_restored_then_updated() {
             .deleted_date()
             .is_none()
     );
-    assert_eq!(string_value(&sm, "back").await, json!({ "v": 2 }));
+    assert_eq!(string_value(&sm, "back").await, json!({ "v": 1 }));
     assert_eq!(sc.run(&["pipeline", "--exit-code"]).code, 0, "converged");
 }
 

@@ -246,6 +246,23 @@ impl SecretsManagerStore {
         }
     }
 
+    /// The id of the version labelled `AWSCURRENT`.
+    async fn current_version(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("describe `{id}`"), &e))?;
+        Ok(out.version_ids_to_stages().and_then(|versions| {
+            versions
+                .iter()
+                .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+                .map(|(version, _)| version.clone())
+        }))
+    }
+
     fn remember(&self, path: &SecretPath, known: Known) {
         self.known().insert(path.clone(), known);
     }
@@ -664,11 +681,17 @@ impl WritableStore for SecretsManagerStore {
             .is_some_and(|v| v.kind() == value.kind() && v.semantic_eq(value));
         if !unchanged {
             let id = known.arn.clone().unwrap_or_else(|| name.clone());
+            // The token must name the version being replaced: without it, writing a value the
+            // secret held once before would reuse that write's token and change nothing.
+            let current = match known.version.clone() {
+                Some(version) => Some(version),
+                None => self.current_version(&id).await?,
+            };
             let mut request = self
                 .client
                 .put_secret_value()
                 .secret_id(&id)
-                .client_request_token(request_token(&name, known.version.as_deref(), &payload));
+                .client_request_token(request_token(&name, current.as_deref(), &payload));
             request = match &payload {
                 Payload::String(s) => request.secret_string(s),
                 Payload::Binary(b) => request.secret_binary(Blob::new(b.clone())),
