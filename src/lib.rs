@@ -9,6 +9,7 @@
 pub mod cli;
 mod commands;
 pub mod config;
+pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod graph;

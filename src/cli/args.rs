@@ -55,7 +55,7 @@ pub enum Command {
     /// Print targets by level, the execution order and inheritance
     Graph(GraphArgs),
     /// List the targets discovery would find (read-only)
-    Discover,
+    Discover(DiscoverArgs),
     /// Show the AWS execution context (caller, organization, roles)
     Context,
     /// Convert another tool's configuration into a pipeline file
@@ -132,6 +132,9 @@ pub struct PipelineArgs {
     /// Discover dynamic targets.
     #[arg(long, env = EnvVars::DISCOVER, value_parser = clap::builder::BoolishValueParser::new())]
     pub discover: bool,
+    /// Discovery cache.
+    #[command(flatten)]
+    pub cache: DiscoveryCacheArgs,
     /// Output format [default: github inside GitHub Actions, else human].
     #[arg(short = 'o', long, env = EnvVars::OUTPUT, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
@@ -159,6 +162,54 @@ pub struct PipelineArgs {
     /// Targets merged and synced at once [default: `pipeline.merge.parallel` / `pipeline.sync.parallel`].
     #[arg(long, env = EnvVars::PARALLEL, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: Option<u16>,
+}
+
+/// Reusing discovery results (for scheduled jobs over many accounts).
+#[derive(Debug, Clone, Args)]
+pub struct DiscoveryCacheArgs {
+    /// Reuse discovery results saved in FILE while they are fresh; save them there otherwise.
+    #[arg(long, env = EnvVars::DISCOVERY_CACHE, value_name = "FILE")]
+    pub discovery_cache: Option<PathBuf>,
+    /// How long saved discovery results stay fresh (`30m`, `1h`, `1d`).
+    #[arg(long, env = EnvVars::DISCOVERY_TTL, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub discovery_ttl: std::time::Duration,
+}
+
+/// `30s`, `30m`, `1h`, `1d` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30m, 1h or 1d"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}` is not a duration like 30m, 1h or 1d")),
+    };
+    Ok(std::time::Duration::from_secs(n * seconds))
+}
+
+/// Flags of `discover`.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Output format.
+    #[arg(short = 'o', long, env = EnvVars::DISCOVER_OUTPUT, value_enum, default_value_t = DiscoverFormat::Text, value_name = "FORMAT")]
+    pub output: DiscoverFormat,
+    /// Discovery cache.
+    #[command(flatten)]
+    pub cache: DiscoveryCacheArgs,
+}
+
+/// Output formats of `discover`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiscoverFormat {
+    /// One line per target and per skipped account, with the reason.
+    Text,
+    /// The versioned JSON document (docs/discovery-format.md).
+    Json,
 }
 
 /// Flags of `validate`.

@@ -41,6 +41,12 @@ env_vars! {
     DISCOVER = "SECRETSYNC_DISCOVER";
     /// Output format: `human`, `json`, `github`, `compact` (`--output`).
     OUTPUT = "SECRETSYNC_OUTPUT";
+    /// Reuse discovery results saved in this file while fresh (`--discovery-cache`).
+    DISCOVERY_CACHE = "SECRETSYNC_DISCOVERY_CACHE";
+    /// How long saved discovery results stay fresh, e.g. `30m`, `1h` (`--discovery-ttl`).
+    DISCOVERY_TTL = "SECRETSYNC_DISCOVERY_TTL";
+    /// Output format of `discover`: `text` or `json` (`discover --output`).
+    DISCOVER_OUTPUT = "SECRETSYNC_DISCOVER_OUTPUT";
     /// Show which keys change (`--diff`).
     DIFF = "SECRETSYNC_DIFF";
     /// Exit 1 when there are changes (`--exit-code`).

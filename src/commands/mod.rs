@@ -2,6 +2,7 @@
 //! return the exit code. Shared steps (loading, logging) live here.
 
 mod context;
+mod discover;
 mod graph;
 mod pipeline;
 mod validate;
@@ -23,7 +24,7 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
         Command::Plan(args) => pipeline::run(global, args, true, printer).await,
         Command::Validate(args) => Box::pin(validate::run(global, args, printer)).await,
         Command::Graph(args) => graph::run(global, args, printer),
-        Command::Discover => Err(not_yet("`secretsync discover`", 6)),
+        Command::Discover(args) => Box::pin(discover::run(global, args, printer)).await,
         Command::Context => Box::pin(context::run(global, printer)).await,
         Command::Migrate(_) => Err(not_yet("`secretsync migrate`", 8)),
         Command::Schema => {

@@ -26,17 +26,22 @@ pub(super) async fn run(
     plan_command: bool,
     printer: Printer,
 ) -> Result<u8, CliError> {
-    let pipeline = load(global, printer)?;
+    let mut pipeline = load(global, printer)?;
     init_logging(global, Some(&pipeline));
     let dry_run = plan_command || args.dry_run || pipeline.settings.dry_run;
+    let context = store::BuildContext::new(&pipeline);
+    let mut discovery_errors = Vec::new();
     if args.discover || pipeline.settings.discover {
-        return Err(CliError::NotYet {
-            what: "discovery of dynamic targets (`--discover`)".to_owned(),
-            issue: 6,
-            hint: Some("run without `--discover` to sync the static targets".to_owned()),
-        });
-    }
-    if !pipeline.dynamic_targets.is_empty() {
+        if pipeline.dynamic_targets.is_empty() {
+            tracing::warn!("--discover: the pipeline has no `dynamic_targets`, so there is nothing to discover");
+        } else {
+            let discovered = super::discover::run_discovery(global, &pipeline, &context, &args.cache).await;
+            discovery_errors = discovered.errors();
+            if let Err(e) = crate::discovery::expand(&mut pipeline, &discovered) {
+                discovery_errors.push(format!("discovered targets were not added: {e}"));
+            }
+        }
+    } else if !pipeline.dynamic_targets.is_empty() {
         let names: Vec<&str> = pipeline.dynamic_targets.keys().map(String::as_str).collect();
         tracing::warn!(
             "dynamic targets ({}) are only synced with --discover (or `pipeline.discover: true`)",
@@ -66,7 +71,7 @@ pub(super) async fn run(
 
     let merge_phase = !args.sync_only;
     let sync_phase = !args.merge_only;
-    let stores = build_stores(&pipeline, &selected, merge_phase, sync_phase, dry_run).await?;
+    let stores = build_stores(&pipeline, &context, &selected, merge_phase, sync_phase, dry_run).await?;
     let settings = &pipeline.settings;
     let parallel = args.parallel.map(usize::from);
     let options = RunOptions {
@@ -99,7 +104,8 @@ pub(super) async fn run(
     let show_progress =
         !global.no_progress && output == OutputFormat::Human && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let events: &dyn EventSink = if show_progress { &bars } else { &NoEvents };
-    let report = Engine::new(&pipeline, &stores, &options, events, interrupt).run().await;
+    let mut report = Engine::new(&pipeline, &stores, &options, events, interrupt).run().await;
+    report.errors.extend(discovery_errors);
 
     let config = shown(&global.config);
     render(&report, output, args, plan_command, &config, printer);
@@ -239,13 +245,13 @@ fn select(pipeline: &Pipeline, args: &PipelineArgs) -> Result<BTreeSet<String>, 
 
 async fn build_stores(
     pipeline: &Pipeline,
+    context: &store::BuildContext,
     selected: &BTreeSet<String>,
     merge_phase: bool,
     sync_phase: bool,
     dry_run: bool,
 ) -> Result<Stores, CliError> {
     let mut stores = Stores::default();
-    let context = store::BuildContext::new(pipeline);
     let involved = if merge_phase {
         pipeline
             .graph

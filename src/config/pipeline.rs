@@ -154,6 +154,27 @@ pub enum RoleSource {
 /// The placeholder account id in role patterns.
 pub const ACCOUNT_ID_PLACEHOLDER: &str = "{{.AccountID}}";
 
+impl Pipeline {
+    /// Rebuilds the inheritance graph from the targets (after discovery added some).
+    pub fn rebuild_graph(&mut self) -> Result<(), crate::graph::GraphError> {
+        let imports: BTreeMap<String, Vec<String>> = self
+            .targets
+            .iter()
+            .map(|(name, t)| {
+                let parents = t
+                    .imports
+                    .iter()
+                    .filter(|i| i.kind == super::pipeline::ImportKind::Target)
+                    .map(|i| i.name.clone())
+                    .collect();
+                (name.clone(), parents)
+            })
+            .collect();
+        self.graph = TargetGraph::new(&imports)?;
+        Ok(())
+    }
+}
+
 impl AwsSettings {
     /// The role to assume in `account_id`, by the one precedence rule (SPEC §2):
     /// explicit `role_arn` → `custom_role_pattern` → Control Tower role →
@@ -475,6 +496,19 @@ pub struct NameMatching {
     pub strip_prefixes: Vec<String>,
     /// Suffixes to strip.
     pub strip_suffixes: Vec<String>,
+}
+
+impl NameMatching {
+    /// What applies when no `name_matching` block is given: whole-name, case-insensitive.
+    pub fn default_for_patterns() -> Self {
+        Self {
+            strategy: MatchStrategy::Exact,
+            normalize_keys: false,
+            case_insensitive: true,
+            strip_prefixes: Vec::new(),
+            strip_suffixes: Vec::new(),
+        }
+    }
 }
 
 /// Identity Center discovery.

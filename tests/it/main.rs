@@ -7,6 +7,7 @@ mod aws_pipeline;
 mod bad_configs;
 mod cli;
 mod deepmerge_python;
+mod discovery;
 mod graph_render;
 mod quickstart;
 mod services;

@@ -1,0 +1,147 @@
+//! Accounts from IAM Identity Center: where a permission set (by name) is assigned, or where a
+//! group (by display name) has any assignment.
+//!
+//! Both use the account-assignment APIs. `ListAccountsForProvisionedPermissionSet` alone is not
+//! enough: it lists where a permission set is *provisioned*, which outlives assignments, and
+//! moto answers it with a stub. So a permission set is looked up with `ListAccountAssignments`
+//! in every account of the organization, and a group with `ListAccountAssignmentsForPrincipal`.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_identitystore::types::{AlternateIdentifier, UniqueAttribute};
+use aws_sdk_ssoadmin::types::PrincipalType;
+
+use super::Account;
+use crate::store::aws::error_chain;
+
+/// The Identity Center instance: its ARN and identity store.
+pub(crate) struct Instance {
+    arn: String,
+    identity_store: String,
+}
+
+/// The first (and in practice only) Identity Center instance.
+pub(crate) async fn instance(sso: &aws_sdk_ssoadmin::Client) -> Result<Instance, String> {
+    let out = sso
+        .list_instances()
+        .send()
+        .await
+        .map_err(|e| format!("sso:ListInstances failed: {}", error_chain(&e)))?;
+    let first = out
+        .instances()
+        .first()
+        .ok_or("no IAM Identity Center instance in this account and region")?;
+    Ok(Instance {
+        arn: first.instance_arn().unwrap_or_default().to_owned(),
+        identity_store: first.identity_store_id().unwrap_or_default().to_owned(),
+    })
+}
+
+/// The ARN of the permission set named `name`.
+async fn permission_set(sso: &aws_sdk_ssoadmin::Client, instance: &Instance, name: &str) -> Result<String, String> {
+    let mut pages = sso
+        .list_permission_sets()
+        .instance_arn(&instance.arn)
+        .into_paginator()
+        .send();
+    let mut seen = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| format!("sso:ListPermissionSets failed: {}", error_chain(&e)))?;
+        for arn in page.permission_sets() {
+            let described = sso
+                .describe_permission_set()
+                .instance_arn(&instance.arn)
+                .permission_set_arn(arn)
+                .send()
+                .await
+                .map_err(|e| format!("sso:DescribePermissionSet failed: {}", error_chain(&e)))?;
+            let found = described.permission_set().and_then(|p| p.name()).unwrap_or_default();
+            if found == name {
+                return Ok(arn.clone());
+            }
+            seen.push(found.to_owned());
+        }
+    }
+    seen.sort();
+    Err(format!(
+        "no permission set named `{name}` (there: {})",
+        if seen.is_empty() {
+            "none".to_owned()
+        } else {
+            seen.join(", ")
+        }
+    ))
+}
+
+/// The accounts of `candidates` where the permission set `name` is assigned to anyone.
+pub(crate) async fn with_permission_set(
+    sso: &aws_sdk_ssoadmin::Client,
+    instance: &Instance,
+    name: &str,
+    candidates: &[Account],
+) -> Result<Vec<Account>, String> {
+    let arn = permission_set(sso, instance, name).await?;
+    let mut out = Vec::new();
+    for account in candidates {
+        let assigned = sso
+            .list_account_assignments()
+            .instance_arn(&instance.arn)
+            .account_id(&account.id)
+            .permission_set_arn(&arn)
+            .max_results(1)
+            .send()
+            .await
+            .map_err(|e| format!("sso:ListAccountAssignments({}) failed: {}", account.id, error_chain(&e)))?;
+        if !assigned.account_assignments().is_empty() {
+            out.push(Account {
+                found_by: format!("permission set {name} is assigned"),
+                ..account.clone()
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The accounts where the group with display name `group` has any assignment.
+pub(crate) async fn with_group(
+    sso: &aws_sdk_ssoadmin::Client,
+    store: &aws_sdk_identitystore::Client,
+    instance: &Instance,
+    group: &str,
+) -> Result<BTreeSet<String>, String> {
+    let id = store
+        .get_group_id()
+        .identity_store_id(&instance.identity_store)
+        .alternate_identifier(AlternateIdentifier::UniqueAttribute(
+            UniqueAttribute::builder()
+                .attribute_path("DisplayName")
+                .attribute_value(aws_smithy_types_document(group))
+                .build()
+                .map_err(|e| e.to_string())?,
+        ))
+        .send()
+        .await
+        .map_err(|e| format!("no group named `{group}` in the identity store ({})", error_chain(&e)))?
+        .group_id;
+    let mut pages = sso
+        .list_account_assignments_for_principal()
+        .instance_arn(&instance.arn)
+        .principal_id(&id)
+        .principal_type(PrincipalType::Group)
+        .into_paginator()
+        .send();
+    let mut accounts = BTreeSet::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| format!("sso:ListAccountAssignmentsForPrincipal failed: {}", error_chain(&e)))?;
+        accounts.extend(
+            page.account_assignments()
+                .iter()
+                .filter_map(|a| a.account_id().map(str::to_owned)),
+        );
+    }
+    Ok(accounts)
+}
+
+fn aws_smithy_types_document(text: &str) -> aws_smithy_types::Document {
+    aws_smithy_types::Document::String(text.to_owned())
+}

@@ -1,0 +1,405 @@
+//! Discovery: the accounts each `dynamic_targets` group finds at run time, turned into
+//! ordinary AWS targets that join the graph before it is levelled.
+//!
+//! A group's methods (Organizations, Identity Center, an accounts list) are combined and
+//! de-duplicated by account id; then, in this order, an account is skipped when it is not
+//! ACTIVE, when it is in `exclude`, when its tags do not match, or when its name matches no
+//! `account_name_patterns`. Every skipped account is reported with the reason. Each remaining
+//! account becomes a target named by `name_template`; two accounts with one name, or a name a
+//! static target already has, fail the group. One group failing never stops the others, nor
+//! the static targets.
+
+mod accounts_list;
+mod cache;
+mod identity_center;
+mod names;
+mod organizations;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{
+    AccountsList, AwsTarget, DynamicTarget, Import, ImportKind, NameMatching, Pipeline, Target, TargetKind,
+};
+use crate::store::aws::AwsClients;
+
+/// An account as a discovery method found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The 12-digit id.
+    pub id: String,
+    /// Its name (empty when the method does not know it).
+    pub name: String,
+    /// `ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`.
+    pub status: String,
+    /// Tags (Organizations, or the list's entry).
+    pub tags: BTreeMap<String, String>,
+    /// How it was found (`below OU Workloads`, `listed in ssm:/accounts`).
+    pub found_by: String,
+}
+
+/// A target a group produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveredTarget {
+    /// The target's name.
+    pub name: String,
+    /// The account.
+    pub account_id: String,
+    /// The account's name.
+    pub account_name: String,
+    /// Why it is included.
+    pub reason: String,
+    /// What it imports.
+    pub imports: Vec<String>,
+}
+
+/// An account a group found but does not sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedAccount {
+    /// The account.
+    pub account_id: String,
+    /// The account's name.
+    pub account_name: String,
+    /// Why not.
+    pub reason: String,
+}
+
+/// What one group found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupResult {
+    /// The `dynamic_targets` key.
+    pub group: String,
+    /// Targets, by name.
+    pub targets: Vec<DiscoveredTarget>,
+    /// Accounts found but skipped, by id.
+    pub skipped: Vec<SkippedAccount>,
+    /// Why the group failed (its targets are then not synced).
+    pub error: Option<String>,
+}
+
+/// What discovery found, by group name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovered {
+    /// One entry per group.
+    pub groups: Vec<GroupResult>,
+}
+
+impl Discovered {
+    /// The errors of failed groups, as messages.
+    pub fn errors(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter_map(|g| {
+                g.error
+                    .as_ref()
+                    .map(|e| format!("discovery for `{}` failed: {e}", g.group))
+            })
+            .collect()
+    }
+}
+
+/// The clients discovery uses, made once per run.
+struct Clients {
+    organizations: aws_sdk_organizations::Client,
+    sso: aws_sdk_ssoadmin::Client,
+    identity_store: aws_sdk_identitystore::Client,
+    ssm: aws_sdk_ssm::Client,
+}
+
+/// Where discovery results may be saved and reused.
+#[derive(Debug, Clone)]
+pub struct CacheSettings<'a> {
+    /// The cache file.
+    pub path: &'a std::path::Path,
+    /// How long a result stays fresh.
+    pub ttl: std::time::Duration,
+    /// The pipeline file's bytes (results are never reused for another file).
+    pub config: &'a [u8],
+}
+
+/// Runs every group's discovery, or reuses a fresh result from the cache.
+pub async fn discover_cached(pipeline: &Pipeline, aws: &AwsClients, cache: Option<CacheSettings<'_>>) -> Discovered {
+    let Some(cache) = cache else {
+        return discover(pipeline, aws).await;
+    };
+    let hash = cache::config_hash(cache.config);
+    if let Some(found) = cache::load(cache.path, &hash, cache.ttl) {
+        return found;
+    }
+    let found = discover(pipeline, aws).await;
+    if let Err(e) = cache::save(cache.path, &hash, &found) {
+        tracing::warn!("{e}");
+    }
+    found
+}
+
+/// Whether any group needs AWS (an accounts list in a file does not).
+fn needs_aws(pipeline: &Pipeline) -> bool {
+    pipeline.dynamic_targets.values().any(|g| {
+        g.discovery.organizations.is_some()
+            || g.discovery.identity_center.is_some()
+            || matches!(g.discovery.accounts_list, Some(AccountsList::Ssm(_)))
+    })
+}
+
+/// Runs every group's discovery.
+pub async fn discover(pipeline: &Pipeline, aws: &AwsClients) -> Discovered {
+    let clients = if needs_aws(pipeline) {
+        let account = pipeline
+            .aws
+            .execution_context
+            .as_ref()
+            .and_then(|c| c.account_id.as_deref());
+        match aws.session(account, None, None).await {
+            Ok(session) => Some(Clients {
+                organizations: aws_sdk_organizations::Client::new(&session.config),
+                sso: aws_sdk_ssoadmin::Client::new(&session.config),
+                identity_store: aws_sdk_identitystore::Client::new(&session.config),
+                ssm: aws_sdk_ssm::Client::new(&session.config),
+            }),
+            Err(e) => {
+                return Discovered {
+                    groups: pipeline
+                        .dynamic_targets
+                        .keys()
+                        .map(|group| GroupResult {
+                            group: group.clone(),
+                            targets: Vec::new(),
+                            skipped: Vec::new(),
+                            error: Some(e.message.clone()),
+                        })
+                        .collect(),
+                };
+            }
+        }
+    } else {
+        None
+    };
+    let mut groups = Vec::new();
+    for (name, group) in &pipeline.dynamic_targets {
+        groups.push(match discover_group(pipeline, group, clients.as_ref()).await {
+            Ok(result) => result,
+            Err(error) => GroupResult {
+                group: name.clone(),
+                targets: Vec::new(),
+                skipped: Vec::new(),
+                error: Some(error),
+            },
+        });
+    }
+    Discovered { groups }
+}
+
+/// The accounts a group's methods find, de-duplicated (first finder wins).
+async fn collect(group: &DynamicTarget, clients: Option<&Clients>) -> Result<Vec<Account>, String> {
+    let aws = || clients.ok_or_else(|| "AWS clients were not set up (this is a bug)".to_owned());
+    let mut found: Vec<Account> = Vec::new();
+    let mut org_accounts: Option<Vec<Account>> = None;
+    let discovery = &group.discovery;
+    if let Some(org) = &discovery.organizations {
+        let mut accounts = match &org.ou {
+            Some(ou) => organizations::accounts_under(&aws()?.organizations, ou, org.recursive).await?,
+            None => organizations::all_accounts(&aws()?.organizations).await?,
+        };
+        let wants_tags = !org.tags.is_empty() || group.name_template.contains("{{tag:");
+        if wants_tags {
+            organizations::add_tags(&aws()?.organizations, &mut accounts).await?;
+        }
+        found.extend(accounts);
+    }
+    if let Some(ic) = &discovery.identity_center {
+        let instance = identity_center::instance(&aws()?.sso).await?;
+        if org_accounts.is_none() {
+            org_accounts = Some(organizations::all_accounts(&aws()?.organizations).await?);
+        }
+        let candidates = org_accounts.as_deref().unwrap_or_default();
+        if let Some(set) = &ic.permission_set {
+            found.extend(identity_center::with_permission_set(&aws()?.sso, &instance, set, candidates).await?);
+        }
+        if let Some(group_name) = &ic.group {
+            let ids = identity_center::with_group(&aws()?.sso, &aws()?.identity_store, &instance, group_name).await?;
+            for id in ids {
+                let known = candidates.iter().find(|a| a.id == id);
+                found.push(Account {
+                    id: id.clone(),
+                    name: known.map(|a| a.name.clone()).unwrap_or_default(),
+                    status: known.map_or_else(|| "ACTIVE".to_owned(), |a| a.status.clone()),
+                    tags: BTreeMap::new(),
+                    found_by: format!("group {group_name} has an assignment"),
+                });
+            }
+        }
+    }
+    if let Some(list) = &discovery.accounts_list {
+        found.extend(match list {
+            AccountsList::Ssm(name) => accounts_list::from_ssm(&aws()?.ssm, name).await?,
+            AccountsList::File(file) => {
+                let text = std::fs::read_to_string(&file.path)
+                    .map_err(|e| format!("cannot read the accounts list `{}`: {e}", file.written))?;
+                accounts_list::parse(&text, &format!("file:{}", file.written))?
+            }
+        });
+    }
+    let mut seen = BTreeSet::new();
+    found.retain(|a| seen.insert(a.id.clone()));
+    Ok(found)
+}
+
+fn matching_of(group: &DynamicTarget) -> NameMatching {
+    group
+        .discovery
+        .organizations
+        .as_ref()
+        .map_or_else(NameMatching::default_for_patterns, |o| o.name_matching.clone())
+}
+
+async fn discover_group(
+    pipeline: &Pipeline,
+    group: &DynamicTarget,
+    clients: Option<&Clients>,
+) -> Result<GroupResult, String> {
+    let accounts = collect(group, clients).await?;
+    let matching = matching_of(group);
+    let patterns: Vec<names::Pattern> = group
+        .account_name_patterns
+        .iter()
+        .filter_map(|p| names::Pattern::new(&p.pattern, p.target.clone(), &matching))
+        .collect();
+    let tag_filters = group
+        .discovery
+        .organizations
+        .as_ref()
+        .map(|o| o.tags.clone())
+        .unwrap_or_default();
+    let mut targets: Vec<DiscoveredTarget> = Vec::new();
+    let mut skipped = Vec::new();
+    for account in accounts {
+        let skip = |reason: String| SkippedAccount {
+            account_id: account.id.clone(),
+            account_name: account.name.clone(),
+            reason,
+        };
+        if account.status != "ACTIVE" {
+            skipped.push(skip(format!("{} (only ACTIVE accounts are synced)", account.status)));
+            continue;
+        }
+        if group.exclude.contains(&account.id) {
+            skipped.push(skip("listed in `exclude`".to_owned()));
+            continue;
+        }
+        if let Some((key, wanted)) = tag_filters.iter().find(|(key, wanted)| {
+            !account
+                .tags
+                .get(*key)
+                .is_some_and(|v| wanted.iter().any(|w| w.eq_ignore_ascii_case(v)))
+        }) {
+            let has = account
+                .tags
+                .get(key)
+                .map_or_else(|| "no such tag".to_owned(), |v| format!("{key}={v}"));
+            skipped.push(skip(format!("tag {key} is not {} ({has})", wanted.join(" or "))));
+            continue;
+        }
+        let mut imports: Vec<String> = group.imports.iter().map(|i| i.name.clone()).collect();
+        let mut reason = account.found_by.clone();
+        if !patterns.is_empty() {
+            let normalised = names::normalise(&account.name, &matching);
+            let Some(pattern) = patterns.iter().find(|p| p.matches(&normalised)) else {
+                skipped.push(skip(format!(
+                    "name `{}` matches no `account_name_patterns`",
+                    account.name
+                )));
+                continue;
+            };
+            let _ = write!(reason, "; name matches `{}`", pattern.written);
+            if let Some(static_target) = pattern.target.as_ref().and_then(|t| pipeline.targets.get(t)) {
+                imports = static_target.imports.iter().map(|i| i.name.clone()).collect();
+                let _ = write!(reason, " (imports of {})", static_target.name);
+            }
+        }
+        let Some(name) = names::target_name(&group.name_template, &account.id, &account.name, &account.tags) else {
+            return Err(format!(
+                "`{}` gives account {} ({}) an empty target name; use a template with {{{{account_id}}}}",
+                group.name_template, account.id, account.name
+            ));
+        };
+        targets.push(DiscoveredTarget {
+            name,
+            account_id: account.id.clone(),
+            account_name: account.name.clone(),
+            reason,
+            imports,
+        });
+    }
+    targets.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.account_id.cmp(&b.account_id)));
+    for pair in targets.windows(2) {
+        if pair[0].name == pair[1].name {
+            return Err(format!(
+                "accounts {} and {} both get the target name `{}`; add {{{{account_id}}}} to `name_template`",
+                pair[0].account_id, pair[1].account_id, pair[0].name
+            ));
+        }
+    }
+    if let Some(clash) = targets.iter().find(|t| pipeline.targets.contains_key(&t.name)) {
+        return Err(format!(
+            "account {} gets the target name `{}`, which a static target already has; change `name_template`",
+            clash.account_id, clash.name
+        ));
+    }
+    skipped.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+    Ok(GroupResult {
+        group: group.name.clone(),
+        targets,
+        skipped,
+        error: None,
+    })
+}
+
+/// Adds the targets of every successful group to `pipeline` (and its graph). Targets of
+/// different groups with the same name fail both groups' targets.
+pub fn expand(pipeline: &mut Pipeline, discovered: &Discovered) -> Result<(), String> {
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for group in &discovered.groups {
+        for target in &group.targets {
+            if let Some(other) = owner.insert(target.name.clone(), group.group.clone()) {
+                return Err(format!(
+                    "the target name `{}` is discovered by both `{other}` and `{}`; give the groups different name templates",
+                    target.name, group.group
+                ));
+            }
+        }
+    }
+    for group in discovered.groups.iter().filter(|g| g.error.is_none()) {
+        let settings = &pipeline.dynamic_targets[&group.group].target;
+        for found in &group.targets {
+            let imports = found
+                .imports
+                .iter()
+                .map(|name| Import {
+                    kind: if pipeline.sources.contains_key(name) {
+                        ImportKind::Source
+                    } else {
+                        ImportKind::Target
+                    },
+                    name: name.clone(),
+                })
+                .collect();
+            let target = Target {
+                name: found.name.clone(),
+                imports,
+                kind: TargetKind::Aws(AwsTarget {
+                    account_id: Some(found.account_id.clone()),
+                    role_arn: settings
+                        .role_arn
+                        .as_ref()
+                        .map(|r| r.replace(crate::config::ACCOUNT_ID_PLACEHOLDER, &found.account_id)),
+                    ..settings.clone()
+                }),
+            };
+            pipeline.targets.insert(found.name.clone(), target);
+        }
+    }
+    pipeline.rebuild_graph().map_err(|e| e.to_string())
+}
