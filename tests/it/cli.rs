@@ -119,7 +119,11 @@ fn features_of_later_issues_fail_clearly() {
     let env = quickstart();
     let discover = env.run(&["discover", "-c", CONFIG]);
     assert_eq!(discover.code, 2);
-    assert!(discover.stderr.contains("the pipeline has no `dynamic_targets`"), "{}", discover.stderr);
+    assert!(
+        discover.stderr.contains("the pipeline has no `dynamic_targets`"),
+        "{}",
+        discover.stderr
+    );
     let plan = env.run(&["plan", "-c", CONFIG, "--discover"]);
     assert_eq!(plan.code, 0, "{}", plan.snapshot());
     assert!(plan.stderr.contains("nothing to discover"), "{}", plan.stderr);

@@ -8,6 +8,7 @@ mod bad_configs;
 mod cli;
 mod deepmerge_python;
 mod discovery;
+mod discovery_aws;
 mod graph_render;
 mod quickstart;
 mod services;
