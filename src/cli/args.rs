@@ -177,19 +177,7 @@ pub struct DiscoveryCacheArgs {
 
 /// `30s`, `30m`, `1h`, `1d` (a bare number is seconds).
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 30m, 1h or 1d"))?;
-    let seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("`{text}` is not a duration like 30m, 1h or 1d")),
-    };
-    Ok(std::time::Duration::from_secs(n * seconds))
+    crate::duration::parse(text)
 }
 
 /// Flags of `discover`.

@@ -13,12 +13,12 @@ use super::diagnostics::{Diagnostic, Mark};
 use super::pipeline::{
     AccountsList, AwsSettings, AwsSource, AwsTarget, ControlTowerRole, Deletion, Discovery, DynamicTarget,
     ExecutionContext, FileLocation, IdentityCenterDiscovery, Import, ImportKind, LogSettings, MergeStoreSpec,
-    NameMatching, NamePattern, OrganizationsDiscovery, Pipeline, RunSettings, Source, Target, TargetKind, VaultAuth,
-    VaultLocation, VaultSettings,
+    NameMatching, NamePattern, OrganizationsDiscovery, Pipeline, ResilienceSettings, RunSettings, Source, Target,
+    TargetKind, VaultAuth, VaultLocation, VaultSettings,
 };
 use super::raw::{
-    MatchStrategy, RawAws, RawConfig, RawDynamicTarget, RawFileLocation, RawMergeStore, RawPipelineSettings, RawSource,
-    RawTarget, RawVault, RawVaultAuth,
+    MatchStrategy, RawAws, RawConfig, RawDynamicTarget, RawFileLocation, RawMergeStore, RawPipelineSettings,
+    RawResilience, RawSource, RawTarget, RawVault, RawVaultAuth,
 };
 use crate::graph::{GraphError, TargetGraph};
 use crate::model::SecretPath;
@@ -1005,7 +1005,128 @@ impl Compiler<'_> {
         s.dry_run = raw.dry_run.unwrap_or(false);
         s.continue_on_error = raw.continue_on_error.unwrap_or(true);
         s.discover = raw.discover.unwrap_or(false);
+        if let Some(resilience) = &raw.resilience {
+            s.resilience = self.resilience(resilience);
+        }
         s
+    }
+
+    fn resilience(&mut self, raw: &Spanned<RawResilience>) -> ResilienceSettings {
+        let mut r = ResilienceSettings::default();
+        let at = "pipeline.resilience";
+        if let Some(retries) = &raw.retries {
+            r.max_attempts = self.bounded(
+                retries.max_attempts.as_ref(),
+                &format!("{at}.retries.max_attempts"),
+                1..=20,
+                5,
+            );
+            r.base_delay = self.duration(
+                retries.base_delay.as_ref(),
+                &format!("{at}.retries.base_delay"),
+                r.base_delay,
+            );
+            r.max_delay = self.duration(
+                retries.max_delay.as_ref(),
+                &format!("{at}.retries.max_delay"),
+                r.max_delay,
+            );
+            if r.max_delay < r.base_delay {
+                self.error(
+                    retries.max_delay.as_ref().map_or(retries.mark, |d| d.mark),
+                    format!("`{at}.retries.max_delay` must not be shorter than `base_delay`"),
+                );
+            }
+        }
+        if let Some(timeouts) = &raw.timeouts {
+            r.call_timeout = self.duration(timeouts.call.as_ref(), &format!("{at}.timeouts.call"), r.call_timeout);
+            r.deadline = self.duration(
+                timeouts.deadline.as_ref(),
+                &format!("{at}.timeouts.deadline"),
+                r.deadline,
+            );
+            if r.deadline < r.call_timeout {
+                self.error(
+                    timeouts.deadline.as_ref().map_or(timeouts.mark, |d| d.mark),
+                    format!("`{at}.timeouts.deadline` must not be shorter than `timeouts.call`"),
+                )
+                .hint = Some("the deadline covers a call and all its retries".to_owned());
+            }
+        }
+        if let Some(breaker) = &raw.circuit_breaker {
+            r.breaker_failures = self.bounded(
+                breaker.failures.as_ref(),
+                &format!("{at}.circuit_breaker.failures"),
+                1..=1000,
+                5,
+            );
+            r.breaker_cool_down = self.duration(
+                breaker.cool_down.as_ref(),
+                &format!("{at}.circuit_breaker.cool_down"),
+                r.breaker_cool_down,
+            );
+        }
+        if let Some(rates) = &raw.rate_limits {
+            let name = |key: &str| format!("{at}.rate_limits.{key}");
+            r.aws_writes_per_second = self.bounded(
+                rates.aws_writes_per_second.as_ref(),
+                &name("aws_writes_per_second"),
+                1..=10_000,
+                50,
+            );
+            r.aws_reads_per_second = self.bounded(
+                rates.aws_reads_per_second.as_ref(),
+                &name("aws_reads_per_second"),
+                1..=10_000,
+                100,
+            );
+            r.vault_requests_per_second = self.bounded(
+                rates.vault_requests_per_second.as_ref(),
+                &name("vault_requests_per_second"),
+                1..=100_000,
+                500,
+            );
+        }
+        r
+    }
+
+    fn bounded(
+        &mut self,
+        value: Option<&Spanned<u64>>,
+        what: &str,
+        range: std::ops::RangeInclusive<u32>,
+        default: u32,
+    ) -> u32 {
+        let Some(v) = value else { return default };
+        if let Some(n) = u32::try_from(v.value).ok().filter(|n| range.contains(n)) {
+            n
+        } else {
+            self.error(
+                v.mark,
+                format!(
+                    "`{what}` must be between {} and {}, not {}",
+                    range.start(),
+                    range.end(),
+                    v.value
+                ),
+            );
+            default
+        }
+    }
+
+    fn duration(&mut self, value: Option<&Spanned<String>>, what: &str, default: Duration) -> Duration {
+        let Some(v) = value else { return default };
+        match crate::duration::parse(&v.value) {
+            Ok(d) if d.is_zero() => {
+                self.error(v.mark, format!("`{what}` must be longer than zero"));
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.error(v.mark, format!("`{what}`: {e}"));
+                default
+            }
+        }
     }
 
     fn parallel(&mut self, value: Option<&Spanned<u64>>, what: &str) -> usize {

@@ -559,6 +559,50 @@ pub struct RunSettings {
     pub continue_on_error: bool,
     /// Run discovery.
     pub discover: bool,
+    /// Retries, timeouts, breakers and rate limits.
+    pub resilience: ResilienceSettings,
+}
+
+/// `pipeline.resilience:` with defaults applied (see the raw type for what each means).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResilienceSettings {
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the first retry.
+    pub base_delay: Duration,
+    /// Longest backoff.
+    pub max_delay: Duration,
+    /// Longest single attempt.
+    pub call_timeout: Duration,
+    /// Longest call with its retries.
+    pub deadline: Duration,
+    /// Consecutive failures that open a breaker.
+    pub breaker_failures: u32,
+    /// How long a breaker stays open.
+    pub breaker_cool_down: Duration,
+    /// Secrets Manager writes per second per account and region.
+    pub aws_writes_per_second: u32,
+    /// Secrets Manager reads per second per account and region.
+    pub aws_reads_per_second: u32,
+    /// Requests per second per Vault address.
+    pub vault_requests_per_second: u32,
+}
+
+impl Default for ResilienceSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(20),
+            call_timeout: Duration::from_secs(30),
+            deadline: Duration::from_mins(5),
+            breaker_failures: 5,
+            breaker_cool_down: Duration::from_secs(30),
+            aws_writes_per_second: 50,
+            aws_reads_per_second: 100,
+            vault_requests_per_second: 500,
+        }
+    }
 }
 
 impl Default for RunSettings {
@@ -573,6 +617,7 @@ impl Default for RunSettings {
             dry_run: false,
             continue_on_error: true,
             discover: false,
+            resilience: ResilienceSettings::default(),
         }
     }
 }

@@ -569,6 +569,67 @@ pub struct RawPipelineSettings {
     pub continue_on_error: Option<bool>,
     /// Run discovery for `dynamic_targets` (same as `--discover`).
     pub discover: Option<bool>,
+    /// Retries, timeouts, circuit breakers and rate limits for every call to AWS and Vault.
+    pub resilience: Option<Spanned<RawResilience>>,
+}
+
+/// `pipeline.resilience:` how calls to AWS and Vault survive throttling and outages.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawResilience {
+    /// Retries of throttled and transient failures (timeouts, 5xx, connection resets).
+    pub retries: Option<Spanned<RawRetries>>,
+    /// Time limits.
+    pub timeouts: Option<Spanned<RawTimeouts>>,
+    /// One breaker per service, account and region (or Vault address).
+    pub circuit_breaker: Option<Spanned<RawCircuitBreaker>>,
+    /// Client-side request rates, so a large run slows down instead of being throttled.
+    pub rate_limits: Option<Spanned<RawRateLimits>>,
+}
+
+/// `pipeline.resilience.retries:`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    /// Attempts per call, the first included (default 5; 1 turns retries off).
+    pub max_attempts: Option<Spanned<u64>>,
+    /// Backoff before the first retry, doubled each time, with full jitter (default `200ms`).
+    pub base_delay: Option<Spanned<String>>,
+    /// Longest backoff between two attempts (default `20s`). A `Retry-After` answer wins.
+    pub max_delay: Option<Spanned<String>>,
+}
+
+/// `pipeline.resilience.timeouts:`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// Longest one attempt of one call may take (default `30s`).
+    pub call: Option<Spanned<String>>,
+    /// Longest one call may take with all its retries (default `5m`).
+    pub deadline: Option<Spanned<String>>,
+}
+
+/// `pipeline.resilience.circuit_breaker:`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    /// Consecutive failed calls (timeouts, 5xx, resets) that open the breaker (default 5).
+    /// Not-found, permission-denied and invalid-request answers never count.
+    pub failures: Option<Spanned<u64>>,
+    /// How long an open breaker fails calls at once before letting one through (default `30s`).
+    pub cool_down: Option<Spanned<String>>,
+}
+
+/// `pipeline.resilience.rate_limits:` requests per second.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    /// Secrets Manager writes per account and region (default 50, the AWS quota).
+    pub aws_writes_per_second: Option<Spanned<u64>>,
+    /// Secrets Manager list and batch reads per account and region (default 100, the AWS quota).
+    pub aws_reads_per_second: Option<Spanned<u64>>,
+    /// Requests per Vault address (default 500).
+    pub vault_requests_per_second: Option<Spanned<u64>>,
 }
 
 /// `pipeline.merge:`.

@@ -17,6 +17,7 @@ use super::vault::{Limits, Role, VaultConnection, VaultEndpoint, VaultMergeStore
 use super::{ErrorClass, FileMergeStore, FileStore, MergeStore, Store, WritableStore};
 use crate::config::{Deletion, MergeStoreSpec, Pipeline, Source, Target, TargetKind, VaultLocation, VaultSettings};
 use crate::model::SecretPath;
+use crate::resilience::Resilience;
 
 /// Why a store could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +79,7 @@ type MountKey = (VaultEndpoint, String);
 pub struct BuildContext {
     pub(crate) vault: VaultSettings,
     aws: AwsClients,
+    resilience: Arc<Resilience>,
     deletion: Deletion,
     pub(crate) env: EnvLookup,
     home: Option<PathBuf>,
@@ -100,15 +102,28 @@ impl BuildContext {
 
     /// A context with a given environment and home directory.
     pub fn with_env(pipeline: &Pipeline, env: EnvLookup, home: Option<PathBuf>) -> Self {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let resilience = Arc::new(Resilience::new(&pipeline.settings.resilience, metrics));
         Self {
             vault: pipeline.vault.clone(),
-            aws: AwsClients::new(&pipeline.aws, Arc::clone(&env)),
+            aws: AwsClients::new(&pipeline.aws, Arc::clone(&env), Arc::clone(&resilience)),
+            resilience,
             deletion: pipeline.settings.deletion,
             env,
             home,
             connections: Mutex::new(BTreeMap::new()),
             mounts: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The policy every store call goes through (and the run's metrics, in it).
+    pub fn resilience(&self) -> &Arc<Resilience> {
+        &self.resilience
+    }
+
+    /// The run's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        self.resilience.metrics()
     }
 
     /// The AWS side (credentials, roles, sessions).
@@ -258,12 +273,18 @@ impl BuildContext {
         if let Some(known) = connections.get(endpoint) {
             return known.clone();
         }
-        let made = VaultConnection::connect(&self.vault, endpoint, &*self.env, self.home.as_ref())
-            .await
-            .map_err(|e| BuildError::Vault {
-                message: e.message,
-                hint: e.hint,
-            });
+        let made = VaultConnection::connect(
+            &self.vault,
+            endpoint,
+            &*self.env,
+            self.home.as_ref(),
+            Arc::clone(&self.resilience),
+        )
+        .await
+        .map_err(|e| BuildError::Vault {
+            message: e.message,
+            hint: e.hint,
+        });
         connections.insert(endpoint.clone(), made.clone());
         made
     }

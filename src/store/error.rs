@@ -22,8 +22,27 @@ pub enum ErrorClass {
     Conflict,
     /// The store cannot do this.
     Unsupported,
+    /// The endpoint is failing and its circuit breaker is open: not called.
+    Unavailable,
     /// Anything else.
     Fatal,
+}
+
+impl ErrorClass {
+    /// A metrics label: `not_found`, `throttled`, …
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Throttled => "throttled",
+            Self::Transient => "transient",
+            Self::Auth => "auth",
+            Self::Invalid => "invalid",
+            Self::Conflict => "conflict",
+            Self::Unsupported => "unsupported",
+            Self::Unavailable => "unavailable",
+            Self::Fatal => "fatal",
+        }
+    }
 }
 
 impl fmt::Display for ErrorClass {
@@ -36,6 +55,7 @@ impl fmt::Display for ErrorClass {
             Self::Invalid => "invalid",
             Self::Conflict => "conflict",
             Self::Unsupported => "unsupported",
+            Self::Unavailable => "unavailable (circuit open)",
             Self::Fatal => "fatal",
         })
     }
@@ -53,6 +73,8 @@ pub struct StoreError {
     /// The underlying error.
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// How long the service asked us to wait before trying again (`Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl StoreError {
@@ -63,7 +85,22 @@ impl StoreError {
             message: message.into(),
             path: None,
             source: None,
+            retry_after: None,
         }
+    }
+
+    /// The error with `note` appended to its message (`… (gave up after 5 attempts)`).
+    #[must_use]
+    pub fn with_note(mut self, note: &str) -> Self {
+        self.message = format!("{} ({note})", self.message);
+        self
+    }
+
+    /// Records the service's `Retry-After`.
+    #[must_use]
+    pub fn retrying_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     /// Records the path concerned.
@@ -99,5 +136,23 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+impl crate::resilience::CallError for StoreError {
+    fn class(&self) -> ErrorClass {
+        self.class
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
+    }
+
+    fn from_policy(class: ErrorClass, message: String) -> Self {
+        Self::new(class, message)
+    }
+
+    fn with_note(self, note: &str) -> Self {
+        StoreError::with_note(self, note)
     }
 }

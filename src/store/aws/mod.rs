@@ -18,17 +18,20 @@ pub use s3::S3MergeStore;
 pub use secrets_manager::{SecretsManagerStore, SmMode};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{EnvLookup, ErrorClass, StoreError};
 use crate::config::{AwsSettings, RoleSource};
+use crate::resilience::{ApiClass, CallError, Endpoint, Resilience};
 
 /// Tag listing the tag keys secretsync set from the configuration (space-separated).
 pub const TAGS_TAG: &str = "secretsync:tags";
@@ -58,6 +61,72 @@ pub(crate) struct Session {
     pub(crate) role: Option<String>,
     /// Whether an endpoint override is in use (S3 then uses path-style addressing).
     pub(crate) custom_endpoint: bool,
+    /// Retries, breakers and rate limits for every call made in this session.
+    pub(crate) resilience: Arc<Resilience>,
+}
+
+/// A failed AWS call: the SDK's error, or one the resilience layer made (a timeout, an open
+/// circuit breaker).
+#[derive(Debug)]
+pub(crate) enum AwsFailure<E> {
+    /// What the SDK returned, and a note on the attempts made.
+    Sdk(SdkError<E, HttpResponse>, Option<String>),
+    /// The resilience layer's own error.
+    Policy(StoreError),
+}
+
+impl<E: ProvideErrorMetadata> AwsFailure<E> {
+    /// The service's error code (`ResourceNotFoundException`).
+    pub(crate) fn code(&self) -> Option<&str> {
+        match self {
+            Self::Sdk(e, _) => e.as_service_error().and_then(ProvideErrorMetadata::code),
+            Self::Policy(_) => None,
+        }
+    }
+
+    /// The service's error message.
+    pub(crate) fn message(&self) -> Option<&str> {
+        match self {
+            Self::Sdk(e, _) => e.as_service_error().and_then(ProvideErrorMetadata::message),
+            Self::Policy(_) => None,
+        }
+    }
+
+    /// The HTTP status the service answered with.
+    pub(crate) fn status(&self) -> Option<u16> {
+        match self {
+            Self::Sdk(SdkError::ServiceError(service), _) => Some(service.raw().status().as_u16()),
+            _ => None,
+        }
+    }
+}
+
+impl<E: ProvideErrorMetadata> CallError for AwsFailure<E> {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Sdk(e, _) => classify(e),
+            Self::Policy(p) => p.class,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        let Self::Sdk(SdkError::ServiceError(service), _) = self else {
+            return None;
+        };
+        let seconds: u64 = service.raw().headers().get("retry-after")?.trim().parse().ok()?;
+        Some(Duration::from_secs(seconds))
+    }
+
+    fn from_policy(class: ErrorClass, message: String) -> Self {
+        Self::Policy(StoreError::new(class, message))
+    }
+
+    fn with_note(self, note: &str) -> Self {
+        match self {
+            Self::Sdk(e, _) => Self::Sdk(e, Some(note.to_owned())),
+            Self::Policy(p) => Self::Policy(p.with_note(note)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -74,6 +143,42 @@ impl Session {
     /// `111111111111/us-east-1` (plus ` as arn:…` when a role is assumed).
     pub(crate) fn describe(&self) -> String {
         format!("{}/{}", self.account, self.region)
+    }
+
+    /// Makes one AWS call through the resilience layer (`service` and `operation` name it in
+    /// metrics; `send` builds and sends the request, once per attempt).
+    pub(crate) async fn call<T, E, F, Fut>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        class: ApiClass,
+        send: F,
+    ) -> Result<T, AwsFailure<E>>
+    where
+        E: ProvideErrorMetadata,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        let endpoint = Endpoint::new(service, self.describe());
+        self.resilience
+            .call(&endpoint, operation, class, || {
+                // SDK futures are large (~20 KiB); boxed, they do not bloat every caller's future.
+                let request = Box::pin(send());
+                async move { request.await.map_err(|e| AwsFailure::Sdk(e, None)) }
+            })
+            .await
+    }
+
+    /// [`Session::error`] for a call made through [`Session::call`].
+    pub(crate) fn failed<E>(&self, at: &str, doing: &str, failure: &AwsFailure<E>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match failure {
+            AwsFailure::Sdk(e, None) => self.error(at, doing, e),
+            AwsFailure::Sdk(e, Some(note)) => self.error(at, doing, e).with_note(note),
+            AwsFailure::Policy(p) => StoreError::new(p.class, format!("{at}: cannot {doing}: {}", p.message)),
+        }
     }
 
     /// An error from a call to AWS, classified, naming what was being done and, when the
@@ -166,6 +271,7 @@ pub struct AwsClients {
     roles: Mutex<BTreeMap<String, SharedCredentialsProvider>>,
     /// One Secrets Manager client per (account, region, role).
     secrets_manager: std::sync::Mutex<BTreeMap<ClientKey, aws_sdk_secretsmanager::Client>>,
+    resilience: Arc<Resilience>,
 }
 
 impl std::fmt::Debug for AwsClients {
@@ -175,8 +281,9 @@ impl std::fmt::Debug for AwsClients {
 }
 
 impl AwsClients {
-    /// Clients for `settings`, reading `AWS_*` variables through `env`.
-    pub fn new(settings: &AwsSettings, env: EnvLookup) -> Self {
+    /// Clients for `settings`, reading `AWS_*` variables through `env`; store calls go through
+    /// `resilience`.
+    pub fn new(settings: &AwsSettings, env: EnvLookup, resilience: Arc<Resilience>) -> Self {
         Self {
             settings: settings.clone(),
             env,
@@ -184,6 +291,7 @@ impl AwsClients {
             caller: OnceCell::new(),
             roles: Mutex::new(BTreeMap::new()),
             secrets_manager: std::sync::Mutex::new(BTreeMap::new()),
+            resilience,
         }
     }
 
@@ -299,6 +407,12 @@ impl AwsClients {
         let base = self.base().await;
         let mut builder = base.to_builder();
         builder.set_region(Some(Region::new(region.clone())));
+        // Store calls are retried (and timed out) by the resilience layer; the SDK retrying too
+        // would multiply attempts (3 × 5) and hide them from the metrics.
+        builder.set_retry_config(Some(RetryConfig::disabled()));
+        builder.set_timeout_config(Some(
+            TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).build(),
+        ));
         if let Some(role) = &role {
             builder.set_credentials_provider(Some(self.assumed(role).await));
         }
@@ -308,6 +422,7 @@ impl AwsClients {
             region,
             role,
             custom_endpoint: self.endpoint().is_some(),
+            resilience: Arc::clone(&self.resilience),
         })
     }
 

@@ -14,16 +14,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
-use super::Session;
+use super::{AwsFailure, Session};
 use crate::model::{SecretPath, SecretValue, ValueKind};
+use crate::resilience::ApiClass;
 use crate::store::{
     Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, Store, StoreError, WritableStore,
 };
 
+/// The service name in metrics and breaker endpoints.
+const SERVICE: &str = "s3";
 /// Metadata key holding a stored secret's kind.
 const KIND_KEY: &str = "secretsync-kind";
 /// Objects read at once.
@@ -46,33 +49,32 @@ impl Bucket {
         format!("s3://{}/{key}", self.name)
     }
 
-    fn error<E, R>(&self, doing: &str, err: &SdkError<E, R>) -> StoreError
+    fn error<E>(&self, doing: &str, failure: &AwsFailure<E>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
     {
         self.session
-            .error(&format!("s3://{}/{}", self.name, self.prefix), doing, err)
+            .failed(&format!("s3://{}/{}", self.name, self.prefix), doing, failure)
     }
 
-    fn code<E: ProvideErrorMetadata>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<String> {
-        let code = err
-            .as_service_error()
-            .and_then(ProvideErrorMetadata::code)
-            .map(str::to_owned);
-        code.or_else(|| match err {
-            SdkError::ServiceError(service) => match service.raw().status().as_u16() {
-                404 => Some("NotFound".to_owned()),
-                412 => Some("PreconditionFailed".to_owned()),
-                _ => None,
-            },
+    /// The error code, or one derived from the status for answers without a body (HEAD).
+    fn code<E: ProvideErrorMetadata>(failure: &AwsFailure<E>) -> Option<String> {
+        failure.code().map(str::to_owned).or_else(|| match failure.status() {
+            Some(404) => Some("NotFound".to_owned()),
+            Some(412) => Some("PreconditionFailed".to_owned()),
             _ => None,
         })
     }
 
     /// `(body, etag, metadata)` of `key`, or `None` when it does not exist.
     async fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>, HashMap<String, String>)>, StoreError> {
-        match self.client.get_object().bucket(&self.name).key(key).send().await {
+        let answer = self
+            .session
+            .call(SERVICE, "GetObject", ApiClass::Read, || {
+                self.client.get_object().bucket(&self.name).key(key).send()
+            })
+            .await;
+        match answer {
             Ok(out) => {
                 let etag = out.e_tag().map(str::to_owned);
                 let metadata = out.metadata().cloned().unwrap_or_default();
@@ -93,10 +95,22 @@ impl Bucket {
         body: Vec<u8>,
         kind: &str,
         etag: Option<&str>,
-    ) -> Result<
-        Option<String>,
-        SdkError<aws_sdk_s3::operation::put_object::PutObjectError, aws_sdk_s3::config::http::HttpResponse>,
-    > {
+    ) -> Result<Option<String>, AwsFailure<aws_sdk_s3::operation::put_object::PutObjectError>> {
+        self.session
+            .call(SERVICE, "PutObject", ApiClass::Write, || {
+                self.put_request(key, body.clone(), kind, etag).send()
+            })
+            .await
+            .map(|out| out.e_tag().map(str::to_owned))
+    }
+
+    fn put_request(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        kind: &str,
+        etag: Option<&str>,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
         let mut request = self
             .client
             .put_object()
@@ -115,15 +129,20 @@ impl Bucket {
                 .ssekms_key_id(key_id),
             None => request.server_side_encryption(ServerSideEncryption::Aes256),
         };
-        request = match etag {
+        match etag {
             Some(etag) => request.if_match(etag),
             None => request.if_none_match("*"),
-        };
-        request.send().await.map(|out| out.e_tag().map(str::to_owned))
+        }
     }
 
     async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        match self.client.delete_object().bucket(&self.name).key(key).send().await {
+        let answer = self
+            .session
+            .call(SERVICE, "DeleteObject", ApiClass::Write, || {
+                self.client.delete_object().bucket(&self.name).key(key).send()
+            })
+            .await;
+        match answer {
             Ok(_) => Ok(()),
             Err(e) if matches!(Self::code(&e).as_deref(), Some("NoSuchKey" | "NotFound")) => Ok(()),
             Err(e) => Err(self.error(&format!("delete `{key}`"), &e)),
@@ -202,15 +221,19 @@ impl MergeStore for S3MergeStore {
 
     async fn has_result(&self, target: &str) -> Result<bool, StoreError> {
         let key = self.bucket.marker(target);
-        match self
+        let answer = self
             .bucket
-            .client
-            .head_object()
-            .bucket(&self.bucket.name)
-            .key(&key)
-            .send()
-            .await
-        {
+            .session
+            .call(SERVICE, "HeadObject", ApiClass::Read, || {
+                self.bucket
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket.name)
+                    .key(&key)
+                    .send()
+            })
+            .await;
+        match answer {
             Ok(_) => Ok(true),
             Err(e) if matches!(Bucket::code(&e).as_deref(), Some("NoSuchKey" | "NotFound")) => Ok(false),
             Err(e) => Err(self.bucket.error("read the merge marker", &e)),
@@ -276,8 +299,9 @@ impl MergeStore for S3MergeStore {
                     if let Some(etag) = etag {
                         delete = delete.if_match(etag);
                     }
-                    delete
-                        .send()
+                    self.bucket
+                        .session
+                        .call(SERVICE, "DeleteObject", ApiClass::Write, || delete.clone().send())
                         .await
                         .map_err(|e| self.bucket.error("remove an expired lock", &e))?;
                 }
@@ -389,18 +413,28 @@ impl Store for S3Scope {
     }
 
     async fn list(&self) -> Result<Listing, StoreError> {
-        let mut pages = self
+        let request = self
             .bucket
             .client
             .list_objects_v2()
             .bucket(&self.bucket.name)
-            .prefix(&self.root)
-            .into_paginator()
-            .send();
+            .prefix(&self.root);
         let mut listing = Listing::default();
         let mut etags = HashMap::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.bucket.error("list merged secrets", &e))?;
+        let mut continuation: Option<String> = None;
+        loop {
+            let page = self
+                .bucket
+                .session
+                .call(SERVICE, "ListObjectsV2", ApiClass::Read, || {
+                    request.clone().set_continuation_token(continuation.clone()).send()
+                })
+                .await
+                .map_err(|e| self.bucket.error("list merged secrets", &e))?;
+            continuation = page
+                .next_continuation_token()
+                .filter(|t| page.is_truncated() == Some(true) && !t.is_empty())
+                .map(str::to_owned);
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
                 let rel = key.strip_prefix(&self.root).unwrap_or(key);
@@ -421,6 +455,9 @@ impl Store for S3Scope {
                 }
                 // The scope belongs to its target: everything in it is the target's.
                 listing.entries.insert(path, EntryMeta::owned_by(&self.target));
+            }
+            if continuation.is_none() {
+                break;
             }
         }
         *self.etags() = etags;

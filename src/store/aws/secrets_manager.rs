@@ -24,9 +24,10 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use futures_util::stream::{self, StreamExt};
 
 use super::names::{Payload, name_problem, request_token, value_problem};
-use super::{Session, TAGS_TAG, class_of_code};
+use super::{AwsFailure, Session, TAGS_TAG, class_of_code};
 use crate::config::Deletion;
 use crate::model::{SecretPath, SecretValue};
+use crate::resilience::ApiClass;
 use crate::store::{
     Capabilities, EntryMeta, ErrorClass, Fetched, Listing, OWNER_TAG, OWNER_VALUE, Owner, Store, StoreError,
     TARGET_TAG, WritableStore,
@@ -34,6 +35,8 @@ use crate::store::{
 
 /// Values per `BatchGetSecretValue` call (the API's limit).
 const BATCH: usize = 20;
+/// The service name in metrics and breaker endpoints.
+const SERVICE: &str = "secretsmanager";
 /// `BatchGetSecretValue` calls in flight.
 const READ_CONCURRENCY: usize = 4;
 
@@ -154,12 +157,11 @@ impl SecretsManagerStore {
         matches!(self.mode, SmMode::Target { .. })
     }
 
-    fn error<E, R>(&self, doing: &str, err: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> StoreError
+    fn failed<E>(&self, doing: &str, failure: &AwsFailure<E>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
     {
-        self.session.error(&self.describe(), doing, err)
+        self.session.failed(&self.describe(), doing, failure)
     }
 
     /// The tags a secret owned by `owner` carries: the configured ones, ownership, and the
@@ -224,7 +226,13 @@ impl SecretsManagerStore {
 
     /// Describes one secret (for a delete or write of a secret the listing did not show).
     async fn describe_secret(&self, name: &str) -> Result<Option<Known>, StoreError> {
-        match self.client.describe_secret().secret_id(name).send().await {
+        let described = self
+            .session
+            .call(SERVICE, "DescribeSecret", ApiClass::Read, || {
+                self.client.describe_secret().secret_id(name).send()
+            })
+            .await;
+        match described {
             Ok(out) => Ok(Some(Known {
                 arn: out.arn().map(str::to_owned),
                 version: None,
@@ -237,24 +245,20 @@ impl SecretsManagerStore {
                 deleted: out.deleted_date().is_some(),
                 value: None,
             })),
-            Err(e)
-                if e.as_service_error().and_then(ProvideErrorMetadata::code) == Some("ResourceNotFoundException") =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(self.error(&format!("describe `{name}`"), &e)),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
+            Err(e) => Err(self.failed(&format!("describe `{name}`"), &e)),
         }
     }
 
     /// The id of the version labelled `AWSCURRENT`.
     async fn current_version(&self, id: &str) -> Result<Option<String>, StoreError> {
         let out = self
-            .client
-            .describe_secret()
-            .secret_id(id)
-            .send()
+            .session
+            .call(SERVICE, "DescribeSecret", ApiClass::Read, || {
+                self.client.describe_secret().secret_id(id).send()
+            })
             .await
-            .map_err(|e| self.error(&format!("describe `{id}`"), &e))?;
+            .map_err(|e| self.failed(&format!("describe `{id}`"), &e))?;
         Ok(out.version_ids_to_stages().and_then(|versions| {
             versions
                 .iter()
@@ -307,7 +311,11 @@ impl SecretsManagerStore {
             Payload::String(s) => request.secret_string(s),
             Payload::Binary(b) => request.secret_binary(Blob::new(b.clone())),
         };
-        match request.send().await {
+        let created = self
+            .session
+            .call(SERVICE, "CreateSecret", ApiClass::Write, || request.clone().send())
+            .await;
+        match created {
             Ok(out) => {
                 self.remember(
                     path,
@@ -323,22 +331,14 @@ impl SecretsManagerStore {
                 Ok(())
             }
             Err(e) => {
-                let (code, message) = e
-                    .as_service_error()
-                    .map(|s| {
-                        (
-                            s.code().unwrap_or_default().to_owned(),
-                            s.message().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .unwrap_or_default();
-                if code != "ResourceExistsException" && !is_pending_deletion_error(&code, &message) {
-                    return Err(self.error(&format!("create `{name}`"), &e).at(path));
+                let (code, message) = (e.code().unwrap_or_default(), e.message().unwrap_or_default());
+                if code != "ResourceExistsException" && !is_pending_deletion_error(code, message) {
+                    return Err(self.failed(&format!("create `{name}`"), &e).at(path));
                 }
                 // Created since the listing, or scheduled for deletion (AWS says
                 // InvalidRequestException, moto ResourceExistsException): look before acting.
                 let Some(found) = self.describe_secret(&name).await? else {
-                    return Err(self.error(&format!("create `{name}`"), &e).at(path));
+                    return Err(self.failed(&format!("create `{name}`"), &e).at(path));
                 };
                 if !found.deleted || !found.owned_by(owner) {
                     return Err(StoreError::new(
@@ -376,13 +376,16 @@ impl SecretsManagerStore {
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
         if !missing.is_empty() {
-            self.client
-                .tag_resource()
-                .secret_id(&id)
-                .set_tags(Some(missing))
-                .send()
+            self.session
+                .call(SERVICE, "TagResource", ApiClass::Write, || {
+                    self.client
+                        .tag_resource()
+                        .secret_id(&id)
+                        .set_tags(Some(missing.clone()))
+                        .send()
+                })
                 .await
-                .map_err(|e| self.error(&format!("tag `{name}`"), &e).at(path))?;
+                .map_err(|e| self.failed(&format!("tag `{name}`"), &e).at(path))?;
         }
         // Only tags secretsync itself set from an earlier configuration are removed; tags
         // others added (before an adoption, or since) stay.
@@ -393,13 +396,16 @@ impl SecretsManagerStore {
             for key in &stale {
                 tags.remove(key);
             }
-            self.client
-                .untag_resource()
-                .secret_id(&id)
-                .set_tag_keys(Some(stale))
-                .send()
+            self.session
+                .call(SERVICE, "UntagResource", ApiClass::Write, || {
+                    self.client
+                        .untag_resource()
+                        .secret_id(&id)
+                        .set_tag_keys(Some(stale.clone()))
+                        .send()
+                })
                 .await
-                .map_err(|e| self.error(&format!("untag `{name}`"), &e).at(path))?;
+                .map_err(|e| self.failed(&format!("untag `{name}`"), &e).at(path))?;
         }
         let mut kms = known.kms.clone();
         if let SmMode::Target {
@@ -407,13 +413,12 @@ impl SecretsManagerStore {
         } = &self.mode
             && !same_kms_key(want, known.kms.as_deref())
         {
-            self.client
-                .update_secret()
-                .secret_id(&id)
-                .kms_key_id(want)
-                .send()
+            self.session
+                .call(SERVICE, "UpdateSecret", ApiClass::Write, || {
+                    self.client.update_secret().secret_id(&id).kms_key_id(want).send()
+                })
                 .await
-                .map_err(|e| self.error(&format!("change the KMS key of `{name}`"), &e).at(path))?;
+                .map_err(|e| self.failed(&format!("change the KMS key of `{name}`"), &e).at(path))?;
             kms = Some(want.clone());
         }
         if let Some(entry) = self.known().get_mut(path) {
@@ -462,18 +467,26 @@ impl Store for SecretsManagerStore {
         for key in tag_filter.keys() {
             filters.push(Filter::builder().key(FilterNameStringType::TagKey).values(key).build());
         }
-        let mut pages = self
+        let request = self
             .client
             .list_secrets()
             .max_results(100)
             .include_planned_deletion(self.is_target())
-            .set_filters((!filters.is_empty()).then_some(filters))
-            .into_paginator()
-            .send();
+            .set_filters((!filters.is_empty()).then_some(filters));
         let mut found: HashMap<SecretPath, Known> = HashMap::new();
         let mut listing = Listing::default();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("list secrets", &e))?;
+        let mut next_token: Option<String> = None;
+        loop {
+            // Pages are fetched one at a time, each through the resilience layer, so a throttled
+            // page is retried on its own instead of restarting the listing.
+            let page = self
+                .session
+                .call(SERVICE, "ListSecrets", ApiClass::Read, || {
+                    request.clone().set_next_token(next_token.clone()).send()
+                })
+                .await
+                .map_err(|e| self.failed("list secrets", &e))?;
+            next_token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
             for entry in page.secret_list() {
                 let Some(name) = entry.name() else { continue };
                 // The name filter is a case-insensitive prefix match; keep exact matches only.
@@ -529,6 +542,9 @@ impl Store for SecretsManagerStore {
                 };
                 listing.entries.insert(path.clone(), meta);
                 found.insert(path, known);
+            }
+            if next_token.is_none() {
+                break;
             }
         }
         *self.known() = found;
@@ -597,12 +613,15 @@ impl SecretsManagerStore {
     ) -> Result<Vec<(SecretPath, Option<Known>)>, StoreError> {
         let names: Vec<String> = chunk.iter().map(|(_, n)| n.clone()).collect();
         let out = self
-            .client
-            .batch_get_secret_value()
-            .set_secret_id_list(Some(names))
-            .send()
+            .session
+            .call(SERVICE, "BatchGetSecretValue", ApiClass::Read, || {
+                self.client
+                    .batch_get_secret_value()
+                    .set_secret_id_list(Some(names.clone()))
+                    .send()
+            })
             .await
-            .map_err(|e| self.error("read secret values", &e))?;
+            .map_err(|e| self.failed("read secret values", &e))?;
         let mut by_name: HashMap<&str, Known> = HashMap::new();
         for entry in out.secret_values() {
             let Some(name) = entry.name() else { continue };
@@ -696,10 +715,11 @@ impl WritableStore for SecretsManagerStore {
                 Payload::String(s) => request.secret_string(s),
                 Payload::Binary(b) => request.secret_binary(Blob::new(b.clone())),
             };
-            let out = request
-                .send()
+            let out = self
+                .session
+                .call(SERVICE, "PutSecretValue", ApiClass::Write, || request.clone().send())
                 .await
-                .map_err(|e| self.error(&format!("write `{name}`"), &e).at(path))?;
+                .map_err(|e| self.failed(&format!("write `{name}`"), &e).at(path))?;
             if let Some(entry) = self.known().get_mut(path) {
                 entry.version = out.version_id().map(str::to_owned);
                 entry.value = Some(Arc::new(value.clone()));
@@ -743,10 +763,16 @@ impl WritableStore for SecretsManagerStore {
             Deletion::Force => request.force_delete_without_recovery(true),
             Deletion::RecoveryWindow(days) => request.recovery_window_in_days(i64::try_from(*days).unwrap_or(30)),
         };
-        request
-            .send()
-            .await
-            .map_err(|e| self.error(&format!("delete `{name}`"), &e).at(path))?;
+        let deleted = self
+            .session
+            .call(SERVICE, "DeleteSecret", ApiClass::Write, || request.clone().send())
+            .await;
+        match deleted {
+            Ok(_) => {}
+            // An earlier attempt of this very call went through before its answer was lost.
+            Err(e) if is_pending_deletion_error(e.code().unwrap_or_default(), e.message().unwrap_or_default()) => {}
+            Err(e) => return Err(self.failed(&format!("delete `{name}`"), &e).at(path)),
+        }
         let mut entries = self.known();
         match deletion {
             Deletion::Force => {
@@ -769,12 +795,12 @@ impl WritableStore for SecretsManagerStore {
             .get(path)
             .and_then(|k| k.arn.clone())
             .unwrap_or_else(|| name.clone());
-        self.client
-            .restore_secret()
-            .secret_id(&id)
-            .send()
+        self.session
+            .call(SERVICE, "RestoreSecret", ApiClass::Write, || {
+                self.client.restore_secret().secret_id(&id).send()
+            })
             .await
-            .map_err(|e| self.error(&format!("restore `{name}`"), &e).at(path))?;
+            .map_err(|e| self.failed(&format!("restore `{name}`"), &e).at(path))?;
         if let Some(entry) = self.known().get_mut(path) {
             entry.deleted = false;
         }

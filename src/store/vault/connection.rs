@@ -23,6 +23,7 @@ use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
 use crate::config::{VaultAuth, VaultSettings};
+use crate::resilience::{self, ApiClass, CallError, Resilience};
 use crate::store::ErrorClass;
 
 /// How to get a token (again).
@@ -119,6 +120,26 @@ pub(crate) struct VaultConnection {
     login: Login,
     generation: AtomicU64,
     policies: Mutex<Vec<String>>,
+    resilience: Arc<Resilience>,
+}
+
+impl CallError for VaultError {
+    fn class(&self) -> ErrorClass {
+        self.class
+    }
+
+    fn from_policy(class: ErrorClass, message: String) -> Self {
+        Self {
+            status: None,
+            class,
+            detail: message,
+        }
+    }
+
+    fn with_note(mut self, note: &str) -> Self {
+        self.detail = format!("{} ({note})", self.detail);
+        self
+    }
 }
 
 impl std::fmt::Debug for VaultConnection {
@@ -337,6 +358,7 @@ impl VaultConnection {
         endpoint: &VaultEndpoint,
         env: &dyn Fn(&str) -> Option<String>,
         home: Option<&PathBuf>,
+        resilience: Arc<Resilience>,
     ) -> Result<Arc<Self>, ConnectError> {
         let (token, login) = resolve_login(settings, env, home)?;
         let client = client(settings, endpoint, env, token)?;
@@ -347,6 +369,7 @@ impl VaultConnection {
             login,
             generation: AtomicU64::new(0),
             policies: Mutex::new(Vec::new()),
+            resilience,
         });
         let at = connection.describe();
         if !matches!(connection.login, Login::Static) {
@@ -455,9 +478,27 @@ impl VaultConnection {
         }
     }
 
-    /// Runs a call; on a 403 tells an expired token (log in again, once, and retry) from a
+    /// Runs a call through the resilience layer (retries of 429/5xx/timeouts, the breaker and
+    /// rate limit of this Vault); `capability` (`read`, `list`, `update`, …) names it in metrics.
+    pub(crate) async fn call<T, F, Fut>(&self, what: &str, capability: &'static str, op: F) -> Result<T, VaultError>
+    where
+        F: Fn(Arc<VaultClient>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let endpoint = resilience::Endpoint::new("vault", self.describe());
+        let class = if matches!(capability, "read" | "list") {
+            ApiClass::Read
+        } else {
+            ApiClass::Write
+        };
+        self.resilience
+            .call(&endpoint, capability, class, || self.call_once(what, capability, &op))
+            .await
+    }
+
+    /// One attempt; on a 403 tells an expired token (log in again, once, and retry) from a
     /// policy that does not allow the call (an error naming `what` and the token's policies).
-    pub(crate) async fn call<T, F, Fut>(&self, what: &str, capability: &str, op: F) -> Result<T, VaultError>
+    async fn call_once<T, F, Fut>(&self, what: &str, capability: &str, op: &F) -> Result<T, VaultError>
     where
         F: Fn(Arc<VaultClient>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
