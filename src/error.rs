@@ -46,6 +46,9 @@ pub enum CliError {
         /// How to fix it.
         hint: Option<String>,
     },
+    /// Pushing metrics to the Pushgateway failed (after the run's results were printed).
+    #[error(transparent)]
+    Push(#[from] crate::metrics::export::PushError),
     /// Writing an output file failed.
     #[error("cannot write {what} to {path}")]
     Output {
@@ -81,6 +84,9 @@ impl CliError {
             Self::Config(ConfigError::Invalid { .. }) => None,
             Self::Usage { hint, .. } | Self::NotYet { hint, .. } | Self::MergeStore { hint, .. } => hint.clone(),
             Self::Output { .. } => Some("check that the directory exists and is writable".to_owned()),
+            Self::Push(_) => Some(
+                "check --metrics-push (a Pushgateway base URL such as http://pushgateway:9091) and that it is reachable; the run itself finished as reported above".to_owned(),
+            ),
         }
     }
 

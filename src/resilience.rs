@@ -33,6 +33,7 @@ use backon::{BackoffBuilder as _, ExponentialBuilder, Retryable as _};
 use failsafe::StateMachine;
 use failsafe::failure_policy::{ConsecutiveFailures, consecutive_failures};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tracing::Instrument as _;
 
 use crate::config::ResilienceSettings;
 use crate::metrics::{BreakerState, Metrics};
@@ -293,6 +294,7 @@ impl Resilience {
                     "retrying"
                 );
             })
+            .instrument(tracing::debug_span!("call", service, operation, endpoint = %endpoint.scope))
             .await;
         let made = attempts.load(std::sync::atomic::Ordering::Relaxed);
         result.map_err(|e| {

@@ -41,6 +41,42 @@ pub struct GlobalArgs {
     /// Never show progress bars (they only appear on a terminal anyway).
     #[arg(long, global = true, help_heading = "Global options", env = EnvVars::NO_PROGRESS, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_progress: bool,
+    /// Metrics export.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// Where a run's Prometheus metrics go.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MetricsArgs {
+    /// Serve `/metrics`, `/health` and `/ready` on this address during the run [default with
+    /// `--metrics-port`: 127.0.0.1].
+    #[arg(long, global = true, help_heading = "Metrics", env = EnvVars::METRICS_ADDR, value_name = "IP")]
+    pub metrics_addr: Option<std::net::IpAddr>,
+    /// Serve metrics on this port during the run; 0 picks a free one, logged at info level
+    /// [default with `--metrics-addr`: 9464].
+    #[arg(long, global = true, help_heading = "Metrics", env = EnvVars::METRICS_PORT, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+    /// When the run ends, write metrics here for node-exporter's textfile collector (atomically).
+    #[arg(long, global = true, help_heading = "Metrics", env = EnvVars::METRICS_TEXTFILE, value_name = "PATH")]
+    pub metrics_textfile: Option<PathBuf>,
+    /// When the run ends, push metrics to this Pushgateway URL (`/metrics/job/secretsync` is
+    /// added unless the URL names a job).
+    #[arg(long, global = true, help_heading = "Metrics", env = EnvVars::METRICS_PUSH, value_name = "URL")]
+    pub metrics_push: Option<String>,
+}
+
+impl MetricsArgs {
+    /// The address to serve on, if serving was asked for.
+    pub fn listen(&self) -> Option<std::net::SocketAddr> {
+        match (self.metrics_addr, self.metrics_port) {
+            (None, None) => None,
+            (addr, port) => Some(std::net::SocketAddr::new(
+                addr.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+                port.unwrap_or(9464),
+            )),
+        }
+    }
 }
 
 /// The commands.

@@ -29,6 +29,14 @@ env_vars! {
     COLOR = "SECRETSYNC_COLOR";
     /// Disable progress bars (`--no-progress`).
     NO_PROGRESS = "SECRETSYNC_NO_PROGRESS";
+    /// Address to serve `/metrics`, `/health` and `/ready` on during a run (`--metrics-addr`).
+    METRICS_ADDR = "SECRETSYNC_METRICS_ADDR";
+    /// Port to serve metrics on (`--metrics-port`).
+    METRICS_PORT = "SECRETSYNC_METRICS_PORT";
+    /// Write metrics for node-exporter's textfile collector here when the run ends (`--metrics-textfile`).
+    METRICS_TEXTFILE = "SECRETSYNC_METRICS_TEXTFILE";
+    /// Push metrics to this Pushgateway when the run ends (`--metrics-push`).
+    METRICS_PUSH = "SECRETSYNC_METRICS_PUSH";
     /// Comma-separated targets to sync (`--targets`).
     TARGETS = "SECRETSYNC_TARGETS";
     /// Run only the merge phase (`--merge-only`).

@@ -7,6 +7,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::{init_logging, load, shown};
 use crate::cli::{EnvVars, GlobalArgs, OutputFormat, PipelineArgs};
@@ -14,6 +15,7 @@ use crate::config::{ImportKind, Pipeline};
 use crate::engine::{BuildFailure, Engine, RunOptions, Stores};
 use crate::error::CliError;
 use crate::graph::GraphError;
+use crate::metrics::export::{self, Readiness};
 use crate::model::SecretValue;
 use crate::output::Printer;
 use crate::plan::Action;
@@ -26,10 +28,43 @@ pub(super) async fn run(
     plan_command: bool,
     printer: Printer,
 ) -> Result<u8, CliError> {
-    let mut pipeline = load(global, printer)?;
+    let pipeline = load(global, printer)?;
     init_logging(global, Some(&pipeline));
+    // Every log line of the run carries this id (JSON logs: in its `spans`), so the lines of
+    // one scheduled run can be told from the next one's.
+    let run_id = format!("{:016x}", fastrand::u64(..));
+    let span = tracing::info_span!("run", run_id = %run_id);
+    Box::pin(execute(global, args, plan_command, printer, pipeline))
+        .instrument(span)
+        .await
+}
+
+async fn execute(
+    global: &GlobalArgs,
+    args: &PipelineArgs,
+    plan_command: bool,
+    printer: Printer,
+    mut pipeline: Pipeline,
+) -> Result<u8, CliError> {
     let dry_run = plan_command || args.dry_run || pipeline.settings.dry_run;
     let context = store::BuildContext::new(&pipeline);
+    let metrics = Arc::clone(context.metrics());
+    let readiness = Readiness::default();
+    let _metrics_server = match global.metrics.listen() {
+        Some(addr) => {
+            let server = export::serve(Arc::clone(&metrics), readiness.clone(), addr)
+                .await
+                .map_err(|e| {
+                    CliError::usage(
+                        format!("cannot serve metrics on {addr}: {e}"),
+                        Some("choose a free port with --metrics-port (0 picks one)"),
+                    )
+                })?;
+            tracing::info!("serving metrics on http://{}/metrics", server.addr);
+            Some(server)
+        }
+        None => None,
+    };
     let mut discovery_errors = Vec::new();
     if args.discover || pipeline.settings.discover {
         if pipeline.dynamic_targets.is_empty() {
@@ -92,20 +127,22 @@ pub(super) async fn run(
     let on_signal = interrupt.clone();
     #[expect(
         clippy::disallowed_methods,
-        reason = "the one detached task: it only cancels a token on Ctrl-C"
+        reason = "the one detached task: it only cancels a token on Ctrl-C or SIGTERM"
     )]
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("interrupted: finishing the current writes, then stopping");
+        if let Some(signal) = stop_signal().await {
+            tracing::warn!("{signal}: finishing the writes in flight, starting no new ones, then stopping");
             on_signal.cancel();
         }
     });
+    readiness.set();
     let bars = report::progress::ProgressBars::default();
     let show_progress =
         !global.no_progress && output == OutputFormat::Human && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let events: &dyn EventSink = if show_progress { &bars } else { &NoEvents };
     let mut report = Engine::new(&pipeline, &stores, &options, events, interrupt).run().await;
     report.errors.extend(discovery_errors);
+    metrics.record_report(&report);
 
     let config = shown(&global.config);
     render(&report, output, args, plan_command, &config, printer);
@@ -126,7 +163,36 @@ pub(super) async fn run(
         )?;
         append_env_file(EnvVars::GITHUB_STEP_SUMMARY, &report::github::step_summary(&report))?;
     }
+    if let Some(path) = &global.metrics.metrics_textfile {
+        export::write_textfile(&metrics, path).map_err(|source| CliError::Output {
+            what: "the metrics",
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    if let Some(url) = &global.metrics.metrics_push {
+        export::push(&metrics, url).await?;
+    }
     Ok(report.exit_code(args.exit_code))
+}
+
+/// Waits for Ctrl-C or (on Unix) SIGTERM — what Kubernetes sends a pod it stops — and names it.
+async fn stop_signal() -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+            return tokio::signal::ctrl_c().await.ok().map(|()| "interrupted (Ctrl-C)");
+        };
+        tokio::select! {
+            pressed = tokio::signal::ctrl_c() => pressed.ok().map(|()| "interrupted (Ctrl-C)"),
+            received = terminate.recv() => received.map(|()| "terminated (SIGTERM)"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.ok().map(|()| "interrupted (Ctrl-C)")
+    }
 }
 
 fn render(

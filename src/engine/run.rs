@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::apply;
 use crate::config::{ImportKind, Pipeline};
@@ -207,7 +208,10 @@ impl<'a> Engine<'a> {
                 let results: Vec<(String, Merged, Duration)> = stream::iter(names)
                     .map(|name| async move {
                         let t = Instant::now();
-                        let result = self.merge_target(name).await;
+                        let result = self
+                            .merge_target(name)
+                            .instrument(tracing::info_span!("target", target = %name, phase = "merge"))
+                            .await;
                         self.note_failure(result.as_ref().err());
                         self.events.emit(Event::Progress {
                             phase: Phase::Merge,
@@ -261,7 +265,10 @@ impl<'a> Engine<'a> {
             let planned: Vec<PlanOutcome> = stream::iter(ready)
                 .map(|(name, desired)| async move {
                     let t = Instant::now();
-                    let result = self.plan_target(&name, desired).await;
+                    let result = self
+                        .plan_target(&name, desired)
+                        .instrument(tracing::info_span!("target", target = %name, phase = "plan"))
+                        .await;
                     self.note_failure(result.as_ref().err());
                     self.events.emit(Event::Progress {
                         phase: Phase::Plan,
@@ -363,9 +370,8 @@ impl<'a> Engine<'a> {
                 }
                 None => return Err((format!("source `{name}` was not built (this is a bug)"), None)),
             };
-            let span = tracing::debug_span!("read_source", source = name, store = %store.describe());
-            let _guard = span.enter();
-            match self.interruptible(store.read_all()).await {
+            let span = tracing::info_span!("source", source = name, store = %store.describe());
+            match self.interruptible(store.read_all()).instrument(span).await {
                 Ok((listing, set)) => {
                     tracing::debug!(secrets = set.len(), "source read");
                     if !listing.notes.is_empty() {
@@ -669,6 +675,7 @@ impl<'a> Engine<'a> {
                     &self.interrupt,
                     &progress,
                 )
+                .instrument(tracing::info_span!("target", target = %name, phase = "apply"))
                 .await;
                 let status = (applied.failed > 0).then(|| TargetStatus::Failed {
                     phase: "apply",

@@ -12,7 +12,7 @@ use crate::aws::sdk_config;
 use crate::support::{Output, TestEnv};
 
 /// Operations that change something in AWS.
-const WRITES: &[&str] = &[
+pub(crate) const WRITES: &[&str] = &[
     "CreateSecret",
     "PutSecretValue",
     "UpdateSecret",
@@ -27,13 +27,13 @@ const WRITES: &[&str] = &[
 ];
 
 /// A private proxy in front of moto, so this test's calls are counted apart from others'.
-async fn proxy(services: &Services) -> RunningProxy {
+pub(crate) async fn proxy(services: &Services) -> RunningProxy {
     testbed::proxy::start("127.0.0.1:0".parse().unwrap(), &services.aws_endpoint, Flavor::Aws)
         .await
         .unwrap()
 }
 
-fn calls(proxy: &RunningProxy) -> BTreeMap<String, u64> {
+pub(crate) fn calls(proxy: &RunningProxy) -> BTreeMap<String, u64> {
     proxy
         .counts()
         .into_iter()
@@ -44,7 +44,7 @@ fn calls(proxy: &RunningProxy) -> BTreeMap<String, u64> {
         })
 }
 
-fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+pub(crate) fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     after
         .iter()
         .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
@@ -53,7 +53,13 @@ fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
 }
 
 /// The binary as `account`, through `proxy`, with more variables.
-fn run(env: &TestEnv, args: &[&str], account: &AwsAccount, proxy: &RunningProxy, more: &[(&str, &str)]) -> Output {
+pub(crate) fn run(
+    env: &TestEnv,
+    args: &[&str],
+    account: &AwsAccount,
+    proxy: &RunningProxy,
+    more: &[(&str, &str)],
+) -> Output {
     let endpoint = format!("http://{}", proxy.addr);
     let mut vars: Vec<(&str, &str)> = vec![
         ("AWS_ACCESS_KEY_ID", &account.access_key_id),
@@ -67,12 +73,12 @@ fn run(env: &TestEnv, args: &[&str], account: &AwsAccount, proxy: &RunningProxy,
 }
 
 /// Secrets Manager in `account_id`, read directly from moto.
-async fn secrets_in(services: &Services, account_id: &str) -> aws_sdk_secretsmanager::Client {
+pub(crate) async fn secrets_in(services: &Services, account_id: &str) -> aws_sdk_secretsmanager::Client {
     let account = services.aws_account_with_id(account_id).await;
     aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await)
 }
 
-async fn names(sm: &aws_sdk_secretsmanager::Client) -> Vec<String> {
+pub(crate) async fn names(sm: &aws_sdk_secretsmanager::Client) -> Vec<String> {
     let listed = sm.list_secrets().max_results(100).send().await.unwrap();
     let mut names: Vec<String> = listed
         .secret_list()
@@ -83,7 +89,7 @@ async fn names(sm: &aws_sdk_secretsmanager::Client) -> Vec<String> {
     names
 }
 
-async fn string_value(sm: &aws_sdk_secretsmanager::Client, name: &str) -> Value {
+pub(crate) async fn string_value(sm: &aws_sdk_secretsmanager::Client, name: &str) -> Value {
     let out = sm.get_secret_value().secret_id(name).send().await.unwrap();
     serde_json::from_str(out.secret_string().unwrap()).unwrap()
 }

@@ -67,6 +67,17 @@ impl TestEnv {
     }
 
     pub(crate) fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self.command(args, env).output().expect("run secretsync");
+        let redact = |bytes: &[u8]| self.redact(&String::from_utf8_lossy(bytes));
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: redact(&out.stdout),
+            stderr: redact(&out.stderr),
+        }
+    }
+
+    /// The command [`TestEnv::run_with`] runs, for tests that start it themselves.
+    pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_secretsync"));
         cmd.args(args).current_dir(self.path());
         for (key, _) in std::env::vars() {
@@ -86,13 +97,7 @@ impl TestEnv {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run secretsync");
-        let redact = |bytes: &[u8]| self.redact(&String::from_utf8_lossy(bytes));
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: redact(&out.stdout),
-            stderr: redact(&out.stderr),
-        }
+        cmd
     }
 
     fn redact(&self, text: &str) -> String {

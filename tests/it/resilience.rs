@@ -1,0 +1,584 @@
+//! The fault suite: the binary against moto and the Vault emulator with faults injected by a
+//! private fault proxy — throttling storms, a denied role beside a failing endpoint, connection
+//! resets and latency spikes, a Vault that seals mid-run, SIGTERM during apply. Every run logs at
+//! trace level as JSON and writes its report and metrics; canary values seeded in the secrets
+//! must appear in none of it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use testbed::proxy::{Fault, Flavor, Rule, RunningProxy};
+use testbed::support::{AwsAccount, Services, random_account_id};
+
+use crate::aws_pipeline::{WRITES, calls, names, proxy, run, secrets_in, since, string_value};
+use crate::support::{Output, TestEnv};
+
+/// A value no output may contain.
+fn canary(n: usize) -> String {
+    format!("CANARY-{n:03}-d41d8cd98f00b204")
+}
+
+/// Fast retries, so the suite does not wait on production backoffs.
+pub(crate) const FAST: &str = "resilience: { retries: { max_attempts: 6, base_delay: 10ms, max_delay: 100ms } }";
+
+/// Observability flags every run of the suite uses.
+pub(crate) const OBSERVED: &[&str] = &[
+    "--log-level",
+    "trace",
+    "--log-format",
+    "json",
+    "--metrics-textfile",
+    "metrics.prom",
+    "--report",
+    "report.json",
+];
+
+pub(crate) struct Suite {
+    pub(crate) s: Services,
+    pub(crate) caller: AwsAccount,
+    pub(crate) proxy: RunningProxy,
+    pub(crate) env: TestEnv,
+}
+
+impl Suite {
+    pub(crate) async fn new() -> Self {
+        let s = Services::get();
+        let caller = s.aws_account().await;
+        let proxy = proxy(&s).await;
+        Self {
+            s,
+            caller,
+            proxy,
+            env: TestEnv::new(),
+        }
+    }
+
+    /// `count` file secrets (`s000`…), each holding a canary.
+    pub(crate) fn seed(&self, count: usize, version: u32) {
+        for n in 0..count {
+            self.env.write(
+                &format!("src/s{n:03}.json"),
+                json!({ "password": canary(n), "version": version }).to_string(),
+            );
+        }
+    }
+
+    /// `secretsync pipeline` with the suite's flags; asserts no canary leaked anywhere.
+    pub(crate) fn pipeline(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["pipeline"];
+        args.extend_from_slice(OBSERVED);
+        args.extend_from_slice(extra);
+        let out = run(&self.env, &args, &self.caller, &self.proxy, &[]);
+        self.assert_no_canary(&out);
+        out
+    }
+
+    pub(crate) fn assert_no_canary(&self, out: &Output) {
+        let mut places = vec![("stdout", out.stdout.clone()), ("stderr", out.stderr.clone())];
+        for file in ["metrics.prom", "report.json"] {
+            if self.env.exists(file) {
+                places.push((file, self.env.read(file)));
+            }
+        }
+        for (place, text) in places {
+            assert!(!text.contains("CANARY-"), "a secret value leaked into {place}:\n{text}");
+        }
+    }
+
+    /// The AWS variables [`run`] sets, for runs the test starts itself.
+    pub(crate) fn aws_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", self.caller.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.caller.secret_access_key.clone()),
+            ("AWS_SESSION_TOKEN", self.caller.session_token.clone()),
+            ("AWS_ENDPOINT_URL", format!("http://{}", self.proxy.addr)),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+    }
+
+    pub(crate) fn metrics(&self) -> String {
+        self.env.read("metrics.prom")
+    }
+
+    fn report(&self) -> Value {
+        serde_json::from_str(&self.env.read("report.json")).expect("report.json is JSON")
+    }
+}
+
+/// The report entry of target `name`.
+fn target(report: &Value, name: &str) -> Value {
+    report["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no target {name} in {report:#}"))
+        .clone()
+}
+
+/// The value of the sample `name{labels}` in Prometheus text as written (`3`, `0.25`), or
+/// `absent`.
+pub(crate) fn sample(metrics: &str, name_and_labels: &str) -> String {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map_or_else(|| "absent".to_owned(), |v| v.trim().to_owned())
+}
+
+/// A whole-number sample, 0 when absent.
+pub(crate) fn count(metrics: &str, name_and_labels: &str) -> u64 {
+    match sample(metrics, name_and_labels).as_str() {
+        "absent" => 0,
+        v => v
+            .parse()
+            .unwrap_or_else(|_| panic!("`{name_and_labels}` is not a count: {v}")),
+    }
+}
+
+fn throttle(operation: &str, probability: f64) -> Rule {
+    Rule {
+        service: Some("secretsmanager".into()),
+        operation: Some(operation.into()),
+        fault: Fault {
+            status: Some(400),
+            code: Some("ThrottlingException".into()),
+            message: Some("Rate exceeded".into()),
+            ..Fault::default()
+        },
+        probability: Some(probability),
+        seed: Some(7),
+        ..Rule::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_storm_on_reads_and_writes_is_ridden_out_and_counted() {
+    let t = Suite::new().await;
+    let target = random_account_id();
+    t.seed(45, 1);
+    t.env.write(
+        "config.yaml",
+        format!(
+            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             targets: {{ App: {{ account_id: \"{target}\", imports: [files] }} }}\n\
+             pipeline: {{ {FAST} }}\n"
+        ),
+    );
+    let first = t.pipeline(&[]);
+    assert_eq!(first.code, 0, "{}", first.snapshot());
+
+    // Every value changes; half of all reads and writes are throttled.
+    t.seed(45, 2);
+    let reads = t.proxy.add_rule(throttle("BatchGetSecretValue", 0.5)).unwrap();
+    let writes = t.proxy.add_rule(throttle("PutSecretValue", 0.5)).unwrap();
+    let stormy = t.pipeline(&[]);
+    assert_eq!(stormy.code, 0, "{}", stormy.snapshot());
+    let (reads, writes) = (t.proxy.rule_stats(reads).unwrap(), t.proxy.rule_stats(writes).unwrap());
+    assert!(
+        reads.fired >= 1 && writes.fired >= 10,
+        "a storm happened: {reads:?} {writes:?}"
+    );
+
+    let sm = secrets_in(&t.s, &target).await;
+    for n in [0, 22, 44] {
+        assert_eq!(
+            string_value(&sm, &format!("s{n:03}")).await,
+            json!({ "password": canary(n), "version": 2 }),
+            "every write landed"
+        );
+    }
+    let metrics = t.metrics();
+    for (operation, stats) in [("BatchGetSecretValue", reads), ("PutSecretValue", writes)] {
+        let labels = format!("{{service=\"secretsmanager\",operation=\"{operation}\"}}");
+        assert_eq!(
+            count(&metrics, &format!("secretsync_throttles_total{labels}")),
+            stats.fired,
+            "every injected throttle of {operation} is counted:\n{metrics}"
+        );
+        assert_eq!(
+            count(&metrics, &format!("secretsync_retries_total{labels}")),
+            stats.fired,
+            "and retried once each"
+        );
+    }
+    assert_eq!(
+        count(
+            &metrics,
+            "secretsync_secrets_total{action=\"update\",result=\"applied\"}"
+        ),
+        45
+    );
+    assert_eq!(count(&metrics, "secretsync_run_outcome{outcome=\"changes\"}"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_role_and_a_failing_endpoint_fail_only_their_targets_and_the_next_run_converges() {
+    let t = Suite::new().await;
+    let (good, denied, broken) = (random_account_id(), random_account_id(), random_account_id());
+    let broken_account = broken.clone();
+    t.seed(5, 1);
+    t.env.write(
+        "config.yaml",
+        format!(
+            "sources:\n\
+             \x20 files: {{ file: {{ path: ./src }} }}\n\
+             \x20 remote: {{ aws: {{ account_id: \"{broken}\", prefix: broken/ }} }}\n\
+             targets:\n\
+             \x20 Good: {{ account_id: \"{good}\", imports: [files] }}\n\
+             \x20 Denied: {{ account_id: \"{denied}\", imports: [files] }}\n\
+             \x20 Broken: {{ account_id: \"{good}\", imports: [files, remote], secret_prefix: broken/ }}\n\
+             \x20 AlsoBroken: {{ account_id: \"{broken}\", imports: [files], secret_prefix: broken-too/ }}\n\
+             \x20 BrokenChild: {{ account_id: \"{good}\", imports: [Broken], secret_prefix: child/ }}\n\
+             pipeline:\n\
+             \x20 resilience: {{ retries: {{ max_attempts: 3, base_delay: 10ms, max_delay: 50ms }}, circuit_breaker: {{ failures: 3, cool_down: 10m }} }}\n"
+        ),
+    );
+    let denied_rule = t
+        .proxy
+        .add_rule(Rule {
+            operation: Some("AssumeRole".into()),
+            body: Some(format!("iam%3A%3A{denied}%3A")),
+            fault: Fault {
+                status: Some(403),
+                code: Some("AccessDenied".into()),
+                message: Some("not authorized to perform sts:AssumeRole".into()),
+                ..Fault::default()
+            },
+            ..Rule::default()
+        })
+        .unwrap();
+    // Every Secrets Manager call about `broken…` names answers 500: the `remote` source (read
+    // in the merge phase: three attempts open the account's breaker) and AlsoBroken's listing
+    // (in the sync phase: refused at once by the open breaker).
+    let broken_rule = t
+        .proxy
+        .add_rule(Rule {
+            service: Some("secretsmanager".into()),
+            body: Some("broken".into()),
+            fault: Fault {
+                status: Some(500),
+                code: Some("InternalServiceError".into()),
+                message: Some("we are having a bad day".into()),
+                ..Fault::default()
+            },
+            ..Rule::default()
+        })
+        .unwrap();
+
+    let failed = t.pipeline(&["-o", "json"]);
+    assert_eq!(failed.code, 2, "{}", failed.snapshot());
+    let report = t.report();
+    let status = |name: &str| -> Value { target(&report, name) };
+    assert_eq!(status("Good")["status"], "ok", "{report:#}");
+    let denied_error = status("Denied")["error"].as_str().unwrap().to_owned();
+    assert!(
+        denied_error.contains(&format!("arn:aws:iam::{denied}:role/OrganizationAccountAccessRole")),
+        "{denied_error}"
+    );
+    let broken = status("Broken");
+    let error = broken["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot read source `remote`")
+            && error.contains("InternalServiceError")
+            && error.contains("gave up after 3 attempts"),
+        "{error}"
+    );
+    let error = status("AlsoBroken")["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains("circuit breaker open after 3 consecutive failures"),
+        "the next call to the broken account failed fast: {error}"
+    );
+    let child = status("BrokenChild");
+    assert_eq!(child["status"], "skipped", "{child}");
+    assert!(
+        child["skipped_because"].as_str().unwrap().contains("`Broken`"),
+        "{child}"
+    );
+    assert!(t.proxy.rule_stats(denied_rule).unwrap().fired >= 1);
+    assert_eq!(
+        t.proxy.rule_stats(broken_rule).unwrap().fired,
+        3,
+        "three failures opened the breaker; then no more calls reached the endpoint"
+    );
+    let metrics = t.metrics();
+    let endpoint = format!("{{service=\"secretsmanager\",endpoint=\"{broken_account}/us-east-1\"}}");
+    assert_eq!(
+        count(&metrics, &format!("secretsync_circuit_breaker_state{endpoint}")),
+        2,
+        "{metrics}"
+    );
+    assert!(
+        count(
+            &metrics,
+            &format!("secretsync_circuit_breaker_rejected_calls_total{endpoint}")
+        ) >= 1
+    );
+    assert_eq!(count(&metrics, "secretsync_run_outcome{outcome=\"failed\"}"), 1);
+    assert_eq!(
+        count(&metrics, "secretsync_targets{outcome=\"failed\"}"),
+        3,
+        "{metrics}"
+    );
+    assert_eq!(count(&metrics, "secretsync_targets{outcome=\"skipped\"}"), 1);
+    assert_eq!(names(&secrets_in(&t.s, &good).await).await.len(), 5, "Good was synced");
+
+    // The faults clear: the next run writes only what is missing.
+    t.proxy.clear_rules();
+    let before = calls(&t.proxy);
+    let healed = t.pipeline(&[]);
+    assert_eq!(healed.code, 0, "{}", healed.snapshot());
+    let made = since(&before, &calls(&t.proxy));
+    assert_eq!(
+        made.get("CreateSecret"),
+        Some(&20),
+        "5 secrets in each of Denied, Broken, AlsoBroken and BrokenChild; none for Good: {made:?}"
+    );
+    let writes: u64 = made
+        .iter()
+        .filter(|(op, _)| WRITES.contains(&op.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(writes, 20, "{made:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_resets_and_latency_spikes_are_survived_and_the_call_timeout_holds() {
+    let t = Suite::new().await;
+    let target = random_account_id();
+    t.seed(25, 1);
+    t.env.write(
+        "config.yaml",
+        format!(
+            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             targets: {{ App: {{ account_id: \"{target}\", imports: [files] }} }}\n\
+             pipeline:\n\
+             \x20 resilience: {{ retries: {{ max_attempts: 6, base_delay: 10ms, max_delay: 100ms }}, timeouts: {{ call: 1s }} }}\n"
+        ),
+    );
+    assert_eq!(t.pipeline(&[]).code, 0);
+    t.seed(25, 2);
+    let resets = t
+        .proxy
+        .add_rule(Rule {
+            operation: Some("ListSecrets".into()),
+            fault: Fault {
+                reset: true,
+                ..Fault::default()
+            },
+            times: Some(2),
+            ..Rule::default()
+        })
+        .unwrap();
+    let spikes = t
+        .proxy
+        .add_rule(Rule {
+            operation: Some("BatchGetSecretValue".into()),
+            fault: Fault {
+                latency_ms: Some(2000),
+                ..Fault::default()
+            },
+            times: Some(2),
+            ..Rule::default()
+        })
+        .unwrap();
+    let out = t.pipeline(&[]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert_eq!(t.proxy.rule_stats(resets).unwrap().fired, 2);
+    assert_eq!(t.proxy.rule_stats(spikes).unwrap().fired, 2);
+    let metrics = t.metrics();
+    let transient = |op: &str| {
+        count(
+            &metrics,
+            &format!(
+                "secretsync_api_calls_total{{service=\"secretsmanager\",operation=\"{op}\",outcome=\"transient\"}}"
+            ),
+        )
+    };
+    assert_eq!(transient("ListSecrets"), 2, "each reset failed one attempt:\n{metrics}");
+    assert_eq!(
+        transient("BatchGetSecretValue"),
+        2,
+        "each 2 s spike was cut off by the 1 s call timeout and retried:\n{metrics}"
+    );
+    let sm = secrets_in(&t.s, &target).await;
+    assert_eq!(
+        string_value(&sm, "s024").await,
+        json!({ "password": canary(24), "version": 2 })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_delete() {
+    let t = Suite::new().await;
+    let vault_proxy = testbed::proxy::start("127.0.0.1:0".parse().unwrap(), &t.s.vault_addr, Flavor::Vault)
+        .await
+        .unwrap();
+    let mount = t.s.vault_mount(2).await;
+    for (n, path) in ["alpha", "beta", "gamma"].iter().enumerate() {
+        let (status, _) =
+            t.s.vault_call(
+                "POST",
+                &t.s.vault_addr,
+                &format!("{mount}/data/{path}"),
+                Some(json!({ "data": { "secret": canary(n), "version": 1 } })),
+            )
+            .await;
+        assert!(status < 300);
+    }
+    t.env.write("local/extra.json", r#"{"x": 1}"#);
+    t.env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: \"http://{}\" }}\n\
+             sources:\n\
+             \x20 platform: {{ vault: {{ mount: {mount} }} }}\n\
+             \x20 local: {{ file: {{ path: ./local }} }}\n\
+             targets:\n\
+             \x20 Out: {{ file: {{ path: ./out }}, imports: [platform] }}\n\
+             \x20 Other: {{ file: {{ path: ./other }}, imports: [local] }}\n\
+             pipeline: {{ {FAST}, sync: {{ delete_orphans: true }} }}\n",
+            vault_proxy.addr
+        ),
+    );
+    let vault = [("VAULT_TOKEN", t.s.vault_token.as_str())];
+    let first = run(&t.env, &["pipeline"], &t.caller, &t.proxy, &vault);
+    assert_eq!(first.code, 0, "{}", first.snapshot());
+    let before: BTreeMap<String, String> = ["alpha", "beta", "gamma"]
+        .iter()
+        .map(|p| ((*p).to_owned(), t.env.read(&format!("out/{p}.json"))))
+        .collect();
+
+    // Alpha changes, then Vault seals while the run reads: the listing and the first reads
+    // answer, the read of `beta` gets 503s.
+    t.s.vault_call(
+        "POST",
+        &t.s.vault_addr,
+        &format!("{mount}/data/alpha"),
+        Some(json!({ "data": { "secret": canary(0), "version": 2 } })),
+    )
+    .await;
+    let sealed = vault_proxy
+        .add_rule(Rule {
+            path: Some(format!("{mount}/data/beta")),
+            fault: Fault {
+                status: Some(503),
+                message: Some("Vault is sealed".into()),
+                ..Fault::default()
+            },
+            ..Rule::default()
+        })
+        .unwrap();
+    let mut args = vec!["pipeline"];
+    args.extend_from_slice(OBSERVED);
+    let out = run(&t.env, &args, &t.caller, &t.proxy, &vault);
+    t.assert_no_canary(&out);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert_eq!(
+        vault_proxy.rule_stats(sealed).unwrap().fired,
+        6,
+        "every attempt was retried, then given up"
+    );
+    let report = t.report();
+    let out_target = target(&report, "Out");
+    assert_eq!(out_target["status"], "failed", "{out_target:#}");
+    let error = out_target["error"].as_str().unwrap();
+    assert!(error.contains("status 503: Vault is sealed"), "{error}");
+    assert!(error.contains("gave up after 6 attempts"), "{error}");
+    for (path, text) in &before {
+        assert_eq!(
+            &t.env.read(&format!("out/{path}.json")),
+            text,
+            "`{path}` untouched: no partial push (alpha's new value withheld) and no delete"
+        );
+    }
+    assert_eq!(
+        target(&report, "Other")["status"],
+        "ok",
+        "a target not importing Vault is synced"
+    );
+    assert!(t.env.exists("other/extra.json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_apply_stops_new_writes_reports_and_a_rerun_converges() {
+    let t = Suite::new().await;
+    let target = random_account_id();
+    t.seed(30, 1);
+    t.env.write(
+        "config.yaml",
+        format!(
+            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             targets: {{ App: {{ account_id: \"{target}\", imports: [files] }} }}\n\
+             pipeline: {{ {FAST} }}\n"
+        ),
+    );
+    // Slow writes, so the run is still applying when the signal comes.
+    t.proxy
+        .add_rule(Rule {
+            operation: Some("CreateSecret".into()),
+            fault: Fault {
+                latency_ms: Some(150),
+                ..Fault::default()
+            },
+            ..Rule::default()
+        })
+        .unwrap();
+    let owned = t.aws_vars();
+    let vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut args = vec!["pipeline", "-o", "json"];
+    args.extend_from_slice(OBSERVED);
+    let child = t
+        .env
+        .command(&args, &vars)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start secretsync");
+    // Wait until a few writes have gone out, then send what Kubernetes sends a pod.
+    let creates = || calls(&t.proxy).get("CreateSecret").copied().unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while creates() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the run never started writing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = tokio::task::block_in_place(|| child.wait_with_output()).expect("wait");
+    let output = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    t.assert_no_canary(&output);
+    assert_eq!(output.code, 130, "{}", output.snapshot());
+    assert!(output.stderr.contains("terminated (SIGTERM)"), "{}", output.stderr);
+    let report: Value = serde_json::from_str(&output.stdout).expect("the JSON report");
+    assert_eq!(report["outcome"], "interrupted", "{report:#}");
+    let changes = report["targets"][0]["changes"].as_array().expect("changes").clone();
+    let result_of = |c: &Value| c["result"].as_str().unwrap_or("none").to_owned();
+    let applied = changes.iter().filter(|c| result_of(c) == "applied").count();
+    let pending = changes.iter().filter(|c| result_of(c) == "not_attempted").count();
+    assert!(applied >= 3 && pending >= 1, "{changes:#?}");
+    assert_eq!(
+        applied + pending,
+        30,
+        "every change is either applied or pending: {changes:#?}"
+    );
+    let sm = secrets_in(&t.s, &target).await;
+    assert_eq!(names(&sm).await.len(), applied, "the report matches what was written");
+
+    let before = calls(&t.proxy);
+    let rerun = t.pipeline(&[]);
+    assert_eq!(rerun.code, 0, "{}", rerun.snapshot());
+    let made = since(&before, &calls(&t.proxy));
+    assert_eq!(
+        made.get("CreateSecret"),
+        Some(&(pending as u64)),
+        "only what was pending: {made:?}"
+    );
+    assert_eq!(names(&sm).await.len(), 30);
+}
