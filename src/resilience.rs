@@ -298,18 +298,21 @@ impl Resilience {
             .await;
         let made = attempts.load(std::sync::atomic::Ordering::Relaxed);
         result.map_err(|e| {
-            tracing::debug!(
-                service,
-                operation,
-                endpoint = %endpoint.scope,
-                class = %e.class(),
-                attempts = made,
-                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                "call failed"
-            );
+            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             if made > 1 {
+                tracing::warn!(
+                    service,
+                    operation,
+                    endpoint = %endpoint.scope,
+                    class = %e.class(),
+                    attempts = made,
+                    elapsed_ms,
+                    "call failed after retries"
+                );
                 e.with_note(&format!("gave up after {made} attempts"))
             } else {
+                // Not-found and the like are ordinary answers; the store decides what they mean.
+                tracing::debug!(service, operation, endpoint = %endpoint.scope, class = %e.class(), elapsed_ms, "call failed");
                 e
             }
         })

@@ -142,6 +142,7 @@ async fn execute(
     let events: &dyn EventSink = if show_progress { &bars } else { &NoEvents };
     let mut report = Engine::new(&pipeline, &stores, &options, events, interrupt).run().await;
     report.errors.extend(discovery_errors);
+    report.api_calls = metrics.call_counts();
     metrics.record_report(&report);
 
     let config = shown(&global.config);

@@ -314,6 +314,7 @@ impl<'a> Engine<'a> {
                 warnings
             },
             duration: started.elapsed(),
+            api_calls: BTreeMap::new(),
         }
     }
 

@@ -109,6 +109,8 @@ pub struct Metrics {
     run_finished: Gauge,
     /// Set once the run's report has been recorded (for `/ready` and tests).
     finished: Mutex<bool>,
+    /// Attempts by (service, operation), for the JSON report.
+    calls: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -225,6 +227,7 @@ impl Metrics {
             run_outcome,
             run_finished,
             finished: Mutex::new(false),
+            calls: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -240,6 +243,25 @@ impl Metrics {
         self.api_latency
             .get_or_create(&OperationLabels { service, operation })
             .observe(took.as_secs_f64());
+        *self
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((service, operation))
+            .or_default() += 1;
+    }
+
+    /// API call attempts so far, by service then operation.
+    pub fn call_counts(&self) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+        let calls = self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> =
+            std::collections::BTreeMap::new();
+        for ((service, operation), n) in calls.iter() {
+            out.entry((*service).to_owned())
+                .or_default()
+                .insert((*operation).to_owned(), *n);
+        }
+        out
     }
 
     /// A retry is about to happen.

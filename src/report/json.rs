@@ -24,7 +24,7 @@ struct JsonReport<'a> {
     errors: Vec<ErrorEntry>,
     warnings: &'a [String],
     timings: Timings,
-    api_calls: serde_json::Map<String, serde_json::Value>,
+    api_calls: &'a std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 #[derive(Serialize)]
@@ -182,7 +182,7 @@ pub fn render(report: &RunReport, config: &str, exit_code_mode: bool) -> String 
         timings: Timings {
             total_ms: report.duration.as_millis(),
         },
-        api_calls: serde_json::Map::new(),
+        api_calls: &report.api_calls,
     };
     let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
     text.push('\n');

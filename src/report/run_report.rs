@@ -156,6 +156,8 @@ pub struct RunReport {
     pub warnings: Vec<String>,
     /// Total time.
     pub duration: Duration,
+    /// API call attempts by service, then operation (filled in from the run's metrics).
+    pub api_calls: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 impl RunReport {

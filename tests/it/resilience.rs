@@ -172,8 +172,18 @@ async fn a_throttling_storm_on_reads_and_writes_is_ridden_out_and_counted() {
     t.seed(45, 2);
     let reads = t.proxy.add_rule(throttle("BatchGetSecretValue", 0.5)).unwrap();
     let writes = t.proxy.add_rule(throttle("PutSecretValue", 0.5)).unwrap();
+    let before = calls(&t.proxy);
     let stormy = t.pipeline(&[]);
     assert_eq!(stormy.code, 0, "{}", stormy.snapshot());
+    let made = since(&before, &calls(&t.proxy));
+    let reported = &t.report()["api_calls"]["secretsmanager"];
+    for operation in ["ListSecrets", "BatchGetSecretValue", "PutSecretValue"] {
+        assert_eq!(
+            reported[operation].as_u64(),
+            made.get(operation).copied(),
+            "the report counts every attempt the proxy saw: {reported} vs {made:?}"
+        );
+    }
     let (reads, writes) = (t.proxy.rule_stats(reads).unwrap(), t.proxy.rule_stats(writes).unwrap());
     assert!(
         reads.fired >= 1 && writes.fired >= 10,
