@@ -1083,8 +1083,8 @@ impl Compiler<'_> {
             r.vault_requests_per_second = self.bounded(
                 rates.vault_requests_per_second.as_ref(),
                 &name("vault_requests_per_second"),
-                1..=100_000,
-                500,
+                0..=100_000,
+                0,
             );
         }
         r

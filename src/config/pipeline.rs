@@ -584,7 +584,7 @@ pub struct ResilienceSettings {
     pub aws_writes_per_second: u32,
     /// Secrets Manager reads per second per account and region.
     pub aws_reads_per_second: u32,
-    /// Requests per second per Vault address.
+    /// Requests per second per Vault address (0: no limit).
     pub vault_requests_per_second: u32,
 }
 
@@ -600,7 +600,7 @@ impl Default for ResilienceSettings {
             breaker_cool_down: Duration::from_secs(30),
             aws_writes_per_second: 50,
             aws_reads_per_second: 100,
-            vault_requests_per_second: 500,
+            vault_requests_per_second: 0,
         }
     }
 }

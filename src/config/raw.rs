@@ -628,7 +628,8 @@ pub struct RawRateLimits {
     pub aws_writes_per_second: Option<Spanned<u64>>,
     /// Secrets Manager list and batch reads per account and region (default 100, the AWS quota).
     pub aws_reads_per_second: Option<Spanned<u64>>,
-    /// Requests per Vault address (default 500).
+    /// Requests per second per Vault address (default 0: no limit, Vault's own rate-limit
+    /// quotas apply; set it below them to slow a big run down instead of being refused).
     pub vault_requests_per_second: Option<Spanned<u64>>,
 }
 
