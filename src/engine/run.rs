@@ -203,6 +203,8 @@ impl<'a> Engine<'a> {
                 phase: Phase::Merge,
                 total: involved.len() as u64,
             });
+            let phase = tracing::info_span!("phase", phase = "merge");
+            let phase = &phase;
             for level in graph.levels() {
                 let names: Vec<&String> = level.iter().filter(|n| involved.contains(*n)).collect();
                 let results: Vec<(String, Merged, Duration)> = stream::iter(names)
@@ -210,7 +212,7 @@ impl<'a> Engine<'a> {
                         let t = Instant::now();
                         let result = self
                             .merge_target(name)
-                            .instrument(tracing::info_span!("target", target = %name, phase = "merge"))
+                            .instrument(tracing::info_span!(parent: phase, "target", target = %name, phase = "merge"))
                             .await;
                         self.note_failure(result.as_ref().err());
                         self.events.emit(Event::Progress {
@@ -262,12 +264,14 @@ impl<'a> Engine<'a> {
                 phase: Phase::Plan,
                 total: ready.len() as u64,
             });
+            let phase = tracing::info_span!("phase", phase = "plan");
+            let phase = &phase;
             let planned: Vec<PlanOutcome> = stream::iter(ready)
                 .map(|(name, desired)| async move {
                     let t = Instant::now();
                     let result = self
                         .plan_target(&name, desired)
-                        .instrument(tracing::info_span!("target", target = %name, phase = "plan"))
+                        .instrument(tracing::info_span!(parent: phase, "target", target = %name, phase = "plan"))
                         .await;
                     self.note_failure(result.as_ref().err());
                     self.events.emit(Event::Progress {
@@ -652,6 +656,8 @@ impl<'a> Engine<'a> {
             phase: Phase::Apply,
             total: writes,
         });
+        let phase = tracing::info_span!("phase", phase = "apply");
+        let phase = &phase;
         let jobs: Vec<(String, TargetPlan, Arc<dyn WritableStore>)> = std::mem::take(plans)
             .into_iter()
             .map(|(name, (plan, store))| (name, plan, store))
@@ -676,7 +682,7 @@ impl<'a> Engine<'a> {
                     &self.interrupt,
                     &progress,
                 )
-                .instrument(tracing::info_span!("target", target = %name, phase = "apply"))
+                .instrument(tracing::info_span!(parent: phase, "target", target = %name, phase = "apply"))
                 .await;
                 let status = (applied.failed > 0).then(|| TargetStatus::Failed {
                     phase: "apply",

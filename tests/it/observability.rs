@@ -245,11 +245,16 @@ fn json_logs_carry_the_run_id_on_every_line_of_the_run() {
     assert_eq!(id.len(), 16);
     let in_run = lines.iter().filter(|l| l["spans"][0]["run_id"] == id.as_str()).count();
     assert_eq!(in_run, lines.len(), "every line of the run carries it: {}", out.stderr);
+    // run → phase → target, as the merge logs show.
     assert!(
-        lines.iter().any(|l| l["spans"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|s| s["name"] == "target"))),
-        "target spans: {}",
+        lines.iter().any(|l| {
+            let names: Vec<&str> = l["spans"]
+                .as_array()
+                .map(|s| s.iter().filter_map(|s| s["name"].as_str()).collect())
+                .unwrap_or_default();
+            names == ["run", "phase", "target"] && l["spans"][1]["phase"] == "merge"
+        }),
+        "run, phase and target spans: {}",
         out.stderr
     );
 }
