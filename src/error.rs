@@ -28,16 +28,6 @@ pub enum CliError {
         /// How to fix it.
         hint: Option<String>,
     },
-    /// A feature whose issue has not landed yet.
-    #[error("{what} is not available yet: it lands with issue #{issue}")]
-    NotYet {
-        /// The feature.
-        what: String,
-        /// The tracking issue.
-        issue: u32,
-        /// What to do meanwhile.
-        hint: Option<String>,
-    },
     /// The merge store could not be built or reached.
     #[error("cannot use the merge store: {message}")]
     MergeStore {
@@ -46,6 +36,20 @@ pub enum CliError {
         /// How to fix it.
         hint: Option<String>,
     },
+    /// An input file could not be read.
+    #[error("cannot read {what} {path}")]
+    Input {
+        /// What was being read.
+        what: &'static str,
+        /// Where.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `migrate` could not convert its input.
+    #[error(transparent)]
+    Migrate(#[from] crate::migrate::MigrateError),
     /// Pushing metrics to the Pushgateway failed (after the run's results were printed).
     #[error(transparent)]
     Push(#[from] crate::metrics::export::PushError),
@@ -82,8 +86,10 @@ impl CliError {
                 Some("pass the pipeline file with `--config FILE` (or set SECRETSYNC_CONFIG)".to_owned())
             }
             Self::Config(ConfigError::Invalid { .. }) => None,
-            Self::Usage { hint, .. } | Self::NotYet { hint, .. } | Self::MergeStore { hint, .. } => hint.clone(),
+            Self::Usage { hint, .. } | Self::MergeStore { hint, .. } => hint.clone(),
             Self::Output { .. } => Some("check that the directory exists and is writable".to_owned()),
+            Self::Input { .. } => Some("check the path".to_owned()),
+            Self::Migrate(_) => Some("fix the input file; see docs/migration.md for the formats".to_owned()),
             Self::Push(_) => Some(
                 "check --metrics-push (a Pushgateway base URL such as http://pushgateway:9091) and that it is reachable; the run itself finished as reported above".to_owned(),
             ),

@@ -16,6 +16,7 @@ pub mod error;
 pub mod graph;
 pub mod merge;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod output;
 pub mod plan;

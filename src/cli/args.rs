@@ -271,21 +271,34 @@ pub struct GraphArgs {
 /// Flags of `migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Source format (`terraform-secretsmanager`).
+    /// What to convert from.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub from: MigrateFrom,
+    /// The Terraform pipeline's targets file (`{targets: [{name, imports, secrets}]}` or a list).
+    #[arg(long, value_name = "FILE")]
+    pub targets: PathBuf,
+    /// Its secrets file (`{secrets: [{name, vault_path, vault_mount}]}` or a list).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: PathBuf,
+    /// Its accounts file (`{accounts: [{name, account_id, region, role_arn}]}`, a list, or a map).
+    #[arg(long, value_name = "FILE")]
+    pub accounts: PathBuf,
+    /// Where to write the pipeline file (mode 0600).
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "pipeline-config.yaml")]
+    pub output: PathBuf,
+    /// Vault address to write into the file [default: none; `VAULT_ADDR` is used at run time].
+    #[arg(long, value_name = "URL")]
+    pub vault_addr: Option<String>,
+    /// Replace the output file if it exists.
     #[arg(long)]
-    pub from: String,
-    /// Targets file.
-    #[arg(long)]
-    pub targets: Option<PathBuf>,
-    /// Secrets file.
-    #[arg(long)]
-    pub secrets: Option<PathBuf>,
-    /// Accounts file.
-    #[arg(long)]
-    pub accounts: Option<PathBuf>,
-    /// Where to write the pipeline file.
-    #[arg(long)]
-    pub output: Option<PathBuf>,
+    pub force: bool,
+}
+
+/// Formats `migrate` converts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MigrateFrom {
+    /// The Terraform Secrets Manager pipeline's targets, secrets and accounts YAML files.
+    TerraformSecretsmanager,
 }
 
 #[cfg(test)]

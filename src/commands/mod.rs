@@ -4,6 +4,7 @@
 mod context;
 mod discover;
 mod graph;
+mod migrate;
 mod pipeline;
 mod validate;
 
@@ -26,7 +27,10 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
         Command::Graph(args) => graph::run(global, args, printer),
         Command::Discover(args) => Box::pin(discover::run(global, args, printer)).await,
         Command::Context => Box::pin(context::run(global, printer)).await,
-        Command::Migrate(_) => Err(not_yet("`secretsync migrate`", 8)),
+        Command::Migrate(args) => {
+            init_logging(global, None);
+            migrate::run(args, printer)
+        }
         Command::Schema => {
             init_logging(global, None);
             let schema = serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default();
@@ -43,14 +47,6 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
             printer.stdout(&format!("secretsync {}", crate::version::LONG));
             Ok(0)
         }
-    }
-}
-
-fn not_yet(what: &str, issue: u32) -> CliError {
-    CliError::NotYet {
-        what: what.to_owned(),
-        issue,
-        hint: None,
     }
 }
 

@@ -10,6 +10,7 @@ mod deepmerge_python;
 mod discovery;
 mod discovery_aws;
 mod graph_render;
+mod migrate;
 mod observability;
 mod quickstart;
 mod resilience;
