@@ -9,6 +9,7 @@ mod cli;
 mod deepmerge_python;
 mod discovery;
 mod discovery_aws;
+mod distribution;
 mod graph_render;
 mod migrate;
 mod observability;
