@@ -47,7 +47,8 @@ async fn execute(
     mut pipeline: Pipeline,
 ) -> Result<u8, CliError> {
     let dry_run = plan_command || args.dry_run || pipeline.settings.dry_run;
-    let context = store::BuildContext::new(&pipeline);
+    let context = store::BuildContext::new(&pipeline)
+        .with_lock_scope(args.shard.map(|s| format!("shard-{}-of-{}", s.index, s.count)));
     let metrics = Arc::clone(context.metrics());
     let readiness = Readiness::default();
     let _metrics_server = match global.metrics.listen() {

@@ -80,6 +80,7 @@ pub struct BuildContext {
     pub(crate) vault: VaultSettings,
     aws: AwsClients,
     resilience: Arc<Resilience>,
+    lock_scope: Option<String>,
     deletion: Deletion,
     pub(crate) env: EnvLookup,
     home: Option<PathBuf>,
@@ -108,12 +109,21 @@ impl BuildContext {
             vault: pipeline.vault.clone(),
             aws: AwsClients::new(&pipeline.aws, Arc::clone(&env), Arc::clone(&resilience)),
             resilience,
+            lock_scope: None,
             deletion: pipeline.settings.deletion,
             env,
             home,
             connections: Mutex::new(BTreeMap::new()),
             mounts: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// For a sharded run (`shard-2-of-4`): merge stores lock that shard only, so the shards of
+    /// one run can run side by side.
+    #[must_use]
+    pub fn with_lock_scope(mut self, scope: Option<String>) -> Self {
+        self.lock_scope = scope;
+        self
     }
 
     /// The policy every store call goes through (and the run's metrics, in it).
@@ -238,7 +248,13 @@ impl BuildContext {
                 let session = self
                     .aws_session(account_id.as_deref(), role_arn.as_deref(), region.as_deref())
                     .await?;
-                Ok(Arc::new(S3MergeStore::new(session, bucket, prefix, kms_key_id.clone())))
+                Ok(Arc::new(S3MergeStore::new(
+                    session,
+                    bucket,
+                    prefix,
+                    kms_key_id.clone(),
+                    self.lock_scope.clone(),
+                )))
             }
         }
     }

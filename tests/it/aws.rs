@@ -140,6 +140,17 @@ async fn s3_merge_store(
     bucket: &str,
     extra: &str,
 ) -> Arc<dyn secretsync::store::MergeStore> {
+    s3_merge_store_for(services, account, bucket, extra, None).await
+}
+
+/// The S3 merge store as the shard `lock_scope` of a sharded run builds it.
+async fn s3_merge_store_for(
+    services: &Services,
+    account: &AwsAccount,
+    bucket: &str,
+    extra: &str,
+    lock_scope: Option<&str>,
+) -> Arc<dyn secretsync::store::MergeStore> {
     let yaml = format!(
         "sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
          merge_store: {{ s3: {{ bucket: {bucket}, prefix: merged/{extra} }} }}\n\
@@ -147,6 +158,7 @@ async fn s3_merge_store(
     );
     let (pipeline, context) = built(&yaml, aws_env(services, account, &services.aws_endpoint));
     context
+        .with_lock_scope(lock_scope.map(str::to_owned))
         .merge_store(pipeline.merge_store.as_ref().unwrap())
         .await
         .unwrap()
@@ -252,6 +264,22 @@ async fn s3_writes_are_conditional_and_the_run_lock_names_its_holder() {
     merge.unlock().await.unwrap();
     second.lock().await.unwrap();
     second.unlock().await.unwrap();
+
+    // The shards of a sharded run write disjoint targets: each locks its own shard, so they
+    // run side by side, while a second run of the same shard is kept out.
+    let shard0 = s3_merge_store_for(&services, &account, &bucket, "", Some("shard-0-of-2")).await;
+    let shard1 = s3_merge_store_for(&services, &account, &bucket, "", Some("shard-1-of-2")).await;
+    let shard0_again = s3_merge_store_for(&services, &account, &bucket, "", Some("shard-0-of-2")).await;
+    shard0.lock().await.unwrap();
+    shard1.lock().await.unwrap();
+    let err = shard0_again.lock().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("s3://{bucket}/merged/.secretsync/lock-shard-0-of-2.json")),
+        "{err}"
+    );
+    shard0.unlock().await.unwrap();
+    shard1.unlock().await.unwrap();
 }
 
 #[tokio::test]

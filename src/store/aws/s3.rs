@@ -42,6 +42,8 @@ struct Bucket {
     name: String,
     prefix: String,
     kms_key_id: Option<String>,
+    /// `shard-2-of-4` for a sharded run: its lock covers its own shard only.
+    lock_scope: Option<String>,
 }
 
 impl Bucket {
@@ -153,8 +155,13 @@ impl Bucket {
         format!("{}.secretsync/committed/{target}", self.prefix)
     }
 
+    /// The run lock: one per merge store, or one per shard for sharded runs (which write
+    /// disjoint targets, so they may run side by side).
     fn lock_key(&self) -> String {
-        format!("{}.secretsync/lock.json", self.prefix)
+        match &self.lock_scope {
+            Some(scope) => format!("{}.secretsync/lock-{scope}.json", self.prefix),
+            None => format!("{}.secretsync/lock.json", self.prefix),
+        }
     }
 }
 
@@ -167,8 +174,15 @@ pub struct S3MergeStore {
 }
 
 impl S3MergeStore {
-    /// A merge store in `bucket` under `prefix` (empty or ending in `/`).
-    pub(crate) fn new(session: Session, bucket: &str, prefix: &str, kms_key_id: Option<String>) -> Self {
+    /// A merge store in `bucket` under `prefix` (empty or ending in `/`); `lock_scope` names
+    /// the shard of a sharded run.
+    pub(crate) fn new(
+        session: Session,
+        bucket: &str,
+        prefix: &str,
+        kms_key_id: Option<String>,
+        lock_scope: Option<String>,
+    ) -> Self {
         let config = aws_sdk_s3::config::Builder::from(&session.config)
             .force_path_style(session.custom_endpoint)
             .build();
@@ -179,6 +193,7 @@ impl S3MergeStore {
                 name: bucket.to_owned(),
                 prefix: prefix.to_owned(),
                 kms_key_id,
+                lock_scope,
             }),
             held: Mutex::new(None),
         }
