@@ -3,6 +3,7 @@
 
 mod args;
 pub mod env_vars;
+pub mod reference;
 
 pub use args::*;
 pub use env_vars::EnvVars;
