@@ -106,6 +106,8 @@ pub struct SecretsManagerStore {
     prefix: String,
     mode: SmMode,
     known: Mutex<HashMap<SecretPath, Known>>,
+    /// A complete listing was read: `known` holds every secret in scope.
+    listed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SecretsManagerStore {
@@ -142,6 +144,7 @@ impl SecretsManagerStore {
             prefix: prefix.to_owned(),
             mode,
             known: Mutex::new(HashMap::new()),
+            listed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -548,6 +551,7 @@ impl Store for SecretsManagerStore {
             }
         }
         *self.known() = found;
+        self.listed.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(listing)
     }
 
@@ -681,6 +685,11 @@ impl WritableStore for SecretsManagerStore {
         let known = self.known().get(path).cloned();
         let known = match known {
             Some(known) => known,
+            // Listed, and not there: create it (if it appeared since, CreateSecret says so and
+            // `create` looks before acting) — no DescribeSecret per new secret.
+            None if self.listed.load(std::sync::atomic::Ordering::SeqCst) => {
+                return self.create(path, &payload, value, owner).await;
+            }
             None => match self.describe_secret(&self.name(path)).await? {
                 // Not listed (a store used without a listing, as in the conformance suite).
                 Some(found) => {
