@@ -7,10 +7,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use serde_json::Value;
-use testbed::proxy::{Fault, Rule};
-use testbed::support::random_account_id;
 
-use crate::resilience::{FAST, Suite, count};
+use crate::resilience::{Suite, count};
 use crate::support::TestEnv;
 
 /// `GET path` from `addr`: (status line, body). Plain HTTP/1.0 over loopback.
@@ -27,36 +25,10 @@ fn get(addr: &str, path: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_while_the_run_applies() {
     let t = Suite::new().await;
-    let target = random_account_id();
-    t.seed(12, 1);
-    t.env.write(
-        "config.yaml",
-        format!(
-            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
-             targets: {{ App: {{ account_id: \"{target}\", imports: [files] }} }}\n\
-             pipeline: {{ {FAST} }}\n"
-        ),
-    );
+    t.one_target(12, None);
     // Slow writes keep the run alive while it is scraped.
-    t.proxy
-        .add_rule(Rule {
-            operation: Some("CreateSecret".into()),
-            fault: Fault {
-                latency_ms: Some(250),
-                ..Fault::default()
-            },
-            ..Rule::default()
-        })
-        .unwrap();
-    let owned = t.aws_vars();
-    let vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut child = t
-        .env
-        .command(&["pipeline", "--log-level", "info", "--metrics-port", "0"], &vars)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start secretsync");
+    t.slow_creates(250);
+    let mut child = t.spawn(&["pipeline", "--log-level", "info", "--metrics-port", "0"]);
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut addr = None;
     let mut line = String::new();
@@ -135,15 +107,7 @@ fn metrics_are_pushed_to_a_pushgateway_and_written_as_a_textfile() {
             .unwrap();
         (head, String::from_utf8(body).unwrap())
     });
-    let out = env.run(&[
-        "pipeline",
-        "-c",
-        "examples/quickstart/pipeline.yaml",
-        "--metrics-push",
-        &url,
-        "--metrics-textfile",
-        "out/secretsync.prom",
-    ]);
+    let out = push_and_write(&env, &url);
     assert_eq!(out.code, 2, "out/ does not exist yet: {}", out.snapshot());
     assert!(
         out.stderr.contains("cannot write the metrics to out/secretsync.prom"),
@@ -152,15 +116,7 @@ fn metrics_are_pushed_to_a_pushgateway_and_written_as_a_textfile() {
     );
     std::fs::create_dir_all(env.path().join("out")).unwrap();
     env.write("examples/quickstart/sources/platform/added.json", r#"{"k": "v"}"#);
-    let out = env.run(&[
-        "pipeline",
-        "-c",
-        "examples/quickstart/pipeline.yaml",
-        "--metrics-push",
-        &url,
-        "--metrics-textfile",
-        "out/secretsync.prom",
-    ]);
+    let out = push_and_write(&env, &url);
     assert_eq!(out.code, 0, "{}", out.snapshot());
     let (head, body) = received.join().unwrap();
     assert_eq!(head[0], "PUT /metrics/job/secretsync HTTP/1.1", "{head:?}");
@@ -214,6 +170,19 @@ fn metrics_are_pushed_to_a_pushgateway_and_written_as_a_textfile() {
         "{}",
         out.stderr
     );
+}
+
+/// The quickstart, pushing to `url` and writing `out/secretsync.prom`.
+fn push_and_write(env: &TestEnv, url: &str) -> crate::support::Output {
+    env.run(&[
+        "pipeline",
+        "-c",
+        "examples/quickstart/pipeline.yaml",
+        "--metrics-push",
+        url,
+        "--metrics-textfile",
+        "out/secretsync.prom",
+    ])
 }
 
 #[test]

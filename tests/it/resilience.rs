@@ -97,6 +97,49 @@ impl Suite {
         ]
     }
 
+    /// One target `App` in a fresh account importing the `count` seeded secrets, with fast
+    /// retries (and `resilience` settings when given); returns the account.
+    pub(crate) fn one_target(&self, count: usize, resilience: Option<&str>) -> String {
+        let target = random_account_id();
+        self.seed(count, 1);
+        self.env.write(
+            "config.yaml",
+            format!(
+                "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+                 targets: {{ App: {{ account_id: \"{target}\", imports: [files] }} }}\n\
+                 pipeline: {{ {} }}\n",
+                resilience.unwrap_or(FAST)
+            ),
+        );
+        target
+    }
+
+    /// Delays every `CreateSecret` by `ms`, so a run is still applying when the test acts.
+    pub(crate) fn slow_creates(&self, ms: u64) {
+        self.proxy
+            .add_rule(Rule {
+                operation: Some("CreateSecret".into()),
+                fault: Fault {
+                    latency_ms: Some(ms),
+                    ..Fault::default()
+                },
+                ..Rule::default()
+            })
+            .unwrap();
+    }
+
+    /// Starts `secretsync args…` as [`run`] would, with stdout and stderr piped.
+    pub(crate) fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let owned = self.aws_vars();
+        let vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.env
+            .command(args, &vars)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start secretsync")
+    }
+
     pub(crate) fn metrics(&self) -> String {
         self.env.read("metrics.prom")
     }
@@ -155,16 +198,7 @@ fn throttle(operation: &str, probability: f64) -> Rule {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttling_storm_on_reads_and_writes_is_ridden_out_and_counted() {
     let t = Suite::new().await;
-    let target = random_account_id();
-    t.seed(45, 1);
-    t.env.write(
-        "config.yaml",
-        format!(
-            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
-             targets: {{ App: {{ account_id: \"{target}\", imports: [files] }} }}\n\
-             pipeline: {{ {FAST} }}\n"
-        ),
-    );
+    let target = t.one_target(45, None);
     let first = t.pipeline(&[]);
     assert_eq!(first.code, 0, "{}", first.snapshot());
 
@@ -513,38 +547,12 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_apply_stops_new_writes_reports_and_a_rerun_converges() {
     let t = Suite::new().await;
-    let target = random_account_id();
-    t.seed(30, 1);
-    t.env.write(
-        "config.yaml",
-        format!(
-            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
-             targets: {{ App: {{ account_id: \"{target}\", imports: [files] }} }}\n\
-             pipeline: {{ {FAST} }}\n"
-        ),
-    );
+    let target = t.one_target(30, None);
     // Slow writes, so the run is still applying when the signal comes.
-    t.proxy
-        .add_rule(Rule {
-            operation: Some("CreateSecret".into()),
-            fault: Fault {
-                latency_ms: Some(150),
-                ..Fault::default()
-            },
-            ..Rule::default()
-        })
-        .unwrap();
-    let owned = t.aws_vars();
-    let vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    t.slow_creates(150);
     let mut args = vec!["pipeline", "-o", "json"];
     args.extend_from_slice(OBSERVED);
-    let child = t
-        .env
-        .command(&args, &vars)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start secretsync");
+    let child = t.spawn(&args);
     // Wait until a few writes have gone out, then send what Kubernetes sends a pod.
     let creates = || calls(&t.proxy).get("CreateSecret").copied().unwrap_or(0);
     let deadline = std::time::Instant::now() + Duration::from_mins(1);
