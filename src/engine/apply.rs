@@ -2,9 +2,11 @@
 //!
 //! Dry runs stop here (and targets are additionally wrapped read-only by the engine, so a bug
 //! elsewhere still cannot write). Values are written before deletes, so an interrupted run
-//! never leaves a target with fewer secrets than it had. Cancellation is checked between
-//! writes, never in the middle of one.
+//! never leaves a target with fewer secrets than it had. Cancellation is checked before each
+//! write starts, never in the middle of one. Stores that allow it get several writes in flight
+//! (`WritableStore::write_concurrency`); the resilience layer's rate limiter paces them.
 
+use futures_util::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::SecretPath;
@@ -52,46 +54,56 @@ pub async fn execute(
     } else {
         store.prepare(owner, &to_put).await
     };
-    for i in indexes {
-        let change = &mut plan.changes[i];
-        if change.withheld {
-            change.result = Some(ApplyResult::NotAttempted(
-                "withheld: the run planned more deletes than `max_deletes`".to_owned(),
-            ));
-            applied.not_attempted += 1;
-            continue;
-        }
-        if cancel.is_cancelled() {
-            change.result = Some(ApplyResult::NotAttempted("interrupted".to_owned()));
-            applied.not_attempted += 1;
-            continue;
-        }
-        if let (Err(err), false) = (&prepared, change.action == Action::Delete) {
-            change.result = Some(ApplyResult::Failed(format!("not written: {err}")));
-            applied.failed += 1;
-            on_write();
-            continue;
-        }
-        let outcome = match change.action {
-            Action::Delete => store.delete(&change.path, owner).await,
-            Action::Restore => match store.restore(&change.path).await {
-                Ok(()) if change.write_value => put(store, change, owner).await,
-                other => other,
-            },
-            _ => put(store, change, owner).await,
-        };
-        on_write();
-        change.result = Some(match outcome {
-            Ok(()) => {
-                applied.ok += 1;
-                ApplyResult::Applied
+    // Values first, then deletes: an interrupted run never leaves a target with fewer secrets
+    // than it had. Within each group up to the store's write concurrency run at once.
+    let (puts, deletes): (Vec<usize>, Vec<usize>) = indexes
+        .into_iter()
+        .partition(|&i| plan.changes[i].action != Action::Delete);
+    let concurrency = store.write_concurrency().max(1);
+    for group in [puts, deletes] {
+        let changes = &plan.changes;
+        let prepared = &prepared;
+        let results: Vec<(usize, ApplyResult)> = stream::iter(group)
+            .map(|i| async move {
+                let change = &changes[i];
+                let result = if change.withheld {
+                    ApplyResult::NotAttempted("withheld: the run planned more deletes than `max_deletes`".to_owned())
+                } else if cancel.is_cancelled() {
+                    ApplyResult::NotAttempted("interrupted".to_owned())
+                } else if let (Err(err), false) = (prepared, change.action == Action::Delete) {
+                    on_write();
+                    ApplyResult::Failed(format!("not written: {err}"))
+                } else {
+                    let outcome = match change.action {
+                        Action::Delete => store.delete(&change.path, owner).await,
+                        Action::Restore => match store.restore(&change.path).await {
+                            Ok(()) if change.write_value => put(store, change, owner).await,
+                            other => other,
+                        },
+                        _ => put(store, change, owner).await,
+                    };
+                    on_write();
+                    match outcome {
+                        Ok(()) => ApplyResult::Applied,
+                        Err(err) => {
+                            tracing::warn!(path = %change.path, class = %err.class, "write failed: {err}");
+                            ApplyResult::Failed(err.to_string())
+                        }
+                    }
+                };
+                (i, result)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for (i, result) in results {
+            match &result {
+                ApplyResult::Applied => applied.ok += 1,
+                ApplyResult::Failed(_) => applied.failed += 1,
+                ApplyResult::NotAttempted(_) => applied.not_attempted += 1,
             }
-            Err(err) => {
-                applied.failed += 1;
-                tracing::warn!(path = %change.path, class = %err.class, "write failed: {err}");
-                ApplyResult::Failed(err.to_string())
-            }
-        });
+            plan.changes[i].result = Some(result);
+        }
     }
     applied
 }

@@ -539,3 +539,90 @@ proptest! {
         })?;
     }
 }
+
+/// A memory target that lets several writes run at once and records how many did.
+#[derive(Debug)]
+struct ConcurrentTarget {
+    inner: Arc<MemoryStore>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    delete_during_puts: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for ConcurrentTarget {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capabilities(&self) -> crate::store::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn list(&self) -> Result<crate::store::Listing, crate::store::StoreError> {
+        self.inner.list().await
+    }
+    async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, crate::store::StoreError> {
+        self.inner.get(path).await
+    }
+}
+
+#[async_trait::async_trait]
+impl WritableStore for ConcurrentTarget {
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), crate::store::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+        }
+        let result = self.inner.put(path, value, owner).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        result
+    }
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), crate::store::StoreError> {
+        if self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            self.delete_during_puts.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.delete(path, owner).await
+    }
+    fn write_concurrency(&self) -> usize {
+        4
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_run_up_to_the_stores_concurrency_and_deletes_wait_for_every_put() {
+    let w =
+        World::new("sources: { s: { file: { path: ./s } } }\ntargets: { T: { file: { path: ./t }, imports: [s] } }\n");
+    for i in 0..40 {
+        w.sources["s"].insert(&p(&format!("k{i:02}")), SecretValue::Text(format!("v{i}")), None);
+    }
+    w.targets["T"].insert(&p("gone"), SecretValue::Text("old".into()), Some("T"));
+    let target = Arc::new(ConcurrentTarget {
+        inner: Arc::clone(&w.targets["T"]),
+        in_flight: 0.into(),
+        most: 0.into(),
+        delete_during_puts: false.into(),
+    });
+    let mut stores = w.stores();
+    stores
+        .targets
+        .insert("T".to_owned(), Ok(Arc::clone(&target) as Arc<dyn WritableStore>));
+    let options = RunOptions {
+        delete_orphans: true,
+        ..w.options()
+    };
+    let report = Engine::new(&w.pipeline, &stores, &options, &NoEvents, CancellationToken::new())
+        .run()
+        .await;
+    assert_eq!(report.summary().applied, 41, "40 creates and 1 delete");
+    let most = target.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&most),
+        "several writes at once, never more than 4: {most}"
+    );
+    assert!(
+        !target.delete_during_puts.load(std::sync::atomic::Ordering::SeqCst),
+        "values are written before anything is deleted"
+    );
+    assert_eq!(w.targets["T"].list().await.unwrap().entries.len(), 40);
+}

@@ -210,6 +210,14 @@ pub trait WritableStore: Store {
         Ok(())
     }
 
+    /// How many writes to this store may be in flight at once (default one at a time). Stores
+    /// whose writes are independent API calls and whose rate the resilience layer limits (Secrets
+    /// Manager) allow more, so a large first sync runs at the service's quota instead of at one
+    /// round trip per secret.
+    fn write_concurrency(&self) -> usize {
+        1
+    }
+
     /// Cancels a pending deletion (stores with [`Capabilities::soft_delete`]).
     async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
         Err(StoreError::new(

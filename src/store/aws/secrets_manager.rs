@@ -37,6 +37,9 @@ use crate::store::{
 const BATCH: usize = 20;
 /// The service name in metrics and breaker endpoints.
 const SERVICE: &str = "secretsmanager";
+/// Writes in flight per target: enough to reach the 50 writes/s the rate limiter allows per
+/// account at ordinary latencies; each secret is still written by one call sequence.
+const WRITE_CONCURRENCY: usize = 8;
 /// `BatchGetSecretValue` calls in flight.
 const READ_CONCURRENCY: usize = 4;
 
@@ -795,6 +798,10 @@ impl WritableStore for SecretsManagerStore {
             }
         }
         Ok(())
+    }
+
+    fn write_concurrency(&self) -> usize {
+        WRITE_CONCURRENCY
     }
 
     async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
