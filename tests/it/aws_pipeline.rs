@@ -231,15 +231,15 @@ async fn vault_sources_through_an_s3_merge_store_into_three_accounts() {
 }
 
 /// One account on moto behind a private proxy, and a scratch folder with a file source.
-struct Scenario {
-    s: Services,
-    caller: AwsAccount,
-    proxy: RunningProxy,
-    env: TestEnv,
+pub(crate) struct Scenario {
+    pub(crate) s: Services,
+    pub(crate) caller: AwsAccount,
+    pub(crate) proxy: RunningProxy,
+    pub(crate) env: TestEnv,
 }
 
 impl Scenario {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let s = Services::get();
         let caller = s.aws_account().await;
         let proxy = proxy(&s).await;

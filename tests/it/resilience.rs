@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use testbed::proxy::{Fault, Flavor, Rule, RunningProxy};
-use testbed::support::{AwsAccount, Services, random_account_id};
+use testbed::proxy::{Fault, Flavor, Rule};
+use testbed::support::random_account_id;
 
-use crate::aws_pipeline::{WRITES, calls, names, proxy, run, secrets_in, since, string_value};
-use crate::support::{Output, TestEnv};
+use crate::aws_pipeline::{WRITES, calls, names, run, secrets_in, since, string_value};
+use crate::support::Output;
 
 /// A value no output may contain.
 fn canary(n: usize) -> String {
@@ -34,26 +34,11 @@ pub(crate) const OBSERVED: &[&str] = &[
     "report.json",
 ];
 
-pub(crate) struct Suite {
-    pub(crate) s: Services,
-    pub(crate) caller: AwsAccount,
-    pub(crate) proxy: RunningProxy,
-    pub(crate) env: TestEnv,
-}
+/// The fault suite's scenario: one account on moto behind a private proxy and a scratch folder
+/// (`aws_pipeline`'s), with the helpers below.
+pub(crate) use crate::aws_pipeline::Scenario as Suite;
 
 impl Suite {
-    pub(crate) async fn new() -> Self {
-        let s = Services::get();
-        let caller = s.aws_account().await;
-        let proxy = proxy(&s).await;
-        Self {
-            s,
-            caller,
-            proxy,
-            env: TestEnv::new(),
-        }
-    }
-
     /// `count` file secrets (`s000`…), each holding a canary.
     pub(crate) fn seed(&self, count: usize, version: u32) {
         for n in 0..count {
@@ -198,7 +183,13 @@ fn throttle(operation: &str, probability: f64) -> Rule {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttling_storm_on_reads_and_writes_is_ridden_out_and_counted() {
     let t = Suite::new().await;
-    let target = t.one_target(45, None);
+    // Half of all calls are throttled, so a call fails six times in a row once in 64: with 45
+    // writes in flight in any order, allow enough attempts that giving up is out of the question
+    // (2^-20 per call).
+    let target = t.one_target(
+        45,
+        Some("resilience: { retries: { max_attempts: 20, base_delay: 10ms, max_delay: 50ms } }"),
+    );
     let first = t.pipeline(&[]);
     assert_eq!(first.code, 0, "{}", first.snapshot());
 
@@ -481,7 +472,11 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
              targets:\n\
              \x20 Out: {{ file: {{ path: ./out }}, imports: [platform] }}\n\
              \x20 Other: {{ file: {{ path: ./other }}, imports: [local] }}\n\
-             pipeline: {{ {FAST}, sync: {{ delete_orphans: true }} }}\n",
+             pipeline:\n\
+             \x20 sync: {{ delete_orphans: true }}\n\
+             \x20 # The breaker would open after 5 failures and refuse the 6th attempt; this test\n\
+             \x20 # counts retries, so it keeps the breaker out of the way.\n\
+             \x20 resilience: {{ retries: {{ max_attempts: 6, base_delay: 10ms, max_delay: 100ms }}, circuit_breaker: {{ failures: 100 }} }}\n",
             vault_proxy.addr
         ),
     );
