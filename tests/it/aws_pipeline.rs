@@ -111,15 +111,7 @@ async fn vault_sources_through_an_s3_merge_store_into_three_accounts() {
     let mount = s.vault_mount(2).await;
     let nested = json!({ "user": "app", "pool": { "max": 10, "hosts": ["a", "b"] }, "ratio": 0.25 });
     for (path, data) in [("db", nested.clone()), ("api/keys", json!({ "stripe": "sk_test_1" }))] {
-        let (status, _) = s
-            .vault_call(
-                "POST",
-                &s.vault_addr,
-                &format!("{mount}/data/{path}"),
-                Some(json!({ "data": data })),
-            )
-            .await;
-        assert!(status < 300);
+        crate::vault::seed(&s, &mount, 2, path, data).await;
     }
     let der: Vec<u8> = (0..=255u8).rev().collect();
     let env = TestEnv::new();

@@ -6,6 +6,7 @@ use testbed::support::{Services, random_account_id};
 
 use crate::aws_pipeline::{names, proxy, run, secrets_in, string_value};
 use crate::support::{TestEnv, repo};
+use crate::vault::seed;
 
 const EXAMPLE: &str = "examples/migrate/terraform-secretsmanager";
 
@@ -130,15 +131,7 @@ async fn the_converted_example_syncs_from_vault_into_each_account() {
         ("payments/stripe", json!({ "api_key": "sk_test", "webhook": "wh" })),
         ("production/database", json!({ "host": "prod-db" })),
     ] {
-        let (status, _) = s
-            .vault_call(
-                "POST",
-                &s.vault_addr,
-                &format!("{mount}/data/{path}"),
-                Some(json!({ "data": data })),
-            )
-            .await;
-        assert!(status < 300);
+        seed(&s, &mount, 2, path, data).await;
     }
     let out = migrate(&env, &["--vault-addr", &s.vault_addr]);
     assert_eq!(out.code, 0, "{}", out.snapshot());

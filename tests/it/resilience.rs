@@ -13,6 +13,7 @@ use testbed::support::random_account_id;
 
 use crate::aws_pipeline::{WRITES, calls, names, run, secrets_in, since, string_value};
 use crate::support::Output;
+use crate::vault::seed;
 
 /// A value no output may contain.
 fn canary(n: usize) -> String {
@@ -451,15 +452,7 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
         .unwrap();
     let mount = t.s.vault_mount(2).await;
     for (n, path) in ["alpha", "beta", "gamma"].iter().enumerate() {
-        let (status, _) =
-            t.s.vault_call(
-                "POST",
-                &t.s.vault_addr,
-                &format!("{mount}/data/{path}"),
-                Some(json!({ "data": { "secret": canary(n), "version": 1 } })),
-            )
-            .await;
-        assert!(status < 300);
+        seed(&t.s, &mount, 2, path, json!({ "secret": canary(n), "version": 1 })).await;
     }
     t.env.write("local/extra.json", r#"{"x": 1}"#);
     t.env.write(
@@ -490,13 +483,7 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
 
     // Alpha changes, then Vault seals while the run reads: the listing and the first reads
     // answer, the read of `beta` gets 503s.
-    t.s.vault_call(
-        "POST",
-        &t.s.vault_addr,
-        &format!("{mount}/data/alpha"),
-        Some(json!({ "data": { "secret": canary(0), "version": 2 } })),
-    )
-    .await;
+    seed(&t.s, &mount, 2, "alpha", json!({ "secret": canary(0), "version": 2 })).await;
     let sealed = vault_proxy
         .add_rule(Rule {
             path: Some(format!("{mount}/data/beta")),

@@ -40,7 +40,7 @@ fn json_value(value: &Value) -> SecretValue {
 }
 
 /// Writes a KV secret through the HTTP API as root (`v2` wraps it in `data`).
-async fn seed(services: &Services, mount: &str, version: u8, path: &str, data: Value) {
+pub(crate) async fn seed(services: &Services, mount: &str, version: u8, path: &str, data: Value) {
     let (api, body) = if version == 2 {
         (format!("{mount}/data/{path}"), json!({ "data": data }))
     } else {
