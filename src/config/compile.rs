@@ -1130,14 +1130,7 @@ impl Compiler<'_> {
     }
 
     fn parallel(&mut self, value: Option<&Spanned<u64>>, what: &str) -> usize {
-        match value {
-            Some(v) if v.value == 0 || v.value > 256 => {
-                self.error(v.mark, format!("`{what}` must be between 1 and 256, not {}", v.value));
-                4
-            }
-            Some(v) => usize::try_from(v.value).unwrap_or(4),
-            None => 4,
-        }
+        self.bounded(value, what, 1..=256, 4) as usize
     }
 
     fn graph(&mut self, imports: &BTreeMap<String, Vec<Spanned<String>>>, names: &Names) -> Option<TargetGraph> {

@@ -107,8 +107,6 @@ pub struct Metrics {
     run_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     run_outcome: Family<OutcomeLabels, Gauge>,
     run_finished: Gauge,
-    /// Set once the run's report has been recorded (for `/ready` and tests).
-    finished: Mutex<bool>,
     /// Attempts by (service, operation), for the JSON report.
     calls: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -226,7 +224,6 @@ impl Metrics {
             run_duration,
             run_outcome,
             run_finished,
-            finished: Mutex::new(false),
             calls: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
@@ -342,12 +339,6 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.run_finished.set(i64::try_from(now).unwrap_or(i64::MAX));
-        *self.finished.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-    }
-
-    /// Whether [`Metrics::record_report`] has run.
-    pub fn finished(&self) -> bool {
-        *self.finished.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The OpenMetrics text.
@@ -403,7 +394,6 @@ mod tests {
         }
         assert!(text.contains("secretsync_build_info{version=\""), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
-        assert!(!m.finished());
     }
 
     /// Every metric the example alert rules use exists (a renamed metric breaks this test, not
