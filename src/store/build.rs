@@ -345,6 +345,10 @@ impl BuildContext {
 pub(crate) async fn preflight(conn: &VaultConnection, configured: &str) -> Result<ResolvedMount, BuildError> {
     let at = conn.describe();
     let info = conn.mount_of(configured).await.map_err(|e| match e.class {
+        ErrorClass::Auth if conn.token_refused() => BuildError::Vault {
+            message: format!("cannot use {at}: {}", e.detail),
+            hint: Some(crate::store::vault::TOKEN_HINT.to_owned()),
+        },
         ErrorClass::Auth => BuildError::Vault {
             message: format!(
                 "{at}: no access to the mount `{configured}`: Vault's mount lookup answered {} — the mount does not exist, or the token's policies ({}) grant nothing under it",

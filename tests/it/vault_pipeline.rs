@@ -237,6 +237,54 @@ async fn a_path_denied_by_acl_names_the_path_and_the_policy_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_named_by_the_run_and_by_validate() {
+    let s = Services::get();
+    let mount = s.vault_mount(2).await;
+    seed(&s.vault_addr, &s.vault_token, &mount, 2, "app/db", &json!({ "k": "v" })).await;
+    let env = TestEnv::new();
+    env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: {} }}\nsources: {{ all: {{ vault: {{ mount: {mount} }} }} }}\ntargets: {{ Files: {{ imports: [all], file: {{ path: ./out }} }} }}\n",
+            s.vault_addr
+        ),
+    );
+    let dead = "hvs.not-a-live-token";
+    // The token is not looked up before the first call; the refusal is told apart from a policy
+    // problem when it comes.
+    let out = run(&env, &["pipeline"], &[("VAULT_TOKEN", dead)]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stdout.contains(&format!(
+            "cannot use {}: the Vault token was refused (expired, revoked or wrong)",
+            s.vault_addr
+        )) && out
+            .stdout
+            .contains("hint: log in again (`vault login`) and set VAULT_TOKEN"),
+        "{}",
+        out.snapshot()
+    );
+    assert!(!env.exists("out"), "nothing is written");
+
+    let checked = run(&env, &["validate", "--check-vault"], &[("VAULT_TOKEN", dead)]);
+    assert_eq!(checked.code, 2, "{}", checked.snapshot());
+    assert!(
+        checked.stdout.contains(&format!(
+            "✗ {}: cannot use {}: the Vault token was refused (expired, revoked or wrong)",
+            s.vault_addr, s.vault_addr
+        )),
+        "{}",
+        checked.stdout
+    );
+    for output in [&out, &checked] {
+        assert!(
+            !output.stdout.contains(dead) && !output.stderr.contains(dead),
+            "the token never appears"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_vault_fails_the_importing_targets_and_touches_nothing() {
     // A private emulator: sealing the shared one would break tests running in parallel.
     let vault = testbed::vault::start("127.0.0.1:0".parse().unwrap(), "sealed-root")

@@ -62,7 +62,11 @@ pub async fn check_pipeline(pipeline: &Pipeline, context: &BuildContext) -> Vec<
                 continue;
             }
         };
-        match context.vault_connection(endpoint).await {
+        let connected = match context.vault_connection(endpoint).await {
+            Ok(conn) => conn.verify().await.map(|()| conn).map_err(|e| (e.message, e.hint)),
+            Err(e) => Err((e.to_string(), e.hint())),
+        };
+        match connected {
             Ok(conn) => {
                 let policies = conn.policies();
                 lines.push(CheckLine::pass(
@@ -74,8 +78,8 @@ pub async fn check_pipeline(pipeline: &Pipeline, context: &BuildContext) -> Vec<
                 ));
                 usable.insert(endpoint.clone(), true);
             }
-            Err(e) => {
-                lines.push(CheckLine::fail(at, e.to_string(), e.hint()));
+            Err((message, hint)) => {
+                lines.push(CheckLine::fail(at, message, hint));
                 usable.insert(endpoint.clone(), false);
             }
         }

@@ -10,9 +10,13 @@
 //! [`VaultConnection::call`] tells them apart with `lookup-self`: a dead token is replaced by
 //! logging in again (once, shared by all concurrent callers); a live one means the policy is the
 //! problem, and the error names the path, the capability and the token's policies.
+//!
+//! A fixed token is not looked up when connecting: a run makes the lookup only when a call is
+//! refused, so a no-op sync costs no extra call (`validate --check-vault` looks it up at once,
+//! through [`VaultConnection::verify`]).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustify::endpoint::Endpoint;
@@ -120,6 +124,10 @@ pub(crate) struct VaultConnection {
     login: Login,
     generation: AtomicU64,
     policies: Mutex<Vec<String>>,
+    /// A call has succeeded: a token refused later expired during the run.
+    used: AtomicBool,
+    /// `lookup-self` refused the token: it is dead (expired, revoked or wrong).
+    refused: AtomicBool,
     resilience: Arc<Resilience>,
 }
 
@@ -150,6 +158,9 @@ impl std::fmt::Debug for VaultConnection {
             .finish_non_exhaustive()
     }
 }
+
+/// The hint for a refused fixed token.
+pub(crate) const TOKEN_HINT: &str = "log in again (`vault login`) and set VAULT_TOKEN, or configure `vault.auth` (AppRole or Kubernetes) so secretsync logs in itself";
 
 /// Why a connection could not be made; shown to the user with a hint.
 #[derive(Debug, Clone)]
@@ -369,20 +380,32 @@ impl VaultConnection {
             login,
             generation: AtomicU64::new(0),
             policies: Mutex::new(Vec::new()),
+            used: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
             resilience,
         });
-        let at = connection.describe();
         if !matches!(connection.login, Login::Static) {
+            let at = connection.describe();
             connection.log_in(0).await.map_err(|e| ConnectError {
                 message: format!("cannot log in to {at}: {}", e.detail),
                 hint: e.hint,
             })?;
         }
-        connection.check_token().await.map_err(|e| ConnectError {
-            message: format!("cannot use {at}: {}", e.detail),
-            hint: e.hint,
-        })?;
         Ok(connection)
+    }
+
+    /// Looks the token up now: is it alive, and which policies does it carry (shown by
+    /// [`VaultConnection::policies`]). A run does this only when a call is refused.
+    pub(crate) async fn verify(&self) -> Result<(), ConnectError> {
+        self.check_token().await.map_err(|e| ConnectError {
+            message: format!("cannot use {}: {}", self.describe(), e.detail),
+            hint: e.hint,
+        })
+    }
+
+    /// Whether the token was found dead (expired, revoked or wrong) when a call was refused.
+    pub(crate) fn token_refused(&self) -> bool {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// `https://vault:8200` or `https://vault:8200 (namespace eng)`.
@@ -440,6 +463,11 @@ impl VaultConnection {
                 hint: None,
             }
         })?;
+        self.policies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone_from(&info.policies);
+        self.refused.store(false, Ordering::SeqCst);
         let mut renewed = VaultClient::new(client.settings.clone()).map_err(|e| LoginFailure {
             detail: format!("cannot create the Vault client: {e}"),
             hint: None,
@@ -461,19 +489,26 @@ impl VaultConnection {
         match vaultrs::token::lookup_self(&*client).await {
             Ok(me) => {
                 *self.policies.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = me.policies;
+                self.refused.store(false, Ordering::SeqCst);
                 Ok(())
             }
             Err(e) => {
                 let err = VaultError::from_client(&e);
-                let detail = if err.class == ErrorClass::Auth {
-                    format!(
-                        "the Vault token was refused (expired, revoked or wrong) — {}",
-                        err.summary()
+                if err.class == ErrorClass::Auth {
+                    self.refused.store(true, Ordering::SeqCst);
+                }
+                let (detail, hint) = if err.class == ErrorClass::Auth {
+                    (
+                        format!(
+                            "the Vault token was refused (expired, revoked or wrong) — {}",
+                            err.summary()
+                        ),
+                        Some(TOKEN_HINT.to_owned()),
                     )
                 } else {
-                    format!("Vault did not answer as expected — {}", err.summary())
+                    (format!("Vault did not answer as expected — {}", err.summary()), None)
                 };
-                Err(LoginFailure { detail, hint: None })
+                Err(LoginFailure { detail, hint })
             }
         }
     }
@@ -505,7 +540,10 @@ impl VaultConnection {
     {
         let generation = self.generation.load(Ordering::SeqCst);
         let err = match op(self.current().await).await {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                self.used.store(true, Ordering::SeqCst);
+                return Ok(value);
+            }
             Err(e) => VaultError::from_client(&e),
         };
         if err.status != Some(403) {
@@ -515,11 +553,13 @@ impl VaultConnection {
             return Err(self.denied(what, capability, &err));
         }
         if matches!(self.login, Login::Static) {
+            let what_happened = if self.used.load(Ordering::SeqCst) {
+                "the Vault token expired or was revoked during the run"
+            } else {
+                "the Vault token was refused (expired, revoked or wrong)"
+            };
             return Err(VaultError {
-                detail: format!(
-                    "the Vault token expired or was revoked during the run ({})",
-                    err.summary()
-                ),
+                detail: format!("{what_happened} ({})", err.summary()),
                 ..err
             });
         }

@@ -19,7 +19,7 @@ mod connection;
 pub use check::check_pipeline;
 
 use connection::VaultError;
-pub(crate) use connection::{VaultConnection, VaultEndpoint, endpoint};
+pub(crate) use connection::{TOKEN_HINT, VaultConnection, VaultEndpoint, endpoint};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
