@@ -626,3 +626,134 @@ async fn writes_run_up_to_the_stores_concurrency_and_deletes_wait_for_every_put(
     );
     assert_eq!(w.targets["T"].list().await.unwrap().entries.len(), 40);
 }
+
+/// A source that does not answer until a target has been listed: a run only finishes if target
+/// listings overlap the merge phase.
+#[derive(Debug)]
+struct WaitsForATargetListing {
+    inner: Arc<MemoryStore>,
+    target_listed: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl Store for WaitsForATargetListing {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capabilities(&self) -> crate::store::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn list(&self) -> Result<crate::store::Listing, crate::store::StoreError> {
+        self.target_listed.notified().await;
+        self.inner.list().await
+    }
+    async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, crate::store::StoreError> {
+        self.inner.get(path).await
+    }
+}
+
+/// A memory target that counts its listings and announces each one.
+#[derive(Debug)]
+struct CountsListings {
+    inner: Arc<MemoryStore>,
+    lists: std::sync::atomic::AtomicUsize,
+    listed: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl Store for CountsListings {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capabilities(&self) -> crate::store::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn list(&self) -> Result<crate::store::Listing, crate::store::StoreError> {
+        self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let listing = self.inner.list().await;
+        self.listed.notify_one();
+        listing
+    }
+    async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, crate::store::StoreError> {
+        self.inner.get(path).await
+    }
+}
+
+#[async_trait::async_trait]
+impl WritableStore for CountsListings {
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), crate::store::StoreError> {
+        self.inner.put(path, value, owner).await
+    }
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), crate::store::StoreError> {
+        self.inner.delete(path, owner).await
+    }
+}
+
+/// The two-store world of the prefetch tests: source `s` (two secrets) gated on target `T`'s
+/// listing, and `T` holding one stale secret it owns.
+fn gated_world() -> (World, Stores, Arc<CountsListings>) {
+    let w =
+        World::new("sources: { s: { file: { path: ./s } } }\ntargets: { T: { file: { path: ./t }, imports: [s] } }\n");
+    w.sources["s"].insert(&p("a"), SecretValue::Text("1".into()), None);
+    w.sources["s"].insert(&p("b"), SecretValue::Text("2".into()), None);
+    w.targets["T"].insert(&p("a"), SecretValue::Text("old".into()), Some("T"));
+    let listed = Arc::new(tokio::sync::Notify::new());
+    let target = Arc::new(CountsListings {
+        inner: Arc::clone(&w.targets["T"]),
+        lists: 0.into(),
+        listed: Arc::clone(&listed),
+    });
+    let mut stores = w.stores();
+    stores.sources.insert(
+        "s".to_owned(),
+        Ok(Arc::new(WaitsForATargetListing {
+            inner: Arc::clone(&w.sources["s"]),
+            target_listed: listed,
+        }) as Arc<dyn Store>),
+    );
+    stores
+        .targets
+        .insert("T".to_owned(), Ok(Arc::clone(&target) as Arc<dyn WritableStore>));
+    (w, stores, target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_are_listed_while_the_sources_are_read_and_only_once() {
+    let (w, stores, target) = gated_world();
+    let options = w.options();
+    let engine = Engine::new(&w.pipeline, &stores, &options, &NoEvents, CancellationToken::new());
+    let run = engine.run();
+    // Not a synchronisation: without the overlap the run waits forever, and this fails it.
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("the source waits for the target's listing: the run must list targets while merging");
+    assert_eq!(status(&report, "T"), &TargetStatus::Ok);
+    assert_eq!(
+        target.lists.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "planning used the prefetched listing"
+    );
+    let state = w.targets["T"].snapshot();
+    assert!(state[&p("a")].semantic_eq(&SecretValue::Text("1".into())));
+    assert!(state[&p("b")].semantic_eq(&SecretValue::Text("2".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetched_listing_that_failed_fails_its_target_and_changes_nothing() {
+    let (w, stores, target) = gated_world();
+    w.targets["T"].fail(FailOn::List, ErrorClass::Transient);
+    let options = w.options();
+    let engine = Engine::new(&w.pipeline, &stores, &options, &NoEvents, CancellationToken::new());
+    let run = engine.run();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("the run finishes");
+    assert!(
+        matches!(status(&report, "T"), TargetStatus::Failed { phase: "sync", error, .. }
+            if error.contains("cannot read") && error.contains("nothing was changed")),
+        "{:?}",
+        status(&report, "T")
+    );
+    assert_eq!(target.lists.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(w.targets["T"].writes(), 0);
+}

@@ -263,7 +263,7 @@ async fn a_denied_role_and_a_failing_endpoint_fail_only_their_targets_and_the_ne
              targets:\n\
              \x20 Good: {{ account_id: \"{good}\", imports: [files] }}\n\
              \x20 Denied: {{ account_id: \"{denied}\", imports: [files] }}\n\
-             \x20 Broken: {{ account_id: \"{good}\", imports: [files, remote], secret_prefix: broken/ }}\n\
+             \x20 Broken: {{ account_id: \"{good}\", imports: [files, remote], secret_prefix: merged/ }}\n\
              \x20 AlsoBroken: {{ account_id: \"{broken}\", imports: [files], secret_prefix: broken-too/ }}\n\
              \x20 BrokenChild: {{ account_id: \"{good}\", imports: [Broken], secret_prefix: child/ }}\n\
              pipeline:\n\
@@ -285,8 +285,9 @@ async fn a_denied_role_and_a_failing_endpoint_fail_only_their_targets_and_the_ne
         })
         .unwrap();
     // Every Secrets Manager call about `broken…` names answers 500: the `remote` source (read
-    // in the merge phase: three attempts open the account's breaker) and AlsoBroken's listing
-    // (in the sync phase: refused at once by the open breaker).
+    // in the merge phase) and AlsoBroken's listing (prefetched while the merge phase runs). The
+    // first three failed attempts, whichever of the two makes them, open the account's breaker;
+    // the other is then refused at once.
     let broken_rule = t
         .proxy
         .add_rule(Rule {
@@ -313,17 +314,21 @@ async fn a_denied_role_and_a_failing_endpoint_fail_only_their_targets_and_the_ne
         "{denied_error}"
     );
     let broken = status("Broken");
-    let error = broken["error"].as_str().unwrap();
+    let broken_error = broken["error"].as_str().unwrap().to_owned();
+    let also_broken_error = status("AlsoBroken")["error"].as_str().unwrap().to_owned();
+    assert!(broken_error.contains("cannot read source `remote`"), "{broken_error}");
+    for error in [&broken_error, &also_broken_error] {
+        assert!(
+            error.contains("InternalServiceError")
+                || error.contains("circuit breaker open after 3 consecutive failures"),
+            "{error}"
+        );
+    }
     assert!(
-        error.contains("cannot read source `remote`")
-            && error.contains("InternalServiceError")
-            && error.contains("gave up after 3 attempts"),
-        "{error}"
-    );
-    let error = status("AlsoBroken")["error"].as_str().unwrap().to_owned();
-    assert!(
-        error.contains("circuit breaker open after 3 consecutive failures"),
-        "the next call to the broken account failed fast: {error}"
+        [&broken_error, &also_broken_error]
+            .iter()
+            .any(|e| e.contains("circuit breaker open after 3 consecutive failures")),
+        "once the breaker opened, the next call to the broken account failed fast: {broken_error} / {also_broken_error}"
     );
     let child = status("BrokenChild");
     assert_eq!(child["status"], "skipped", "{child}");
@@ -332,10 +337,10 @@ async fn a_denied_role_and_a_failing_endpoint_fail_only_their_targets_and_the_ne
         "{child}"
     );
     assert!(t.proxy.rule_stats(denied_rule).unwrap().fired >= 1);
-    assert_eq!(
-        t.proxy.rule_stats(broken_rule).unwrap().fired,
-        3,
-        "three failures opened the breaker; then no more calls reached the endpoint"
+    let fired = t.proxy.rule_stats(broken_rule).unwrap().fired;
+    assert!(
+        (3..=4).contains(&fired),
+        "three failures opened the breaker (plus at most the other caller's attempt already in flight); then no more calls reached the endpoint: {fired}"
     );
     let metrics = t.metrics();
     let endpoint = format!("{{service=\"secretsmanager\",endpoint=\"{broken_account}/us-east-1\"}}");
