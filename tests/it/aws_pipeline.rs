@@ -599,3 +599,29 @@ async fn roles_are_assumed_with_the_configured_external_id_and_session_name() {
         "one AssumeRole, with the pattern's role, the external id and the session name"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_is_assumed_once_even_beyond_the_sdks_64_cached_identities() {
+    use std::fmt::Write as _;
+    let sc = Scenario::new().await;
+    sc.env.write("src/x.json", r#"{"x": 1}"#);
+    let accounts: Vec<String> = (0..70).map(|_| random_account_id()).collect();
+    let mut targets = String::new();
+    for (k, a) in accounts.iter().enumerate() {
+        writeln!(targets, "  T{k:02}: {{ account_id: \"{a}\", imports: [files] }}").unwrap();
+    }
+    sc.env.write(
+        "config.yaml",
+        format!("sources: {{ files: {{ file: {{ path: ./src }} }} }}\ntargets:\n{targets}"),
+    );
+    let before = calls(&sc.proxy);
+    let out = sc.run(&["pipeline"]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let made = since(&before, &calls(&sc.proxy));
+    assert_eq!(made.get("CreateSecret"), Some(&70), "{made:?}");
+    assert_eq!(
+        made.get("AssumeRole"),
+        Some(&70),
+        "one role assumption per account per run (the SDK's identity cache evicts beyond 64 roles unless sized): {made:?}"
+    );
+}
