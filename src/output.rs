@@ -74,6 +74,13 @@ impl Printer {
         write_all(&mut std::io::stdout().lock(), text);
     }
 
+    /// Streams a large document to stdout through `write` (which ends it with a newline).
+    pub fn stdout_streamed(&self, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+        let mut stdout = std::io::stdout().lock();
+        // As in `write_all`: a reader that went away is not our error.
+        let _ = write(&mut stdout).and_then(|()| stdout.flush());
+    }
+
     /// Writes `text` to stderr (adding a final newline if missing).
     pub fn stderr(&self, text: &str) {
         write_all(&mut std::io::stderr().lock(), text);

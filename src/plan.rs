@@ -114,10 +114,6 @@ impl KeyDiff {
                     .map(|(k, _)| k.clone())
                     .collect(),
             },
-            (None, SecretValue::Json(d)) => Self {
-                added: d.keys().cloned().collect(),
-                ..Self::default()
-            },
             _ => Self::default(),
         }
     }
@@ -150,8 +146,11 @@ pub struct Change {
     pub kind: Option<ValueKind>,
     /// Kind of the current value when it changes kind.
     pub previous_kind: Option<ValueKind>,
-    /// Key-level difference for JSON values.
-    pub keys: KeyDiff,
+    /// Key-level difference for JSON values (see [`Change::key_diff`]).
+    keys: KeyDiff,
+    /// A new JSON value: every key of `desired` is added. Derived when shown rather than held,
+    /// since a first sync into many accounts plans a million of these.
+    all_keys_added: bool,
     /// Why (conflicts, invalid secrets, orphans).
     pub note: Option<String>,
     /// A delete held back because the run exceeded `max_deletes`.
@@ -165,6 +164,17 @@ pub struct Change {
 }
 
 impl Change {
+    /// Which top-level keys the change adds, removes or changes (names only).
+    pub fn key_diff(&self) -> std::borrow::Cow<'_, KeyDiff> {
+        match (self.all_keys_added, self.desired.as_deref()) {
+            (true, Some(SecretValue::Json(d))) => std::borrow::Cow::Owned(KeyDiff {
+                added: d.keys().cloned().collect(),
+                ..KeyDiff::default()
+            }),
+            _ => std::borrow::Cow::Borrowed(&self.keys),
+        }
+    }
+
     fn new(path: SecretPath, action: Action) -> Self {
         Self {
             path,
@@ -174,6 +184,7 @@ impl Change {
             kind: None,
             previous_kind: None,
             keys: KeyDiff::default(),
+            all_keys_added: false,
             note: None,
             withheld: false,
             desired: None,
@@ -418,6 +429,7 @@ fn plan_one(
     }
     if change.write_value {
         change.keys = KeyDiff::between(current.map(|c| &**c), value);
+        change.all_keys_added = current.is_none() && matches!(**value, SecretValue::Json(_));
     }
     Some(change)
 }

@@ -149,13 +149,13 @@ async fn execute(
     let config = shown(&global.config);
     render(&report, output, args, plan_command, &config, printer);
     if let Some(path) = &args.report {
-        std::fs::write(path, report::json::render(&report, &config, args.exit_code)).map_err(|source| {
-            CliError::Output {
+        std::fs::File::create(path)
+            .and_then(|mut file| report::json::write(&report, &config, args.exit_code, &mut file))
+            .map_err(|source| CliError::Output {
                 what: "the report",
                 path: path.display().to_string(),
                 source,
-            }
-        })?;
+            })?;
     }
     if output == OutputFormat::Github {
         let report_path = args.report.as_ref().map(|p| p.display().to_string());
@@ -216,7 +216,10 @@ fn render(
             };
             report::human::render(report, printer.out, options)
         }
-        OutputFormat::Json => report::json::render(report, config, args.exit_code),
+        OutputFormat::Json => {
+            printer.stdout_streamed(|out| report::json::write(report, config, args.exit_code, out));
+            return;
+        }
         OutputFormat::Github => report::github::render(report),
         OutputFormat::Compact => report::compact::render(report),
     };

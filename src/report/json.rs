@@ -2,6 +2,7 @@
 //! appear in it (not even with `--show-values`).
 
 use serde::Serialize;
+use std::io::Write as _;
 
 use super::{Outcome, RunReport, Summary, TargetStatus};
 use crate::plan::{Action, ApplyResult, KeyDiff};
@@ -55,8 +56,41 @@ struct Target<'a> {
     merged_secrets: Option<usize>,
     merge_store_writes: Option<u64>,
     summary: crate::plan::Counts,
-    changes: Vec<ChangeEntry<'a>>,
+    changes: Changes<'a>,
     duration_ms: u128,
+}
+
+/// A target's changes, turned into entries one at a time while being written: a plan of a
+/// million creates is never copied into a second list.
+struct Changes<'a>(&'a [crate::plan::Change]);
+
+impl Serialize for Changes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(ChangeEntry::from))
+    }
+}
+
+impl<'a> From<&'a crate::plan::Change> for ChangeEntry<'a> {
+    fn from(c: &'a crate::plan::Change) -> Self {
+        let (result, error) = match &c.result {
+            None => (None, None),
+            Some(ApplyResult::Applied) => (Some("applied"), None),
+            Some(ApplyResult::Failed(e)) => (Some("failed"), Some(e.as_str())),
+            Some(ApplyResult::NotAttempted(e)) => (Some("not_attempted"), Some(e.as_str())),
+        };
+        ChangeEntry {
+            path: c.path.as_str(),
+            action: c.action,
+            value_kind: c.kind,
+            previous_kind: c.previous_kind,
+            writes_value: c.write_value,
+            keys: c.key_diff(),
+            note: c.note.as_deref(),
+            withheld: c.withheld,
+            result,
+            error,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -67,15 +101,15 @@ struct ChangeEntry<'a> {
     previous_kind: Option<crate::model::ValueKind>,
     writes_value: bool,
     #[serde(skip_serializing_if = "is_empty_diff")]
-    keys: &'a KeyDiff,
+    keys: std::borrow::Cow<'a, KeyDiff>,
     note: Option<&'a str>,
     withheld: bool,
     result: Option<&'static str>,
     error: Option<&'a str>,
 }
 
-#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde passes a reference to the field")]
-fn is_empty_diff(diff: &&KeyDiff) -> bool {
+#[expect(clippy::ptr_arg, reason = "serde passes a reference to the field")]
+fn is_empty_diff(diff: &std::borrow::Cow<'_, KeyDiff>) -> bool {
     diff.added.is_empty() && diff.removed.is_empty() && diff.changed.is_empty()
 }
 
@@ -93,6 +127,23 @@ struct Timings {
 /// Renders the report as pretty JSON. `exit_code_mode` is `--exit-code`, which the recorded
 /// exit code depends on.
 pub fn render(report: &RunReport, config: &str, exit_code_mode: bool) -> String {
+    let mut out = Vec::new();
+    // Writing into memory cannot fail, and the report holds only strings and numbers.
+    let _ = write(report, config, exit_code_mode, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the report as pretty JSON to `out` as it is serialised: a dry run planning a million
+/// creates makes a document of hundreds of megabytes, which is never held in memory whole.
+///
+/// # Errors
+/// When `out` cannot be written.
+pub fn write(
+    report: &RunReport,
+    config: &str,
+    exit_code_mode: bool,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let mut phases = Vec::new();
     if report.merge_phase {
         phases.push("merge");
@@ -111,31 +162,7 @@ pub fn render(report: &RunReport, config: &str, exit_code_mode: bool) -> String 
                 }
                 TargetStatus::Skipped { because } => ("skipped", None, None, None, Some(because.as_str())),
             };
-            let changes = t
-                .plan
-                .iter()
-                .flat_map(|p| &p.changes)
-                .map(|c| {
-                    let (result, error) = match &c.result {
-                        None => (None, None),
-                        Some(ApplyResult::Applied) => (Some("applied"), None),
-                        Some(ApplyResult::Failed(e)) => (Some("failed"), Some(e.as_str())),
-                        Some(ApplyResult::NotAttempted(e)) => (Some("not_attempted"), Some(e.as_str())),
-                    };
-                    ChangeEntry {
-                        path: c.path.as_str(),
-                        action: c.action,
-                        value_kind: c.kind,
-                        previous_kind: c.previous_kind,
-                        writes_value: c.write_value,
-                        keys: &c.keys,
-                        note: c.note.as_deref(),
-                        withheld: c.withheld,
-                        result,
-                        error,
-                    }
-                })
-                .collect();
+            let changes = Changes(t.plan.as_ref().map_or(&[], |p| p.changes.as_slice()));
             Target {
                 name: &t.name,
                 level: t.level,
@@ -184,7 +211,8 @@ pub fn render(report: &RunReport, config: &str, exit_code_mode: bool) -> String 
         },
         api_calls: &report.api_calls,
     };
-    let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
-    text.push('\n');
-    text
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+    serde_json::to_writer_pretty(&mut out, &json)?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
