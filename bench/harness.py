@@ -1,23 +1,27 @@
 """secretsync's benchmark harness (run it with bench/run).
 
 For each scenario size (secrets N, target accounts A, added latency L) it seeds a fresh Vault
-mount (the Vault API emulator) with N secrets in folders of ten, and syncs them into A fresh AWS
-accounts (moto) — once with secretsync, once with the naive boto3 + hvac baseline
-(bench/baselines/naive_sync.py) into other fresh accounts — through the testbed's fault proxies,
-which add L ms to every call and count calls by operation. Each tool runs four cases in order:
+mount (the Vault API emulator) with N secrets five folders deep, ten per folder, and syncs them
+into A fresh AWS accounts (moto) with each tool — secretsync, the naive boto3 + hvac baseline
+(bench/baselines/naive_sync.py) and teller (bench/baselines/teller_sync.py), each into its own
+fresh accounts — through the testbed's fault proxies, which add L ms to every call and count
+calls by operation. Each tool runs these cases in order (--cases picks some):
 
   first    the first sync into empty accounts
   noop     the same again: nothing changed
   changed  1% of the secrets changed in Vault
   dryrun   another 1% changed, planned without writing
 
-and is measured for wall time, peak RSS (wait4) and API calls by operation. The floor is what
+and is measured for wall time, peak RSS (wait4: the largest process of the tool's process tree)
+and API calls by operation. A case a tool cannot do is reported as such (teller has no dry run). The floor is what
 the case strictly needs: Vault one LIST per folder and one read per secret (Vault has no batch
 read); per account one AssumeRole, ceil(E/100) ListSecrets and ceil(E/20) BatchGetSecretValue
 for the E secrets already there, one write per changed secret; and time
 calls x L / concurrency, with writes paced at Secrets Manager's 50/s per account.
 
-Results go to target/bench/results.json and are printed as Markdown tables.
+Results go to target/bench/results.json (or --out) and are printed as Markdown tables. The run
+fails if a tool fails, or if secretsync misses a call-count target (a no-op re-sync must write
+nothing and stay within the floor + 1 call per account); times are reported, never asserted.
 """
 
 import argparse
@@ -34,6 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SYNC_PARALLEL = 4      # pipeline.sync.parallel default: accounts synced at once
 LIST_CONCURRENCY = 16  # vault list_concurrency default
+WRITE_CONCURRENCY = 8  # writes in flight per Secrets Manager account (paced at 50/s)
+CASES = ("first", "noop", "changed", "dryrun")
+TELLER = ""  # the teller binary, from --teller
 
 
 def testbed_env():
@@ -90,26 +97,31 @@ def seed_vault(env, mount, n, version):
 
 
 def secret_path(i):
-    return f"app{i // 100:02d}/svc{(i // 10) % 10}/s{i:05d}"
+    """Five levels deep, ten secrets per folder: `org/team01/app3/svc7/s01371`."""
+    return f"org/team{i // 1000:02d}/app{(i // 100) % 10}/svc{(i // 10) % 10}/s{i:05d}"
 
 
 def write_secret(env, mount, i, version):
     addr, token = env["SECRETSYNC_TEST_VAULT_ADDR"], env["SECRETSYNC_TEST_VAULT_TOKEN"]
-    body = {"data": {"user": f"u{i}", "password": f"p{i}-v{version}", "port": 5432}}
+    # String values only: teller's providers read a secret as a map of strings.
+    body = {"data": {"user": f"u{i}", "password": f"p{i}-v{version}", "port": "5432"}}
     http("POST", f"{addr}/v1/{mount}/data/{secret_path(i)}", body, token)
 
 
 def folders(n):
-    leaf = {secret_path(i).rsplit("/", 1)[0] for i in range(n)}
-    apps = {f.split("/")[0] for f in leaf}
-    return len(leaf) + len(apps) + 1
+    """Folders a full listing LISTs: the mount's root and every folder under it."""
+    found = set()
+    for i in range(n):
+        parts = secret_path(i).split("/")[:-1]
+        found.update("/".join(parts[:k]) for k in range(1, len(parts) + 1))
+    return len(found) + 1
 
 
-def floor(case, n, accounts, latency_ms):
-    """(calls, writes, seconds) the case strictly needs."""
+def floor(case, n, accounts, latency_ms, existing):
+    """(calls, writes, seconds) the case strictly needs, with `existing` secrets already in each
+    account."""
     changed = math.ceil(n / 100)
-    existing = 0 if case == "first" else n
-    writes = {"first": n, "noop": 0, "changed": changed, "dryrun": 0}[case] * accounts
+    writes = {"first": n - existing, "noop": 0, "changed": changed, "dryrun": 0}[case] * accounts
     vault_calls = folders(n) + n
     per_account = 1 + max(1, math.ceil(existing / 100)) + math.ceil(existing / 20)
     calls = vault_calls + accounts * per_account + writes + 1  # + GetCallerIdentity
@@ -118,7 +130,8 @@ def floor(case, n, accounts, latency_ms):
     # burst of 50; SYNC_PARALLEL accounts at once.
     per_account_writes = writes / accounts if accounts else 0
     paced = max(0.0, per_account_writes - 50) / 50
-    write_seconds = max(paced, latency_ms / 1000 * per_account_writes) * math.ceil(accounts / SYNC_PARALLEL)
+    unpaced = latency_ms / 1000 * per_account_writes / WRITE_CONCURRENCY
+    write_seconds = max(paced, unpaced) * math.ceil(accounts / SYNC_PARALLEL)
     return calls, writes, seconds + write_seconds
 
 
@@ -137,11 +150,7 @@ def run_measured(cmd, env, cwd):
 WRITES = {"CreateSecret", "PutSecretValue", "UpdateSecret", "TagResource", "UntagResource", "DeleteSecret"}
 
 
-def scenario(env, binary, n, accounts, latency_ms, tools, workdir):
-    aws, vault = Proxy(env["SECRETSYNC_TEST_AWS_PROXY"]), Proxy(env["SECRETSYNC_TEST_VAULT_PROXY"])
-    mount = f"bench{random.randrange(10**9)}"
-    seed_vault(env, mount, n, 1)
-    results = []
+def clean_env(env):
     base_env = dict(os.environ)
     for key in list(base_env):
         if key.startswith(("AWS_", "VAULT_", "SECRETSYNC_")):
@@ -152,9 +161,89 @@ def scenario(env, binary, n, accounts, latency_ms, tools, workdir):
         "AWS_ENDPOINT_URL": env["SECRETSYNC_TEST_AWS_PROXY"], "AWS_EC2_METADATA_DISABLED": "true",
         "VAULT_TOKEN": env["SECRETSYNC_TEST_VAULT_TOKEN"], "SECRETSYNC_NO_PROGRESS": "true",
     })
+    return base_env
+
+
+def teller_setup(env, workdir, mount, n, ids):
+    """What a teller user writes by hand, done before the measured runs (not counted): an IAM
+    access key in every account (teller's AWS provider takes static keys, no role to assume),
+    a .teller.yml with the Vault provider and one Secrets Manager provider per account, and the
+    list of secret paths (teller cannot list Vault). Returns (config, paths file, providers)."""
+    import boto3  # the naive baseline's dependency, installed by bench/run
+
+    moto = env["SECRETSYNC_TEST_AWS_ENDPOINT"]
+    common = {"endpoint_url": moto, "region_name": "us-east-1"}
+    sts = boto3.client("sts", aws_access_key_id="bench", aws_secret_access_key="bench", **common)
+    lines = [
+        "providers:",
+        "  vault:",
+        "    kind: hashicorp",
+        "    options:",
+        f"      address: {env['SECRETSYNC_TEST_VAULT_PROXY']}",
+        f"      token: {env['SECRETSYNC_TEST_VAULT_TOKEN']}",
+        "    maps:",
+        "      - id: s",
+        f"        path: '{mount}/{{{{ get_env(name=\"SECRET_PATH\") }}}}'",
+    ]
+    providers = []
+    for k, account in enumerate(ids):
+        role = sts.assume_role(
+            RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", RoleSessionName="bench",
+        )["Credentials"]
+        iam = boto3.client("iam", aws_access_key_id=role["AccessKeyId"],
+                           aws_secret_access_key=role["SecretAccessKey"],
+                           aws_session_token=role["SessionToken"], **common)
+        iam.create_user(UserName="teller")
+        key = iam.create_access_key(UserName="teller")["AccessKey"]
+        name = f"aws_{k:03d}"
+        providers.append(name)
+        lines += [
+            f"  {name}:",
+            "    kind: aws_secretsmanager",
+            "    options:",
+            "      region: us-east-1",
+            f"      access_key_id: {key['AccessKeyId']}",
+            f"      secret_access_key: {key['SecretAccessKey']}",
+            f"      endpoint_url: {env['SECRETSYNC_TEST_AWS_PROXY']}",
+            "    maps:",
+            "      - id: s",
+            "        path: '{{ get_env(name=\"SECRET_PATH\") }}'",
+        ]
+    config, paths = workdir / "teller.yml", workdir / "teller-paths.txt"
+    config.write_text("\n".join(lines) + "\n")
+    paths.write_text("".join(secret_path(i) + "\n" for i in range(n)))
+    return config, paths, providers
+
+
+# Cases a baseline cannot do, and why (reported instead of a measurement).
+NOT_POSSIBLE = {
+    ("teller", "dryrun"): "teller has no dry run",
+}
+
+
+def command(tool, case, binary, env, mount, ids, teller):
+    if tool == "secretsync":
+        cmd = [binary, "pipeline", "-c", "pipeline.yaml", "-o", "json"]
+        return cmd + ["--dry-run"] if case == "dryrun" else cmd
+    if tool == "naive":
+        cmd = [sys.executable, str(ROOT / "bench/baselines/naive_sync.py"),
+               env["SECRETSYNC_TEST_VAULT_PROXY"], mount, *ids]
+        return cmd + ["--dry-run"] if case == "dryrun" else cmd
+    config, paths, providers = teller
+    return [sys.executable, str(ROOT / "bench/baselines/teller_sync.py"), str(TELLER), str(config),
+            str(paths), *providers]
+
+
+def scenario(env, binary, n, accounts, latency_ms, tools, cases, workdir):
+    aws, vault = Proxy(env["SECRETSYNC_TEST_AWS_PROXY"]), Proxy(env["SECRETSYNC_TEST_VAULT_PROXY"])
+    mount = f"bench{random.randrange(10**9)}"
+    seed_vault(env, mount, n, 1)
+    results = []
+    base_env = clean_env(env)
     version = 1
     for tool in tools:
         ids = [f"{random.randrange(10**11, 10**12)}" for _ in range(accounts)]
+        teller = teller_setup(env, workdir, mount, n, ids) if tool == "teller" else None
         if tool == "secretsync":
             targets = "".join(
                 f"  T{k:03d}: {{ account_id: \"{a}\", imports: [vault] }}\n" for k, a in enumerate(ids)
@@ -164,39 +253,43 @@ def scenario(env, binary, n, accounts, latency_ms, tools, workdir):
                 f"sources:\n  vault: {{ vault: {{ mount: {mount} }} }}\n"
                 f"targets:\n{targets}"
             )
-        for case in ["first", "noop", "changed", "dryrun"]:
+        existing = 0
+        for case in cases:
             if case in ("changed", "dryrun"):
                 version += 1
                 for i in random.Random(version).sample(range(n), math.ceil(n / 100)):
                     write_secret(env, mount, i, version)
+            floor_calls, floor_writes, floor_seconds = floor(case, n, accounts, latency_ms, existing)
+            row = {
+                "tool": tool, "secrets": n, "accounts": accounts, "latency_ms": latency_ms, "case": case,
+                "existing": existing, "floor_calls": floor_calls, "floor_writes": floor_writes,
+                "floor_seconds": round(floor_seconds, 3),
+            }
+            why_not = NOT_POSSIBLE.get((tool, case))
+            if why_not:
+                results.append({**row, "ok": True, "not_possible": why_not})
+                print(f"  {tool:10} {case:8} not possible: {why_not}", file=sys.stderr)
+                continue
             aws.latency(latency_ms)
             vault.latency(latency_ms)
             aws.reset()
             vault.reset()
-            if tool == "secretsync":
-                cmd = [binary, "pipeline", "-c", "pipeline.yaml", "-o", "json"]
-                if case == "dryrun":
-                    cmd.append("--dry-run")
-            else:
-                cmd = [sys.executable, str(ROOT / "bench/baselines/naive_sync.py"),
-                       env["SECRETSYNC_TEST_VAULT_PROXY"], mount, *ids]
-                if case == "dryrun":
-                    cmd.append("--dry-run")
+            cmd = command(tool, case, binary, env, mount, ids, teller)
             seconds, rss, code, out, err = run_measured(cmd, base_env, workdir)
             aws.latency(0)
             vault.latency(0)
             calls = {**aws.counts(), **{f"vault {k}": v for k, v in vault.counts().items()}}
             total = sum(calls.values())
             writes = sum(v for k, v in calls.items() if k in WRITES)
-            floor_calls, floor_writes, floor_seconds = floor(case, n, accounts, latency_ms)
+            aws_calls = sum(v for k, v in calls.items() if not k.startswith("vault "))
             # secretsync exits 1 for pending changes only with --exit-code, which is not used.
             ok = code == 0
+            if ok and case != "dryrun":
+                existing = n
             results.append({
-                "tool": tool, "secrets": n, "accounts": accounts, "latency_ms": latency_ms, "case": case,
-                "seconds": round(seconds, 3), "peak_rss_mb": round(rss, 1), "exit_code": code, "ok": ok,
-                "calls": total, "writes": writes, "calls_by_operation": dict(sorted(calls.items())),
-                "floor_calls": floor_calls, "floor_writes": floor_writes,
-                "floor_seconds": round(floor_seconds, 3),
+                **row, "seconds": round(seconds, 3), "peak_rss_mb": round(rss, 1), "exit_code": code,
+                "ok": ok, "calls": total, "aws_calls": aws_calls, "writes": writes,
+                "calls_by_operation": dict(sorted(calls.items())),
                 "error": "" if ok else (err.strip().splitlines() or [""])[-1][:300],
             })
             status = "ok" if ok else f"FAILED ({code})"
@@ -207,26 +300,82 @@ def scenario(env, binary, n, accounts, latency_ms, tools, workdir):
 
 def table(results):
     lines = [
-        "| N × A, latency | case | tool | wall s | floor s | × floor | calls | floor calls | writes | peak RSS MB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| N × A, latency | case | tool | wall s | floor s | × floor | calls | AWS calls | floor calls | writes | peak RSS MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        size = f"{r['secrets']} × {r['accounts']}, {r['latency_ms']} ms"
+        if "not_possible" in r:
+            lines.append(f"| {size} | {r['case']} | {r['tool']} | not possible: {r['not_possible']} "
+                         f"| {r['floor_seconds']:.2f} | | | | {r['floor_calls']} | | |")
+            continue
         # Without added latency the floor is ~0 and a ratio says nothing.
         ratio = f"{r['seconds'] / r['floor_seconds']:.2f}" if r["latency_ms"] and r["floor_seconds"] > 0 else "—"
         lines.append(
-            f"| {r['secrets']} × {r['accounts']}, {r['latency_ms']} ms | {r['case']} | {r['tool']} | {r['seconds']:.2f} "
-            f"| {r['floor_seconds']:.2f} | {ratio} | {r['calls']} | {r['floor_calls']} | {r['writes']} | {r['peak_rss_mb']:.0f} |"
+            f"| {size} | {r['case']} | {r['tool']} | {r['seconds']:.2f} | {r['floor_seconds']:.2f} | {ratio} "
+            f"| {r['calls']} | {r['aws_calls']} | {r['floor_calls']} | {r['writes']} | {r['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines)
 
 
+def versus(results):
+    """secretsync against each baseline, same size and case: how many times faster, and how many
+    times fewer calls (all calls, and AWS calls only)."""
+    ours = {(r["secrets"], r["accounts"], r["latency_ms"], r["case"]): r
+            for r in results if r["tool"] == "secretsync" and "seconds" in r}
+    lines = [
+        "| N × A, latency | case | baseline | × faster | × fewer calls | × fewer AWS calls |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in results:
+        key = (r["secrets"], r["accounts"], r["latency_ms"], r["case"])
+        if r["tool"] == "secretsync" or "seconds" not in r or key not in ours:
+            continue
+        s = ours[key]
+        lines.append(
+            f"| {r['secrets']} × {r['accounts']}, {r['latency_ms']} ms | {r['case']} | {r['tool']} "
+            f"| {r['seconds'] / s['seconds']:.1f} | {r['calls'] / s['calls']:.1f} "
+            f"| {r['aws_calls'] / s['aws_calls']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def missed_targets(results):
+    """The call-count targets, which do not depend on the machine's speed: a no-op re-sync by
+    secretsync makes no write and at most one call per account above the floor."""
+    missed = []
+    for r in results:
+        if r["tool"] != "secretsync" or r["case"] != "noop" or "calls" not in r:
+            continue
+        size = f"{r['secrets']}x{r['accounts']}x{r['latency_ms']}"
+        if r["writes"]:
+            missed.append(f"secretsync noop {size}: {r['writes']} writes (target: none)")
+        if r["calls"] > r["floor_calls"] + r["accounts"]:
+            missed.append(f"secretsync noop {size}: {r['calls']} calls, more than the floor "
+                          f"{r['floor_calls']} + 1 per account")
+    return missed
+
+
 def main():
+    global TELLER
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", required=True)
     parser.add_argument("--sizes", default="100x1x0",
                         help="comma-separated NxAxL: secrets x accounts x latency ms (e.g. 1000x10x20)")
     parser.add_argument("--tools", default="secretsync,naive")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help="comma-separated, run in this order: " + ", ".join(CASES))
+    parser.add_argument("--teller", default="", help="the teller binary (bench/run installs it)")
+    parser.add_argument("--out", default=str(ROOT / "target/bench/results.json"))
     args = parser.parse_args()
+    cases = args.cases.split(",")
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; the cases are {', '.join(CASES)}")
+    tools = args.tools.split(",")
+    if "teller" in tools and not args.teller:
+        parser.error("--tools teller needs --teller PATH")
+    TELLER = args.teller
     env = testbed_env()
     workdir = ROOT / "target/bench/work"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -234,14 +383,17 @@ def main():
     for size in args.sizes.split(","):
         n, accounts, latency = (int(x) for x in size.split("x"))
         print(f"{n} secrets × {accounts} accounts, {latency} ms per call", file=sys.stderr)
-        results += scenario(env, args.binary, n, accounts, latency, args.tools.split(","), workdir)
-    out = ROOT / "target/bench/results.json"
-    out.write_text(json.dumps(results, indent=2))
+        results += scenario(env, args.binary, n, accounts, latency, tools, cases, workdir)
+    Path(args.out).write_text(json.dumps(results, indent=2))
     print(table(results))
-    failed = [r for r in results if not r["ok"]]
+    if any(r["tool"] != "secretsync" for r in results):
+        print()
+        print(versus(results))
+    failed = [f"{r['tool']} {r['case']} {r['secrets']}x{r['accounts']}: {r['error']}" for r in results if not r["ok"]]
+    failed += missed_targets(results)
     if failed:
-        for r in failed:
-            print(f"FAILED: {r['tool']} {r['case']} {r['secrets']}x{r['accounts']}: {r['error']}", file=sys.stderr)
+        for problem in failed:
+            print(f"FAILED: {problem}", file=sys.stderr)
         sys.exit(1)
 
 
