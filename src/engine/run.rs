@@ -6,8 +6,8 @@
 //! While the merge phase reads the sources, the targets about to be planned are already being
 //! listed: a listing does not depend on the desired set, and against remote stores both phases
 //! wait on round trips, so overlapping them takes the shorter wait off the run (issue #9's
-//! benchmark: a no-op sync of 1,000 secrets into one account went from 1.48x its floor to
-//! about 1.1x). Prefetched listings are bounded by [`PREFETCH_ENTRIES`].
+//! benchmark, no-op sync of 1,000 secrets with 20 ms per call: one account 2.51 s → 2.30 s,
+//! ten accounts 4.92 s → 4.37 s). Prefetching is bounded by [`PREFETCH_ENTRIES`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,8 +27,8 @@ use crate::plan::{Action, PlanOptions, TargetPlan, plan};
 use crate::report::{Event, EventSink, MergeReport, Phase, RunReport, TargetReport, TargetStatus, WithheldDeletes};
 use crate::store::{Listing, MergeStore, ReadOnly, Store, StoreError, WritableStore};
 
-/// At most this many listed secrets are held from prefetched target listings (about 15 MB);
-/// targets beyond it are listed when they are planned, as without prefetching.
+/// Prefetching stops once its listings hold this many secrets (about 15 MB); later targets are
+/// listed when they are planned, as without prefetching.
 const PREFETCH_ENTRIES: usize = 100_000;
 
 /// A store that could not be built, kept so the targets that need it fail with the reason.
@@ -147,7 +147,7 @@ pub struct Engine<'a> {
     merge_lock: OnceCell<Result<(), String>>,
     /// Target listings made while the merge phase ran, taken by planning.
     listings: Mutex<BTreeMap<String, Result<Listing, StoreError>>>,
-    /// Secrets held in `listings` (see [`PREFETCH_ENTRIES`]).
+    /// Secrets listed by prefetching so far (see [`PREFETCH_ENTRIES`]).
     prefetched: AtomicUsize,
 }
 

@@ -124,17 +124,9 @@ struct Timings {
     total_ms: u128,
 }
 
-/// Renders the report as pretty JSON. `exit_code_mode` is `--exit-code`, which the recorded
-/// exit code depends on.
-pub fn render(report: &RunReport, config: &str, exit_code_mode: bool) -> String {
-    let mut out = Vec::new();
-    // Writing into memory cannot fail, and the report holds only strings and numbers.
-    let _ = write(report, config, exit_code_mode, &mut out);
-    String::from_utf8(out).unwrap_or_default()
-}
-
 /// Writes the report as pretty JSON to `out` as it is serialised: a dry run planning a million
 /// creates makes a document of hundreds of megabytes, which is never held in memory whole.
+/// `exit_code_mode` is `--exit-code`, which the recorded exit code depends on.
 ///
 /// # Errors
 /// When `out` cannot be written.

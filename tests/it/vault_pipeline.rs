@@ -23,6 +23,19 @@ fn run(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Output {
     tokio::task::block_in_place(|| env.run_with(args, vars))
 }
 
+/// A scratch folder whose pipeline syncs all of `mount` into the folder `out`.
+fn files_from_vault(s: &Services, mount: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: {} }}\nsources: {{ all: {{ vault: {{ mount: {mount} }} }} }}\ntargets: {{ Files: {{ imports: [all], file: {{ path: ./out }} }} }}\n",
+            s.vault_addr
+        ),
+    );
+    env
+}
+
 fn json_file(env: &TestEnv, rel: &str) -> Value {
     serde_json::from_str(&env.read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
@@ -209,14 +222,7 @@ async fn a_path_denied_by_acl_names_the_path_and_the_policy_problem() {
         &format!("path \"{mount}/metadata/*\" {{ capabilities = [\"list\"] }}\npath \"{mount}/data/app/*\" {{ capabilities = [\"read\"] }}"),
     )
     .await;
-    let env = TestEnv::new();
-    env.write(
-        "config.yaml",
-        format!(
-            "vault: {{ address: {} }}\nsources: {{ all: {{ vault: {{ mount: {mount} }} }} }}\ntargets: {{ Files: {{ imports: [all], file: {{ path: ./out }} }} }}\n",
-            s.vault_addr
-        ),
-    );
+    let env = files_from_vault(&s, &mount);
     let out = run(&env, &["pipeline"], &[("VAULT_TOKEN", &token)]);
     assert_eq!(out.code, 2, "{}", out.snapshot());
     assert!(
@@ -241,14 +247,7 @@ async fn a_refused_token_is_named_by_the_run_and_by_validate() {
     let s = Services::get();
     let mount = s.vault_mount(2).await;
     seed(&s.vault_addr, &s.vault_token, &mount, 2, "app/db", &json!({ "k": "v" })).await;
-    let env = TestEnv::new();
-    env.write(
-        "config.yaml",
-        format!(
-            "vault: {{ address: {} }}\nsources: {{ all: {{ vault: {{ mount: {mount} }} }} }}\ntargets: {{ Files: {{ imports: [all], file: {{ path: ./out }} }} }}\n",
-            s.vault_addr
-        ),
-    );
+    let env = files_from_vault(&s, &mount);
     let dead = "hvs.not-a-live-token";
     // The token is not looked up before the first call; the refusal is told apart from a policy
     // problem when it comes.
