@@ -4,10 +4,11 @@
 //! whole run and withhold all of them at once, before anything is written.
 //!
 //! While the merge phase reads the sources, the targets about to be planned are already being
-//! listed: a listing does not depend on the desired set, and against remote stores both phases
-//! wait on round trips, so overlapping them takes the shorter wait off the run (issue #9's
-//! benchmark, no-op sync of 1,000 secrets with 20 ms per call: one account 2.51 s → 2.30 s,
-//! ten accounts 4.92 s → 4.37 s). Prefetching is bounded by [`PREFETCH_ENTRIES`].
+//! listed, and the values of the secrets each one manages read: neither depends on the desired
+//! set, and against remote stores both phases wait on round trips, so overlapping them takes the
+//! shorter wait off the run (issue #9's benchmark). Values of secrets a target does not manage
+//! are read only once they are known to be desired. Prefetching is bounded by
+//! [`PREFETCH_ENTRIES`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,7 +26,7 @@ use crate::merge::merge_layers;
 use crate::model::{SecretPath, SecretSet, SecretValue};
 use crate::plan::{Action, PlanOptions, TargetPlan, plan};
 use crate::report::{Event, EventSink, MergeReport, Phase, RunReport, TargetReport, TargetStatus, WithheldDeletes};
-use crate::store::{Listing, MergeStore, ReadOnly, Store, StoreError, WritableStore};
+use crate::store::{Fetched, Listing, MergeStore, Owner, ReadOnly, Store, StoreError, WritableStore};
 
 /// Prefetching stops once its listings hold this many secrets (about 15 MB); later targets are
 /// listed when they are planned, as without prefetching.
@@ -80,6 +81,8 @@ pub struct RunOptions {
 }
 
 type Merged = Result<(Arc<SecretSet>, MergeReport), TargetStatus>;
+/// A target's listing and the values of the secrets it manages, read ahead of planning.
+type Prefetched = Result<(Listing, Fetched), StoreError>;
 /// A source's secrets, or why it could not be read (message, hint).
 type SourceRead = Result<Arc<SecretSet>, (String, Option<String>)>;
 /// A planned target and the store to apply the plan to.
@@ -145,8 +148,9 @@ pub struct Engine<'a> {
     warnings: Mutex<Vec<String>>,
     /// The merge store's run lock, once taken (or the reason it could not be).
     merge_lock: OnceCell<Result<(), String>>,
-    /// Target listings made while the merge phase ran, taken by planning.
-    listings: Mutex<BTreeMap<String, Result<Listing, StoreError>>>,
+    /// Target listings (and the values of the secrets each manages) read while the merge phase
+    /// ran, taken by planning.
+    listings: Mutex<BTreeMap<String, Prefetched>>,
     /// Secrets listed by prefetching so far (see [`PREFETCH_ENTRIES`]).
     prefetched: AtomicUsize,
 }
@@ -376,19 +380,34 @@ impl<'a> Engine<'a> {
                 {
                     return;
                 }
-                let listing = self
-                    .interruptible(store.list())
-                    .instrument(tracing::info_span!("target", target = %name, phase = "prefetch"))
-                    .await;
-                if let Ok(listing) = &listing {
+                let span = tracing::info_span!("target", target = %name, phase = "prefetch");
+                let read = async {
+                    let listing = self.interruptible(store.list()).await?;
                     self.prefetched.fetch_add(listing.entries.len(), Ordering::SeqCst);
-                }
-                self.listings_lock().insert(name.clone(), listing);
+                    let managed: Vec<SecretPath> = listing
+                        .entries
+                        .iter()
+                        .filter(|(_, meta)| {
+                            !meta.pending_deletion && matches!(&meta.owner, Owner::Target(t) if **t == **name)
+                        })
+                        .map(|(path, _)| path.clone())
+                        .collect();
+                    // A failed read here is only a missed head start: planning reads them again
+                    // and reports what fails then.
+                    let values = if managed.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.interruptible(store.get_many(&managed)).await.unwrap_or_default()
+                    };
+                    Ok((listing, values))
+                };
+                let prefetched = read.instrument(span).await;
+                self.listings_lock().insert(name.clone(), prefetched);
             })
             .await;
     }
 
-    fn listings_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Result<Listing, StoreError>>> {
+    fn listings_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Prefetched>> {
         self.listings.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -628,19 +647,27 @@ impl<'a> Engine<'a> {
         &self,
         store: &dyn Store,
         desired: &SecretSet,
-        prefetched: Option<Result<Listing, StoreError>>,
+        prefetched: Option<Prefetched>,
     ) -> Result<(Listing, BTreeMap<SecretPath, Arc<SecretValue>>), StoreError> {
-        let listing = match prefetched {
-            Some(listing) => listing?,
-            None => self.interruptible(store.list()).await?,
+        let (listing, early) = match prefetched {
+            Some(prefetched) => prefetched?,
+            None => (self.interruptible(store.list()).await?, Vec::new()),
         };
         let wanted = sorted_intersection(desired.keys(), listing.entries.keys());
-        let values = if wanted.is_empty() {
+        let mut early: BTreeMap<SecretPath, Option<Arc<SecretValue>>> = early.into_iter().collect();
+        let missing: Vec<SecretPath> = wanted.iter().filter(|p| !early.contains_key(*p)).cloned().collect();
+        let late = if missing.is_empty() {
             Vec::new()
         } else {
-            self.interruptible(store.get_many(&wanted)).await?
+            self.interruptible(store.get_many(&missing)).await?
         };
-        let actual = values.into_iter().filter_map(|(p, v)| v.map(|v| (p, v))).collect();
+        // Only desired secrets' values: a managed secret no longer desired was read ahead but is
+        // planned from its listing alone, as before.
+        let actual = wanted
+            .into_iter()
+            .filter_map(|p| early.remove(&p).flatten().map(|v| (p, v)))
+            .chain(late.into_iter().filter_map(|(p, v)| v.map(|v| (p, v))))
+            .collect();
         Ok((listing, actual))
     }
 

@@ -627,16 +627,16 @@ async fn writes_run_up_to_the_stores_concurrency_and_deletes_wait_for_every_put(
     assert_eq!(w.targets["T"].list().await.unwrap().entries.len(), 40);
 }
 
-/// A source that does not answer until a target has been listed: a run only finishes if target
-/// listings overlap the merge phase.
+/// A source that does not answer until a target has read a value (or failed to list): a run only
+/// finishes if target reads overlap the merge phase.
 #[derive(Debug)]
-struct WaitsForATargetListing {
+struct WaitsForATargetRead {
     inner: Arc<MemoryStore>,
-    target_listed: Arc<tokio::sync::Notify>,
+    target_read: Arc<tokio::sync::Notify>,
 }
 
 #[async_trait::async_trait]
-impl Store for WaitsForATargetListing {
+impl Store for WaitsForATargetRead {
     fn describe(&self) -> String {
         self.inner.describe()
     }
@@ -644,7 +644,7 @@ impl Store for WaitsForATargetListing {
         self.inner.capabilities()
     }
     async fn list(&self) -> Result<crate::store::Listing, crate::store::StoreError> {
-        self.target_listed.notified().await;
+        self.target_read.notified().await;
         self.inner.list().await
     }
     async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, crate::store::StoreError> {
@@ -652,12 +652,14 @@ impl Store for WaitsForATargetListing {
     }
 }
 
-/// A memory target that counts its listings and announces each one.
+/// A memory target that counts its listings and value reads, and announces each value read and
+/// each failed listing.
 #[derive(Debug)]
 struct CountsListings {
     inner: Arc<MemoryStore>,
     lists: std::sync::atomic::AtomicUsize,
-    listed: Arc<tokio::sync::Notify>,
+    gets: std::sync::atomic::AtomicUsize,
+    announced: Arc<tokio::sync::Notify>,
 }
 
 #[async_trait::async_trait]
@@ -671,11 +673,16 @@ impl Store for CountsListings {
     async fn list(&self) -> Result<crate::store::Listing, crate::store::StoreError> {
         self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let listing = self.inner.list().await;
-        self.listed.notify_one();
+        if listing.is_err() {
+            self.announced.notify_one();
+        }
         listing
     }
     async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, crate::store::StoreError> {
-        self.inner.get(path).await
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let value = self.inner.get(path).await;
+        self.announced.notify_one();
+        value
     }
 }
 
@@ -690,25 +697,27 @@ impl WritableStore for CountsListings {
 }
 
 /// The two-store world of the prefetch tests: source `s` (two secrets) gated on target `T`'s
-/// listing, and `T` holding one stale secret it owns.
+/// listing, and `T` holding one stale secret it owns and one secret it does not manage.
 fn gated_world() -> (World, Stores, Arc<CountsListings>) {
     let w =
         World::new("sources: { s: { file: { path: ./s } } }\ntargets: { T: { file: { path: ./t }, imports: [s] } }\n");
     w.sources["s"].insert(&p("a"), SecretValue::Text("1".into()), None);
     w.sources["s"].insert(&p("b"), SecretValue::Text("2".into()), None);
     w.targets["T"].insert(&p("a"), SecretValue::Text("old".into()), Some("T"));
-    let listed = Arc::new(tokio::sync::Notify::new());
+    w.targets["T"].insert(&p("theirs"), SecretValue::Text("not ours".into()), None);
+    let announced = Arc::new(tokio::sync::Notify::new());
     let target = Arc::new(CountsListings {
         inner: Arc::clone(&w.targets["T"]),
         lists: 0.into(),
-        listed: Arc::clone(&listed),
+        gets: 0.into(),
+        announced: Arc::clone(&announced),
     });
     let mut stores = w.stores();
     stores.sources.insert(
         "s".to_owned(),
-        Ok(Arc::new(WaitsForATargetListing {
+        Ok(Arc::new(WaitsForATargetRead {
             inner: Arc::clone(&w.sources["s"]),
-            target_listed: listed,
+            target_read: announced,
         }) as Arc<dyn Store>),
     );
     stores
@@ -718,7 +727,7 @@ fn gated_world() -> (World, Stores, Arc<CountsListings>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn targets_are_listed_while_the_sources_are_read_and_only_once() {
+async fn targets_are_listed_and_their_managed_values_read_while_the_sources_are_read_once() {
     let (w, stores, target) = gated_world();
     let options = w.options();
     let engine = Engine::new(&w.pipeline, &stores, &options, &NoEvents, CancellationToken::new());
@@ -726,16 +735,22 @@ async fn targets_are_listed_while_the_sources_are_read_and_only_once() {
     // Not a synchronisation: without the overlap the run waits forever, and this fails it.
     let report = tokio::time::timeout(std::time::Duration::from_secs(30), run)
         .await
-        .expect("the source waits for the target's listing: the run must list targets while merging");
+        .expect("the source waits for a target read: the run must read targets while merging");
     assert_eq!(status(&report, "T"), &TargetStatus::Ok);
     assert_eq!(
         target.lists.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "planning used the prefetched listing"
     );
+    assert_eq!(
+        target.gets.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "`a` (managed) was read once, ahead; `theirs` (not managed, not desired) never"
+    );
     let state = w.targets["T"].snapshot();
     assert!(state[&p("a")].semantic_eq(&SecretValue::Text("1".into())));
     assert!(state[&p("b")].semantic_eq(&SecretValue::Text("2".into())));
+    assert!(state[&p("theirs")].semantic_eq(&SecretValue::Text("not ours".into())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
