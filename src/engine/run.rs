@@ -358,8 +358,9 @@ impl<'a> Engine<'a> {
         errors
     }
 
-    /// Lists the selected targets, `sync_parallel` at a time, until the first stage is over or
-    /// [`PREFETCH_ENTRIES`] listed secrets are held; planning takes these listings.
+    /// Lists the selected targets and reads the values of the secrets each manages,
+    /// `sync_parallel` targets at a time, until the first stage is over or
+    /// [`PREFETCH_ENTRIES`] secrets were listed; planning takes what was read.
     async fn prefetch_listings(&self, merged_all: &AtomicBool) {
         if !self.options.sync_phase {
             return;
