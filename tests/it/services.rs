@@ -172,3 +172,53 @@ async fn the_vault_proxy_injects_vault_format_errors() {
     assert_eq!(status, 404, "then the emulator answers: nothing there yet");
     assert_eq!(guard.stats().await.fired, 1);
 }
+
+#[tokio::test]
+async fn a_held_request_waits_for_another_rules_match_or_times_out() {
+    use testbed::proxy::Hold;
+    let services = Services::get();
+    let mount = services.vault_mount(2).await;
+    let released_by = services
+        .vault_faults()
+        .add(&Rule {
+            path: Some(format!("^/v1/{mount}/data/release")),
+            ..Rule::default()
+        })
+        .await;
+    let held = services
+        .vault_faults()
+        .add(&Rule {
+            path: Some(format!("^/v1/{mount}/data/held")),
+            fault: Fault {
+                hold: Some(Hold {
+                    until_rule: released_by.id(),
+                    matched: 1,
+                    timeout_ms: 200,
+                }),
+                ..Fault::default()
+            },
+            ..Rule::default()
+        })
+        .await;
+    let proxy = &services.vault_proxy;
+    let (status, body) = services
+        .vault_call("GET", proxy, &format!("{mount}/data/held"), None)
+        .await;
+    assert_eq!(status, 504, "nothing released it: {body}");
+    assert!(body.to_string().contains("did not match 1 request(s)"), "{body}");
+
+    let held_path = format!("{mount}/data/held");
+    let held_read = services.vault_call("GET", proxy, &held_path, None);
+    let release = async {
+        // Sent only once the held request has reached the proxy, so it is really waiting.
+        while held.stats().await.matched < 2 {
+            tokio::task::yield_now().await;
+        }
+        services
+            .vault_call("GET", proxy, &format!("{mount}/data/release"), None)
+            .await
+    };
+    let ((status, _), _) = tokio::join!(held_read, release);
+    assert_eq!(status, 404, "released, then forwarded: the emulator has no such secret");
+    assert_eq!(released_by.stats().await.matched, 1);
+}

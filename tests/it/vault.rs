@@ -406,6 +406,80 @@ async fn sources_read_subtrees_skip_soft_deleted_secrets_and_keep_values_exact()
 }
 
 #[tokio::test]
+async fn a_source_reads_secrets_while_deeper_folders_are_still_being_listed() {
+    use testbed::proxy::{Fault, Hold, Rule};
+    let services = Services::get();
+    let mount = services.vault_mount(2).await;
+    seed(&services, &mount, 2, "top", json!({ "k": "top" })).await;
+    seed(&services, &mount, 2, "deep/er/s", json!({ "k": "deep" })).await;
+    // The listing of `deep/er/` is answered only once `top` has been read: a store that walks
+    // the whole tree before reading anything gets a 504 there instead.
+    let read_top = services
+        .vault_faults()
+        .add(&Rule {
+            method: Some("GET".into()),
+            path: Some(format!("^/v1/{mount}/data/top(\\?|$)")),
+            ..Rule::default()
+        })
+        .await;
+    let held_listing = services
+        .vault_faults()
+        .add(&Rule {
+            path: Some(format!("^/v1/{mount}/metadata/deep/er/?(\\?|$)")),
+            fault: Fault {
+                hold: Some(Hold {
+                    until_rule: read_top.id(),
+                    matched: 1,
+                    timeout_ms: 5_000,
+                }),
+                ..Fault::default()
+            },
+            ..Rule::default()
+        })
+        .await;
+    let yaml = format!(
+        "vault: {{ address: {}, auth: {{ token: {{ token: '${{TOKEN}}' }} }} }}\n\
+         sources: {{ s: {{ vault: {{ mount: {mount} }} }} }}\n\
+         targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n",
+        services.vault_proxy
+    );
+    let (pipeline, context) = built(&yaml, [("TOKEN", &services.vault_token)]);
+    let source = context.source(&pipeline.sources["s"]).await.unwrap();
+    let (listing, set) = source.read_all().await.unwrap();
+    assert_eq!(
+        set.keys().map(ToString::to_string).collect::<Vec<_>>(),
+        ["deep/er/s", "top"]
+    );
+    assert_eq!(
+        listing.entries.keys().map(ToString::to_string).collect::<Vec<_>>(),
+        ["deep/er/s", "top"]
+    );
+    assert_eq!(
+        held_listing.stats().await.fired,
+        1,
+        "the deep folder was listed once, after the read"
+    );
+    assert_eq!(read_top.stats().await.matched, 1, "each secret is read once");
+
+    // Limits still fail the whole read, naming where.
+    let yaml = format!(
+        "vault: {{ address: {}, auth: {{ token: {{ token: '${{TOKEN}}' }} }} }}\n\
+         sources: {{ s: {{ vault: {{ mount: {mount}, max_secrets_per_mount: 1 }} }} }}\n\
+         targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n",
+        services.vault_addr
+    );
+    let (pipeline, context) = built(&yaml, [("TOKEN", &services.vault_token)]);
+    let err = context
+        .source(&pipeline.sources["s"])
+        .await
+        .unwrap()
+        .read_all()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("more than 1 secrets found"), "{err}");
+}
+
+#[tokio::test]
 async fn listing_limits_and_missing_filters_are_errors_that_say_where() {
     let services = Services::get();
     let mount = services.vault_mount(1).await;

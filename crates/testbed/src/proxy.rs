@@ -6,7 +6,10 @@
 //! Rules, added over `POST /__fault/rules` or from test code, match on service, operation,
 //! method, path and body regexes, and inject an error in the service's wire format (AWS JSON,
 //! AWS query XML, S3 XML, Vault JSON), latency, or a connection reset — each rule firing
-//! `times` times after letting `skip` matches through, with a seeded `probability`.
+//! `times` times after letting `skip` matches through, with a seeded `probability`. A rule can
+//! also hold its requests until another rule has matched ([`Hold`]): a test proves two calls
+//! overlap without timing them, as a client that sends them one after the other never gets
+//! the held answer.
 //!
 //! Admin API (same listener): `POST /__fault/rules` (a [`Rule`]) → `{"id": n}`;
 //! `GET /__fault/rules/{id}` → `{"matched": n, "fired": n}`; `DELETE /__fault/rules[/{id}]`;
@@ -54,6 +57,20 @@ pub struct Fault {
     /// Reset the TCP connection instead of answering.
     #[serde(default)]
     pub reset: bool,
+    /// Hold the request until another rule has matched, then apply the rest of the fault.
+    pub hold: Option<Hold>,
+}
+
+/// Holds a request until rule `until_rule` has matched `matched` requests; after `timeout_ms`
+/// without that, answers 504 `HoldTimedOut` instead.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Hold {
+    /// The rule to wait for (an id from [`RunningProxy::add_rule`] or `POST /__fault/rules`).
+    pub until_rule: u64,
+    /// How many of its matches to wait for (at least 1).
+    pub matched: u64,
+    /// How long to wait before giving up.
+    pub timeout_ms: u64,
 }
 
 /// A fault rule. All given matchers must match.
@@ -117,6 +134,8 @@ struct State {
     rules: Vec<ActiveRule>,
     next_id: u64,
     counts: BTreeMap<(String, String), Count>,
+    /// Woken whenever a rule matches, for held requests.
+    matched: Arc<tokio::sync::Notify>,
 }
 
 /// A running proxy.
@@ -353,6 +372,9 @@ fn decide(
         active.fired += 1;
         chosen = Some(r.fault.clone());
     }
+    if chosen.is_some() {
+        state.matched.notify_waiters();
+    }
     let count = state
         .counts
         .entry((service.to_owned(), operation.to_owned()))
@@ -467,6 +489,33 @@ pub async fn start(listen: SocketAddr, upstream: &str, flavor: Flavor) -> std::i
     Ok(RunningProxy { addr, state })
 }
 
+/// Waits until the rule `hold` waits for has matched often enough; false after its timeout.
+async fn held_until_released(state: &Mutex<State>, hold: &Hold) -> bool {
+    let matched = Arc::clone(&lock(state).matched);
+    let released = || {
+        lock(state)
+            .rules
+            .iter()
+            .find(|r| r.id == hold.until_rule)
+            .is_some_and(|r| r.matched >= hold.matched.max(1))
+    };
+    let wait = async {
+        loop {
+            let notified = matched.notified();
+            tokio::pin!(notified);
+            // Registered before checking, so a match between the check and the wait wakes it.
+            notified.as_mut().enable();
+            if released() {
+                return;
+            }
+            notified.await;
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(hold.timeout_ms), wait)
+        .await
+        .is_ok()
+}
+
 /// Why a connection was reset on purpose (returned to hyper so it drops the connection).
 #[derive(Debug)]
 struct ResetByRule;
@@ -501,6 +550,22 @@ async fn handle(
     let (service, operation) = classify(flavor, &method, &path_and_query, &parts.headers, &body);
     let fault = decide(state, &service, &operation, &method, &path_and_query, &body);
     if let Some(fault) = &fault {
+        if let Some(hold) = &fault.hold
+            && !held_until_released(state, hold).await
+        {
+            let timed_out = Fault {
+                status: Some(504),
+                code: Some("HoldTimedOut".into()),
+                message: Some(format!(
+                    "held for {} ms and rule {} did not match {} request(s) meanwhile",
+                    hold.timeout_ms,
+                    hold.until_rule,
+                    hold.matched.max(1)
+                )),
+                ..Fault::default()
+            };
+            return Ok(error_response(flavor, &service, false, &timed_out));
+        }
         if let Some(ms) = fault.latency_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }

@@ -292,6 +292,11 @@ pub struct RuleGuard {
 }
 
 impl RuleGuard {
+    /// The rule's id (for another rule's [`crate::proxy::Hold`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// How often the rule matched and fired.
     pub async fn stats(&self) -> RuleStats {
         reqwest::Client::new()

@@ -2,7 +2,8 @@
 //!
 //! Listing is a breadth-first walk with bounded concurrency, depth and count limits and a
 //! visited set; it either completes or fails, never returning part of a tree (deletes are
-//! planned from it). Keys Vault returns with `..` or NUL are errors; `//` is normalised. KV v2
+//! planned from it). A source reads each secret as soon as the walk finds it, in the same
+//! concurrency slots, so a deep tree's listing and the reads overlap. Keys Vault returns with `..` or NUL are errors; `//` is normalised. KV v2
 //! secrets whose latest version is deleted or destroyed are skipped when reading a source and
 //! reported. Values are JSON objects, kept exactly (numbers included).
 //!
@@ -25,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures_util::future::Either;
 use futures_util::stream::{self, FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
 use vaultrs::api::kv2::requests::{SetSecretMetadataRequest, SetSecretRequestOptions};
@@ -95,6 +97,16 @@ impl std::fmt::Debug for VaultStore {
 enum Folder {
     Keys(Vec<String>),
     Missing,
+}
+
+/// Secrets read during a walk, by path: the value, `None` when it vanished (or, KV v2, its
+/// latest version is deleted) between listing and reading.
+type ReadAlong = HashMap<SecretPath, Result<Option<SecretValue>, StoreError>>;
+
+/// What finished in a walk: a folder's listing or a secret's read.
+enum WalkStep {
+    Listed(Result<(String, Folder), VaultError>),
+    Read(SecretPath, Result<Option<SecretValue>, StoreError>),
 }
 
 impl VaultStore {
@@ -211,6 +223,16 @@ impl VaultStore {
 
     /// Walks the store's scope breadth first; returns every secret's path relative to `base`.
     async fn walk(&self) -> Result<BTreeSet<SecretPath>, StoreError> {
+        Ok(self.walk_reading(false).await?.0)
+    }
+
+    /// Walks the store's scope breadth first, returning every secret's path relative to `base`;
+    /// with `read`, each secret is also read as soon as its folder is listed, sharing the
+    /// `list_concurrency` slots with the listing (folders first, so the walk never waits behind
+    /// reads) instead of waiting for the whole tree: a deep tree's last levels no longer delay
+    /// every read. The reads are answered per path; which one failed first is left to the caller
+    /// (in path order, so the error is the same whatever order the answers came in).
+    async fn walk_reading(&self, read: bool) -> Result<(BTreeSet<SecretPath>, ReadAlong), StoreError> {
         let roots: Vec<(String, bool)> = if self.filters.is_empty() {
             vec![(self.full(""), false)]
         } else {
@@ -219,6 +241,8 @@ impl VaultStore {
         let depth_of = |folder: &str| folder.trim_matches('/').split('/').filter(|s| !s.is_empty()).count() as u64;
         let base_depth = self.base.as_deref().map_or(0, depth_of);
         let mut queue: VecDeque<String> = VecDeque::new();
+        let mut to_read: VecDeque<SecretPath> = VecDeque::new();
+        let mut read_along = ReadAlong::new();
         let mut visited: HashSet<String> = HashSet::new();
         let mut filter_roots: HashSet<String> = HashSet::new();
         for (root, is_filter) in roots {
@@ -233,15 +257,29 @@ impl VaultStore {
         let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < self.limits.concurrency.max(1) {
-                let Some(folder) = queue.pop_front() else { break };
-                in_flight.push(self.list_folder(folder));
+                if let Some(folder) = queue.pop_front() {
+                    in_flight.push(Either::Left(self.list_step(folder)));
+                } else if let Some(path) = to_read.pop_front() {
+                    in_flight.push(Either::Right(self.read_step(path)));
+                } else {
+                    break;
+                }
             }
-            let Some(result) = in_flight.next().await else { break };
-            let (folder, listed) = result.map_err(|e| self.error(&e, "list", None))?;
+            let Some(step) = in_flight.next().await else { break };
+            let (folder, listed) = match step {
+                WalkStep::Read(path, value) => {
+                    read_along.insert(path, value);
+                    continue;
+                }
+                WalkStep::Listed(result) => result.map_err(|e| self.error(&e, "list", None))?,
+            };
             let keys = match listed {
                 Folder::Keys(keys) => keys,
                 Folder::Missing if filter_roots.contains(&folder) => {
                     if self.exists(&folder).await.map_err(|e| self.error(&e, "read", None))? {
+                        if read && let Some(Ok(path)) = self.relative(&folder) {
+                            to_read.push_back(path);
+                        }
                         found.insert(folder.clone());
                         continue;
                     }
@@ -285,6 +323,10 @@ impl VaultStore {
                         queue.push_back(child);
                     }
                 } else {
+                    // A key that is no valid path is reported below, in path order.
+                    if read && let Some(Ok(path)) = self.relative(&child) {
+                        to_read.push_back(path);
+                    }
                     found.insert(child);
                     if found.len() as u64 > self.limits.max_secrets {
                         return Err(StoreError::new(
@@ -300,27 +342,41 @@ impl VaultStore {
                 }
             }
         }
-        let mut out = BTreeSet::new();
-        for full in found {
-            let rel = match &self.base {
-                Some(base) => match full.strip_prefix(&format!("{base}/")) {
-                    Some(rel) => rel.to_owned(),
-                    None => continue,
-                },
-                None => full.clone(),
-            };
-            if self.role != Role::Source && (rel == MANIFEST || rel == MERGED_MARKER) {
-                continue;
-            }
-            let path = SecretPath::parse(&rel).map_err(|e| {
-                StoreError::new(
-                    ErrorClass::Invalid,
-                    format!("{}: Vault key `{full}`: {e}", self.describe()),
-                )
-            })?;
-            out.insert(path);
+        let paths = found
+            .iter()
+            .filter_map(|full| self.relative(full))
+            .collect::<Result<_, _>>()?;
+        Ok((paths, read_along))
+    }
+
+    /// A walk's listing of one folder.
+    async fn list_step(&self, folder: String) -> WalkStep {
+        WalkStep::Listed(self.list_folder(folder).await)
+    }
+
+    /// A walk's read of one secret it found.
+    async fn read_step(&self, path: SecretPath) -> WalkStep {
+        let value = self.read(&path).await;
+        WalkStep::Read(path, value)
+    }
+
+    /// The store path of the secret at `full` (a path inside the mount): `None` when it is
+    /// outside `base` or a name secretsync keeps for itself here; an error when it is no valid
+    /// path.
+    fn relative(&self, full: &str) -> Option<Result<SecretPath, StoreError>> {
+        let rel = match &self.base {
+            Some(base) => full.strip_prefix(&format!("{base}/"))?,
+            None => full,
+        };
+        if self.role != Role::Source && (rel == MANIFEST || rel == MERGED_MARKER) {
+            return None;
         }
-        Ok(out)
+        Some(SecretPath::parse(rel).map_err(|e| {
+            StoreError::new(
+                ErrorClass::Invalid,
+                format!("{}: Vault key `{full}`: {e}", self.describe()),
+            )
+        }))
     }
 
     /// KV v2 metadata of one secret: (owner, latest version deleted, current version).
@@ -561,13 +617,33 @@ impl Store for VaultStore {
     }
 
     async fn read_all(&self) -> Result<(Listing, SecretSet), StoreError> {
-        let mut listing = self.list().await?;
-        // Secrets this store deleted itself (target, merge store) are known from the listing and
-        // not worth a warning; a source only finds out when the read comes back empty.
-        listing.entries.retain(|_, meta| !meta.pending_deletion);
-        let paths: Vec<SecretPath> = listing.entries.keys().cloned().collect();
+        let (mut listing, fetched) = if self.role == Role::Source {
+            // A source's listing needs no metadata, so its secrets are read while the walk goes on.
+            let (paths, mut read_along) = self.walk_reading(true).await?;
+            let mut fetched = Vec::with_capacity(paths.len());
+            for path in &paths {
+                let value = match read_along.remove(path) {
+                    Some(value) => value?,
+                    None => self.read(path).await?,
+                };
+                fetched.push((path.clone(), value.map(Arc::new)));
+            }
+            let listing = Listing {
+                entries: paths.into_iter().map(|p| (p, EntryMeta::unmanaged())).collect(),
+                notes: Vec::new(),
+            };
+            (listing, fetched)
+        } else {
+            let mut listing = self.list().await?;
+            // Secrets this store deleted itself (target, merge store) are known from the listing
+            // and not worth a warning; a source only finds out when the read comes back empty.
+            listing.entries.retain(|_, meta| !meta.pending_deletion);
+            let paths: Vec<SecretPath> = listing.entries.keys().cloned().collect();
+            let fetched = self.get_many(&paths).await?;
+            (listing, fetched)
+        };
         let mut set = SecretSet::new();
-        for (path, value) in self.get_many(&paths).await? {
+        for (path, value) in fetched {
             if let Some(v) = value {
                 set.insert(path, v);
             } else {
