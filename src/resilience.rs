@@ -92,7 +92,9 @@ fn trips_breaker(class: ErrorClass) -> bool {
     matches!(class, ErrorClass::Transient | ErrorClass::Fatal)
 }
 
-type Limiters = BTreeMap<(Endpoint, ApiClass), Option<Arc<DefaultDirectRateLimiter>>>;
+/// Rate limiters by endpoint, class and — for Secrets Manager reads, whose quotas are per API —
+/// operation (`""` where one bucket covers the class).
+type Limiters = BTreeMap<(Endpoint, ApiClass, &'static str), Option<Arc<DefaultDirectRateLimiter>>>;
 
 type Breaker = StateMachine<ConsecutiveFailures<std::iter::Repeat<Duration>>, BreakerLog>;
 
@@ -190,18 +192,27 @@ impl Resilience {
             .clone()
     }
 
-    fn limiter(&self, endpoint: &Endpoint, class: ApiClass) -> Option<Arc<DefaultDirectRateLimiter>> {
-        let rate = match (endpoint.service, class) {
-            ("secretsmanager", ApiClass::Read) => self.settings.aws_reads_per_second,
-            ("secretsmanager", ApiClass::Write) => self.settings.aws_writes_per_second,
-            ("vault", _) => self.settings.vault_requests_per_second,
+    fn limiter(
+        &self,
+        endpoint: &Endpoint,
+        operation: &'static str,
+        class: ApiClass,
+    ) -> Option<Arc<DefaultDirectRateLimiter>> {
+        let (rate, bucket) = match (endpoint.service, class) {
+            // AWS counts each read API against its own quota (ListSecrets 100/s and
+            // BatchGetSecretValue 100/s, not 100/s between them), so each gets its own bucket.
+            ("secretsmanager", ApiClass::Read) => (self.settings.aws_reads_per_second, operation),
+            // Writes share one bucket: the quotas of some write APIs are shared, and one
+            // 50/s bucket never exceeds any of them.
+            ("secretsmanager", ApiClass::Write) => (self.settings.aws_writes_per_second, ""),
+            ("vault", _) => (self.settings.vault_requests_per_second, ""),
             // S3 allows thousands of requests per second per prefix; the merge store never
             // comes near that.
             _ => return None,
         };
         let mut limiters = self.limiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         limiters
-            .entry((endpoint.clone(), class))
+            .entry((endpoint.clone(), class, bucket))
             .or_insert_with(|| NonZeroU32::new(rate).map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate)))))
             .clone()
     }
@@ -222,7 +233,7 @@ impl Resilience {
     {
         let started = Instant::now();
         let breaker = self.breaker(endpoint);
-        let limiter = self.limiter(endpoint, class);
+        let limiter = self.limiter(endpoint, operation, class);
         let settings = &self.settings;
         let metrics = &self.metrics;
         let service = endpoint.service;
@@ -372,6 +383,32 @@ mod tests {
 
     fn sm() -> Endpoint {
         Endpoint::new("secretsmanager", "111111111111/us-east-1")
+    }
+
+    #[test]
+    fn each_secrets_manager_read_api_has_its_own_bucket_and_writes_share_one() {
+        let r = policy(&fast());
+        let bucket = |endpoint: &Endpoint, op: &'static str, class: ApiClass| {
+            r.limiter(endpoint, op, class)
+                .expect("Secrets Manager calls are rate limited")
+        };
+        let list = bucket(&sm(), "ListSecrets", ApiClass::Read);
+        assert!(Arc::ptr_eq(&list, &bucket(&sm(), "ListSecrets", ApiClass::Read)));
+        assert!(
+            !Arc::ptr_eq(&list, &bucket(&sm(), "BatchGetSecretValue", ApiClass::Read)),
+            "AWS's read quotas are per API"
+        );
+        let create = bucket(&sm(), "CreateSecret", ApiClass::Write);
+        assert!(Arc::ptr_eq(&create, &bucket(&sm(), "PutSecretValue", ApiClass::Write)));
+        let other_account = Endpoint::new("secretsmanager", "222222222222/us-east-1");
+        assert!(
+            !Arc::ptr_eq(&list, &bucket(&other_account, "ListSecrets", ApiClass::Read)),
+            "quotas are per account"
+        );
+        assert!(
+            r.limiter(&Endpoint::new("s3", "bucket"), "GetObject", ApiClass::Read)
+                .is_none()
+        );
     }
 
     #[tokio::test]

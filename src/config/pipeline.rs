@@ -582,7 +582,7 @@ pub struct ResilienceSettings {
     pub breaker_cool_down: Duration,
     /// Secrets Manager writes per second per account and region.
     pub aws_writes_per_second: u32,
-    /// Secrets Manager reads per second per account and region.
+    /// Secrets Manager reads per second of each read API, per account and region.
     pub aws_reads_per_second: u32,
     /// Requests per second per Vault address (0: no limit).
     pub vault_requests_per_second: u32,

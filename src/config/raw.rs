@@ -626,7 +626,8 @@ pub struct RawCircuitBreaker {
 pub struct RawRateLimits {
     /// Secrets Manager writes per account and region (default 50, the AWS quota).
     pub aws_writes_per_second: Option<Spanned<u64>>,
-    /// Secrets Manager list and batch reads per account and region (default 100, the AWS quota).
+    /// Secrets Manager reads per second of each read API (`ListSecrets`, `BatchGetSecretValue`,
+    /// `DescribeSecret`) per account and region (default 100, the AWS quota, which is per API).
     pub aws_reads_per_second: Option<Spanned<u64>>,
     /// Requests per second per Vault address (default 0: no limit, Vault's own rate-limit
     /// quotas apply; set it below them to slow a big run down instead of being refused).
