@@ -26,7 +26,7 @@ use crate::merge::merge_layers;
 use crate::model::{SecretPath, SecretSet, SecretValue};
 use crate::plan::{Action, PlanOptions, TargetPlan, plan};
 use crate::report::{Event, EventSink, MergeReport, Phase, RunReport, TargetReport, TargetStatus, WithheldDeletes};
-use crate::store::{Fetched, Listing, MergeStore, Owner, ReadOnly, Store, StoreError, WritableStore};
+use crate::store::{EntryMeta, Fetched, Listing, MergeStore, Owner, ReadOnly, Store, StoreError, WritableStore};
 
 /// Prefetching stops once its listings hold this many secrets (about 15 MB); later targets are
 /// listed when they are planned, as without prefetching.
@@ -383,24 +383,13 @@ impl<'a> Engine<'a> {
                 }
                 let span = tracing::info_span!("target", target = %name, phase = "prefetch");
                 let read = async {
-                    let listing = self.interruptible(store.list()).await?;
+                    let managed =
+                        |meta: &EntryMeta| matches!(&meta.owner, Owner::Target(t) if t.as_ref() == name.as_str());
+                    let (listing, values) = self.interruptible(store.list_and_read(&managed)).await?;
                     self.prefetched.fetch_add(listing.entries.len(), Ordering::SeqCst);
-                    let managed: Vec<SecretPath> = listing
-                        .entries
-                        .iter()
-                        .filter(|(_, meta)| {
-                            !meta.pending_deletion && matches!(&meta.owner, Owner::Target(t) if **t == **name)
-                        })
-                        .map(|(path, _)| path.clone())
-                        .collect();
                     // A failed read here is only a missed head start: planning reads them again
                     // and reports what fails then.
-                    let values = if managed.is_empty() {
-                        Vec::new()
-                    } else {
-                        self.interruptible(store.get_many(&managed)).await.unwrap_or_default()
-                    };
-                    Ok((listing, values))
+                    Ok((listing, values.unwrap_or_default()))
                 };
                 let prefetched = read.instrument(span).await;
                 self.listings_lock().insert(name.clone(), prefetched);

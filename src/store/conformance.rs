@@ -127,6 +127,24 @@ pub async fn run(store: &dyn WritableStore) -> Result<(), String> {
         )?;
     }
 
+    let (read_listing, read) = store.list_and_read(&|_| true).await.map_err(e)?;
+    let read = read.map_err(e)?;
+    ensure(read_listing == listing, "list_and_read lists what list lists")?;
+    ensure(
+        read.iter().map(|(p, _)| p).eq(listing.entries.keys()),
+        "list_and_read reads every wanted secret, in path order",
+    )?;
+    for (path, value) in &read {
+        ensure(
+            value
+                .as_ref()
+                .is_some_and(|v| all.get(path).is_some_and(|a| a.semantic_eq(v))),
+            "list_and_read values equal read_all values",
+        )?;
+    }
+    let (_, none) = store.list_and_read(&|_| false).await.map_err(e)?;
+    ensure(none.map_err(e)?.is_empty(), "list_and_read reads only what is wanted")?;
+
     let asked = [p("db/main"), p("missing"), p("certs/tls.pem")];
     let many = store.get_many(&asked).await.map_err(e)?;
     ensure(

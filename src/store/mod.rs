@@ -45,6 +45,9 @@ pub const TARGET_TAG: &str = "secretsync:target";
 /// Values read by [`Store::get_many`], in the order asked; `None` for missing secrets.
 pub type Fetched = Vec<(SecretPath, Option<Arc<SecretValue>>)>;
 
+/// Which listed secrets [`Store::list_and_read`] reads, by their listing entry.
+pub type WantedValue<'a> = dyn Fn(&EntryMeta) -> bool + Send + Sync + 'a;
+
 /// `get_many` for stores that read one secret per request: up to `concurrency` reads in
 /// flight, answers in the order asked, the first error wins.
 pub(crate) async fn get_concurrently<F, Fut>(
@@ -164,6 +167,29 @@ pub trait Store: Send + Sync + fmt::Debug {
             out.push((path.clone(), self.get(path).await?.map(Arc::new)));
         }
         Ok(out)
+    }
+
+    /// The listing, and the values of the listed secrets `wanted` picks (never those pending
+    /// deletion), in the order listed. Stores that list in pages override it to read each page's
+    /// values while the next page is being listed. A failed value read comes back apart from the
+    /// listing, so the caller decides what it costs.
+    async fn list_and_read(
+        &self,
+        wanted: &WantedValue<'_>,
+    ) -> Result<(Listing, Result<Fetched, StoreError>), StoreError> {
+        let listing = self.list().await?;
+        let paths: Vec<SecretPath> = listing
+            .entries
+            .iter()
+            .filter(|(_, meta)| !meta.pending_deletion && wanted(meta))
+            .map(|(path, _)| path.clone())
+            .collect();
+        let values = if paths.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.get_many(&paths).await
+        };
+        Ok((listing, values))
     }
 
     /// The listing and every value, for sources.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Capabilities, ErrorClass, Fetched, Listing, Store, StoreError, WritableStore};
+use super::{Capabilities, ErrorClass, Fetched, Listing, Store, StoreError, WantedValue, WritableStore};
 use crate::model::{SecretPath, SecretSet, SecretValue};
 
 /// Read-only view of a writable store.
@@ -44,6 +44,12 @@ impl Store for ReadOnly {
     }
     async fn read_all(&self) -> Result<(Listing, SecretSet), StoreError> {
         self.0.read_all().await
+    }
+    async fn list_and_read(
+        &self,
+        wanted: &WantedValue<'_>,
+    ) -> Result<(Listing, Result<Fetched, StoreError>), StoreError> {
+        self.0.list_and_read(wanted).await
     }
     fn check_value(&self, path: &SecretPath, value: &SecretValue) -> Result<(), String> {
         self.0.check_value(path, value)

@@ -347,3 +347,71 @@ async fn secrets_manager_sources_filter_by_prefix_and_tags_and_skip_deleted_secr
     assert!(matches!(set[&p("cert")].as_ref(), SecretValue::Binary(b) if b == &[1, 2, 255]));
     assert!(matches!(set[&p("db")].as_ref(), SecretValue::Json(_)));
 }
+
+#[tokio::test]
+async fn secrets_manager_reads_a_pages_values_while_the_next_page_is_listed() {
+    use testbed::proxy::{Fault, Hold, Rule};
+    let services = Services::get();
+    let account = services.aws_account().await;
+    let prefix = format!("overlap-{}/", account.account_id);
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await);
+    for i in 0..120 {
+        sm.create_secret()
+            .name(format!("{prefix}s{i:03}"))
+            .secret_string(format!(r#"{{"n":{i}}}"#))
+            .send()
+            .await
+            .unwrap();
+    }
+    // The second ListSecrets page is answered only once a value was read: a store that lists
+    // everything before reading gets a 504 there instead.
+    let value_read = services
+        .aws_faults()
+        .add(&Rule {
+            operation: Some("BatchGetSecretValue".into()),
+            body: Some(prefix.clone()),
+            ..Rule::default()
+        })
+        .await;
+    let second_page = services
+        .aws_faults()
+        .add(&Rule {
+            operation: Some("ListSecrets".into()),
+            body: Some(format!("(?s)NextToken.*{prefix}|{prefix}.*NextToken")),
+            fault: Fault {
+                hold: Some(Hold {
+                    until_rule: value_read.id(),
+                    matched: 1,
+                    timeout_ms: 5_000,
+                }),
+                ..Fault::default()
+            },
+            ..Rule::default()
+        })
+        .await;
+    let yaml = format!(
+        "sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
+         targets: {{ T: {{ imports: [s], account_id: \"{}\", secret_prefix: {prefix} }} }}\n",
+        account.account_id
+    );
+    let (pipeline, context) = built(&yaml, aws_env(&services, &account, &services.aws_proxy));
+    let store = context.target(&pipeline.targets["T"]).await.unwrap();
+    let (listing, values) = store.list_and_read(&|_| true).await.unwrap();
+    let values = values.unwrap();
+    assert_eq!(listing.entries.len(), 120);
+    assert_eq!(values.len(), 120);
+    let (path, value) = &values[7];
+    assert_eq!(path.as_str(), "s007", "values come back in path order");
+    let Some(SecretValue::Json(read)) = value.as_deref() else {
+        panic!("a JSON object string reads as a JSON secret")
+    };
+    assert_eq!(read["n"], 7);
+    assert!(values.iter().all(|(_, v)| v.is_some()));
+    assert_eq!(second_page.stats().await.fired, 1, "two pages: the second was held");
+    assert_eq!(value_read.stats().await.matched, 6, "120 values in batches of 20");
+
+    // Only what `wanted` picks is read.
+    let (_, none) = store.list_and_read(&|_| false).await.unwrap();
+    assert!(none.unwrap().is_empty());
+    assert_eq!(value_read.stats().await.matched, 6);
+}

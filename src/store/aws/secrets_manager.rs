@@ -2,7 +2,8 @@
 //!
 //! A listing is one paginated `ListSecrets` (100 per page, name-prefix filter, planned
 //! deletions included for targets) giving names, tags, KMS key and deletion state; values come
-//! from `BatchGetSecretValue`, 20 per call — never one `GetSecretValue` per secret. A secret
+//! from `BatchGetSecretValue`, 20 per call — never one `GetSecretValue` per secret — and
+//! `list_and_read` reads a page's values while the next page is listed. A secret
 //! name is the prefix plus the path. `SecretString` holding a JSON object is a JSON secret,
 //! any other string is text, `SecretBinary` is binary.
 //!
@@ -30,8 +31,11 @@ use crate::model::{SecretPath, SecretValue};
 use crate::resilience::ApiClass;
 use crate::store::{
     Capabilities, EntryMeta, ErrorClass, Fetched, Listing, OWNER_TAG, OWNER_VALUE, Owner, Store, StoreError,
-    TARGET_TAG, WritableStore,
+    TARGET_TAG, WantedValue, WritableStore,
 };
+
+/// Told each `ListSecrets` page's entries as it arrives.
+type PageListed<'a> = dyn FnMut(&[(SecretPath, EntryMeta)]) + Send + 'a;
 
 /// Values per `BatchGetSecretValue` call (the API's limit).
 const BATCH: usize = 20;
@@ -457,6 +461,103 @@ impl Store for SecretsManagerStore {
     }
 
     async fn list(&self) -> Result<Listing, StoreError> {
+        self.list_paged(&mut |_| {}).await
+    }
+
+    async fn list_and_read(
+        &self,
+        wanted: &WantedValue<'_>,
+    ) -> Result<(Listing, Result<Fetched, StoreError>), StoreError> {
+        let (batches, mut to_read) = tokio::sync::mpsc::unbounded_channel::<Vec<(SecretPath, String)>>();
+        let listing = async move {
+            let mut pending: Vec<(SecretPath, String)> = Vec::new();
+            let listed = self
+                .list_paged(&mut |page| {
+                    pending.extend(
+                        page.iter()
+                            .filter(|(_, meta)| !meta.pending_deletion && wanted(meta))
+                            .map(|(path, _)| (path.clone(), self.name(path))),
+                    );
+                    while pending.len() >= BATCH {
+                        let rest = pending.split_off(BATCH);
+                        // The receiver lives until this listing ends, so the send cannot fail.
+                        let _ = batches.send(std::mem::replace(&mut pending, rest));
+                    }
+                })
+                .await;
+            if listed.is_ok() && !pending.is_empty() {
+                let _ = batches.send(pending);
+            }
+            listed
+        };
+        let reads = stream::poll_fn(move |cx| to_read.poll_recv(cx))
+            .map(|batch| self.read_batch(batch))
+            .buffered(READ_CONCURRENCY)
+            .collect::<Vec<_>>();
+        let (listing, results) = tokio::join!(listing, reads);
+        let listing = listing?;
+        let mut paths = Vec::new();
+        let mut read = HashMap::new();
+        for result in results {
+            match result {
+                Ok(batch) => {
+                    for (path, known) in batch {
+                        if let Some(known) = known {
+                            read.insert(path.clone(), known);
+                        }
+                        paths.push(path);
+                    }
+                }
+                Err(e) => return Ok((listing, Err(e))),
+            }
+        }
+        paths.sort();
+        Ok((listing, Ok(self.absorb(&paths, read))))
+    }
+
+    async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
+        let fetched = self.get_many(std::slice::from_ref(path)).await?;
+        Ok(fetched.into_iter().next().and_then(|(_, v)| v).map(|v| (*v).clone()))
+    }
+
+    async fn get_many(&self, paths: &[SecretPath]) -> Result<Fetched, StoreError> {
+        let wanted: Vec<(SecretPath, String)> = {
+            let known = self.known();
+            paths
+                .iter()
+                .filter(|p| !known.get(*p).is_some_and(|k| k.deleted))
+                .map(|p| (p.clone(), self.name(p)))
+                .collect()
+        };
+        let chunks: Vec<Vec<(SecretPath, String)>> = wanted.chunks(BATCH).map(<[_]>::to_vec).collect();
+        let results: Vec<Result<Vec<(SecretPath, Option<Known>)>, StoreError>> = stream::iter(chunks)
+            .map(|chunk| self.read_batch(chunk))
+            .buffered(READ_CONCURRENCY)
+            .collect()
+            .await;
+        let mut read: HashMap<SecretPath, Known> = HashMap::new();
+        for result in results {
+            for (path, known) in result? {
+                if let Some(known) = known {
+                    read.insert(path, known);
+                }
+            }
+        }
+        Ok(self.absorb(paths, read))
+    }
+
+    fn check_value(&self, path: &SecretPath, value: &SecretValue) -> Result<(), String> {
+        if let Some(problem) = name_problem(&self.name(path)) {
+            return Err(problem);
+        }
+        value_problem(value).map_or(Ok(()), Err)
+    }
+}
+
+impl SecretsManagerStore {
+    /// Lists every secret in scope, one `ListSecrets` page at a time, telling `page_listed`
+    /// each page's entries as it arrives.
+    async fn list_paged(&self, page_listed: &mut PageListed<'_>) -> Result<Listing, StoreError> {
         let mut filters = Vec::new();
         if !self.prefix.is_empty() {
             filters.push(
@@ -485,15 +586,16 @@ impl Store for SecretsManagerStore {
         loop {
             // Pages are fetched one at a time, each through the resilience layer, so a throttled
             // page is retried on its own instead of restarting the listing.
-            let page = self
+            let answer = self
                 .session
                 .call(SERVICE, "ListSecrets", ApiClass::Read, || {
                     request.clone().set_next_token(next_token.clone()).send()
                 })
                 .await
                 .map_err(|e| self.failed("list secrets", &e))?;
-            next_token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
-            for entry in page.secret_list() {
+            next_token = answer.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            let mut page = Vec::with_capacity(answer.secret_list().len());
+            for entry in answer.secret_list() {
                 let Some(name) = entry.name() else { continue };
                 // The name filter is a case-insensitive prefix match; keep exact matches only.
                 let Some(rel) = name.strip_prefix(&self.prefix) else {
@@ -546,9 +648,11 @@ impl Store for SecretsManagerStore {
                 } else {
                     EntryMeta::unmanaged()
                 };
+                page.push((path.clone(), meta.clone()));
                 listing.entries.insert(path.clone(), meta);
                 found.insert(path, known);
             }
+            page_listed(&page);
             if next_token.is_none() {
                 break;
             }
@@ -558,34 +662,9 @@ impl Store for SecretsManagerStore {
         Ok(listing)
     }
 
-    async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
-        let fetched = self.get_many(std::slice::from_ref(path)).await?;
-        Ok(fetched.into_iter().next().and_then(|(_, v)| v).map(|v| (*v).clone()))
-    }
-
-    async fn get_many(&self, paths: &[SecretPath]) -> Result<Fetched, StoreError> {
-        let wanted: Vec<(SecretPath, String)> = {
-            let known = self.known();
-            paths
-                .iter()
-                .filter(|p| !known.get(*p).is_some_and(|k| k.deleted))
-                .map(|p| (p.clone(), self.name(p)))
-                .collect()
-        };
-        let chunks: Vec<Vec<(SecretPath, String)>> = wanted.chunks(BATCH).map(<[_]>::to_vec).collect();
-        let results: Vec<Result<Vec<(SecretPath, Option<Known>)>, StoreError>> = stream::iter(chunks)
-            .map(|chunk| self.read_batch(chunk))
-            .buffered(READ_CONCURRENCY)
-            .collect()
-            .await;
-        let mut read: HashMap<SecretPath, Known> = HashMap::new();
-        for result in results {
-            for (path, known) in result? {
-                if let Some(known) = known {
-                    read.insert(path, known);
-                }
-            }
-        }
+    /// Values just read, recorded (version and ARN for the next write) and returned in the order
+    /// of `paths`; a path not in `read` has no value.
+    fn absorb(&self, paths: &[SecretPath], mut read: HashMap<SecretPath, Known>) -> Fetched {
         let mut known = self.known();
         let mut out = Vec::with_capacity(paths.len());
         for path in paths {
@@ -601,18 +680,9 @@ impl Store for SecretsManagerStore {
                 None => out.push((path.clone(), None)),
             }
         }
-        Ok(out)
+        out
     }
 
-    fn check_value(&self, path: &SecretPath, value: &SecretValue) -> Result<(), String> {
-        if let Some(problem) = name_problem(&self.name(path)) {
-            return Err(problem);
-        }
-        value_problem(value).map_or(Ok(()), Err)
-    }
-}
-
-impl SecretsManagerStore {
     /// One `BatchGetSecretValue` call for up to 20 secrets.
     async fn read_batch(
         &self,
