@@ -350,7 +350,7 @@ async fn secrets_manager_sources_filter_by_prefix_and_tags_and_skip_deleted_secr
 
 #[tokio::test]
 async fn secrets_manager_reads_a_pages_values_while_the_next_page_is_listed() {
-    use testbed::proxy::{Fault, Hold, Rule};
+    use testbed::proxy::Rule;
     let services = Services::get();
     let account = services.aws_account().await;
     let prefix = format!("overlap-{}/", account.account_id);
@@ -373,22 +373,12 @@ async fn secrets_manager_reads_a_pages_values_while_the_next_page_is_listed() {
             ..Rule::default()
         })
         .await;
-    let second_page = services
-        .aws_faults()
-        .add(&Rule {
-            operation: Some("ListSecrets".into()),
-            body: Some(format!("(?s)NextToken.*{prefix}|{prefix}.*NextToken")),
-            fault: Fault {
-                hold: Some(Hold {
-                    until_rule: value_read.id(),
-                    matched: 1,
-                    timeout_ms: 5_000,
-                }),
-                ..Fault::default()
-            },
-            ..Rule::default()
-        })
-        .await;
+    let listing_rule = Rule {
+        operation: Some("ListSecrets".into()),
+        body: Some(format!("(?s)NextToken.*{prefix}|{prefix}.*NextToken")),
+        ..Rule::default()
+    };
+    let second_page = services.aws_faults().add_held(listing_rule, &value_read, 5_000).await;
     let yaml = format!(
         "sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
          targets: {{ T: {{ imports: [s], account_id: \"{}\", secret_prefix: {prefix} }} }}\n",

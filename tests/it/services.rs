@@ -175,7 +175,6 @@ async fn the_vault_proxy_injects_vault_format_errors() {
 
 #[tokio::test]
 async fn a_held_request_waits_for_another_rules_match_or_times_out() {
-    use testbed::proxy::Hold;
     let services = Services::get();
     let mount = services.vault_mount(2).await;
     let released_by = services
@@ -185,21 +184,11 @@ async fn a_held_request_waits_for_another_rules_match_or_times_out() {
             ..Rule::default()
         })
         .await;
-    let held = services
-        .vault_faults()
-        .add(&Rule {
-            path: Some(format!("^/v1/{mount}/data/held")),
-            fault: Fault {
-                hold: Some(Hold {
-                    until_rule: released_by.id(),
-                    matched: 1,
-                    timeout_ms: 200,
-                }),
-                ..Fault::default()
-            },
-            ..Rule::default()
-        })
-        .await;
+    let held_rule = Rule {
+        path: Some(format!("^/v1/{mount}/data/held")),
+        ..Rule::default()
+    };
+    let held = services.vault_faults().add_held(held_rule, &released_by, 200).await;
     let proxy = &services.vault_proxy;
     let (status, body) = services
         .vault_call("GET", proxy, &format!("{mount}/data/held"), None)

@@ -407,7 +407,7 @@ async fn sources_read_subtrees_skip_soft_deleted_secrets_and_keep_values_exact()
 
 #[tokio::test]
 async fn a_source_reads_secrets_while_deeper_folders_are_still_being_listed() {
-    use testbed::proxy::{Fault, Hold, Rule};
+    use testbed::proxy::Rule;
     let services = Services::get();
     let mount = services.vault_mount(2).await;
     seed(&services, &mount, 2, "top", json!({ "k": "top" })).await;
@@ -422,21 +422,11 @@ async fn a_source_reads_secrets_while_deeper_folders_are_still_being_listed() {
             ..Rule::default()
         })
         .await;
-    let held_listing = services
-        .vault_faults()
-        .add(&Rule {
-            path: Some(format!("^/v1/{mount}/metadata/deep/er/?(\\?|$)")),
-            fault: Fault {
-                hold: Some(Hold {
-                    until_rule: read_top.id(),
-                    matched: 1,
-                    timeout_ms: 5_000,
-                }),
-                ..Fault::default()
-            },
-            ..Rule::default()
-        })
-        .await;
+    let deep_listing = Rule {
+        path: Some(format!("^/v1/{mount}/metadata/deep/er/?(\\?|$)")),
+        ..Rule::default()
+    };
+    let held_listing = services.vault_faults().add_held(deep_listing, &read_top, 5_000).await;
     let yaml = format!(
         "vault: {{ address: {}, auth: {{ token: {{ token: '${{TOKEN}}' }} }} }}\n\
          sources: {{ s: {{ vault: {{ mount: {mount} }} }} }}\n\

@@ -282,6 +282,24 @@ impl ProxyAdmin {
             id,
         }
     }
+
+    /// Adds `rule` holding its requests until `until` has matched once (a 504 after
+    /// `timeout_ms`): proves a client sends them only after, or while, `until`'s request.
+    pub async fn add_held(&self, rule: Rule, until: &RuleGuard, timeout_ms: u64) -> RuleGuard {
+        let hold = crate::proxy::Hold {
+            until_rule: until.id,
+            matched: 1,
+            timeout_ms,
+        };
+        self.add(&Rule {
+            fault: crate::proxy::Fault {
+                hold: Some(hold),
+                ..rule.fault
+            },
+            ..rule
+        })
+        .await
+    }
 }
 
 /// A rule on a shared proxy; removed on drop.
