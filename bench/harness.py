@@ -19,6 +19,9 @@ read); per account one AssumeRole, ceil(E/100) ListSecrets and ceil(E/20) BatchG
 for the E secrets already there, one write per changed secret; and time
 calls x L / concurrency, with writes paced at Secrets Manager's 50/s per account.
 
+AWS is moto with its Secrets Manager lookups indexed (scripts/moto_indexed.py; same answers, no
+per-lookup scan of every secret) unless bench/run --moto stock; each result row says which.
+
 Results go to target/bench/results.json (or --out) and are printed as Markdown tables. The run
 fails if a tool fails, or if secretsync misses a call-count target (a no-op re-sync must write
 nothing and stay within the floor + 1 call per account); times are reported, never asserted.
@@ -410,7 +413,13 @@ def main():
         n, accounts, latency = (int(x) for x in size.split("x"))
         print(f"{n} secrets × {accounts} accounts, {latency} ms per call", file=sys.stderr)
         results += scenario(env, args.binary, n, accounts, latency, tools, cases, workdir)
+    moto_kind = env.get("SECRETSYNC_TEST_MOTO_KIND", "stock")
+    for r in results:
+        r["moto"] = moto_kind
     Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"moto: {moto_kind}" + (" (scripts/moto_indexed.py: moto with Secrets Manager's linear scans indexed)"
+                                  if moto_kind == "indexed" else " (moto_server as released)"))
+    print()
     print(table(results))
     if any(r["tool"] != "secretsync" for r in results):
         print()
