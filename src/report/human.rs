@@ -140,7 +140,7 @@ fn render_change(out: &mut String, change: &Change, style: Styler, options: Huma
         let _ = writeln!(out, "      {}", style.dimmed(note));
     }
     if options.key_detail && change.write_value {
-        let keys = change.key_diff();
+        let keys = change.key_names();
         let mut parts: Vec<String> = Vec::new();
         parts.extend(keys.added.iter().map(|k| style.green(&format!("+{k}"))));
         parts.extend(keys.changed.iter().map(|k| style.yellow(&format!("~{k}"))));

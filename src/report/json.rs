@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::io::Write as _;
 
 use super::{Outcome, RunReport, Summary, TargetStatus};
-use crate::plan::{Action, ApplyResult, KeyDiff};
+use crate::plan::{Action, ApplyResult, KeyNames};
 
 /// Bumped on any incompatible change to the report's shape.
 pub const REPORT_VERSION: u32 = 1;
@@ -84,7 +84,7 @@ impl<'a> From<&'a crate::plan::Change> for ChangeEntry<'a> {
             value_kind: c.kind,
             previous_kind: c.previous_kind,
             writes_value: c.write_value,
-            keys: c.key_diff(),
+            keys: c.key_names(),
             note: c.note.as_deref(),
             withheld: c.withheld,
             result,
@@ -100,17 +100,12 @@ struct ChangeEntry<'a> {
     value_kind: Option<crate::model::ValueKind>,
     previous_kind: Option<crate::model::ValueKind>,
     writes_value: bool,
-    #[serde(skip_serializing_if = "is_empty_diff")]
-    keys: std::borrow::Cow<'a, KeyDiff>,
+    #[serde(skip_serializing_if = "KeyNames::is_empty")]
+    keys: KeyNames<'a>,
     note: Option<&'a str>,
     withheld: bool,
     result: Option<&'static str>,
     error: Option<&'a str>,
-}
-
-#[expect(clippy::ptr_arg, reason = "serde passes a reference to the field")]
-fn is_empty_diff(diff: &std::borrow::Cow<'_, KeyDiff>) -> bool {
-    diff.added.is_empty() && diff.removed.is_empty() && diff.changed.is_empty()
 }
 
 #[derive(Serialize)]

@@ -69,9 +69,43 @@ impl Payload {
     }
 }
 
+/// Counts the bytes written to it and keeps none.
+#[derive(Default)]
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The size of `value`'s [`Payload`], without building it: every desired secret is checked
+/// against every target while planning (a million checks for 10,000 secrets into 100
+/// accounts), and copying each JSON object to measure it cost more than the rest of the plan.
+pub(crate) fn payload_len(value: &SecretValue) -> usize {
+    match value {
+        SecretValue::Json(map) => {
+            let mut count = ByteCount::default();
+            match serde_json::to_writer(&mut count, map) {
+                Ok(()) => count.0,
+                // Counting cannot fail and a JSON object always serialises; should either
+                // ever happen, the payload itself decides.
+                Err(_) => Payload::of(value).len(),
+            }
+        }
+        SecretValue::Text(text) => text.len(),
+        SecretValue::Binary(bytes) => bytes.len(),
+    }
+}
+
 /// Why `value` cannot be stored, if it cannot.
 pub(crate) fn value_problem(value: &SecretValue) -> Option<String> {
-    let size = Payload::of(value).len();
+    let size = payload_len(value);
     (size > MAX_VALUE)
         .then(|| format!("the value is {size} bytes; Secrets Manager holds at most {MAX_VALUE} bytes per secret"))
 }
@@ -116,6 +150,38 @@ mod tests {
         let problem = value_problem(&big).unwrap();
         assert!(problem.contains("71680 bytes") && !problem.contains("xxx"), "{problem}");
         assert_eq!(value_problem(&SecretValue::Binary(vec![0; MAX_VALUE])), None);
+        // `{"k":"…"}` is 8 bytes around the text: the JSON payload, not the text, is measured.
+        let json = |len: usize| {
+            let serde_json::Value::Object(map) = serde_json::json!({ "k": "x".repeat(len) }) else {
+                unreachable!()
+            };
+            SecretValue::Json(map)
+        };
+        assert_eq!(value_problem(&json(MAX_VALUE - 8)), None);
+        let over = value_problem(&json(MAX_VALUE - 7)).unwrap();
+        assert!(over.contains("65537 bytes"), "{over}");
+    }
+
+    #[test]
+    fn payload_len_is_the_length_of_the_payload() {
+        let json = serde_json::json!({
+            "plain": "v",
+            "quote\"and\\slash": "line\nbreak\ttab\u{1}",
+            "unicode": "ünï 🔑",
+            "nested": {"list": [1, 2.5, -3e40, null, true], "empty": {}},
+            "number": 12_345_678_901_234_u64,
+        });
+        let serde_json::Value::Object(map) = json else {
+            unreachable!()
+        };
+        for value in [
+            SecretValue::Json(map),
+            SecretValue::Json(serde_json::Map::new()),
+            SecretValue::Text("ünï text".into()),
+            SecretValue::Binary(vec![0, 255, 7]),
+        ] {
+            assert_eq!(payload_len(&value), Payload::of(&value).len(), "{}", value.kind());
+        }
     }
 
     #[test]
