@@ -35,7 +35,9 @@ import random
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from http.client import HTTPConnection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +103,34 @@ class Proxy:
         for c in http("GET", f"{self.url}/__fault/counts")["counts"]:
             out[c["operation"]] = out.get(c["operation"], 0) + c["requests"]
         return out
+
+
+def added_latency_ms(proxy, latency_ms, samples=50):
+    """What the proxy really adds per call when asked for `latency_ms` (reported with each row;
+    the floor uses `latency_ms`): the mean of `samples` Vault health checks over one kept-alive
+    connection with the latency rule, minus the same without it."""
+    url = urllib.parse.urlsplit(proxy.url)
+
+    def mean_ms():
+        conn = HTTPConnection(url.hostname, url.port, timeout=60)
+        try:
+            conn.request("GET", "/v1/sys/health")
+            conn.getresponse().read()  # connect before timing
+            started = time.perf_counter()
+            for _ in range(samples):
+                conn.request("GET", "/v1/sys/health")
+                conn.getresponse().read()
+            return (time.perf_counter() - started) * 1000 / samples
+        finally:
+            conn.close()
+
+    base = mean_ms()
+    proxy.latency(latency_ms)
+    try:
+        delayed = mean_ms()
+    finally:
+        proxy.latency(0)
+    return round(delayed - base, 2)
 
 
 def seed_vault(env, mount, n, version):
@@ -261,6 +291,9 @@ def scenario(env, binary, n, accounts, latency_ms, tools, cases, workdir):
     aws, vault = Proxy(env["SECRETSYNC_TEST_AWS_PROXY"]), Proxy(env["SECRETSYNC_TEST_VAULT_PROXY"])
     mount = f"bench{random.randrange(10**9)}"
     seed_vault(env, mount, n, 1)
+    added_ms = added_latency_ms(vault, latency_ms) if latency_ms else 0.0
+    if latency_ms:
+        print(f"  the fault proxy adds {added_ms:.2f} ms per call when asked for {latency_ms} ms", file=sys.stderr)
     results = []
     base_env = clean_env(env)
     version = 1
@@ -286,7 +319,7 @@ def scenario(env, binary, n, accounts, latency_ms, tools, cases, workdir):
             row = {
                 "tool": tool, "secrets": n, "accounts": accounts, "latency_ms": latency_ms, "case": case,
                 "existing": existing, "floor_calls": floor_calls, "floor_writes": floor_writes,
-                "floor_seconds": round(floor_seconds, 3),
+                "floor_seconds": round(floor_seconds, 3), "proxy_added_ms": added_ms,
             }
             why_not = NOT_POSSIBLE.get((tool, case))
             if why_not:
