@@ -17,7 +17,9 @@ and API calls by operation. A case a tool cannot do is reported as such (teller 
 the case strictly needs: Vault one LIST per folder and one read per secret (Vault has no batch
 read); per account one AssumeRole, ceil(E/100) ListSecrets and ceil(E/20) BatchGetSecretValue
 for the E secrets already there, one write per changed secret; and time
-calls x L / concurrency, with writes paced at Secrets Manager's 50/s per account.
+calls x L / concurrency, with writes paced at Secrets Manager's 50/s per account. What the
+proxy really adds per call at L is measured before each size and recorded in its rows
+(proxy_added_ms), so a reader can see how close the testbed comes to the floor's assumption.
 
 AWS is moto with its Secrets Manager lookups indexed (scripts/moto_indexed.py; same answers, no
 per-lookup scan of every secret) unless bench/run --moto stock; each result row says which.
