@@ -52,7 +52,8 @@ pub struct Fault {
     pub message: Option<String>,
     /// A `Retry-After` header, in seconds.
     pub retry_after: Option<u64>,
-    /// Delay before answering or forwarding.
+    /// Delay before answering or forwarding, counted from the request's arrival (a hold counts
+    /// towards it).
     pub latency_ms: Option<u64>,
     /// Reset the TCP connection instead of answering.
     #[serde(default)]
