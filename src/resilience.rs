@@ -75,6 +75,9 @@ pub trait CallError: Sized {
     fn retry_after(&self) -> Option<Duration> {
         None
     }
+    /// What went wrong, in one line (`status 503: Vault is sealed`, `connection refused`): named
+    /// by the open breaker's error. Quotes the server's words, never a value.
+    fn cause(&self) -> String;
     /// An error the policy itself produces (timeout, open breaker).
     fn from_policy(class: ErrorClass, message: String) -> Self;
     /// The error with a note about the attempts made appended.
@@ -139,6 +142,9 @@ pub struct Resilience {
     settings: ResilienceSettings,
     metrics: Arc<Metrics>,
     breakers: Mutex<BTreeMap<Endpoint, Breaker>>,
+    /// The last failure that counted towards each endpoint's breaker, so that an open breaker
+    /// says why it opened.
+    last_failures: Mutex<BTreeMap<Endpoint, String>>,
     limiters: Mutex<Limiters>,
 }
 
@@ -157,6 +163,7 @@ impl Resilience {
             settings: settings.clone(),
             metrics,
             breakers: Mutex::new(BTreeMap::new()),
+            last_failures: Mutex::new(BTreeMap::new()),
             limiters: Mutex::new(BTreeMap::new()),
         }
     }
@@ -190,6 +197,21 @@ impl Resilience {
                 )
             })
             .clone()
+    }
+
+    fn record_failure(&self, endpoint: &Endpoint, cause: String) {
+        self.last_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(endpoint.clone(), cause);
+    }
+
+    fn last_failure(&self, endpoint: &Endpoint) -> Option<String> {
+        self.last_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(endpoint)
+            .cloned()
     }
 
     fn limiter(
@@ -244,10 +266,14 @@ impl Resilience {
                 limiter.until_ready().await;
             }
             if !breaker.is_call_permitted() {
+                let last = self
+                    .last_failure(endpoint)
+                    .map(|cause| format!("; the last: {cause}"))
+                    .unwrap_or_default();
                 return Err(E::from_policy(
                     ErrorClass::Unavailable,
                     format!(
-                        "{service} at {} is failing (circuit breaker open after {} consecutive failures); not calling it for up to {}",
+                        "{service} at {} is failing (circuit breaker open after {} consecutive failures{last}); not calling it for up to {}",
                         endpoint.scope,
                         settings.breaker_failures,
                         crate::duration::show(settings.breaker_cool_down)
@@ -272,7 +298,10 @@ impl Resilience {
             };
             metrics.api_call(service, operation, outcome, sent.elapsed());
             match &result {
-                Err(e) if trips_breaker(e.class()) => breaker.on_error(),
+                Err(e) if trips_breaker(e.class()) => {
+                    self.record_failure(endpoint, e.cause());
+                    breaker.on_error();
+                }
                 Err(e) if e.class() == ErrorClass::Throttled => metrics.throttle(service, operation),
                 _ => breaker.on_success(),
             }
@@ -537,8 +566,8 @@ mod tests {
         assert_eq!(err.class, ErrorClass::Unavailable);
         assert!(
             err.message
-                .contains("circuit breaker open after 3 consecutive failures"),
-            "{}",
+                .contains("circuit breaker open after 3 consecutive failures; the last: boom)"),
+            "the open breaker names the failure that opened it: {}",
             err.message
         );
         // Another account is unaffected.

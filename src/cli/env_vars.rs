@@ -85,6 +85,10 @@ env_vars! {
     GITHUB_OUTPUT = "GITHUB_OUTPUT";
     /// File GitHub Actions renders as the step summary (`github` output appends to it).
     GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY";
+    /// Set by GitHub Actions in jobs with `permissions: { id-token: write }`: where `vault.auth.jwt` asks for the workflow's OIDC token.
+    ACTIONS_ID_TOKEN_REQUEST_URL = "ACTIONS_ID_TOKEN_REQUEST_URL";
+    /// Set by GitHub Actions with the URL above: the bearer token for that request.
+    ACTIONS_ID_TOKEN_REQUEST_TOKEN = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
 }
 
 /// `docs/environment.md`, generated from [`ALL`].

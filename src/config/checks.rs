@@ -83,6 +83,38 @@ pub(crate) fn url(value: &str) -> Result<(), String> {
     }
 }
 
+/// The name of an environment variable (`CI_JOB_JWT_V2`), not `${…}` or a value.
+pub(crate) fn env_name(value: &str) -> Result<(), String> {
+    let mut chars = value.chars();
+    let starts_well = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if starts_well && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(())
+    } else {
+        Err("expected the name of an environment variable (letters, digits and `_`), not its value".to_owned())
+    }
+}
+
+/// A Vault namespace path: `/`-separated names, none empty, reserved or holding spaces.
+pub(crate) fn namespace(value: &str) -> Result<(), String> {
+    const RESERVED: [&str; 6] = ["root", "sys", "audit", "auth", "cubbyhole", "identity"];
+    let trimmed = value.trim_matches('/');
+    if trimmed.is_empty() {
+        return Err("a namespace is empty; leave the key out to use the root namespace".to_owned());
+    }
+    for name in trimmed.split('/') {
+        if name.is_empty() {
+            return Err(format!("the namespace `{value}` has an empty name between two `/`"));
+        }
+        if name.contains(char::is_whitespace) {
+            return Err(format!("the namespace `{value}` contains a space"));
+        }
+        if RESERVED.contains(&name) {
+            return Err(format!("`{name}` in the namespace `{value}` is a name Vault reserves"));
+        }
+    }
+    Ok(())
+}
+
 /// An STS role session name.
 pub(crate) fn session_name(value: &str) -> Result<(), String> {
     if SESSION_NAME.is_match(value) {
@@ -243,6 +275,9 @@ mod tests {
         name("prod-overrides.v2").unwrap();
         url("https://vault.example.com:8200").unwrap();
         url("http://127.0.0.1:5000").unwrap();
+        namespace("platform").unwrap();
+        env_name("CI_JOB_JWT_V2").unwrap();
+        namespace("/teams/payments/").unwrap();
         bucket("my-bucket.merged").unwrap();
         ou("ou-abcd-12345678").unwrap();
         ou("Workloads/Prod").unwrap();
@@ -272,6 +307,15 @@ mod tests {
         assert!(name("a/b").is_err());
         assert!(name("-x").is_err());
         assert!(url("vault.example.com").is_err());
+        assert!(namespace("").unwrap_err().contains("root namespace"));
+        assert!(env_name("eyJhbGciOi.x.y").unwrap_err().contains("not its value"));
+        assert!(env_name("1ABC").is_err());
+        assert!(namespace("a//b").unwrap_err().contains("empty name"));
+        assert!(namespace("team a").unwrap_err().contains("space"));
+        assert_eq!(
+            namespace("platform/sys").unwrap_err(),
+            "`sys` in the namespace `platform/sys` is a name Vault reserves"
+        );
         assert!(bucket("My_Bucket").is_err());
         assert!(bucket("192.168.1.1").is_err());
         assert!(ou("ou-bad").is_err());

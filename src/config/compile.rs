@@ -12,13 +12,13 @@ use super::de::{Lenient, NamedMap, Spanned};
 use super::diagnostics::{Diagnostic, Mark};
 use super::pipeline::{
     AccountsList, AwsSettings, AwsSource, AwsTarget, ControlTowerRole, Deletion, Discovery, DynamicTarget,
-    ExecutionContext, FileLocation, IdentityCenterDiscovery, Import, ImportKind, LogSettings, MergeStoreSpec,
-    NameMatching, NamePattern, OrganizationsDiscovery, Pipeline, ResilienceSettings, RunSettings, Source, Target,
-    TargetKind, VaultAuth, VaultLocation, VaultSettings,
+    ExecutionContext, FileLocation, IdentityCenterDiscovery, Import, ImportKind, JwtSource, LogSettings,
+    MergeStoreSpec, NameMatching, NamePattern, OrganizationsDiscovery, Pipeline, ResilienceSettings, RunSettings,
+    Source, Target, TargetKind, VaultAuth, VaultLocation, VaultSettings,
 };
 use super::raw::{
-    MatchStrategy, RawAws, RawConfig, RawDynamicTarget, RawFileLocation, RawMergeStore, RawPipelineSettings,
-    RawResilience, RawSource, RawTarget, RawVault, RawVaultAuth,
+    MatchStrategy, RawAws, RawConfig, RawDynamicTarget, RawFileLocation, RawJwtAuth, RawMergeStore,
+    RawPipelineSettings, RawResilience, RawSource, RawTarget, RawVault, RawVaultAuth,
 };
 use crate::graph::{GraphError, TargetGraph};
 use crate::model::SecretPath;
@@ -257,6 +257,26 @@ impl Compiler<'_> {
         }
     }
 
+    /// A Vault namespace as written (`teams/payments`), without surrounding slashes.
+    fn namespace(&mut self, value: Option<&Spanned<String>>, what: &str) -> Option<String> {
+        self.checked(value, what, checks::namespace)
+            .map(|n| n.trim_matches('/').to_owned())
+    }
+
+    /// A Vault location's own `address` and `namespace` (`at` is `targets.X.vault`), which
+    /// override `vault.address` and `vault.namespace`.
+    fn vault_connection_overrides(
+        &mut self,
+        address: Option<&Spanned<String>>,
+        namespace: Option<&Spanned<String>>,
+        at: &str,
+    ) -> (Option<String>, Option<String>) {
+        (
+            self.checked(address, &format!("`{at}.address`"), checks::url),
+            self.namespace(namespace, &format!("`{at}.namespace`")),
+        )
+    }
+
     fn vault(&mut self, raw: Option<&RawVault>) -> VaultSettings {
         let mut settings = VaultSettings {
             address: None,
@@ -271,7 +291,7 @@ impl Compiler<'_> {
         };
         let Some(raw) = raw else { return settings };
         settings.address = self.checked(raw.address.as_ref(), "`vault.address`", checks::url);
-        settings.namespace = raw.namespace.as_ref().map(|n| n.value.trim_matches('/').to_owned());
+        settings.namespace = self.namespace(raw.namespace.as_ref(), "`vault.namespace`");
         settings.ca_cert = raw.ca_cert.as_ref().map(|p| self.base_dir.join(&p.value));
         if let Some(skip) = &raw.tls_skip_verify {
             settings.tls_skip_verify = skip.value;
@@ -308,6 +328,7 @@ impl Compiler<'_> {
             raw.token.as_ref().map(|_| "token"),
             raw.approle.as_ref().map(|_| "approle"),
             raw.kubernetes.as_ref().map(|_| "kubernetes"),
+            raw.jwt.as_ref().map(|_| "jwt"),
         ]
         .into_iter()
         .flatten()
@@ -323,7 +344,7 @@ impl Compiler<'_> {
                 )
             };
             self.error(raw.mark, message).hint =
-                Some("use one of `token: { token: ${VAULT_TOKEN} }`, `approle: { role_id: …, secret_id: … }`, `kubernetes: { role: … }`".to_owned());
+                Some("use one of `token: { token: \"${VAULT_TOKEN}\" }`, `approle: { role_id: …, secret_id: … }`, `kubernetes: { role: … }`, `jwt: { role: … }`".to_owned());
             return None;
         }
         if let Some(token) = &raw.token {
@@ -341,6 +362,9 @@ impl Compiler<'_> {
                 secret_id: approle.secret_id.clone(),
             });
         }
+        if let Some(jwt) = &raw.jwt {
+            return self.jwt_auth(jwt);
+        }
         let k8s = raw.kubernetes.as_ref()?;
         let role = self.required(k8s.role.as_ref(), k8s.mark, "role", "vault.auth.kubernetes")?;
         Some(VaultAuth::Kubernetes {
@@ -353,6 +377,45 @@ impl Compiler<'_> {
                 || PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/token"),
                 |p| self.base_dir.join(&p.value),
             ),
+        })
+    }
+
+    fn jwt_auth(&mut self, raw: &Spanned<RawJwtAuth>) -> Option<VaultAuth> {
+        let jwt = match (&raw.jwt_path, &raw.jwt_env) {
+            (Some(_), Some(env)) => {
+                self.error(
+                    env.mark,
+                    "`vault.auth.jwt` gives both `jwt_path` and `jwt_env`; give one",
+                )
+                .hint = Some("or neither, to use GitHub Actions' OIDC token".to_owned());
+                return None;
+            }
+            (Some(path), None) => JwtSource::File(self.base_dir.join(&path.value)),
+            (None, Some(env)) => {
+                if !self.check(env, "`vault.auth.jwt.jwt_env`", checks::env_name) {
+                    return None;
+                }
+                JwtSource::Env(env.value.clone())
+            }
+            (None, None) => JwtSource::GitHubActions {
+                audience: raw.audience.as_ref().map(|a| a.value.clone()),
+            },
+        };
+        if let (Some(audience), JwtSource::File(_) | JwtSource::Env(_)) = (&raw.audience, &jwt) {
+            self.error(
+                audience.mark,
+                "`vault.auth.jwt.audience` is asked of GitHub Actions' OIDC token service, which `jwt_path`/`jwt_env` bypass",
+            )
+            .hint = Some("remove `audience`, or remove `jwt_path`/`jwt_env` to log in with the workflow's OIDC token".to_owned());
+            return None;
+        }
+        Some(VaultAuth::Jwt {
+            role: raw.role.as_ref().map(|r| r.value.clone()),
+            mount: raw
+                .mount_path
+                .as_ref()
+                .map_or_else(|| "jwt".to_owned(), |m| m.value.trim_matches('/').to_owned()),
+            jwt,
         })
     }
 
@@ -509,7 +572,8 @@ impl Compiler<'_> {
                 .filter_map(|p| self.subtree(p, &format!("`{path}.vault.paths`")))
                 .collect();
             let kv_version = self.kv_version(v.kv_version.as_ref(), &format!("{path}.vault"));
-            let address = self.checked(v.address.as_ref(), &format!("`{path}.vault.address`"), checks::url);
+            let (address, namespace) =
+                self.vault_connection_overrides(v.address.as_ref(), v.namespace.as_ref(), &format!("{path}.vault"));
             let max_depth = v
                 .max_traversal_depth
                 .as_ref()
@@ -529,7 +593,7 @@ impl Compiler<'_> {
                 paths,
                 kv_version,
                 address,
-                namespace: v.namespace.as_ref().map(|n| n.value.trim_matches('/').to_owned()),
+                namespace,
                 max_traversal_depth: max_depth,
                 max_secrets_per_mount: max_secrets,
             }));
@@ -622,13 +686,15 @@ impl Compiler<'_> {
                 .prefix
                 .as_ref()
                 .and_then(|p| self.subtree(p, "`merge_store.vault.prefix`"));
+            let (address, namespace) =
+                self.vault_connection_overrides(v.address.as_ref(), v.namespace.as_ref(), "merge_store.vault");
             return Some(MergeStoreSpec::Vault(VaultLocation {
                 mark: v.mark,
                 mount,
                 paths: prefix.into_iter().collect(),
                 kv_version: self.kv_version(v.kv_version.as_ref(), "merge_store.vault"),
-                address: None,
-                namespace: None,
+                address,
+                namespace,
                 max_traversal_depth: None,
                 max_secrets_per_mount: None,
             }));
@@ -760,13 +826,15 @@ impl Compiler<'_> {
                 .path
                 .as_ref()
                 .and_then(|p| self.subtree(p, &format!("`{path}.vault.path`")));
+            let (address, namespace) =
+                self.vault_connection_overrides(v.address.as_ref(), v.namespace.as_ref(), &format!("{path}.vault"));
             TargetKind::Vault(VaultLocation {
                 mark: v.mark,
                 mount: mount?,
                 paths: folder.into_iter().collect(),
                 kv_version: self.kv_version(v.kv_version.as_ref(), &format!("{path}.vault")),
-                address: None,
-                namespace: None,
+                address,
+                namespace,
                 max_traversal_depth: None,
                 max_secrets_per_mount: None,
             })
@@ -1247,8 +1315,8 @@ struct Place {
 
 enum PlaceAt {
     Folder(PathBuf),
-    /// (address, namespace) as written, and the path segments from the mount down.
-    Vault((Option<String>, Option<String>), Vec<String>),
+    /// The address as written, and the path segments from the namespace down to the folder.
+    Vault(Option<String>, Vec<String>),
 }
 
 impl Place {
@@ -1266,16 +1334,25 @@ impl Place {
             Some(f) => format!("{}/{f}", location.mount),
             None => location.mount.clone(),
         };
-        let segments = full.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-        let vault = (
-            location.address.clone().or_else(|| settings.address.clone()),
-            location.namespace.clone().or_else(|| settings.namespace.clone()),
-        );
+        let namespace = location.namespace.clone().or_else(|| settings.namespace.clone());
+        // Vault routes `kv/x` in namespace `a/b` and `b/kv/x` in namespace `a` to the same
+        // place, so the namespace's names lead the path compared.
+        let segments = namespace
+            .iter()
+            .flat_map(|ns| ns.split('/'))
+            .chain(full.split('/'))
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let written = match &namespace {
+            Some(ns) => format!("vault: {full} in namespace {ns}"),
+            None => format!("vault: {full}"),
+        };
         Self {
             label,
-            written: format!("vault: {full}"),
+            written,
             mark: location.mark,
-            at: PlaceAt::Vault(vault, segments),
+            at: PlaceAt::Vault(location.address.clone().or_else(|| settings.address.clone()), segments),
         }
     }
 

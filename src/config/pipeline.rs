@@ -99,6 +99,30 @@ pub enum VaultAuth {
         /// Service-account token file.
         jwt_path: PathBuf,
     },
+    /// JWT/OIDC.
+    Jwt {
+        /// Vault role (else the mount's `default_role`).
+        role: Option<String>,
+        /// Auth mount.
+        mount: String,
+        /// Where the JWT comes from.
+        jwt: JwtSource,
+    },
+}
+
+/// Where a JWT for Vault's `jwt` auth method comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtSource {
+    /// A file, read at every login (a projected token is rotated on disk).
+    File(PathBuf),
+    /// An environment variable, by name.
+    Env(String),
+    /// GitHub Actions' OIDC token service (`ACTIONS_ID_TOKEN_REQUEST_URL` and `_TOKEN`), asked
+    /// for a token with this audience (else GitHub's default).
+    GitHubActions {
+        /// The `aud` claim to ask for.
+        audience: Option<String>,
+    },
 }
 
 /// `aws:`.

@@ -124,6 +124,8 @@ pub struct RawVaultAuth {
     pub approle: Option<Spanned<RawAppRoleAuth>>,
     /// Kubernetes service-account auth.
     pub kubernetes: Option<Spanned<RawKubernetesAuth>>,
+    /// JWT/OIDC auth: a JWT from a file, a variable, or GitHub Actions' OIDC token.
+    pub jwt: Option<Spanned<RawJwtAuth>>,
 }
 
 /// Token auth.
@@ -156,6 +158,24 @@ pub struct RawKubernetesAuth {
     pub mount_path: Option<Spanned<String>>,
     /// Service-account token file (default `/var/run/secrets/kubernetes.io/serviceaccount/token`).
     pub jwt_path: Option<Spanned<String>>,
+}
+
+/// JWT/OIDC auth (Vault's `jwt` auth method). The JWT comes from `jwt_path` or `jwt_env`;
+/// with neither, from GitHub Actions' OIDC token service (`ACTIONS_ID_TOKEN_REQUEST_URL`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtAuth {
+    /// Vault role to log in as (default: the auth mount's `default_role`).
+    pub role: Option<Spanned<String>>,
+    /// Auth mount path (default `jwt`).
+    pub mount_path: Option<Spanned<String>>,
+    /// File holding the JWT (read again at every login).
+    pub jwt_path: Option<Spanned<String>>,
+    /// Environment variable holding the JWT (`CI_JOB_JWT_V2`).
+    pub jwt_env: Option<Spanned<String>>,
+    /// Audience (`aud`) to request for GitHub Actions' OIDC token; must match the Vault role's
+    /// `bound_audiences` (default: GitHub's, the repository owner's URL).
+    pub audience: Option<Spanned<String>>,
 }
 
 /// `aws:` settings.
@@ -331,6 +351,10 @@ pub struct RawVaultMergeStore {
     pub prefix: Option<Spanned<String>>,
     /// KV version (1 or 2); default: detected from the mount.
     pub kv_version: Option<Spanned<u8>>,
+    /// Vault address for the merge store only; default: `vault.address`.
+    pub address: Option<Spanned<String>>,
+    /// Vault namespace for the merge store only; default: `vault.namespace`.
+    pub namespace: Option<Spanned<String>>,
 }
 
 /// The keys a full target mapping accepts (kept equal to [`RawTargetFields`]'s fields by a test).
@@ -395,6 +419,10 @@ pub struct RawVaultTarget {
     pub path: Option<Spanned<String>>,
     /// KV version (1 or 2); default: detected from the mount.
     pub kv_version: Option<Spanned<u8>>,
+    /// Vault address for this target only; default: `vault.address`.
+    pub address: Option<Spanned<String>>,
+    /// Vault namespace for this target only (`teams/payments`); default: `vault.namespace`.
+    pub namespace: Option<Spanned<String>>,
 }
 
 impl<'de> Deserialize<'de> for RawTarget {

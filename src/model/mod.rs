@@ -9,7 +9,7 @@ mod path;
 mod value;
 
 pub use path::{PathError, SecretPath};
-pub use value::{SecretValue, ValueKind, json_semantic_eq};
+pub use value::{SecretValue, ValueKind, json_semantic_eq, survives_float64};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

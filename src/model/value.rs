@@ -143,6 +143,19 @@ pub fn json_semantic_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Whether a JSON number keeps its value when a server that parses JSON numbers into 64-bit
+/// floats (Vault and OpenBao do) stores and returns it: `0.1`, `1.0` and `1e3` do;
+/// `12345678901234567` (beyond 2^53) and `1e400` (out of range) do not.
+pub fn survives_float64(number: &serde_json::Number) -> bool {
+    let text = number.as_str();
+    match text.parse::<f64>() {
+        // `{:e}` writes the shortest digits that read back as the same float: what such a
+        // server sends back.
+        Ok(float) if float.is_finite() => canonical_number(&format!("{float:e}")) == canonical_number(text),
+        _ => false,
+    }
+}
+
 /// A JSON number as (negative, significant digits, decimal exponent), with no leading or
 /// trailing zeros in the digits, so that equal numbers have equal forms however they are
 /// spelled. Exact: no conversion to floating point.
@@ -201,6 +214,35 @@ mod tests {
             &serde_json::from_str::<Value>("-0.0").unwrap()
         ));
         assert!(!json_semantic_eq(&json!(-1), &json!(1)));
+    }
+
+    #[test]
+    fn only_numbers_a_float64_holds_exactly_survive_it() {
+        let number = |text: &str| serde_json::from_str::<serde_json::Number>(text).unwrap();
+        for kept in [
+            "0",
+            "-0.0",
+            "1",
+            "1.0",
+            "0.1",
+            "5432",
+            "1e3",
+            "2.5E-7",
+            "9007199254740992",
+            "1e23",
+            "-1.5",
+        ] {
+            assert!(survives_float64(&number(kept)), "{kept}");
+        }
+        for lost in [
+            "12345678901234567",
+            "9007199254740993",
+            "0.10000000000000000001",
+            "1e400",
+            "-1e400",
+        ] {
+            assert!(!survives_float64(&number(lost)), "{lost}");
+        }
     }
 
     #[test]

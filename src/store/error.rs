@@ -148,6 +148,10 @@ impl crate::resilience::CallError for StoreError {
         self.retry_after
     }
 
+    fn cause(&self) -> String {
+        self.message.clone()
+    }
+
     fn from_policy(class: ErrorClass, message: String) -> Self {
         Self::new(class, message)
     }

@@ -104,7 +104,7 @@ impl<E: ProvideErrorMetadata> AwsFailure<E> {
     }
 }
 
-impl<E: ProvideErrorMetadata> CallError for AwsFailure<E> {
+impl<E: ProvideErrorMetadata + std::error::Error + 'static> CallError for AwsFailure<E> {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Sdk(e, _) => classify(e),
@@ -118,6 +118,21 @@ impl<E: ProvideErrorMetadata> CallError for AwsFailure<E> {
         };
         let seconds: u64 = service.raw().headers().get("retry-after")?.trim().parse().ok()?;
         Some(Duration::from_secs(seconds))
+    }
+
+    fn cause(&self) -> String {
+        match self {
+            Self::Sdk(SdkError::ServiceError(service), _) => {
+                let e = service.err();
+                match (e.code(), e.message()) {
+                    (Some(code), Some(message)) => format!("{code}: {message}"),
+                    (Some(code), None) => code.to_owned(),
+                    _ => format!("status {}", service.raw().status().as_u16()),
+                }
+            }
+            Self::Sdk(other, _) => error_chain(other),
+            Self::Policy(p) => p.message.clone(),
+        }
     }
 
     fn from_policy(class: ErrorClass, message: String) -> Self {
@@ -158,7 +173,7 @@ impl Session {
         send: F,
     ) -> Result<T, AwsFailure<E>>
     where
-        E: ProvideErrorMetadata,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {

@@ -26,7 +26,8 @@ use tokio::sync::RwLock;
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use crate::config::{VaultAuth, VaultSettings};
+use crate::cli::env_vars::EnvVars;
+use crate::config::{JwtSource, VaultAuth, VaultSettings};
 use crate::resilience::{self, ApiClass, CallError, Resilience};
 use crate::store::ErrorClass;
 
@@ -45,6 +46,26 @@ enum Login {
         role: String,
         jwt_path: PathBuf,
     },
+    Jwt {
+        mount: String,
+        role: Option<String>,
+        jwt: JwtFrom,
+    },
+}
+
+/// Where a JWT login gets its JWT, resolved from the file and the environment.
+#[derive(Clone)]
+enum JwtFrom {
+    /// Read at every login (a projected token is rotated on disk).
+    File(PathBuf),
+    /// The value of an environment variable (named, for messages).
+    Env { name: String, jwt: String },
+    /// Asked of GitHub Actions' OIDC token service at every login (its tokens live minutes).
+    GitHubActions {
+        url: String,
+        bearer: String,
+        audience: Option<String>,
+    },
 }
 
 impl Login {
@@ -53,6 +74,17 @@ impl Login {
             Self::Static => "token".to_owned(),
             Self::AppRole { mount, .. } => format!("AppRole (auth/{mount})"),
             Self::Kubernetes { mount, role, .. } => format!("Kubernetes role `{role}` (auth/{mount})"),
+            Self::Jwt { mount, role, jwt } => {
+                let role = role
+                    .as_ref()
+                    .map_or_else(|| "the default role".to_owned(), |r| format!("role `{r}`"));
+                let from = match jwt {
+                    JwtFrom::File(path) => format!("the JWT in `{}`", path.display()),
+                    JwtFrom::Env { name, .. } => format!("the JWT in ${name}"),
+                    JwtFrom::GitHubActions { .. } => "the GitHub Actions OIDC token".to_owned(),
+                };
+                format!("JWT {role} (auth/{mount}, {from})")
+            }
         }
     }
 }
@@ -136,6 +168,10 @@ impl CallError for VaultError {
         self.class
     }
 
+    fn cause(&self) -> String {
+        self.summary()
+    }
+
     fn from_policy(class: ErrorClass, message: String) -> Self {
         Self {
             status: None,
@@ -160,7 +196,7 @@ impl std::fmt::Debug for VaultConnection {
 }
 
 /// The hint for a refused fixed token.
-pub(crate) const TOKEN_HINT: &str = "log in again (`vault login`) and set VAULT_TOKEN, or configure `vault.auth` (AppRole or Kubernetes) so secretsync logs in itself";
+pub(crate) const TOKEN_HINT: &str = "log in again (`vault login`) and set VAULT_TOKEN, or configure `vault.auth` (AppRole, Kubernetes or JWT) so secretsync logs in itself";
 
 /// Why a connection could not be made; shown to the user with a hint.
 #[derive(Debug, Clone)]
@@ -278,6 +314,14 @@ fn resolve_login(
                 jwt_path: jwt_path.clone(),
             },
         )),
+        Some(VaultAuth::Jwt { role, mount, jwt }) => Ok((
+            String::new(),
+            Login::Jwt {
+                mount: mount.clone(),
+                role: role.clone(),
+                jwt: resolve_jwt(jwt, env)?,
+            },
+        )),
         None => {
             if let Some(token) = env("VAULT_TOKEN").filter(|t| !t.is_empty()).or_else(token_file) {
                 return Ok((token, Login::Static));
@@ -303,6 +347,101 @@ fn resolve_login(
             }
         }
     }
+}
+
+/// Where the JWT comes from, checked against the environment now (a missing variable fails the
+/// connection, before any target is touched).
+fn resolve_jwt(source: &JwtSource, env: &dyn Fn(&str) -> Option<String>) -> Result<JwtFrom, ConnectError> {
+    match source {
+        JwtSource::File(path) => Ok(JwtFrom::File(path.clone())),
+        JwtSource::Env(name) => match env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+            Some(jwt) => Ok(JwtFrom::Env {
+                name: name.clone(),
+                jwt,
+            }),
+            None => Err(connect_error(
+                format!("`vault.auth.jwt.jwt_env` names ${name}, which is not set"),
+                Some("set the variable, or use `jwt_path` for a token in a file"),
+            )),
+        },
+        JwtSource::GitHubActions { audience } => {
+            let url = env(EnvVars::ACTIONS_ID_TOKEN_REQUEST_URL).filter(|v| !v.is_empty());
+            let bearer = env(EnvVars::ACTIONS_ID_TOKEN_REQUEST_TOKEN).filter(|v| !v.is_empty());
+            match (url, bearer) {
+                (Some(url), Some(bearer)) => Ok(JwtFrom::GitHubActions {
+                    url,
+                    bearer,
+                    audience: audience.clone(),
+                }),
+                _ => Err(connect_error(
+                    "`vault.auth.jwt` gives no `jwt_path` or `jwt_env`, and GitHub Actions' OIDC token service is not available (ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set)",
+                    Some(
+                        "in a workflow, grant the job `permissions: { id-token: write }`; elsewhere, set `jwt_path` or `jwt_env`",
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+/// The JWT to log in with now.
+async fn fetch_jwt(jwt: &JwtFrom, timeout: std::time::Duration) -> Result<String, LoginFailure> {
+    match jwt {
+        JwtFrom::File(path) => std::fs::read_to_string(path)
+            .map(|text| text.trim().to_owned())
+            .map_err(|e| LoginFailure {
+                detail: format!("cannot read the JWT file `{}`: {e}", path.display()),
+                hint: Some("set `vault.auth.jwt.jwt_path`".to_owned()),
+            }),
+        JwtFrom::Env { jwt, .. } => Ok(jwt.clone()),
+        JwtFrom::GitHubActions { url, bearer, audience } => {
+            github_oidc_token(url, bearer, audience.as_deref(), timeout)
+                .await
+                .map_err(|detail| LoginFailure {
+                    detail: format!("cannot get the GitHub Actions OIDC token: {detail}"),
+                    hint: Some("the job needs `permissions: { id-token: write }`".to_owned()),
+                })
+        }
+    }
+}
+
+/// GitHub Actions' token service's answer.
+#[derive(serde::Deserialize)]
+struct OidcAnswer {
+    value: String,
+}
+
+/// Asks GitHub Actions' token service for an OIDC token (`GET $ACTIONS_ID_TOKEN_REQUEST_URL
+/// &audience=…` with the request token as bearer; the answer is `{"value": JWT}`). Neither
+/// token nor answer ever reaches a message.
+async fn github_oidc_token(
+    url: &str,
+    bearer: &str,
+    audience: Option<&str>,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let mut url = reqwest::Url::parse(url).map_err(|_| "ACTIONS_ID_TOKEN_REQUEST_URL is not a URL".to_owned())?;
+    if let Some(audience) = audience {
+        url.query_pairs_mut().append_pair("audience", audience);
+    }
+    let response = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())?
+        .get(url)
+        .bearer_auth(bearer)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| transport_detail(&e))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("the token service answered status {}", status.as_u16()));
+    }
+    let body = response.bytes().await.map_err(|e| transport_detail(&e))?;
+    serde_json::from_slice::<OidcAnswer>(&body)
+        .map(|a| a.value)
+        .map_err(|_| "the token service's answer has no `value`".to_owned())
 }
 
 /// `GET sys/internal/ui/mounts/<path>`: which mount a path is in and its KV version.
@@ -454,6 +593,14 @@ impl VaultConnection {
                     hint: Some("set `vault.auth.kubernetes.jwt_path`".to_owned()),
                 })?;
                 vaultrs::auth::kubernetes::login(&*client, mount, role, jwt.trim()).await
+            }
+            Login::Jwt { mount, role, jwt } => {
+                let jwt = fetch_jwt(
+                    jwt,
+                    client.settings.timeout.unwrap_or(std::time::Duration::from_secs(30)),
+                )
+                .await?;
+                vaultrs::auth::oidc::login(&*client, mount, &jwt, role.clone()).await
             }
         };
         let info = info.map_err(|e| {
@@ -665,27 +812,82 @@ fn client(
     VaultClient::new(built).map_err(|e| connect_error(format!("cannot create the Vault client: {e}"), None))
 }
 
-/// Vault's health (`sys/health`, no token needed): its version when unsealed.
+/// `GET sys/health?standbyok=true&perfstandbyok=true`: a standby forwards requests to the
+/// active node, so it counts as healthy.
+struct Health;
+
+/// The fields of a `sys/health` answer we read, each optional: servers differ in what they
+/// send (OpenBao has no `performance_standby`, older Vaults no `enterprise`), and the answer to
+/// a sealed or uninitialised server comes with an error status.
+#[derive(Debug, Default, serde::Deserialize)]
+struct HealthAnswer {
+    initialized: Option<bool>,
+    sealed: Option<bool>,
+    version: Option<String>,
+}
+
+impl Endpoint for Health {
+    type Response = HealthAnswer;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        "sys/health".to_owned()
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::GET
+    }
+
+    fn query(&self) -> Result<Option<String>, rustify::errors::ClientError> {
+        Ok(Some("standbyok=true&perfstandbyok=true".to_owned()))
+    }
+}
+
+/// Vault's health (`sys/health`, no token needed): its version when it can serve requests,
+/// else why not (`Vault is sealed (status 503)`).
 pub(crate) async fn health(
     settings: &VaultSettings,
     endpoint: &VaultEndpoint,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
     let client = client(settings, endpoint, env, String::new()).map_err(|e| e.message)?;
-    match vaultrs::sys::health(&client).await {
-        Ok(h) if h.sealed => Err("Vault is sealed".to_owned()),
-        Ok(h) => Ok(h.version),
-        Err(e) => {
-            let err = VaultError::from_client(&e);
-            Err(match err.status {
-                Some(503) => "Vault is sealed or not ready (status 503)".to_owned(),
-                Some(429 | 472 | 473) => format!(
-                    "Vault answered as a standby node (status {})",
-                    err.status.unwrap_or_default()
-                ),
-                _ => format!("cannot reach Vault: {}", err.summary()),
-            })
+    let answered = Health
+        .with_middleware(client.middle())
+        .exec(client.http())
+        .await
+        .map(|response| (200, response.parse().ok()));
+    let (status, answer) = match answered {
+        Ok(found) => found,
+        // Not-ready answers carry the same JSON body, with the state in it.
+        Err(rustify::errors::ClientError::ServerResponseError { code, content }) => {
+            (code, content.and_then(|body| serde_json::from_str(&body).ok()))
         }
+        Err(other) => {
+            let err = VaultError::from_client(&ClientError::RestClientError { source: other });
+            return Err(format!("cannot reach Vault: {}", err.summary()));
+        }
+    };
+    health_verdict(status, answer.unwrap_or_default())
+}
+
+/// What a `sys/health` status and answer mean for secretsync.
+fn health_verdict(status: u16, answer: HealthAnswer) -> Result<String, String> {
+    let version = answer.version.unwrap_or_else(|| "(version not given)".to_owned());
+    // An uninitialised Vault is sealed too; say the first thing to do.
+    if answer.initialized == Some(false) || status == 501 {
+        return Err(format!(
+            "Vault is not initialized (status {status}); run `vault operator init`"
+        ));
+    }
+    if answer.sealed == Some(true) || status == 503 {
+        return Err(format!("Vault is sealed (status {status})"));
+    }
+    match status {
+        200..=299 | 429 | 473 => Ok(version),
+        472 => Err("this Vault is a disaster-recovery secondary and serves no secrets (status 472)".to_owned()),
+        530 => Err("this Vault node was removed from its cluster (status 530)".to_owned()),
+        other => Err(format!("Vault's health check answered with status {other}")),
     }
 }
 
@@ -873,6 +1075,37 @@ mod tests {
             "{}",
             from_env.message
         );
+    }
+
+    #[test]
+    fn health_answers_are_read_tolerantly_and_name_what_is_wrong() {
+        let answer = |json: &str| serde_json::from_str::<HealthAnswer>(json).unwrap();
+        // OpenBao 2.7 (no `performance_standby`, no `enterprise`), as it answers.
+        let openbao = r#"{"initialized":true,"sealed":false,"standby":false,"replication_performance_mode":"disabled","replication_dr_mode":"disabled","server_time_utc":1796403177,"version":"2.7.2","cluster_name":"vault-cluster-09ca7f1f","cluster_id":"b61b0976"}"#;
+        assert_eq!(health_verdict(200, answer(openbao)), Ok("2.7.2".to_owned()));
+        let sealed = r#"{"initialized":true,"sealed":true,"standby":true,"version":"2.7.2"}"#;
+        assert_eq!(
+            health_verdict(503, answer(sealed)),
+            Err("Vault is sealed (status 503)".to_owned())
+        );
+        assert_eq!(
+            health_verdict(503, HealthAnswer::default()),
+            Err("Vault is sealed (status 503)".to_owned()),
+            "a 503 without a readable body is still a sealed Vault"
+        );
+        let uninit = health_verdict(501, answer(r#"{"initialized":false,"sealed":true}"#)).unwrap_err();
+        assert!(uninit.starts_with("Vault is not initialized (status 501)"), "{uninit}");
+        assert_eq!(
+            health_verdict(429, answer(r#"{"standby":true,"version":"1.17.6"}"#)),
+            Ok("1.17.6".to_owned()),
+            "a standby forwards requests"
+        );
+        assert!(
+            health_verdict(472, HealthAnswer::default())
+                .unwrap_err()
+                .contains("disaster-recovery")
+        );
+        assert_eq!(health_verdict(200, answer("{}")), Ok("(version not given)".to_owned()));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use connection::VaultError;
 pub(crate) use connection::{TOKEN_HINT, VaultConnection, VaultEndpoint, endpoint};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -664,13 +665,58 @@ impl Store for VaultStore {
             return Err(format!("`{path}` is a name secretsync reserves in Vault stores"));
         }
         match value {
-            SecretValue::Json(_) => Ok(()),
+            SecretValue::Json(_) if self.role == Role::Source => Ok(()),
+            SecretValue::Json(map) => match number_vault_would_change(map) {
+                None => Ok(()),
+                Some(at) => Err(format!(
+                    "Vault keeps JSON numbers as 64-bit floating point, and the number at `{at}` in `{path}` has more digits than that holds (or is out of its range), so Vault would store a different number; write it as a string in the source"
+                )),
+            },
             other => Err(format!(
                 "Vault KV holds JSON objects and `{path}` is a {} secret; store it as a JSON object in the source (for example {{\"value\": \"…\"}})",
                 other.kind()
             )),
         }
     }
+}
+
+/// Where (`db.ports[2]`) the first number in `map` is that Vault would not store exactly, if any.
+fn number_vault_would_change(map: &Map<String, Value>) -> Option<String> {
+    fn walk(value: &Value, at: &mut String) -> bool {
+        match value {
+            Value::Number(n) => !crate::model::survives_float64(n),
+            Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                let len = at.len();
+                let _ = write!(at, "[{i}]");
+                let found = walk(item, at);
+                if !found {
+                    at.truncate(len);
+                }
+                found
+            }),
+            Value::Object(map) => map.iter().any(|(key, item)| {
+                let len = at.len();
+                if !at.is_empty() {
+                    at.push('.');
+                }
+                at.push_str(key);
+                let found = walk(item, at);
+                if !found {
+                    at.truncate(len);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut at = String::new();
+    map.iter()
+        .any(|(key, value)| {
+            at.clear();
+            at.push_str(key);
+            walk(value, &mut at)
+        })
+        .then_some(at)
 }
 
 #[async_trait]
