@@ -46,10 +46,7 @@ pub async fn check_pipeline(pipeline: &Pipeline, context: &BuildContext) -> Vec<
     }
     let mut usable = BTreeMap::new();
     for endpoint in &endpoints {
-        let at = match &endpoint.namespace {
-            Some(ns) => format!("{} (namespace {ns})", endpoint.address),
-            None => endpoint.address.clone(),
-        };
+        let at = endpoint.describe();
         let version = match health(&context.vault, endpoint, &*context.env).await {
             Ok(version) => version,
             Err(problem) => {
@@ -91,7 +88,7 @@ pub async fn check_pipeline(pipeline: &Pipeline, context: &BuildContext) -> Vec<
         if usable.get(&endpoint) != Some(&true) {
             lines.push(CheckLine::fail(
                 subject.clone(),
-                format!("not checked: {} cannot be used (see above)", endpoint.address),
+                format!("not checked: {} cannot be used (see above)", endpoint.describe()),
                 None,
             ));
             continue;

@@ -147,6 +147,20 @@ pub(crate) struct VaultEndpoint {
     pub(crate) namespace: Option<String>,
 }
 
+impl VaultEndpoint {
+    /// `https://vault:8200` or `https://vault:8200 (namespace eng)`.
+    pub(crate) fn describe(&self) -> String {
+        describe_at(&self.address, self.namespace.as_deref())
+    }
+}
+
+fn describe_at(address: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{address} (namespace {ns})"),
+        None => address.to_owned(),
+    }
+}
+
 /// A logged-in client shared by every Vault store on the same address and namespace.
 pub(crate) struct VaultConnection {
     pub(crate) address: String,
@@ -154,6 +168,11 @@ pub(crate) struct VaultConnection {
     /// Replaced (not mutated) on re-login, so calls in flight keep the client they started with.
     client: RwLock<Arc<VaultClient>>,
     login: Login,
+    /// Where `login` logs in: the `vault:` block's namespace (`vault.namespace`, else
+    /// `VAULT_NAMESPACE`, else the root), whatever namespace this connection's stores are in. A
+    /// token is valid in its namespace and the ones below it, so one set of credentials serves
+    /// a platform namespace and every team namespace under it.
+    login_namespace: Option<String>,
     generation: AtomicU64,
     policies: Mutex<Vec<String>>,
     /// A call has succeeded: a token refused later expired during the run.
@@ -235,16 +254,24 @@ pub(crate) fn endpoint(
             None,
         ));
     }
-    let namespace = namespace
-        .map(str::to_owned)
-        .or_else(|| settings.namespace.clone())
-        .or_else(|| env("VAULT_NAMESPACE"))
-        .map(|n| n.trim_matches('/').to_owned())
-        .filter(|n| !n.is_empty());
+    let namespace = match namespace {
+        Some(own) => Some(own.trim_matches('/').to_owned()).filter(|n| !n.is_empty()),
+        None => default_namespace(settings, env),
+    };
     Ok(VaultEndpoint {
         address: address.trim_end_matches('/').to_owned(),
         namespace,
     })
+}
+
+/// The `vault:` block's namespace: `vault.namespace`, else `VAULT_NAMESPACE`, else none (root).
+fn default_namespace(settings: &VaultSettings, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    settings
+        .namespace
+        .clone()
+        .or_else(|| env("VAULT_NAMESPACE"))
+        .map(|n| n.trim_matches('/').to_owned())
+        .filter(|n| !n.is_empty())
 }
 
 fn resolve_login(
@@ -517,6 +544,7 @@ impl VaultConnection {
             namespace: endpoint.namespace.clone(),
             client: RwLock::new(Arc::new(client)),
             login,
+            login_namespace: default_namespace(settings, env),
             generation: AtomicU64::new(0),
             policies: Mutex::new(Vec::new()),
             used: AtomicBool::new(false),
@@ -524,7 +552,8 @@ impl VaultConnection {
             resilience,
         });
         if !matches!(connection.login, Login::Static) {
-            let at = connection.describe();
+            // Named where the login happens, which may be a parent of the stores' namespace.
+            let at = describe_at(&connection.address, connection.login_namespace.as_deref());
             connection.log_in(0).await.map_err(|e| ConnectError {
                 message: format!("cannot log in to {at}: {}", e.detail),
                 hint: e.hint,
@@ -549,10 +578,7 @@ impl VaultConnection {
 
     /// `https://vault:8200` or `https://vault:8200 (namespace eng)`.
     pub(crate) fn describe(&self) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{} (namespace {ns})", self.address),
-            None => self.address.clone(),
-        }
+        describe_at(&self.address, self.namespace.as_deref())
     }
 
     /// How this connection logs in (for `validate --check-vault`).
@@ -576,14 +602,20 @@ impl VaultConnection {
         if self.generation.load(Ordering::SeqCst) != seen_generation {
             return Ok(());
         }
-        let client = Arc::clone(&slot);
+        let current = Arc::clone(&slot);
+        let mut login_settings = current.settings.clone();
+        login_settings.namespace.clone_from(&self.login_namespace);
+        let client = VaultClient::new(login_settings).map_err(|e| LoginFailure {
+            detail: format!("cannot create the Vault client: {e}"),
+            hint: None,
+        })?;
         let info = match &self.login {
             Login::Static => return Err(LoginFailure::static_token()),
             Login::AppRole {
                 mount,
                 role_id,
                 secret_id,
-            } => vaultrs::auth::approle::login(&*client, mount, role_id, secret_id).await,
+            } => vaultrs::auth::approle::login(&client, mount, role_id, secret_id).await,
             Login::Kubernetes { mount, role, jwt_path } => {
                 let jwt = std::fs::read_to_string(jwt_path).map_err(|e| LoginFailure {
                     detail: format!(
@@ -592,7 +624,7 @@ impl VaultConnection {
                     ),
                     hint: Some("set `vault.auth.kubernetes.jwt_path`".to_owned()),
                 })?;
-                vaultrs::auth::kubernetes::login(&*client, mount, role, jwt.trim()).await
+                vaultrs::auth::kubernetes::login(&client, mount, role, jwt.trim()).await
             }
             Login::Jwt { mount, role, jwt } => {
                 let jwt = fetch_jwt(
@@ -600,7 +632,7 @@ impl VaultConnection {
                     client.settings.timeout.unwrap_or(std::time::Duration::from_secs(30)),
                 )
                 .await?;
-                vaultrs::auth::oidc::login(&*client, mount, &jwt, role.clone()).await
+                vaultrs::auth::oidc::login(&client, mount, &jwt, role.clone()).await
             }
         };
         let info = info.map_err(|e| {
@@ -615,7 +647,7 @@ impl VaultConnection {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone_from(&info.policies);
         self.refused.store(false, Ordering::SeqCst);
-        let mut renewed = VaultClient::new(client.settings.clone()).map_err(|e| LoginFailure {
+        let mut renewed = VaultClient::new(current.settings.clone()).map_err(|e| LoginFailure {
             detail: format!("cannot create the Vault client: {e}"),
             hint: None,
         })?;
@@ -851,7 +883,12 @@ pub(crate) async fn health(
     endpoint: &VaultEndpoint,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
-    let client = client(settings, endpoint, env, String::new()).map_err(|e| e.message)?;
+    // sys/health belongs to the server, not to a namespace: asked inside one, Vault answers 400.
+    let server = VaultEndpoint {
+        namespace: None,
+        ..endpoint.clone()
+    };
+    let client = client(settings, &server, env, String::new()).map_err(|e| e.message)?;
     let answered = Health
         .with_middleware(client.middle())
         .exec(client.http())
