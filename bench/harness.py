@@ -1,8 +1,8 @@
 """secretsync's benchmark harness (run it with bench/run).
 
 For each scenario size (secrets N, target accounts A, added latency L) it seeds a fresh Vault
-mount (the Vault API emulator) with N secrets five folders deep, ten per folder, and syncs them
-into A fresh AWS accounts (moto) with each tool — secretsync, the naive boto3 + hvac baseline
+mount (OpenBao, the testbed's Vault) with N secrets five folders deep, ten per folder, and
+syncs them into A fresh AWS accounts (moto) with each tool — secretsync, the naive boto3 + hvac baseline
 (bench/baselines/naive_sync.py) and teller (bench/baselines/teller_sync.py), each into its own
 fresh accounts — through the testbed's fault proxies, which add L ms to every call and count
 calls by operation. Each tool runs these cases in order (--cases picks some):

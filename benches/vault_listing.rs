@@ -2,9 +2,10 @@
 //! to every Vault request by the testbed's fault proxy — the concurrent breadth-first walk
 //! against a walk with one request in flight (issue #4's target: ≥ 8× faster).
 //!
-//! Everything runs in this process on loopback: a private Vault emulator, a fault proxy in
-//! front of it, and the Vault source store built from a pipeline file the way the binary builds
-//! it. Run with `cargo bench --bench vault_listing`; results go in `docs/benchmarks.md`.
+//! Everything runs on loopback: a private OpenBao server (the real Vault API, `bao server -dev`,
+//! from the testbed's `.venv`), a fault proxy in front of it in this process, and the Vault
+//! source store built from a pipeline file the way the binary builds it. Run with
+//! `cargo bench --bench vault_listing`; results go in `docs/benchmarks.md`.
 
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
@@ -61,18 +62,10 @@ async fn list_once(proxy: &str, token: &str, concurrency: usize) -> (Duration, u
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let loopback = "127.0.0.1:0".parse().expect("loopback address");
-    let vault = testbed::vault::start(loopback, "bench-root")
-        .await
-        .expect("emulator starts");
-    let direct = format!("http://{}", vault.addr);
+    let vault = testbed::openbao::OpenBao::start("bench-root").await;
+    let direct = vault.addr.clone();
     let token = vault.root_token.clone();
-    let body = json!({ "type": "kv", "options": { "version": "2" } });
-    assert!(
-        vault_request(&direct, &token, "POST", "sys/mounts/bench", Some(body))
-            .await
-            .0
-            < 300
-    );
+    vault.mount_kv("bench", 2).await;
     let paths = secret_paths();
     let seeding = Instant::now();
     for chunk in paths.chunks(64) {

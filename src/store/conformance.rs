@@ -1,5 +1,5 @@
 //! The store contract as one suite every store passes (memory and file here; Vault against
-//! the emulator in the integration tests; Secrets Manager and S3 when those stores land).
+//! OpenBao in the integration tests; Secrets Manager and S3 when those stores land).
 //!
 //! It returns an error describing the first broken rule instead of panicking, so that service
 //! tests can add context. The store must start empty.

@@ -1,4 +1,4 @@
-//! The binary end to end on moto and the Vault emulator: Vault and file sources, an S3 merge
+//! The binary end to end on moto and OpenBao: Vault and file sources, an S3 merge
 //! store, Secrets Manager targets in several accounts reached by AssumeRole; results read back
 //! with separate clients, API calls counted by a private fault proxy in front of moto.
 

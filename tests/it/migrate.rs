@@ -1,5 +1,5 @@
 //! `secretsync migrate` from the documented Terraform formats to a pipeline that validates and
-//! runs: the bundled example converted, validated, and synced from the Vault emulator into moto.
+//! runs: the bundled example converted, validated, and synced from OpenBao into moto.
 
 use serde_json::json;
 use testbed::support::{Services, random_account_id};

@@ -1,6 +1,6 @@
-//! The fault suite: the binary against moto and the Vault emulator with faults injected by a
-//! private fault proxy — throttling storms, a denied role beside a failing endpoint, connection
-//! resets and latency spikes, a Vault that seals mid-run, SIGTERM during apply. Every run logs at
+//! The fault suite: the binary against moto and OpenBao with faults injected by a private fault
+//! proxy — throttling storms, a denied role beside a failing endpoint, connection resets and
+//! latency spikes, a real Vault server sealed mid-run, SIGTERM during apply. Every run logs at
 //! trace level as JSON and writes its report and metrics; canary values seeded in the secrets
 //! must appear in none of it.
 
@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use testbed::proxy::{Fault, Flavor, Rule};
+use testbed::openbao::OpenBao;
+use testbed::proxy::{Fault, Flavor, Hold, Rule};
 use testbed::support::random_account_id;
 
 use crate::aws_pipeline::{WRITES, calls, names, run, secrets_in, since, string_value};
 use crate::support::Output;
-use crate::vault::seed;
 
 /// A value no output may contain.
 fn canary(n: usize) -> String {
@@ -452,12 +452,22 @@ async fn connection_resets_and_latency_spikes_are_survived_and_the_call_timeout_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_delete() {
     let t = Suite::new().await;
-    let vault_proxy = testbed::proxy::start("127.0.0.1:0".parse().unwrap(), &t.s.vault_addr, Flavor::Vault)
+    // A private OpenBao (the test seals it) behind a private proxy.
+    let vault = OpenBao::start("sealed-mid-run").await;
+    let vault_proxy = testbed::proxy::start("127.0.0.1:0".parse().unwrap(), &vault.addr, Flavor::Vault)
         .await
         .unwrap();
-    let mount = t.s.vault_mount(2).await;
-    for (n, path) in ["alpha", "beta", "gamma"].iter().enumerate() {
-        seed(&t.s, &mount, 2, path, json!({ "secret": canary(n), "version": 1 })).await;
+    vault.mount_kv("platform", 2).await;
+    let write = |path: &'static str, n: usize, version: u32| {
+        let vault = &vault;
+        async move {
+            let body = json!({ "data": { "secret": canary(n), "version": version } });
+            let (status, answer) = vault.call("POST", &format!("platform/data/{path}"), Some(body)).await;
+            assert!(status < 300, "{answer}");
+        }
+    };
+    for (n, path) in ["alpha", "beta", "gamma"].into_iter().enumerate() {
+        write(path, n, 1).await;
     }
     t.env.write("local/extra.json", r#"{"x": 1}"#);
     t.env.write(
@@ -465,7 +475,7 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
         format!(
             "vault: {{ address: \"http://{}\" }}\n\
              sources:\n\
-             \x20 platform: {{ vault: {{ mount: {mount} }} }}\n\
+             \x20 platform: {{ vault: {{ mount: platform }} }}\n\
              \x20 local: {{ file: {{ path: ./local }} }}\n\
              targets:\n\
              \x20 Out: {{ file: {{ path: ./out }}, imports: [platform] }}\n\
@@ -478,37 +488,76 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
             vault_proxy.addr
         ),
     );
-    let vault = [("VAULT_TOKEN", t.s.vault_token.as_str())];
-    let first = run(&t.env, &["pipeline"], &t.caller, &t.proxy, &vault);
+    let vault_token = [("VAULT_TOKEN", vault.root_token.as_str())];
+    let first = run(&t.env, &["pipeline"], &t.caller, &t.proxy, &vault_token);
     assert_eq!(first.code, 0, "{}", first.snapshot());
     let before: BTreeMap<String, String> = ["alpha", "beta", "gamma"]
         .iter()
         .map(|p| ((*p).to_owned(), t.env.read(&format!("out/{p}.json"))))
         .collect();
 
-    // Alpha changes, then Vault seals while the run reads: the listing and the first reads
-    // answer, the read of `beta` gets 503s.
-    seed(&t.s, &mount, 2, "alpha", json!({ "secret": canary(0), "version": 2 })).await;
-    let sealed = vault_proxy
+    // Alpha changes; then the run reads `beta` only after the server was sealed: the proxy holds
+    // that read until the test has sealed the server and sent the release request.
+    write("alpha", 0, 2).await;
+    let release = vault_proxy
         .add_rule(Rule {
-            path: Some(format!("{mount}/data/beta")),
+            path: Some("^/v1/sys/health\\?sealed=now$".into()),
+            ..Rule::default()
+        })
+        .unwrap();
+    let beta_reads = vault_proxy
+        .add_rule(Rule {
+            method: Some("GET".into()),
+            path: Some("^/v1/platform/data/beta(\\?|$)".into()),
             fault: Fault {
-                status: Some(503),
-                message: Some("Vault is sealed".into()),
+                hold: Some(Hold {
+                    until_rule: release,
+                    matched: 1,
+                    timeout_ms: 30_000,
+                }),
                 ..Fault::default()
             },
+            times: Some(1),
             ..Rule::default()
         })
         .unwrap();
     let mut args = vec!["pipeline"];
     args.extend_from_slice(OBSERVED);
-    let out = run(&t.env, &args, &t.caller, &t.proxy, &vault);
+    let mut vars = t.aws_vars();
+    vars.push(("VAULT_TOKEN", vault.root_token.clone()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let child = t
+        .env
+        .command(&args, &vars)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start secretsync");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while vault_proxy.rule_stats(beta_reads).unwrap().matched == 0 {
+        assert!(std::time::Instant::now() < deadline, "the run never read `beta`");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    vault.seal().await;
+    let released = reqwest::get(format!("http://{}/v1/sys/health?sealed=now", vault_proxy.addr))
+        .await
+        .unwrap();
+    assert_eq!(released.status().as_u16(), 503, "the real server is sealed");
+    let finished = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let out = crate::support::Output {
+        code: finished.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&finished.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&finished.stderr).into_owned(),
+    };
     t.assert_no_canary(&out);
     assert_eq!(out.code, 2, "{}", out.snapshot());
     assert_eq!(
-        vault_proxy.rule_stats(sealed).unwrap().fired,
+        vault_proxy.rule_stats(beta_reads).unwrap().matched,
         6,
-        "every attempt was retried, then given up"
+        "the read of `beta` was tried 6 times against the sealed server, then given up"
     );
     let report = t.report();
     let out_target = target(&report, "Out");

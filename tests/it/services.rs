@@ -1,4 +1,4 @@
-//! Tests against the project's real local services (moto, the Vault emulator, the fault
+//! Tests against the project's real local services (moto, OpenBao, the fault
 //! proxies), brought up by `scripts/testbed up` if they are not running. Each test works in its
 //! own AWS account or Vault mount, so tests run in parallel without resets.
 
@@ -169,7 +169,7 @@ async fn the_vault_proxy_injects_vault_format_errors() {
         (503, serde_json::json!({ "errors": ["Vault is sealed"] }))
     );
     let (status, _) = services.vault_call("GET", &services.vault_proxy, &path, None).await;
-    assert_eq!(status, 404, "then the emulator answers: nothing there yet");
+    assert_eq!(status, 404, "then OpenBao answers: nothing there yet");
     assert_eq!(guard.stats().await.fired, 1);
 }
 
@@ -208,6 +208,6 @@ async fn a_held_request_waits_for_another_rules_match_or_times_out() {
             .await
     };
     let ((status, _), _) = tokio::join!(held_read, release);
-    assert_eq!(status, 404, "released, then forwarded: the emulator has no such secret");
+    assert_eq!(status, 404, "released, then forwarded: OpenBao has no such secret");
     assert_eq!(released_by.stats().await.matched, 1);
 }

@@ -81,7 +81,7 @@ impl TestEnv {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_secretsync"));
         cmd.args(args).current_dir(self.path());
         for (key, _) in std::env::vars() {
-            let ours = ["SECRETSYNC_", "GITHUB_", "VAULT_", "AWS_"]
+            let ours = ["SECRETSYNC_", "GITHUB_", "ACTIONS_", "VAULT_", "AWS_"]
                 .iter()
                 .any(|p| key.starts_with(p));
             if ours || key == "NO_COLOR" {

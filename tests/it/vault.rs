@@ -1,8 +1,9 @@
-//! The Vault store against the testbed's Vault (the emulator, or a real Vault from
+//! The Vault store against the testbed's real Vault server (OpenBao, or HashiCorp Vault from
 //! `docker-compose.test.yml`): the store contract for KV v1 and v2, as a target and as a merge
-//! store, with a root token and with AppRole, inside a namespace; listing, ownership, CAS and
-//! token expiry. Stores are built the way the binary builds them: from a pipeline file, through
-//! `BuildContext` (address, auth, mount preflight). Each test works in its own mount.
+//! store, with a root token, AppRole, Kubernetes and JWT logins, inside namespaces; listing,
+//! ownership, CAS and a real token expiry. Stores are built the way the binary builds them: from
+//! a pipeline file, through `BuildContext` (address, auth, mount preflight). Each test works in
+//! its own mount (and auth mount); a test that needs the whole server starts a private one.
 
 use std::sync::Arc;
 
@@ -10,7 +11,9 @@ use crate::support::built;
 use secretsync::model::{SecretPath, SecretValue};
 use secretsync::store::{ErrorClass, Owner, WritableStore, conformance};
 use serde_json::{Value, json};
-use testbed::support::{Services, kubernetes_jwt, random_account_id, vault_expire_tokens, vault_request};
+use testbed::identity::{GitHubOidc, KubernetesApi, SigningKey, UNUSED_CA_PEM, now};
+use testbed::openbao::OpenBao;
+use testbed::support::{Services, random_account_id};
 
 /// A pipeline with one Vault target `T` (`vault_block` is the target's `vault:` mapping) and
 /// the root token.
@@ -88,24 +91,13 @@ async fn kv1_target_passes_the_store_contract_at_the_mount_root() {
 /// An AppRole on its own auth mount whose policy covers `mount` only; returns (auth mount,
 /// role id, secret id).
 async fn approle_for(services: &Services, mount: &str) -> (String, String, String) {
-    let id = random_account_id();
-    let (auth, policy) = (format!("approle-{id}"), format!("sync-{id}"));
+    let role = (
+        "POST",
+        "role/sync".to_owned(),
+        json!({ "token_policies": ["{policy}"] }),
+    );
+    let (auth, _) = auth_mount(services, "approle", mount, &[role]).await;
     let root = &services.vault_addr;
-    let rules =
-        format!("path \"{mount}/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }}");
-    let calls = [
-        ("POST", format!("sys/auth/{auth}"), json!({ "type": "approle" })),
-        ("PUT", format!("sys/policies/acl/{policy}"), json!({ "policy": rules })),
-        (
-            "POST",
-            format!("auth/{auth}/role/sync"),
-            json!({ "token_policies": [policy] }),
-        ),
-    ];
-    for (method, path, body) in calls {
-        let (status, answer) = services.vault_call(method, root, &path, Some(body)).await;
-        assert!(status < 300, "{method} {path}: {status} {answer}");
-    }
     let (_, role) = services
         .vault_call("GET", root, &format!("auth/{auth}/role/sync/role-id"), None)
         .await;
@@ -157,73 +149,104 @@ async fn a_wrong_approle_secret_fails_the_build_naming_the_login() {
     assert!(!err.contains(&role_id), "credentials never appear in errors: {err}");
 }
 
-#[tokio::test]
-#[expect(clippy::print_stderr, reason = "a skipped test says why")]
-async fn kubernetes_login_uses_the_service_account_token_file() {
-    let services = Services::get();
-    if services.vault_kind != "emulator" {
-        eprintln!(
-            "skipped: a real Vault verifies service-account tokens against a Kubernetes API, which the testbed does not run"
-        );
-        return;
-    }
-    let mount = services.vault_mount(2).await;
+/// An auth mount `{kind}-{id}` on the shared Vault, with a policy covering `mount` only, set up
+/// by `setup` (calls under `auth/{kind}-{id}/`; `{policy}` in a body stands for the policy's
+/// name); returns the auth mount's path and the policy's name.
+async fn auth_mount(services: &Services, kind: &str, mount: &str, setup: &[(&str, String, Value)]) -> (String, String) {
     let id = random_account_id();
-    let (auth, policy) = (format!("k8s-{id}"), format!("k8s-sync-{id}"));
-    let root = &services.vault_addr;
+    let (auth, policy) = (format!("{kind}-{id}"), format!("sync-{id}"));
     let rules =
         format!("path \"{mount}/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }}");
-    for (method, path, body) in [
-        ("POST", format!("sys/auth/{auth}"), json!({ "type": "kubernetes" })),
-        (
-            "POST",
-            format!("auth/{auth}/config"),
-            json!({ "kubernetes_host": "https://k8s" }),
-        ),
+    let mut calls = vec![
+        ("POST", format!("sys/auth/{auth}"), json!({ "type": kind })),
         ("PUT", format!("sys/policies/acl/{policy}"), json!({ "policy": rules })),
-        (
-            "POST",
-            format!("auth/{auth}/role/secretsync"),
-            json!({ "bound_service_account_names": ["secretsync"], "bound_service_account_namespaces": ["platform"], "token_policies": [policy] }),
-        ),
-    ] {
-        let (status, answer) = services.vault_call(method, root, &path, Some(body)).await;
+    ];
+    calls.extend(setup.iter().map(|(method, path, body)| {
+        let body = serde_json::from_str(&body.to_string().replace("{policy}", &policy)).unwrap();
+        (*method, format!("auth/{auth}/{path}"), body)
+    }));
+    for (method, path, body) in calls {
+        let (status, answer) = services
+            .vault_call(method, &services.vault_addr, &path, Some(body))
+            .await;
         assert!(status < 300, "{method} {path}: {status} {answer}");
     }
+    (auth, policy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_login_uses_the_service_account_token_file() {
+    let services = Services::get();
+    let mount = services.vault_mount(2).await;
+    // Vault asks the cluster's TokenReview API whether a token is genuine; the stand-in answers
+    // for the tokens it signed. Everything else is the real server's Kubernetes auth.
+    let kubernetes = KubernetesApi::start().await;
+    let (auth, _) = auth_mount(
+        &services,
+        "kubernetes",
+        &mount,
+        &[
+            (
+                "POST",
+                "config".to_owned(),
+                json!({ "kubernetes_host": kubernetes.url, "kubernetes_ca_cert": UNUSED_CA_PEM, "disable_local_ca_jwt": true }),
+            ),
+            (
+                "POST",
+                "role/secretsync".to_owned(),
+                json!({ "bound_service_account_names": ["secretsync"], "bound_service_account_namespaces": ["platform"], "token_policies": ["{policy}"] }),
+            ),
+        ],
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let jwt_file = dir.path().join("token");
     let build = |jwt: String| {
         std::fs::write(&jwt_file, jwt).unwrap();
         let yaml = format!(
-            "vault: {{ address: {root}, auth: {{ kubernetes: {{ role: secretsync, mount_path: {auth}, jwt_path: '{}' }} }} }}\n\
+            "vault: {{ address: {}, auth: {{ kubernetes: {{ role: secretsync, mount_path: {auth}, jwt_path: '{}' }} }} }}\n\
              sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
              targets: {{ T: {{ imports: [s], vault: {{ mount: {mount} }} }} }}\n",
+            services.vault_addr,
             jwt_file.display()
         );
         built(&yaml, Vec::<(String, String)>::new())
     };
-    let (pipe, context) = build(kubernetes_jwt("platform", "secretsync"));
+    let (pipe, context) = build(kubernetes.service_account_token("platform", "secretsync"));
     let store = context.target(&pipe.targets["T"]).await.unwrap();
     store.put(&p("db"), &json_value(&json!({ "k": 1 })), "T").await.unwrap();
     assert!(store.get(&p("db")).await.unwrap().is_some());
+    assert_eq!(kubernetes.reviews(), 1, "Vault reviewed the token with the cluster");
 
-    let (pipe, context) = build(kubernetes_jwt("platform", "intruder"));
+    // A genuine token of another service account: the role does not bind it.
+    let intruder = kubernetes.service_account_token("platform", "intruder");
+    let (pipe, context) = build(intruder.clone());
     let err = context.target(&pipe.targets["T"]).await.unwrap_err().to_string();
     assert!(
         err.contains(&format!("Kubernetes role `secretsync` (auth/{auth}) login failed")),
         "{err}"
     );
     assert!(err.contains("status 403"), "{err}");
+    assert!(!err.contains(&intruder), "the token never appears: {err}");
+}
+
+/// Whether the testbed's Vault lacks namespaces (HashiCorp Vault's open-source dev mode, with
+/// `--real-vault`); then says so, and the calling test returns: it is skipped, not passed.
+#[expect(clippy::print_stderr, reason = "a skipped test says why")]
+pub(crate) fn namespaces_unavailable(services: &Services) -> bool {
+    let unavailable = services.vault_kind == "vault";
+    if unavailable {
+        eprintln!(
+            "skipped: namespaces are a Vault Enterprise feature; the dev-mode Vault in docker-compose.test.yml has none (OpenBao, the default testbed, has them)"
+        );
+    }
+    unavailable
 }
 
 #[tokio::test]
-#[expect(clippy::print_stderr, reason = "a skipped test says why")]
 async fn stores_work_inside_a_namespace() {
     let services = Services::get();
-    if services.vault_kind != "emulator" {
-        eprintln!(
-            "skipped: namespaces are a Vault Enterprise feature; the dev-mode Vault in docker-compose.test.yml has none"
-        );
+    if namespaces_unavailable(&services) {
         return;
     }
     let ns = format!("ns-{}", random_account_id());
@@ -390,10 +413,19 @@ async fn sources_read_subtrees_skip_soft_deleted_secrets_and_keep_values_exact()
     let SecretValue::Json(read) = set[&p("app/db")].as_ref() else {
         panic!("a Vault secret reads as JSON")
     };
+    // Vault parses JSON numbers into 64-bit floats: `big` is stored as 12345678901234568. What
+    // secretsync reads is exactly what the server holds, number spelling included.
+    let (_, stored) = services
+        .vault_call("GET", &services.vault_addr, &format!("{mount}/data/team/app/db"), None)
+        .await;
     assert_eq!(
-        Value::Object(read.clone()),
-        exact,
-        "numbers, lists and nesting are kept exactly"
+        serde_json::to_string(&Value::Object(read.clone())).unwrap(),
+        serde_json::to_string(&stored["data"]["data"]).unwrap(),
+        "numbers, lists and nesting are read exactly as the server holds them"
+    );
+    assert_eq!(
+        (&read["port"], &read["ratio"], &read["nested"], &read["list"]),
+        (&exact["port"], &exact["ratio"], &exact["nested"], &exact["list"])
     );
     assert_eq!(listing.notes.len(), 1, "{:?}", listing.notes);
     assert!(
@@ -609,54 +641,82 @@ async fn text_values_are_refused_by_vault_stores_while_planning() {
         .check_value(&p(".secretsync-manifest"), &json_value(&json!({})))
         .unwrap_err();
     assert!(reserved.contains("reserves"), "{reserved}");
+
+    // Vault keeps numbers as float64: a number it would change is refused, naming the key; one
+    // it holds exactly (whatever its spelling) is fine.
+    let numbers = |text: &str| SecretValue::from_string(text.to_owned());
+    let changed = store
+        .check_value(
+            &p("db"),
+            &numbers(r#"{"db": {"ports": [5432, 12345678901234567]}, "ok": 1.0}"#),
+        )
+        .unwrap_err();
+    assert!(changed.contains("the number at `db.ports[1]` in `db`"), "{changed}");
+    assert!(changed.contains("write it as a string"), "{changed}");
+    assert!(
+        !changed.contains("12345678901234567"),
+        "the value is never quoted: {changed}"
+    );
+    store
+        .check_value(
+            &p("db"),
+            &numbers(r#"{"port": 5432, "ratio": 0.1, "n": 1.0, "e": 1e3}"#),
+        )
+        .unwrap();
 }
 
-/// A private emulator (so the test may expire every token) behind a private counting proxy.
-async fn private_vault() -> (testbed::vault::RunningVault, testbed::proxy::RunningProxy) {
-    let loopback = "127.0.0.1:0".parse().unwrap();
-    let vault = testbed::vault::start(loopback, "private-root").await.unwrap();
+/// Polls `condition` (every 100 ms, for at most `limit`) until it holds: for states a real
+/// server reaches in its own time, such as a token's expiry.
+async fn wait_for<F, Fut>(what: &str, limit: std::time::Duration, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_login_token_is_replaced_once_and_the_run_goes_on() {
+    // A private server, so that its token store holds only this test's tokens.
+    let vault = OpenBao::start("expiry-root").await;
     let proxy = testbed::proxy::start(
-        loopback,
-        &format!("http://{}", vault.addr),
+        "127.0.0.1:0".parse().unwrap(),
+        &vault.addr,
         testbed::proxy::Flavor::Vault,
     )
     .await
     .unwrap();
-    (vault, proxy)
-}
-
-#[tokio::test]
-async fn an_expired_login_token_is_replaced_once_and_the_run_goes_on() {
-    let (vault, proxy) = private_vault().await;
-    let addr = format!("http://{}", vault.addr);
-    let root = vault.root_token.as_str();
+    vault.mount_kv("kv", 2).await;
     for (method, path, body) in [
-        (
-            "POST",
-            "sys/mounts/kv",
-            json!({ "type": "kv", "options": { "version": "2" } }),
-        ),
         ("POST", "sys/auth/approle", json!({ "type": "approle" })),
         (
             "PUT",
             "sys/policies/acl/sync",
             json!({ "policy": "path \"kv/*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }" }),
         ),
-        ("POST", "auth/approle/role/ci", json!({ "token_policies": ["sync"] })),
+        // Tokens of this role live two seconds (a real TTL, enforced by the server).
+        (
+            "POST",
+            "auth/approle/role/ci",
+            json!({ "token_policies": ["sync"], "token_ttl": "2s", "token_max_ttl": "2s" }),
+        ),
         ("POST", "kv/data/app/db", json!({ "data": { "k": 1 } })),
     ] {
-        let (status, answer) = vault_request(&addr, root, method, path, Some(body)).await;
+        let (status, answer) = vault.call(method, path, Some(body)).await;
         assert!(status < 300, "{path}: {answer}");
     }
-    let role_id = vault_request(&addr, root, "GET", "auth/approle/role/ci/role-id", None)
-        .await
-        .1["data"]["role_id"]
+    let role_id = vault.call("GET", "auth/approle/role/ci/role-id", None).await.1["data"]["role_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let secret_id = vault_request(&addr, root, "POST", "auth/approle/role/ci/secret-id", None)
-        .await
-        .1["data"]["secret_id"]
+    let secret_id = vault.call("POST", "auth/approle/role/ci/secret-id", None).await.1["data"]["secret_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -676,10 +736,252 @@ async fn an_expired_login_token_is_replaced_once_and_the_run_goes_on() {
     };
     assert_eq!(logins(&proxy), 1);
 
-    vault_expire_tokens(&addr).await;
+    // The one AppRole token on this server is the store's; wait until the server lets it die.
+    let (_, listed) = vault.call("LIST", "auth/token/accessors", None).await;
+    let mut ours = Vec::new();
+    for accessor in listed["data"]["keys"].as_array().unwrap() {
+        let (_, token) = vault
+            .call(
+                "POST",
+                "auth/token/lookup-accessor",
+                Some(json!({ "accessor": accessor })),
+            )
+            .await;
+        if token["data"]["meta"]["role_name"] == "ci" {
+            ours.push(accessor.clone());
+        }
+    }
+    assert_eq!(ours.len(), 1, "the store logged in once: {listed}");
+    let accessor = ours.remove(0);
+    wait_for(
+        "the login token's expiry",
+        std::time::Duration::from_secs(30),
+        || async {
+            let (status, _) = vault
+                .call(
+                    "POST",
+                    "auth/token/lookup-accessor",
+                    Some(json!({ "accessor": accessor })),
+                )
+                .await;
+            status >= 400
+        },
+    )
+    .await;
+    // The next login gets a long-lived token, so nothing expires again during the test.
+    let (status, answer) = vault
+        .call(
+            "POST",
+            "auth/approle/role/ci",
+            Some(json!({ "token_ttl": "1h", "token_max_ttl": "1h" })),
+        )
+        .await;
+    assert!(status < 300, "{answer}");
+
     let (_, set) = source.read_all().await.unwrap();
     assert_eq!(set.len(), 1, "the read succeeded after logging in again");
     assert_eq!(logins(&proxy), 2, "exactly one new login");
     let (_, set) = source.read_all().await.unwrap();
     assert_eq!((set.len(), logins(&proxy)), (1, 2), "the new token is kept");
+}
+
+/// A JWT auth mount trusting `key` (`issuer` as the bound issuer), with role `sync` for tokens
+/// with audience `secretsync` from the repository `acme/platform`; its policy covers `mount`.
+pub(crate) async fn jwt_auth_mount(services: &Services, mount: &str, key: &SigningKey, issuer: &str) -> String {
+    let (auth, _) = auth_mount(
+        services,
+        "jwt",
+        mount,
+        &[
+            (
+                "POST",
+                "config".to_owned(),
+                json!({ "jwt_validation_pubkeys": [key.public_pem()], "bound_issuer": issuer }),
+            ),
+            (
+                "POST",
+                "role/sync".to_owned(),
+                json!({
+                    "role_type": "jwt",
+                    "user_claim": "sub",
+                    "bound_audiences": ["secretsync"],
+                    "bound_claims": { "repository": "acme/platform" },
+                    "token_policies": ["{policy}"],
+                }),
+            ),
+        ],
+    )
+    .await;
+    auth
+}
+
+/// Claims of a CI job's JWT for `audience`, issued `age` seconds ago and valid for 5 minutes.
+fn ci_claims(audience: &str, age: u64) -> Value {
+    let issued = now() - age;
+    json!({
+        "iss": "https://ci.example.com",
+        "aud": audience,
+        "sub": "repo:acme/platform:ref:refs/heads/main",
+        "repository": "acme/platform",
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + 300,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_login_reads_the_token_from_a_file_or_a_variable_and_refusals_name_the_cause_not_the_token() {
+    let services = Services::get();
+    let mount = services.vault_mount(2).await;
+    let key = SigningKey::generate();
+    let auth = jwt_auth_mount(&services, &mount, &key, "https://ci.example.com").await;
+    let yaml = |jwt_from: &str| {
+        format!(
+            "vault: {{ address: {}, auth: {{ jwt: {{ role: sync, mount_path: {auth}, {jwt_from} }} }} }}\n\
+             sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
+             targets: {{ T: {{ imports: [s], vault: {{ mount: {mount}, path: ci }} }} }}\n",
+            services.vault_addr
+        )
+    };
+    let from_variable = |jwt: &str| built(&yaml("jwt_env: CI_JOB_JWT"), [("CI_JOB_JWT", jwt)]);
+
+    let good = key.sign(&ci_claims("secretsync", 0));
+    let (pipeline, context) = from_variable(&good);
+    let store = context.target(&pipeline.targets["T"]).await.unwrap();
+    conformance::run(store.as_ref()).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwt");
+    std::fs::write(&file, format!("{good}\n")).unwrap();
+    let (pipeline, context) = built(
+        &yaml(&format!("jwt_path: '{}'", file.display())),
+        Vec::<(String, String)>::new(),
+    );
+    let store = context.target(&pipeline.targets["T"]).await.unwrap();
+    store.put(&p("db"), &json_value(&json!({ "k": 1 })), "T").await.unwrap();
+
+    let named = format!("JWT role `sync` (auth/{auth}, the JWT in $CI_JOB_JWT) login failed");
+    let refused = |jwt: String, cause: &'static str| {
+        let (pipeline, context) = from_variable(&jwt);
+        let named = &named;
+        async move {
+            let err = context.target(&pipeline.targets["T"]).await.unwrap_err().to_string();
+            assert!(err.contains(named.as_str()), "{err}");
+            assert!(
+                err.to_lowercase().contains(cause),
+                "the server's reason ({cause}): {err}"
+            );
+            assert!(!err.contains(&jwt), "the JWT never appears: {err}");
+            for part in jwt.split('.') {
+                assert!(!err.contains(part), "no part of the JWT appears: {err}");
+            }
+        }
+    };
+    refused(key.sign(&ci_claims("someone-else", 0)), "aud").await;
+    refused(key.sign(&ci_claims("secretsync", 3600)), "expired").await;
+    refused(SigningKey::generate().sign(&ci_claims("secretsync", 0)), "signature").await;
+
+    let (pipeline, context) = built(&yaml("jwt_env: CI_JOB_JWT"), Vec::<(String, String)>::new());
+    let err = context.target(&pipeline.targets["T"]).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`vault.auth.jwt.jwt_env` names $CI_JOB_JWT, which is not set"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_login_in_github_actions_asks_the_runner_for_an_oidc_token_with_the_configured_audience() {
+    let services = Services::get();
+    let mount = services.vault_mount(2).await;
+    let github = GitHubOidc::start("acme/platform").await;
+    let auth = jwt_auth_mount(&services, &mount, &github.key, testbed::identity::GITHUB_ISSUER).await;
+    let yaml = |audience: &str| {
+        format!(
+            "vault: {{ address: {}, auth: {{ jwt: {{ role: sync, mount_path: {auth}{audience} }} }} }}\n\
+             sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
+             targets: {{ T: {{ imports: [s], vault: {{ mount: {mount} }} }} }}\n",
+            services.vault_addr
+        )
+    };
+    let runner = [
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", github.request_url.as_str()),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", github.request_token.as_str()),
+    ];
+    let (pipeline, context) = built(&yaml(", audience: secretsync"), runner);
+    let store = context.target(&pipeline.targets["T"]).await.unwrap();
+    store.put(&p("db"), &json_value(&json!({ "k": 1 })), "T").await.unwrap();
+    assert_eq!(github.issued(), 1, "one token, asked of the runner");
+
+    // GitHub's default audience (the owner's URL) is not one the role accepts.
+    let (pipeline, context) = built(&yaml(""), runner);
+    let err = context.target(&pipeline.targets["T"]).await.unwrap_err().to_string();
+    assert!(
+        err.contains(", the GitHub Actions OIDC token) login failed") && err.to_lowercase().contains("aud"),
+        "{err}"
+    );
+    assert!(!err.contains(&github.request_token), "{err}");
+
+    // Outside a job with `id-token: write`, the variables are missing.
+    let (pipeline, context) = built(&yaml(", audience: secretsync"), Vec::<(String, String)>::new());
+    let err = context.target(&pipeline.targets["T"]).await.unwrap_err();
+    assert!(err.to_string().contains("ACTIONS_ID_TOKEN_REQUEST_URL"), "{err}");
+    assert!(err.hint().unwrap().contains("id-token: write"), "{err:?}");
+
+    // A wrong request token: the runner's service refuses it, and the message says so.
+    let (pipeline, context) = built(
+        &yaml(", audience: secretsync"),
+        [
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", github.request_url.as_str()),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "not-the-request-token"),
+        ],
+    );
+    let err = context.target(&pipeline.targets["T"]).await.unwrap_err().to_string();
+    assert!(
+        err.contains("cannot get the GitHub Actions OIDC token: the token service answered status 401"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_login_in_the_root_namespace_serves_stores_in_a_child_namespace() {
+    let services = Services::get();
+    if namespaces_unavailable(&services) {
+        return;
+    }
+    let root = &services.vault_addr;
+    let ns = format!("team-{}", random_account_id());
+    assert_eq!(
+        services
+            .vault_call("POST", root, &format!("sys/namespaces/{ns}"), None)
+            .await
+            .0,
+        200
+    );
+    let body = json!({ "type": "kv", "options": { "version": "2" } });
+    let (status, answer) = services
+        .vault_call("POST", root, &format!("{ns}/sys/mounts/kv"), Some(body))
+        .await;
+    assert!(status < 300, "{answer}");
+    // The AppRole and its policy live in the root namespace; the policy grants the child
+    // namespace's paths, as a platform team's would.
+    let (auth, role_id, secret_id) = approle_for(&services, &format!("{ns}/kv")).await;
+    let yaml = format!(
+        "vault: {{ address: {root}, auth: {{ approle: {{ mount: {auth}, role_id: '${{ROLE}}', secret_id: '${{SECRET}}' }} }} }}\n\
+         sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
+         targets: {{ T: {{ imports: [s], vault: {{ mount: kv, path: app, namespace: {ns} }} }} }}\n"
+    );
+    let (pipeline, context) = built(&yaml, [("ROLE", &role_id), ("SECRET", &secret_id)]);
+    let store = context.target(&pipeline.targets["T"]).await.unwrap();
+    assert!(
+        store.describe().contains(&format!("(namespace {ns})")),
+        "{}",
+        store.describe()
+    );
+    conformance::run(store.as_ref()).await.unwrap();
+    store.put(&p("db"), &json_value(&json!({ "k": 1 })), "T").await.unwrap();
+    let (inside, _) = services
+        .vault_call("GET", root, &format!("{ns}/kv/data/app/db"), None)
+        .await;
+    assert_eq!(inside, 200);
 }

@@ -1,8 +1,11 @@
-//! The binary end to end with Vault: sources, merge store and targets on the testbed's Vault,
-//! results read back through the Vault HTTP API; ACL denials, a sealed Vault, and
+//! The binary end to end with a real Vault server (the testbed's OpenBao): sources, merge store
+//! and targets, results read back through the Vault HTTP API; namespaces, ACL denials (real
+//! policies), a sealed server, JWT login with a GitHub Actions OIDC token, and
 //! `validate --check-vault`.
 
 use serde_json::{Value, json};
+use testbed::identity::{GITHUB_ISSUER, GitHubOidc};
+use testbed::openbao::OpenBao;
 use testbed::support::{Services, random_account_id, vault_request};
 
 use crate::support::{Output, TestEnv};
@@ -18,7 +21,7 @@ async fn seed(base: &str, token: &str, mount: &str, version: u8, path: &str, dat
     assert!(status < 300, "seeding {api} failed: {status} {answer}");
 }
 
-/// Runs the binary without blocking the runtime (a private emulator may be serving on it).
+/// Runs the binary without blocking the runtime (a test's proxy or stand-in may be serving on it).
 fn run(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Output {
     tokio::task::block_in_place(|| env.run_with(args, vars))
 }
@@ -126,6 +129,11 @@ async fn two_vault_sources_sync_to_file_and_vault_targets_with_inheritance() {
             "ünï cödé/key with spaces.json"
         ]
     );
+    // Vault keeps numbers as 64-bit floats: `big` (2^53 + 1) is held as 2^53. Targets get
+    // exactly what the source Vault holds.
+    let (_, held) = vault_request(addr, token, "GET", &format!("{v2}/data/platform/a/b/c/d/e"), None).await;
+    let deep = held["data"]["data"].clone();
+    assert_eq!(deep["n"]["big"].to_string(), "9007199254740992", "{deep}");
     assert_eq!(json_file(&env, "staging/a/b/c/d/e.json"), deep);
     assert_eq!(
         json_file(&env, "staging/db.json"),
@@ -140,7 +148,7 @@ async fn two_vault_sources_sync_to_file_and_vault_targets_with_inheritance() {
         (200, &json!({ "port": 5432, "user": "app" }))
     );
     let (_, e) = read(format!("{out}/data/production/a/b/c/d/e")).await;
-    assert_eq!(e["data"]["data"], deep, "nested values and big integers are exact");
+    assert_eq!(e["data"]["data"], deep, "nested values and numbers are exact");
     let (status, unicode) = read(format!("{out}/data/production/ünï cödé/key with spaces")).await;
     assert_eq!((status, &unicode["data"]["data"]), (200, &json!({ "k": "v" })));
     let (_, meta) = read(format!("{out}/metadata/production/shared/db")).await;
@@ -285,20 +293,11 @@ async fn a_refused_token_is_named_by_the_run_and_by_validate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_vault_fails_the_importing_targets_and_touches_nothing() {
-    // A private emulator: sealing the shared one would break tests running in parallel.
-    let vault = testbed::vault::start("127.0.0.1:0".parse().unwrap(), "sealed-root")
-        .await
-        .unwrap();
-    let (addr, root) = (format!("http://{}", vault.addr), vault.root_token.clone());
-    for mount in ["src", "dst"] {
-        let body = json!({ "type": "kv", "options": { "version": "2" } });
-        assert!(
-            vault_request(&addr, &root, "POST", &format!("sys/mounts/{mount}"), Some(body))
-                .await
-                .0
-                < 300
-        );
-    }
+    // A private server: sealing the shared one would break tests running in parallel.
+    let vault = OpenBao::start("sealed-root").await;
+    let (addr, root) = (vault.addr.clone(), vault.root_token.clone());
+    vault.mount_kv("src", 2).await;
+    vault.mount_kv("dst", 2).await;
     seed(&addr, &root, "src", 2, "app/db", &json!({ "password": "first" })).await;
     let env = TestEnv::new();
     env.write(
@@ -308,7 +307,8 @@ async fn a_sealed_vault_fails_the_importing_targets_and_touches_nothing() {
              sources: {{ app: {{ vault: {{ mount: src }} }} }}\n\
              targets:\n\
              \x20 Files: {{ imports: [app], file: {{ path: ./out }} }}\n\
-             \x20 Mirror: {{ imports: [app], vault: {{ mount: dst, path: mirror }} }}\n"
+             \x20 Mirror: {{ imports: [app], vault: {{ mount: dst, path: mirror }} }}\n\
+             pipeline: {{ resilience: {{ retries: {{ base_delay: 10ms, max_delay: 50ms }} }} }}\n"
         ),
     );
     let vars = [("VAULT_TOKEN", root.as_str())];
@@ -317,7 +317,7 @@ async fn a_sealed_vault_fails_the_importing_targets_and_touches_nothing() {
     let before = env.read("out/app/db.json");
 
     seed(&addr, &root, "src", 2, "app/db", &json!({ "password": "second" })).await;
-    assert_eq!(vault_request(&addr, &root, "PUT", "sys/seal", None).await.0, 204);
+    vault.seal().await;
     let sealed = run(&env, &["pipeline", "--exit-code"], &vars);
     assert_eq!(sealed.code, 2, "{}", sealed.snapshot());
     assert_eq!(
@@ -328,19 +328,33 @@ async fn a_sealed_vault_fails_the_importing_targets_and_touches_nothing() {
     );
     assert!(sealed.stdout.contains("2 targets, 2 failed"), "{}", sealed.stdout);
     assert_eq!(env.read("out/app/db.json"), before, "the file target is untouched");
+    assert!(!sealed.stdout.contains("second"), "values never appear");
 
-    assert_eq!(
-        vault_request(&addr, &root, "PUT", "sys/unseal", Some(json!({ "key": "x" })))
-            .await
-            .0,
-        200
+    let checked = run(&env, &["validate", "--check-vault"], &vars);
+    assert_eq!(checked.code, 2, "{}", checked.snapshot());
+    assert!(
+        checked
+            .stdout
+            .contains(&format!("✗ {addr}: Vault is sealed (status 503)")),
+        "{}",
+        checked.stdout
     );
+
+    vault.unseal().await;
     let (_, mirrored) = vault_request(&addr, &root, "GET", "dst/data/mirror/app/db", None).await;
     assert_eq!(
         mirrored["data"]["data"]["password"], "first",
         "the Vault target is untouched"
     );
     assert_eq!(mirrored["data"]["metadata"]["version"], 1, "and was not written at all");
+    let healthy = run(&env, &["validate", "--check-vault"], &vars);
+    assert_eq!(healthy.code, 0, "unsealed, every check passes: {}", healthy.snapshot());
+    let synced = run(&env, &["pipeline"], &vars);
+    assert_eq!(synced.code, 0, "{}", synced.snapshot());
+    assert!(
+        env.read("out/app/db.json").contains("second"),
+        "the change arrives once unsealed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,4 +549,287 @@ async fn ownership_costs_one_manifest_write_per_run_on_kv1_and_one_metadata_writ
         manifest["data"]["managed"].as_object().map(serde_json::Map::len),
         Some(20)
     );
+}
+
+/// Creates namespace `ns` (with path `ns`) on the shared server.
+async fn namespace(s: &Services, ns: &str) {
+    let (status, answer) = s
+        .vault_call("POST", &s.vault_addr, &format!("sys/namespaces/{ns}"), None)
+        .await;
+    assert!(status < 300, "creating namespace {ns}: {status} {answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_namespace_feeds_two_team_namespaces_through_a_root_merge_store() {
+    let s = Services::get();
+    if crate::vault::namespaces_unavailable(&s) {
+        return;
+    }
+    let (addr, token) = (s.vault_addr.as_str(), s.vault_token.as_str());
+    let id = random_account_id();
+    let (platform, team_a, team_b) = (format!("platform-{id}"), format!("team-a-{id}"), format!("team-b-{id}"));
+    for ns in [&platform, &team_a, &team_b] {
+        namespace(&s, ns).await;
+    }
+    for (ns, mount, version) in [(&platform, "shared", "2"), (&team_a, "kv", "1"), (&team_b, "kv", "2")] {
+        let body = json!({ "type": "kv", "options": { "version": version } });
+        let (status, answer) =
+            vault_request(addr, token, "POST", &format!("{ns}/sys/mounts/{mount}"), Some(body)).await;
+        assert!(status < 300, "{answer}");
+    }
+    let merged = s.vault_mount(2).await;
+    let db = json!({ "password": "pl-secret", "port": 5432, "ratio": 0.25, "big": 9_007_199_254_740_993_u64, "tags": ["a", 1, null] });
+    seed(addr, token, &format!("{platform}/shared"), 2, "db", &db).await;
+    seed(
+        addr,
+        token,
+        &format!("{platform}/shared"),
+        2,
+        "api/key",
+        &json!({ "token": "pl-token" }),
+    )
+    .await;
+
+    let env = TestEnv::new();
+    env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: {addr} }}\n\
+             sources:\n\
+             \x20 platform: {{ vault: {{ mount: shared, namespace: {platform} }} }}\n\
+             merge_store: {{ vault: {{ mount: {merged}, prefix: merged }} }}\n\
+             targets:\n\
+             \x20 TeamA: {{ imports: [platform], vault: {{ mount: kv, path: app, namespace: {team_a} }} }}\n\
+             \x20 TeamB: {{ imports: [platform], vault: {{ mount: kv, namespace: '{team_b}/' }} }}\n"
+        ),
+    );
+    let vars = [("VAULT_TOKEN", token)];
+    let checked = run(&env, &["validate", "--check-vault"], &vars);
+    assert_eq!(checked.code, 0, "{}", checked.snapshot());
+    for ns in [&platform, &team_a, &team_b] {
+        assert!(
+            checked.stdout.contains(&format!("✓ {addr} (namespace {ns}): Vault ")),
+            "one connection per namespace: {}",
+            checked.stdout
+        );
+    }
+    let first = run(&env, &["pipeline"], &vars);
+    assert_eq!(first.code, 0, "{}", first.snapshot());
+
+    // Each target holds exactly what the platform namespace holds (as the server stores it).
+    let (_, held) = vault_request(addr, token, "GET", &format!("{platform}/shared/data/db"), None).await;
+    let held = held["data"]["data"].to_string();
+    let (status, a) = vault_request(addr, token, "GET", &format!("{team_a}/kv/app/db"), None).await;
+    assert_eq!(
+        (status, a["data"].to_string()),
+        (200, held.clone()),
+        "KV v1 in {team_a}"
+    );
+    let (status, b) = vault_request(addr, token, "GET", &format!("{team_b}/kv/data/db"), None).await;
+    assert_eq!(
+        (status, b["data"]["data"].to_string()),
+        (200, held.clone()),
+        "KV v2 in {team_b}"
+    );
+    let (status, m) = vault_request(addr, token, "GET", &format!("{merged}/data/merged/TeamB/db"), None).await;
+    assert_eq!(
+        (status, m["data"]["data"].to_string()),
+        (200, held),
+        "the merge store in the root"
+    );
+    let (_, meta) = vault_request(addr, token, "GET", &format!("{team_b}/kv/metadata/api/key"), None).await;
+    assert_eq!(meta["data"]["custom_metadata"]["secretsync:target"], "TeamB");
+    // Nothing landed in the other team's namespace or in the root.
+    assert_eq!(
+        vault_request(addr, token, "GET", &format!("{team_a}/kv/db"), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        vault_request(addr, token, "GET", &format!("{team_b}/kv/data/app/db"), None)
+            .await
+            .0,
+        404
+    );
+
+    let again = run(&env, &["pipeline", "--exit-code"], &vars);
+    assert_eq!(again.code, 0, "converged: {}", again.snapshot());
+    assert!(
+        again.stdout.contains("0 created, 0 updated, 0 deleted, 4 unchanged"),
+        "{}",
+        again.stdout
+    );
+    for output in [&first, &again, &checked] {
+        for value in ["pl-secret", "pl-token"] {
+            assert!(!output.stdout.contains(value) && !output.stderr.contains(value));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_logs_in_with_its_github_oidc_token_and_syncs_with_no_stored_vault_secret() {
+    let s = Services::get();
+    let (addr, root) = (s.vault_addr.as_str(), s.vault_token.as_str());
+    let mount = s.vault_mount(2).await;
+    seed(addr, root, &mount, 2, "src/db", &json!({ "password": "from-ci" })).await;
+    let github = GitHubOidc::start("acme/platform").await;
+    let auth = crate::vault::jwt_auth_mount(&s, &mount, &github.key, GITHUB_ISSUER).await;
+    let env = TestEnv::new();
+    env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: {addr}, auth: {{ jwt: {{ role: sync, mount_path: {auth}, audience: secretsync }} }} }}\n\
+             sources: {{ app: {{ vault: {{ mount: {mount}, paths: [src/] }} }} }}\n\
+             targets: {{ Mirror: {{ imports: [app], vault: {{ mount: {mount}, path: mirror }} }} }}\n"
+        ),
+    );
+    // What the runner sets in a job with `permissions: { id-token: write }`; no VAULT_TOKEN.
+    let runner = [
+        ("GITHUB_ACTIONS", "true"),
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", github.request_url.as_str()),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", github.request_token.as_str()),
+    ];
+    let out = run(&env, &["pipeline", "-o", "human"], &runner);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert_eq!(github.issued(), 1, "one OIDC token for the run");
+    let (status, mirrored) = vault_request(addr, root, "GET", &format!("{mount}/data/mirror/src/db"), None).await;
+    assert_eq!(
+        (status, &mirrored["data"]["data"]["password"]),
+        (200, &json!("from-ci"))
+    );
+    let checked = run(&env, &["validate", "--check-vault"], &runner);
+    assert_eq!(checked.code, 0, "{}", checked.snapshot());
+    assert!(
+        checked.stdout.contains(&format!(
+            "logged in with JWT role `sync` (auth/{auth}, the GitHub Actions OIDC token)"
+        )),
+        "{}",
+        checked.stdout
+    );
+    for output in [&out, &checked] {
+        let all = format!("{}{}", output.stdout, output.stderr);
+        assert!(!all.contains(&github.request_token), "the request token never appears");
+        assert!(!all.contains("eyJ"), "no JWT appears: {all}");
+        assert!(!all.contains("from-ci"), "no value appears");
+    }
+}
+
+/// The policy blocks of `docs/vault.md` (`# policy: NAME` on their first line), by name.
+fn documented_policies() -> Vec<(String, String)> {
+    let doc = std::fs::read_to_string(crate::support::repo().join("docs/vault.md")).unwrap();
+    doc.split("```hcl\n")
+        .skip(1)
+        .filter_map(|block| {
+            let block = block.split("```").next()?;
+            let name = block.lines().next()?.strip_prefix("# policy: ")?;
+            Some((name.to_owned(), block.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policies_in_docs_vault_md_are_enough_and_validate_says_so() {
+    let s = Services::get();
+    let (addr, root) = (s.vault_addr.as_str(), s.vault_token.as_str());
+    let mount = s.vault_mount(2).await;
+    let policies = documented_policies();
+    let names: Vec<&str> = policies.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["source", "target", "merge store"],
+        "docs/vault.md's policy blocks"
+    );
+    let id = random_account_id();
+    let mut granted = Vec::new();
+    for (name, rules) in &policies {
+        let policy = format!("{}-{id}", name.replace(' ', "-"));
+        let rules = rules.replace("\"kv/", &format!("\"{mount}/"));
+        let (status, answer) = s
+            .vault_call(
+                "PUT",
+                addr,
+                &format!("sys/policies/acl/{policy}"),
+                Some(json!({ "policy": rules })),
+            )
+            .await;
+        assert!(status < 300, "{name}: {answer}");
+        granted.push(policy);
+    }
+    let (_, created) = s
+        .vault_call("POST", addr, "auth/token/create", Some(json!({ "policies": granted })))
+        .await;
+    let token = created["auth"]["client_token"].as_str().unwrap().to_owned();
+    seed(addr, root, &mount, 2, "app/db", &json!({ "password": "v1" })).await;
+    seed(addr, root, &mount, 2, "app/api", &json!({ "key": "k1" })).await;
+    let env = TestEnv::new();
+    env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: {addr} }}\n\
+             sources: {{ app: {{ vault: {{ mount: {mount}, paths: [app/] }} }} }}\n\
+             merge_store: {{ vault: {{ mount: {mount}, prefix: merged }} }}\n\
+             targets: {{ Mirror: {{ imports: [app], vault: {{ mount: {mount}, path: synced }} }} }}\n\
+             pipeline: {{ sync: {{ delete_orphans: true }} }}\n"
+        ),
+    );
+    let vars = [("VAULT_TOKEN", token.as_str())];
+    let checked = run(&env, &["validate", "--check-vault"], &vars);
+    assert_eq!(checked.code, 0, "{}", checked.snapshot());
+    let step = |what: &str, expect: &str| {
+        let out = run(&env, &["pipeline"], &vars);
+        assert_eq!(out.code, 0, "{what}: {}", out.snapshot());
+        assert!(out.stdout.contains(expect), "{what}: {}", out.stdout);
+    };
+    step("create", "2 created");
+    seed(addr, root, &mount, 2, "app/db", &json!({ "password": "v2" })).await;
+    step("update", "1 updated");
+    let (status, _) = vault_request(addr, root, "DELETE", &format!("{mount}/metadata/app/api"), None).await;
+    assert_eq!(status, 204);
+    step("delete", "1 deleted");
+    seed(addr, root, &mount, 2, "app/api", &json!({ "key": "k2" })).await;
+    step("restore", "↺ app/api");
+    let again = run(&env, &["pipeline", "--exit-code"], &vars);
+    assert_eq!(again.code, 0, "converged: {}", again.snapshot());
+    let (_, api) = vault_request(addr, root, "GET", &format!("{mount}/data/synced/app/api"), None).await;
+    assert_eq!(api["data"]["data"]["key"], "k2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_vault_would_round_is_refused_while_planning_and_spelling_changes_converge() {
+    let s = Services::get();
+    let mount = s.vault_mount(2).await;
+    let env = TestEnv::new();
+    env.write("src/db.json", r#"{"id": 12345678901234567, "port": 5432.0}"#);
+    env.write("src/api.json", r#"{"ratio": 1e-1, "n": 1.0}"#);
+    env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: {} }}\n\
+             sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             targets: {{ Vaulted: {{ imports: [files], vault: {{ mount: {mount} }} }} }}\n",
+            s.vault_addr
+        ),
+    );
+    let vars = [("VAULT_TOKEN", s.vault_token.as_str())];
+    let out = run(&env, &["pipeline"], &vars);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stdout.contains("the number at `id` in `db`"),
+        "the plan names the key: {}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("12345678901234567"), "{}", out.stdout);
+    let (status, _) = s
+        .vault_call("GET", &s.vault_addr, &format!("{mount}/data/db"), None)
+        .await;
+    assert_eq!(status, 404, "nothing rounded was written");
+
+    // Fixed as the message says; `1.0` and `1e-1` come back as `1` and `0.1` and still
+    // compare equal, so the second run has nothing to do.
+    env.write("src/db.json", r#"{"id": "12345678901234567", "port": 5432.0}"#);
+    let fixed = run(&env, &["pipeline"], &vars);
+    assert_eq!(fixed.code, 0, "{}", fixed.snapshot());
+    let again = run(&env, &["pipeline", "--exit-code"], &vars);
+    assert_eq!(again.code, 0, "converged: {}", again.snapshot());
 }

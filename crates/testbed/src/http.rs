@@ -1,4 +1,4 @@
-//! A small HTTP/1.1 server on top of hyper, shared by the emulator: a request with its body read,
+//! A small HTTP/1.1 server on top of hyper, shared by the identity stand-ins: a request with its body read,
 //! a response built from status + JSON, one task per connection.
 
 use std::future::Future;

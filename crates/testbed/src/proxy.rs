@@ -1,4 +1,4 @@
-//! A fault-injecting reverse proxy for moto and the Vault emulator.
+//! A fault-injecting reverse proxy for moto and OpenBao (or Vault).
 //!
 //! Every request is classified — AWS: service from the SigV4 credential scope, operation from
 //! `X-Amz-Target`, a query-protocol `Action=`, or S3's method and path; Vault: method and path

@@ -1,5 +1,5 @@
 //! What tests use to reach the testbed: its addresses, an isolated AWS account per test on moto,
-//! an isolated Vault mount per test, and the fault proxies' admin API.
+//! an isolated Vault mount per test on OpenBao, and the fault proxies' admin API.
 //!
 //! [`Services::get`] reads the `SECRETSYNC_TEST_*` variables, else `target/testbed/env`, else
 //! brings the testbed up with `scripts/testbed up`. It never skips: if the services cannot be
@@ -19,14 +19,18 @@ pub struct Services {
     pub aws_endpoint: String,
     /// The fault proxy in front of moto.
     pub aws_proxy: String,
-    /// The Vault emulator (or a real Vault from docker-compose.test.yml).
+    /// OpenBao (or HashiCorp Vault from docker-compose.test.yml).
     pub vault_addr: String,
     /// The fault proxy in front of Vault.
     pub vault_proxy: String,
     /// A root token for Vault.
     pub vault_token: String,
-    /// `emulator` or `vault`.
+    /// `openbao` or `vault`.
     pub vault_kind: String,
+    /// OpenBao's unseal key (dev mode has one), when the testbed runs OpenBao.
+    pub vault_unseal_key: Option<String>,
+    /// The `bao` binary the testbed runs, for tests that start a private server.
+    pub bao_binary: Option<PathBuf>,
 }
 
 /// The repository root.
@@ -44,7 +48,11 @@ fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> Option<Services> {
         vault_addr: lookup("SECRETSYNC_TEST_VAULT_ADDR")?,
         vault_proxy: lookup("SECRETSYNC_TEST_VAULT_PROXY")?,
         vault_token: lookup("SECRETSYNC_TEST_VAULT_TOKEN")?,
-        vault_kind: lookup("SECRETSYNC_TEST_VAULT_KIND").unwrap_or_else(|| "emulator".to_owned()),
+        vault_kind: lookup("SECRETSYNC_TEST_VAULT_KIND").unwrap_or_else(|| "openbao".to_owned()),
+        vault_unseal_key: lookup("SECRETSYNC_TEST_VAULT_UNSEAL_KEY").filter(|k| !k.is_empty()),
+        bao_binary: lookup("SECRETSYNC_TEST_BAO")
+            .filter(|b| !b.is_empty())
+            .map(PathBuf::from),
     })
 }
 
@@ -204,7 +212,7 @@ impl Services {
 }
 
 /// A Vault API call (`{base}/v1/{path}`) with `token`: the status and the JSON body (`null`
-/// when empty). For a Vault other than the shared one, such as a test's private emulator.
+/// when empty). For a Vault other than the shared one, such as a test's private OpenBao.
 pub async fn vault_request(base: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
     let mut request = reqwest::Client::new()
@@ -220,29 +228,6 @@ pub async fn vault_request(base: &str, token: &str, method: &str, path: &str, bo
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// Expires every token but the root token of the emulator at `base` (an emulator control, not
-/// Vault API); panics if `base` is not an emulator.
-pub async fn vault_expire_tokens(base: &str) {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/__emulator/expire-tokens"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("Vault at {base} does not answer: {e}"));
-    assert_eq!(resp.status().as_u16(), 204, "{base} is not the emulator");
-}
-
-/// A Kubernetes service-account JWT for `service_account` in `namespace` (projected-token
-/// claims). Its signature is a placeholder: the emulator checks claims, not signatures.
-pub fn kubernetes_jwt(namespace: &str, service_account: &str) -> String {
-    use base64::Engine as _;
-    let part = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let claims = json!({
-        "sub": format!("system:serviceaccount:{namespace}:{service_account}"),
-        "kubernetes.io": { "namespace": namespace, "serviceaccount": { "name": service_account } },
-    });
-    format!("{}.{}.signature", part(&json!({ "alg": "RS256" })), part(&claims))
 }
 
 /// Credentials for an isolated account on moto.
@@ -369,7 +354,7 @@ mod tests {
         let s = from_env_file(text).unwrap();
         assert_eq!(
             (s.aws_endpoint.as_str(), s.vault_token.as_str(), s.vault_kind.as_str()),
-            ("http://127.0.0.1:1", "t", "emulator")
+            ("http://127.0.0.1:1", "t", "openbao")
         );
         assert!(from_env_file("export SECRETSYNC_TEST_AWS_ENDPOINT=x\n").is_none());
         let id = random_account_id();

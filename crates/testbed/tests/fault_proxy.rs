@@ -1,32 +1,28 @@
-//! The fault proxy in front of the Vault emulator: counting, Vault-format errors, rule limits,
-//! latency and connection resets. (AWS formats are exercised with the AWS SDK against moto in
-//! secretsync's service tests.)
+//! The fault proxy in front of the testbed's OpenBao (a private proxy per test): counting,
+//! Vault-format errors, rule limits, latency and connection resets. (AWS formats are exercised
+//! with the AWS SDK against moto in secretsync's service tests.)
 
 use std::time::{Duration, Instant};
 
 use reqwest::Client;
 use serde_json::{Value, json};
 use testbed::proxy::{Fault, Flavor, Rule};
+use testbed::support::Services;
 
-async fn setup() -> (testbed::proxy::RunningProxy, String) {
-    let vault = testbed::vault::start("127.0.0.1:0".parse().unwrap(), "root")
+/// A private proxy in front of the shared OpenBao; its base URL; a fresh KV v2 mount.
+async fn setup() -> (testbed::proxy::RunningProxy, String, String) {
+    let services = Services::get();
+    let proxy = testbed::proxy::start("127.0.0.1:0".parse().unwrap(), &services.vault_addr, Flavor::Vault)
         .await
         .unwrap();
-    let proxy = testbed::proxy::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &format!("http://{}", vault.addr),
-        Flavor::Vault,
-    )
-    .await
-    .unwrap();
     let base = format!("http://{}", proxy.addr);
-    (proxy, base)
+    (proxy, base, services.vault_mount(2).await)
 }
 
 async fn get(base: &str, path: &str) -> reqwest::Result<(u16, Value)> {
     let resp = Client::new()
         .get(format!("{base}{path}"))
-        .header("X-Vault-Token", "root")
+        .header("X-Vault-Token", Services::get().vault_token)
         .send()
         .await?;
     let status = resp.status().as_u16();
@@ -36,17 +32,18 @@ async fn get(base: &str, path: &str) -> reqwest::Result<(u16, Value)> {
 
 #[tokio::test]
 async fn forwards_and_counts_by_operation() {
-    let (proxy, base) = setup().await;
+    let (proxy, base, mount) = setup().await;
     Client::new()
-        .post(format!("{base}/v1/secret/data/a/b"))
-        .header("X-Vault-Token", "root")
+        .post(format!("{base}/v1/{mount}/data/a/b"))
+        .header("X-Vault-Token", Services::get().vault_token)
         .json(&json!({ "data": { "x": 1 } }))
         .send()
         .await
         .unwrap();
-    let (status, body) = get(&base, "/v1/secret/data/a/b").await.unwrap();
+    let (status, body) = get(&base, &format!("/v1/{mount}/data/a/b")).await.unwrap();
     assert_eq!((status, body["data"]["data"]["x"].clone()), (200, json!(1)));
-    get(&base, "/v1/secret/metadata/a?list=true").await.unwrap();
+    let (status, listed) = get(&base, &format!("/v1/{mount}/metadata/a?list=true")).await.unwrap();
+    assert_eq!((status, listed["data"]["keys"].clone()), (200, json!(["b"])));
     get(&base, "/v1/sys/health").await.unwrap();
     let counts = proxy.counts();
     let count = |op: &str| {
@@ -54,9 +51,9 @@ async fn forwards_and_counts_by_operation() {
             .get(&("vault".to_owned(), op.to_owned()))
             .map_or(0, |c| c.requests)
     };
-    assert_eq!(count("POST secret/data/*"), 1);
-    assert_eq!(count("GET secret/data/*"), 1);
-    assert_eq!(count("LIST secret/metadata/*"), 1);
+    assert_eq!(count(&format!("POST {mount}/data/*")), 1);
+    assert_eq!(count(&format!("GET {mount}/data/*")), 1);
+    assert_eq!(count(&format!("LIST {mount}/metadata/*")), 1);
     assert_eq!(count("GET sys/health"), 1);
     let over_http: Value = Client::new()
         .get(format!("{base}/__fault/counts"))
@@ -71,7 +68,7 @@ async fn forwards_and_counts_by_operation() {
 
 #[tokio::test]
 async fn injects_vault_format_errors_with_times_and_skip() {
-    let (proxy, base) = setup().await;
+    let (proxy, base, _) = setup().await;
     let rule = Rule {
         operation: Some("GET sys/health".into()),
         fault: Fault {
@@ -100,10 +97,9 @@ async fn injects_vault_format_errors_with_times_and_skip() {
 
 #[tokio::test]
 async fn rules_can_be_added_over_http_and_match_paths() {
-    let (_proxy, base) = setup().await;
+    let (_proxy, base, mount) = setup().await;
     let http = Client::new();
-    let rule =
-        json!({ "path": "^/v1/secret/data/forbidden", "fault": { "status": 403, "message": "permission denied" } });
+    let rule = json!({ "path": format!("^/v1/{mount}/data/forbidden"), "fault": { "status": 403, "message": "permission denied" } });
     let id: Value = http
         .post(format!("{base}/__fault/rules"))
         .json(&rule)
@@ -114,11 +110,12 @@ async fn rules_can_be_added_over_http_and_match_paths() {
         .await
         .unwrap();
     assert!(id["id"].as_u64().is_some());
-    assert_eq!(get(&base, "/v1/secret/data/forbidden/x").await.unwrap().0, 403);
+    let forbidden = format!("/v1/{mount}/data/forbidden/x");
+    assert_eq!(get(&base, &forbidden).await.unwrap().0, 403);
     assert_eq!(
-        get(&base, "/v1/secret/data/allowed").await.unwrap().0,
+        get(&base, &format!("/v1/{mount}/data/allowed")).await.unwrap().0,
         404,
-        "other paths reach the emulator"
+        "other paths reach OpenBao"
     );
     let bad = http
         .post(format!("{base}/__fault/rules"))
@@ -128,13 +125,13 @@ async fn rules_can_be_added_over_http_and_match_paths() {
         .unwrap();
     assert_eq!(bad.status(), 400);
     http.delete(format!("{base}/__fault/rules")).send().await.unwrap();
-    assert_eq!(get(&base, "/v1/secret/data/forbidden/x").await.unwrap().0, 404);
+    assert_eq!(get(&base, &forbidden).await.unwrap().0, 404);
 }
 
 #[tokio::test]
 async fn seeded_probability_repeats() {
     let pattern = |seed: u64| async move {
-        let (proxy, base) = setup().await;
+        let (proxy, base, _) = setup().await;
         proxy
             .add_rule(Rule {
                 fault: Fault {
@@ -160,7 +157,7 @@ async fn seeded_probability_repeats() {
 
 #[tokio::test]
 async fn latency_and_resets_are_observable() {
-    let (proxy, base) = setup().await;
+    let (proxy, base, _) = setup().await;
     proxy
         .add_rule(Rule {
             operation: Some("GET sys/health".into()),
