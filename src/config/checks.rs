@@ -99,7 +99,10 @@ pub(crate) fn namespace(value: &str) -> Result<(), String> {
     const RESERVED: [&str; 6] = ["root", "sys", "audit", "auth", "cubbyhole", "identity"];
     let trimmed = value.trim_matches('/');
     if trimmed.is_empty() {
-        return Err("a namespace is empty; leave the key out to use the root namespace".to_owned());
+        return Err(
+            "a namespace is empty; leave the key out for the root namespace (on a source, target or merge store: `/`)"
+                .to_owned(),
+        );
     }
     for name in trimmed.split('/') {
         if name.is_empty() {

@@ -271,9 +271,16 @@ impl Compiler<'_> {
         namespace: Option<&Spanned<String>>,
         at: &str,
     ) -> (Option<String>, Option<String>) {
+        // `namespace: /` names the root namespace when `vault.namespace` names another.
+        let namespace = match namespace {
+            Some(root) if root.value.trim().trim_matches('/').is_empty() && root.value.contains('/') => {
+                Some(String::new())
+            }
+            other => self.namespace(other, &format!("`{at}.namespace`")),
+        };
         (
             self.checked(address, &format!("`{at}.address`"), checks::url),
-            self.namespace(namespace, &format!("`{at}.namespace`")),
+            namespace,
         )
     }
 
@@ -381,6 +388,19 @@ impl Compiler<'_> {
     }
 
     fn jwt_auth(&mut self, raw: &Spanned<RawJwtAuth>) -> Option<VaultAuth> {
+        for (value, key) in [
+            (&raw.role, "role"),
+            (&raw.mount_path, "mount_path"),
+            (&raw.audience, "audience"),
+        ] {
+            if let Some(v) = value
+                && v.value.trim().trim_matches('/').is_empty()
+            {
+                self.error(v.mark, format!("`vault.auth.jwt.{key}` is empty")).hint =
+                    Some("leave the key out for its default".to_owned());
+                return None;
+            }
+        }
         let jwt = match (&raw.jwt_path, &raw.jwt_env) {
             (Some(_), Some(env)) => {
                 self.error(

@@ -165,15 +165,22 @@ fn canonical_number(text: &str) -> (bool, String, i64) {
         None => (false, text),
     };
     let (mantissa, mut exponent) = match unsigned.find(['e', 'E']) {
-        Some(at) => (
-            &unsigned[..at],
-            unsigned[at + 1..].trim_start_matches('+').parse::<i64>().unwrap_or(0),
-        ),
+        Some(at) => {
+            let written = unsigned[at + 1..].trim_start_matches('+');
+            // An exponent beyond i64 is kept as a huge one of its sign; the arithmetic below
+            // saturates, so no spelling of a number can overflow it.
+            let huge = if written.starts_with('-') {
+                i64::MIN / 2
+            } else {
+                i64::MAX / 2
+            };
+            (&unsigned[..at], written.parse::<i64>().unwrap_or(huge))
+        }
         None => (unsigned, 0),
     };
     let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let mut digits: String = int_part.chars().chain(frac_part.chars()).collect();
-    exponent -= i64::try_from(frac_part.len()).unwrap_or(0);
+    exponent = exponent.saturating_sub(i64::try_from(frac_part.len()).unwrap_or(i64::MAX));
     let trimmed = digits.trim_start_matches('0');
     if trimmed.is_empty() {
         return (false, "0".to_owned(), 0);
@@ -181,7 +188,7 @@ fn canonical_number(text: &str) -> (bool, String, i64) {
     digits = trimmed.to_owned();
     while digits.ends_with('0') {
         digits.pop();
-        exponent += 1;
+        exponent = exponent.saturating_add(1);
     }
     (negative, digits, exponent)
 }
@@ -243,6 +250,14 @@ mod tests {
         ] {
             assert!(!survives_float64(&number(lost)), "{lost}");
         }
+        // Exponents at and beyond i64's range neither overflow nor compare equal to small ones.
+        assert!(
+            !survives_float64(&number("1.5e-9223372036854775808")),
+            "a float holds it as 0: a different number"
+        );
+        assert!(!survives_float64(&number("10e9223372036854775807")));
+        let (huge, one) = (number("1e99999999999999999999"), number("1"));
+        assert!(!json_semantic_eq(&Value::Number(huge), &Value::Number(one)));
     }
 
     #[test]

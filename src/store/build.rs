@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use super::aws::{AwsClients, S3MergeStore, SecretsManagerStore, Session, SmMode};
-use super::vault::{Limits, Role, VaultConnection, VaultEndpoint, VaultMergeStore, VaultStore};
+use super::vault::{Limits, Role, VaultConnection, VaultEndpoint, VaultLogin, VaultMergeStore, VaultStore};
 use super::{ErrorClass, FileMergeStore, FileStore, MergeStore, Store, WritableStore};
 use crate::config::{Deletion, MergeStoreSpec, Pipeline, Source, Target, TargetKind, VaultLocation, VaultSettings};
 use crate::model::SecretPath;
@@ -84,6 +84,8 @@ pub struct BuildContext {
     deletion: Deletion,
     pub(crate) env: EnvLookup,
     home: Option<PathBuf>,
+    /// One login per Vault address, shared by its connections (one per namespace).
+    logins: Mutex<BTreeMap<String, Result<Arc<VaultLogin>, BuildError>>>,
     connections: Mutex<BTreeMap<VaultEndpoint, Result<Arc<VaultConnection>, BuildError>>>,
     mounts: Mutex<BTreeMap<MountKey, Result<ResolvedMount, BuildError>>>,
 }
@@ -113,6 +115,7 @@ impl BuildContext {
             deletion: pipeline.settings.deletion,
             env,
             home,
+            logins: Mutex::new(BTreeMap::new()),
             connections: Mutex::new(BTreeMap::new()),
             mounts: Mutex::new(BTreeMap::new()),
         }
@@ -289,19 +292,32 @@ impl BuildContext {
         if let Some(known) = connections.get(endpoint) {
             return known.clone();
         }
-        let made = VaultConnection::connect(
-            &self.vault,
-            endpoint,
-            &*self.env,
-            self.home.as_ref(),
-            Arc::clone(&self.resilience),
-        )
-        .await
-        .map_err(|e| BuildError::Vault {
-            message: e.message,
-            hint: e.hint,
-        });
+        let made = match self.vault_login(&endpoint.address).await {
+            Ok(login) => VaultConnection::new(endpoint, login, Arc::clone(&self.resilience))
+                .map(Arc::new)
+                .map_err(|e| BuildError::Vault {
+                    message: e.message,
+                    hint: e.hint,
+                }),
+            Err(e) => Err(e),
+        };
         connections.insert(endpoint.clone(), made.clone());
+        made
+    }
+
+    /// The (shared) login to the Vault at `address`, logging in on first use.
+    async fn vault_login(&self, address: &str) -> Result<Arc<VaultLogin>, BuildError> {
+        let mut logins = self.logins.lock().await;
+        if let Some(known) = logins.get(address) {
+            return known.clone();
+        }
+        let made = VaultLogin::connect(&self.vault, address, &*self.env, self.home.as_ref())
+            .await
+            .map_err(|e| BuildError::Vault {
+                message: e.message,
+                hint: e.hint,
+            });
+        logins.insert(address.to_owned(), made.clone());
         made
     }
 

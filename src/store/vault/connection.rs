@@ -22,8 +22,7 @@ use std::sync::{Arc, Mutex};
 use rustify::endpoint::Endpoint;
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use std::future::Future;
-use tokio::sync::RwLock;
-use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
+use vaultrs::client::{Client as _, VaultClient, VaultClientSettings, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
 use crate::cli::env_vars::EnvVars;
@@ -161,24 +160,50 @@ fn describe_at(address: &str, namespace: Option<&str>) -> String {
     }
 }
 
-/// A logged-in client shared by every Vault store on the same address and namespace.
-pub(crate) struct VaultConnection {
-    pub(crate) address: String,
-    pub(crate) namespace: Option<String>,
-    /// Replaced (not mutated) on re-login, so calls in flight keep the client they started with.
-    client: RwLock<Arc<VaultClient>>,
+/// A token and how to get it again, shared by every connection to one Vault address: one
+/// login per run (and per expiry), whatever namespaces the stores are in. Logins happen in the
+/// `vault:` block's namespace (`vault.namespace`, else `VAULT_NAMESPACE`, else the root); a
+/// token is valid in its namespace and the ones below it, so one set of credentials serves a
+/// platform namespace and every team namespace under it — and a single-use AppRole secret id is
+/// used once.
+pub(crate) struct VaultLogin {
+    address: String,
+    /// Where `login` logs in.
+    namespace: Option<String>,
     login: Login,
-    /// Where `login` logs in: the `vault:` block's namespace (`vault.namespace`, else
-    /// `VAULT_NAMESPACE`, else the root), whatever namespace this connection's stores are in. A
-    /// token is valid in its namespace and the ones below it, so one set of credentials serves
-    /// a platform namespace and every team namespace under it.
-    login_namespace: Option<String>,
+    /// Client settings (address, TLS, timeout) every client of this address starts from.
+    base: VaultClientSettings,
+    /// The current token; replaced (never mutated) on re-login.
+    token: Mutex<Arc<str>>,
+    /// Bumped by every login, so connections know their client's token is stale.
     generation: AtomicU64,
+    /// Held while logging in, so concurrent callers wait for one login instead of making many.
+    logging_in: tokio::sync::Mutex<()>,
     policies: Mutex<Vec<String>>,
     /// A call has succeeded: a token refused later expired during the run.
     used: AtomicBool,
     /// `lookup-self` refused the token: it is dead (expired, revoked or wrong).
     refused: AtomicBool,
+}
+
+impl std::fmt::Debug for VaultLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultLogin")
+            .field("address", &self.address)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client for one Vault address and namespace, shared by every Vault store there; its token
+/// comes from the address's [`VaultLogin`].
+pub(crate) struct VaultConnection {
+    pub(crate) address: String,
+    pub(crate) namespace: Option<String>,
+    login: Arc<VaultLogin>,
+    /// The client and the login generation its token is from; rebuilt when that is stale, so
+    /// calls in flight keep the client they started with.
+    client: Mutex<(u64, Arc<VaultClient>)>,
     resilience: Arc<Resilience>,
 }
 
@@ -460,12 +485,12 @@ async fn github_oidc_token(
         .header("accept", "application/json")
         .send()
         .await
-        .map_err(|e| transport_detail(&e))?;
+        .map_err(|e| transport_detail(&e.without_url()))?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("the token service answered status {}", status.as_u16()));
     }
-    let body = response.bytes().await.map_err(|e| transport_detail(&e))?;
+    let body = response.bytes().await.map_err(|e| transport_detail(&e.without_url()))?;
     serde_json::from_slice::<OidcAnswer>(&body)
         .map(|a| a.value)
         .map_err(|_| "the token service's answer has no `value`".to_owned())
@@ -527,88 +552,69 @@ impl Endpoint for CapabilitiesSelf {
     }
 }
 
-impl VaultConnection {
-    /// Connects and logs in (or checks the token), so that bad credentials fail before any
-    /// target is touched.
+impl VaultLogin {
+    /// Resolves the credentials for `address` and logs in (a fixed token is taken as it is), so
+    /// that bad credentials fail before any target is touched.
     pub(crate) async fn connect(
         settings: &VaultSettings,
-        endpoint: &VaultEndpoint,
+        address: &str,
         env: &dyn Fn(&str) -> Option<String>,
         home: Option<&PathBuf>,
-        resilience: Arc<Resilience>,
     ) -> Result<Arc<Self>, ConnectError> {
         let (token, login) = resolve_login(settings, env, home)?;
-        let client = client(settings, endpoint, env, token)?;
-        let connection = Arc::new(Self {
-            address: endpoint.address.clone(),
-            namespace: endpoint.namespace.clone(),
-            client: RwLock::new(Arc::new(client)),
+        let namespace = default_namespace(settings, env);
+        let at = VaultEndpoint {
+            address: address.to_owned(),
+            namespace: namespace.clone(),
+        };
+        let base = client(settings, &at, env, String::new())?.settings;
+        let login = Arc::new(Self {
+            address: address.to_owned(),
+            namespace,
             login,
-            login_namespace: default_namespace(settings, env),
+            base,
+            token: Mutex::new(token.into()),
             generation: AtomicU64::new(0),
+            logging_in: tokio::sync::Mutex::new(()),
             policies: Mutex::new(Vec::new()),
             used: AtomicBool::new(false),
             refused: AtomicBool::new(false),
-            resilience,
         });
-        if !matches!(connection.login, Login::Static) {
-            // Named where the login happens, which may be a parent of the stores' namespace.
-            let at = describe_at(&connection.address, connection.login_namespace.as_deref());
-            connection.log_in(0).await.map_err(|e| ConnectError {
-                message: format!("cannot log in to {at}: {}", e.detail),
+        if !matches!(login.login, Login::Static) {
+            login.log_in(0).await.map_err(|e| ConnectError {
+                message: format!("cannot log in to {}: {}", at.describe(), e.detail),
                 hint: e.hint,
             })?;
         }
-        Ok(connection)
+        Ok(login)
     }
 
-    /// Looks the token up now: is it alive, and which policies does it carry (shown by
-    /// [`VaultConnection::policies`]). A run does this only when a call is refused.
-    pub(crate) async fn verify(&self) -> Result<(), ConnectError> {
-        self.check_token().await.map_err(|e| ConnectError {
-            message: format!("cannot use {}: {}", self.describe(), e.detail),
-            hint: e.hint,
-        })
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
-    /// Whether the token was found dead (expired, revoked or wrong) when a call was refused.
-    pub(crate) fn token_refused(&self) -> bool {
-        self.refused.load(Ordering::SeqCst)
+    fn token(&self) -> Arc<str> {
+        Arc::clone(&self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    /// `https://vault:8200` or `https://vault:8200 (namespace eng)`.
-    pub(crate) fn describe(&self) -> String {
-        describe_at(&self.address, self.namespace.as_deref())
-    }
-
-    /// How this connection logs in (for `validate --check-vault`).
-    pub(crate) fn login_method(&self) -> String {
-        self.login.describe()
-    }
-
-    /// The token's policies, as last looked up: `default, reader`, or `none`.
-    pub(crate) fn policies(&self) -> String {
-        let policies = self.policies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if policies.is_empty() {
-            "none".to_owned()
-        } else {
-            policies.join(", ")
-        }
+    /// A client for `namespace` carrying the current token.
+    fn client_for(&self, namespace: Option<&str>, token: &str) -> Result<VaultClient, String> {
+        let mut settings = self.base.clone();
+        settings.namespace = namespace.map(str::to_owned);
+        token.clone_into(&mut settings.token);
+        VaultClient::new(settings).map_err(|e| format!("cannot create the Vault client: {e}"))
     }
 
     /// Logs in, unless another caller already did since `seen_generation`.
     async fn log_in(&self, seen_generation: u64) -> Result<(), LoginFailure> {
-        let mut slot = self.client.write().await;
-        if self.generation.load(Ordering::SeqCst) != seen_generation {
+        let _one_at_a_time = self.logging_in.lock().await;
+        if self.generation() != seen_generation {
             return Ok(());
         }
-        let current = Arc::clone(&slot);
-        let mut login_settings = current.settings.clone();
-        login_settings.namespace.clone_from(&self.login_namespace);
-        let client = VaultClient::new(login_settings).map_err(|e| LoginFailure {
-            detail: format!("cannot create the Vault client: {e}"),
-            hint: None,
-        })?;
+        // No token on the login request: the old one is dead or absent.
+        let client = self
+            .client_for(self.namespace.as_deref(), "")
+            .map_err(|detail| LoginFailure { detail, hint: None })?;
         let info = match &self.login {
             Login::Static => return Err(LoginFailure::static_token()),
             Login::AppRole {
@@ -627,11 +633,8 @@ impl VaultConnection {
                 vaultrs::auth::kubernetes::login(&client, mount, role, jwt.trim()).await
             }
             Login::Jwt { mount, role, jwt } => {
-                let jwt = fetch_jwt(
-                    jwt,
-                    client.settings.timeout.unwrap_or(std::time::Duration::from_secs(30)),
-                )
-                .await?;
+                let timeout = self.base.timeout.unwrap_or(std::time::Duration::from_secs(30));
+                let jwt = fetch_jwt(jwt, timeout).await?;
                 vaultrs::auth::oidc::login(&client, mount, &jwt, role.clone()).await
             }
         };
@@ -647,25 +650,17 @@ impl VaultConnection {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone_from(&info.policies);
         self.refused.store(false, Ordering::SeqCst);
-        let mut renewed = VaultClient::new(current.settings.clone()).map_err(|e| LoginFailure {
-            detail: format!("cannot create the Vault client: {e}"),
-            hint: None,
-        })?;
-        renewed.set_token(&info.client_token);
-        *slot = Arc::new(renewed);
+        *self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = info.client_token.into();
         self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
-    /// The client to use now.
-    async fn current(&self) -> Arc<VaultClient> {
-        Arc::clone(&*self.client.read().await)
-    }
-
-    /// Looks the token up (is it alive, which policies does it carry).
+    /// Looks the token up (is it alive, which policies does it carry), where it was issued.
     async fn check_token(&self) -> Result<(), LoginFailure> {
-        let client = self.current().await;
-        match vaultrs::token::lookup_self(&*client).await {
+        let client = self
+            .client_for(self.namespace.as_deref(), &self.token())
+            .map_err(|detail| LoginFailure { detail, hint: None })?;
+        match vaultrs::token::lookup_self(&client).await {
             Ok(me) => {
                 *self.policies.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = me.policies;
                 self.refused.store(false, Ordering::SeqCst);
@@ -690,6 +685,84 @@ impl VaultConnection {
                 Err(LoginFailure { detail, hint })
             }
         }
+    }
+}
+
+impl VaultConnection {
+    /// A connection to `endpoint` using `login`'s token (from [`VaultLogin::connect`] for the
+    /// same address).
+    pub(crate) fn new(
+        endpoint: &VaultEndpoint,
+        login: Arc<VaultLogin>,
+        resilience: Arc<Resilience>,
+    ) -> Result<Self, ConnectError> {
+        let generation = login.generation();
+        let client = login
+            .client_for(endpoint.namespace.as_deref(), &login.token())
+            .map_err(|message| ConnectError { message, hint: None })?;
+        Ok(Self {
+            address: endpoint.address.clone(),
+            namespace: endpoint.namespace.clone(),
+            login,
+            client: Mutex::new((generation, Arc::new(client))),
+            resilience,
+        })
+    }
+
+    /// Looks the token up now: is it alive, and which policies does it carry (shown by
+    /// [`VaultConnection::policies`]). A run does this only when a call is refused.
+    pub(crate) async fn verify(&self) -> Result<(), ConnectError> {
+        self.login.check_token().await.map_err(|e| ConnectError {
+            message: format!("cannot use {}: {}", self.describe(), e.detail),
+            hint: e.hint,
+        })
+    }
+
+    /// Whether the token was found dead (expired, revoked or wrong) when a call was refused.
+    pub(crate) fn token_refused(&self) -> bool {
+        self.login.refused.load(Ordering::SeqCst)
+    }
+
+    /// `https://vault:8200` or `https://vault:8200 (namespace eng)`.
+    pub(crate) fn describe(&self) -> String {
+        describe_at(&self.address, self.namespace.as_deref())
+    }
+
+    /// How this connection logs in (for `validate --check-vault`).
+    pub(crate) fn login_method(&self) -> String {
+        self.login.login.describe()
+    }
+
+    /// The token's policies, as last looked up: `default, reader`, or `none`.
+    pub(crate) fn policies(&self) -> String {
+        let policies = self
+            .login
+            .policies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if policies.is_empty() {
+            "none".to_owned()
+        } else {
+            policies.join(", ")
+        }
+    }
+
+    /// The client to use now: rebuilt (once) after a login replaced the token.
+    fn current(&self) -> Result<Arc<VaultClient>, VaultError> {
+        let generation = self.login.generation();
+        let mut slot = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.0 != generation {
+            let client = self
+                .login
+                .client_for(self.namespace.as_deref(), &self.login.token())
+                .map_err(|detail| VaultError {
+                    status: None,
+                    class: ErrorClass::Fatal,
+                    detail,
+                })?;
+            *slot = (generation, Arc::new(client));
+        }
+        Ok(Arc::clone(&slot.1))
     }
 
     /// Runs a call through the resilience layer (retries of 429/5xx/timeouts, the breaker and
@@ -717,10 +790,11 @@ impl VaultConnection {
         F: Fn(Arc<VaultClient>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        let generation = self.generation.load(Ordering::SeqCst);
-        let err = match op(self.current().await).await {
+        let login = &self.login;
+        let generation = login.generation();
+        let err = match op(self.current()?).await {
             Ok(value) => {
-                self.used.store(true, Ordering::SeqCst);
+                login.used.store(true, Ordering::SeqCst);
                 return Ok(value);
             }
             Err(e) => VaultError::from_client(&e),
@@ -728,11 +802,11 @@ impl VaultConnection {
         if err.status != Some(403) {
             return Err(err);
         }
-        if self.check_token().await.is_ok() {
+        if login.check_token().await.is_ok() {
             return Err(self.denied(what, capability, &err));
         }
-        if matches!(self.login, Login::Static) {
-            let what_happened = if self.used.load(Ordering::SeqCst) {
+        if matches!(login.login, Login::Static) {
+            let what_happened = if login.used.load(Ordering::SeqCst) {
                 "the Vault token expired or was revoked during the run"
             } else {
                 "the Vault token was refused (expired, revoked or wrong)"
@@ -743,11 +817,11 @@ impl VaultConnection {
             });
         }
         tracing::info!(vault = %self.describe(), "the Vault token expired; logging in again");
-        self.log_in(generation).await.map_err(|f| VaultError {
+        login.log_in(generation).await.map_err(|f| VaultError {
             detail: f.detail,
             ..err.clone()
         })?;
-        op(self.current().await).await.map_err(|e| {
+        op(self.current()?).await.map_err(|e| {
             let again = VaultError::from_client(&e);
             if again.status == Some(403) {
                 self.denied(what, capability, &again)
@@ -905,11 +979,23 @@ pub(crate) async fn health(
             return Err(format!("cannot reach Vault: {}", err.summary()));
         }
     };
-    health_verdict(status, answer.unwrap_or_default())
+    health_verdict(status, answer)
 }
 
 /// What a `sys/health` status and answer mean for secretsync.
-fn health_verdict(status: u16, answer: HealthAnswer) -> Result<String, String> {
+fn health_verdict(status: u16, answer: Option<HealthAnswer>) -> Result<String, String> {
+    let Some(answer) = answer else {
+        return Err(match status {
+            200..=299 => {
+                format!("the answer to sys/health (status {status}) is not Vault's; is `vault.address` a Vault server?")
+            }
+            503 => {
+                "Vault is unavailable (status 503, no health details: sealed, or a proxy in front of it has no server)"
+                    .to_owned()
+            }
+            other => format!("Vault's health check answered with status {other}"),
+        });
+    };
     let version = answer.version.unwrap_or_else(|| "(version not given)".to_owned());
     // An uninitialised Vault is sealed too; say the first thing to do.
     if answer.initialized == Some(false) || status == 501 {
@@ -917,8 +1003,11 @@ fn health_verdict(status: u16, answer: HealthAnswer) -> Result<String, String> {
             "Vault is not initialized (status {status}); run `vault operator init`"
         ));
     }
-    if answer.sealed == Some(true) || status == 503 {
+    if answer.sealed == Some(true) {
         return Err(format!("Vault is sealed (status {status})"));
+    }
+    if status == 503 {
+        return Err("Vault is not ready (status 503)".to_owned());
     }
     match status {
         200..=299 | 429 | 473 => Ok(version),
@@ -1116,7 +1205,7 @@ mod tests {
 
     #[test]
     fn health_answers_are_read_tolerantly_and_name_what_is_wrong() {
-        let answer = |json: &str| serde_json::from_str::<HealthAnswer>(json).unwrap();
+        let answer = |json: &str| Some(serde_json::from_str::<HealthAnswer>(json).unwrap());
         // OpenBao 2.7 (no `performance_standby`, no `enterprise`), as it answers.
         let openbao = r#"{"initialized":true,"sealed":false,"standby":false,"replication_performance_mode":"disabled","replication_dr_mode":"disabled","server_time_utc":1796403177,"version":"2.7.2","cluster_name":"vault-cluster-09ca7f1f","cluster_id":"b61b0976"}"#;
         assert_eq!(health_verdict(200, answer(openbao)), Ok("2.7.2".to_owned()));
@@ -1125,10 +1214,19 @@ mod tests {
             health_verdict(503, answer(sealed)),
             Err("Vault is sealed (status 503)".to_owned())
         );
+        assert!(
+            health_verdict(503, None)
+                .unwrap_err()
+                .starts_with("Vault is unavailable (status 503"),
+            "a 503 without Vault's body is not called sealed"
+        );
         assert_eq!(
-            health_verdict(503, HealthAnswer::default()),
-            Err("Vault is sealed (status 503)".to_owned()),
-            "a 503 without a readable body is still a sealed Vault"
+            health_verdict(503, answer(r#"{"sealed":false}"#)),
+            Err("Vault is not ready (status 503)".to_owned())
+        );
+        assert!(
+            health_verdict(200, None).unwrap_err().contains("is not Vault's"),
+            "a web page is not a healthy Vault"
         );
         let uninit = health_verdict(501, answer(r#"{"initialized":false,"sealed":true}"#)).unwrap_err();
         assert!(uninit.starts_with("Vault is not initialized (status 501)"), "{uninit}");
@@ -1138,7 +1236,7 @@ mod tests {
             "a standby forwards requests"
         );
         assert!(
-            health_verdict(472, HealthAnswer::default())
+            health_verdict(472, answer("{}"))
                 .unwrap_err()
                 .contains("disaster-recovery")
         );

@@ -20,7 +20,7 @@ mod connection;
 pub use check::check_pipeline;
 
 use connection::VaultError;
-pub(crate) use connection::{TOKEN_HINT, VaultConnection, VaultEndpoint, endpoint};
+pub(crate) use connection::{TOKEN_HINT, VaultConnection, VaultEndpoint, VaultLogin, endpoint};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
