@@ -135,6 +135,18 @@ impl Suite {
     }
 }
 
+/// A started run, killed (and reaped) if the test ends before it does.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The report entry of target `name`.
 fn target(report: &Value, name: &str) -> Value {
     report["targets"]
@@ -526,13 +538,17 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
     let mut vars = t.aws_vars();
     vars.push(("VAULT_TOKEN", vault.root_token.clone()));
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Output goes to files (a pipe nobody reads while the test waits could fill up and stall
+    // the run); the run is killed if the test fails before it ends.
+    let (stdout, stderr) = (t.env.path().join("run.stdout"), t.env.path().join("run.stderr"));
     let child = t
         .env
         .command(&args, &vars)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .expect("start secretsync");
+    let mut child = KilledOnDrop(child);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while vault_proxy.rule_stats(beta_reads).unwrap().matched == 0 {
         assert!(std::time::Instant::now() < deadline, "the run never read `beta`");
@@ -543,14 +559,11 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
         .await
         .unwrap();
     assert_eq!(released.status().as_u16(), 503, "the real server is sealed");
-    let finished = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::task::block_in_place(|| child.0.wait()).unwrap();
     let out = crate::support::Output {
-        code: finished.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&finished.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&finished.stderr).into_owned(),
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&stdout).unwrap(),
+        stderr: std::fs::read_to_string(&stderr).unwrap(),
     };
     t.assert_no_canary(&out);
     assert_eq!(out.code, 2, "{}", out.snapshot());

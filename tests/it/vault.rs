@@ -175,8 +175,15 @@ async fn auth_mount(services: &Services, kind: &str, mount: &str, setup: &[(&str
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::print_stderr, reason = "a skipped test says why")]
 async fn kubernetes_login_uses_the_service_account_token_file() {
     let services = Services::get();
+    if services.vault_kind == "vault" {
+        eprintln!(
+            "skipped: Vault in docker compose cannot reach the TokenReview stand-in on the host's loopback (OpenBao, the default testbed, runs on the host)"
+        );
+        return;
+    }
     let mount = services.vault_mount(2).await;
     // Vault asks the cluster's TokenReview API whether a token is genuine; the stand-in answers
     // for the tokens it signed. Everything else is the real server's Kubernetes auth.
@@ -737,6 +744,7 @@ async fn an_expired_login_token_is_replaced_once_and_the_run_goes_on() {
     assert_eq!(logins(&proxy), 1);
 
     // The one AppRole token on this server is the store's; wait until the server lets it die.
+    // (If the machine was slow enough for it to be gone already, there is nothing to wait for.)
     let (_, listed) = vault.call("LIST", "auth/token/accessors", None).await;
     let mut ours = Vec::new();
     for accessor in listed["data"]["keys"].as_array().unwrap() {
@@ -751,23 +759,24 @@ async fn an_expired_login_token_is_replaced_once_and_the_run_goes_on() {
             ours.push(accessor.clone());
         }
     }
-    assert_eq!(ours.len(), 1, "the store logged in once: {listed}");
-    let accessor = ours.remove(0);
-    wait_for(
-        "the login token's expiry",
-        std::time::Duration::from_secs(30),
-        || async {
-            let (status, _) = vault
-                .call(
-                    "POST",
-                    "auth/token/lookup-accessor",
-                    Some(json!({ "accessor": accessor })),
-                )
-                .await;
-            status >= 400
-        },
-    )
-    .await;
+    assert!(ours.len() <= 1, "the store logged in once: {listed}");
+    for accessor in ours {
+        wait_for(
+            "the login token's expiry",
+            std::time::Duration::from_secs(30),
+            || async {
+                let (status, _) = vault
+                    .call(
+                        "POST",
+                        "auth/token/lookup-accessor",
+                        Some(json!({ "accessor": accessor })),
+                    )
+                    .await;
+                status >= 400
+            },
+        )
+        .await;
+    }
     // The next login gets a long-lived token, so nothing expires again during the test.
     let (status, answer) = vault
         .call(
@@ -944,44 +953,88 @@ async fn jwt_login_in_github_actions_asks_the_runner_for_an_oidc_token_with_the_
 }
 
 #[tokio::test]
-async fn a_login_in_the_root_namespace_serves_stores_in_a_child_namespace() {
+async fn one_login_in_the_root_namespace_serves_stores_in_two_child_namespaces() {
     let services = Services::get();
     if namespaces_unavailable(&services) {
         return;
     }
     let root = &services.vault_addr;
-    let ns = format!("team-{}", random_account_id());
-    assert_eq!(
-        services
+    let id = random_account_id();
+    let (team_a, team_b) = (format!("team-a-{id}"), format!("team-b-{id}"));
+    for ns in [&team_a, &team_b] {
+        let (status, answer) = services
             .vault_call("POST", root, &format!("sys/namespaces/{ns}"), None)
-            .await
-            .0,
-        200
+            .await;
+        assert!(status < 300, "{answer}");
+        let body = json!({ "type": "kv", "options": { "version": "2" } });
+        let (status, answer) = services
+            .vault_call("POST", root, &format!("{ns}/sys/mounts/kv"), Some(body))
+            .await;
+        assert!(status < 300, "{answer}");
+    }
+    // The AppRole and its policy live in the root namespace; the policy grants the child
+    // namespaces' paths, as a platform team's would. Its secret id works once: a second login
+    // (one per namespace) would be refused.
+    let (auth, policy) = auth_mount(
+        &services,
+        "approle",
+        "unused",
+        &[(
+            "POST",
+            "role/sync".to_owned(),
+            json!({ "token_policies": ["{policy}"], "secret_id_num_uses": 1 }),
+        )],
+    )
+    .await;
+    let rules = format!(
+        "path \"{team_a}/kv/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }}\n\
+         path \"{team_b}/kv/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }}"
     );
-    let body = json!({ "type": "kv", "options": { "version": "2" } });
     let (status, answer) = services
-        .vault_call("POST", root, &format!("{ns}/sys/mounts/kv"), Some(body))
+        .vault_call(
+            "PUT",
+            root,
+            &format!("sys/policies/acl/{policy}"),
+            Some(json!({ "policy": rules })),
+        )
         .await;
     assert!(status < 300, "{answer}");
-    // The AppRole and its policy live in the root namespace; the policy grants the child
-    // namespace's paths, as a platform team's would.
-    let (auth, role_id, secret_id) = approle_for(&services, &format!("{ns}/kv")).await;
+    let (_, role) = services
+        .vault_call("GET", root, &format!("auth/{auth}/role/sync/role-id"), None)
+        .await;
+    let (_, secret) = services
+        .vault_call("POST", root, &format!("auth/{auth}/role/sync/secret-id"), None)
+        .await;
+    let (role_id, secret_id) = (
+        role["data"]["role_id"].as_str().unwrap(),
+        secret["data"]["secret_id"].as_str().unwrap(),
+    );
     let yaml = format!(
         "vault: {{ address: {root}, auth: {{ approle: {{ mount: {auth}, role_id: '${{ROLE}}', secret_id: '${{SECRET}}' }} }} }}\n\
          sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
-         targets: {{ T: {{ imports: [s], vault: {{ mount: kv, path: app, namespace: {ns} }} }} }}\n"
+         targets:\n\
+         \x20 A: {{ imports: [s], vault: {{ mount: kv, path: app, namespace: {team_a} }} }}\n\
+         \x20 B: {{ imports: [s], vault: {{ mount: kv, path: app, namespace: {team_b} }} }}\n"
     );
-    let (pipeline, context) = built(&yaml, [("ROLE", &role_id), ("SECRET", &secret_id)]);
-    let store = context.target(&pipeline.targets["T"]).await.unwrap();
-    assert!(
-        store.describe().contains(&format!("(namespace {ns})")),
-        "{}",
-        store.describe()
-    );
-    conformance::run(store.as_ref()).await.unwrap();
-    store.put(&p("db"), &json_value(&json!({ "k": 1 })), "T").await.unwrap();
-    let (inside, _) = services
-        .vault_call("GET", root, &format!("{ns}/kv/data/app/db"), None)
-        .await;
-    assert_eq!(inside, 200);
+    let (pipeline, context) = built(&yaml, [("ROLE", role_id), ("SECRET", secret_id)]);
+    for (target, ns) in [("A", &team_a), ("B", &team_b)] {
+        let store = context
+            .target(&pipeline.targets[target])
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+        assert!(
+            store.describe().contains(&format!("(namespace {ns})")),
+            "{}",
+            store.describe()
+        );
+        conformance::run(store.as_ref()).await.unwrap();
+        store
+            .put(&p("db"), &json_value(&json!({ "k": 1 })), target)
+            .await
+            .unwrap();
+        let (inside, _) = services
+            .vault_call("GET", root, &format!("{ns}/kv/data/app/db"), None)
+            .await;
+        assert_eq!(inside, 200, "{target}'s secret is in {ns}");
+    }
 }

@@ -594,10 +594,10 @@ async fn a_platform_namespace_feeds_two_team_namespaces_through_a_root_merge_sto
     env.write(
         "config.yaml",
         format!(
-            "vault: {{ address: {addr} }}\n\
+            "vault: {{ address: {addr}, namespace: {platform} }}\n\
              sources:\n\
-             \x20 platform: {{ vault: {{ mount: shared, namespace: {platform} }} }}\n\
-             merge_store: {{ vault: {{ mount: {merged}, prefix: merged }} }}\n\
+             \x20 platform: {{ vault: {{ mount: shared }} }}\n\
+             merge_store: {{ vault: {{ mount: {merged}, prefix: merged, namespace: / }} }}\n\
              targets:\n\
              \x20 TeamA: {{ imports: [platform], vault: {{ mount: kv, path: app, namespace: {team_a} }} }}\n\
              \x20 TeamB: {{ imports: [platform], vault: {{ mount: kv, namespace: '{team_b}/' }} }}\n"
@@ -613,6 +613,11 @@ async fn a_platform_namespace_feeds_two_team_namespaces_through_a_root_merge_sto
             checked.stdout
         );
     }
+    assert!(
+        checked.stdout.contains(&format!("✓ {addr}: Vault ")),
+        "`namespace: /` puts the merge store in the root: {}",
+        checked.stdout
+    );
     let first = run(&env, &["pipeline"], &vars);
     assert_eq!(first.code, 0, "{}", first.snapshot());
 

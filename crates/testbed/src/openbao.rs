@@ -180,7 +180,18 @@ fn spawn(bao: &Path, root_token: &str, port: u16) -> Result<(Child, String, temp
     drop(tx);
     let mut output = String::new();
     let mut unseal_key = None;
-    for line in rx.iter() {
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{output}\n(no root token printed within a minute; stopped)"));
+            }
+        };
         if let Some(key) = line.strip_prefix("Unseal Key: ") {
             unseal_key = Some(key.trim().to_owned());
         }
