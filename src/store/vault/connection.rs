@@ -1,10 +1,12 @@
-//! A connection to one Vault (address + namespace): settings, login, and the one place every
-//! Vault call goes through.
+//! A connection to one Vault (address + namespace) and the login it shares with the other
+//! namespaces of that address ([`VaultLogin`]: one token per address, obtained in the `vault:`
+//! block's namespace): settings, login, and the one place every Vault call goes through.
 //!
 //! Settings come from the pipeline file, else the usual `VAULT_*` variables; TLS verification is
 //! on unless `tls_skip_verify: true` is written in the file (`VAULT_SKIP_VERIFY` is ignored on
 //! purpose). Credentials: the `vault.auth` block, else `VAULT_TOKEN`, `~/.vault-token`, or
-//! `VAULT_ROLE_ID` + `VAULT_SECRET_ID`. Tokens never reach logs or messages.
+//! `VAULT_ROLE_ID` + `VAULT_SECRET_ID`; or a JWT (a file, a variable, GitHub Actions' OIDC
+//! token). Tokens and JWTs never reach logs or messages.
 //!
 //! A 403 is ambiguous: an expired token and a policy that does not cover the path both give it.
 //! [`VaultConnection::call`] tells them apart with `lookup-self`: a dead token is replaced by
