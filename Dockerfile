@@ -1,6 +1,11 @@
 # syntax=docker/dockerfile:1
 # secretsync container image: a release build on the Rust image, copied onto Debian slim with
-# CA certificates, running as a non-root user. Build with
+# CA certificates. One image serves the GitHub Action and scheduled jobs:
+#   - as a GitHub Action it runs as the default user (root) in the runner's working directory,
+#     as GitHub requires of Docker actions (no USER, no WORKDIR here);
+#   - scheduled jobs set the non-root user where they run: Kubernetes `runAsUser: 1001`
+#     (`runAsNonRoot: true`), `docker run --user 1001:1001` — the `secretsync` account below.
+# Build with
 #   docker build --build-arg SECRETSYNC_BUILD_COMMIT=$(git rev-parse --short=12 HEAD) \
 #                --build-arg SECRETSYNC_BUILD_DATE=$(git log -1 --format=%cs) -t secretsync .
 #
@@ -35,15 +40,14 @@ LABEL org.opencontainers.image.title="secretsync" \
       org.opencontainers.image.source="https://github.com/secretsync/secretsync" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0"
 # CA certificates come from the build image (which has them for crates.io), so the runtime
-# installs nothing. uid 1001 is not root and owns the workspace on GitHub-hosted runners, so the
-# Action can write its report and outputs there.
+# installs nothing. uid/gid 1001 is the account scheduled jobs run as.
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /usr/local/bin/secretsync /usr/local/bin/secretsync
 COPY --chmod=0755 entrypoint.sh /usr/local/bin/entrypoint.sh
 RUN groupadd --gid 1001 secretsync \
     && useradd --uid 1001 --gid 1001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin secretsync
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
-USER 1001:1001
-WORKDIR /work
+# `entrypoint.sh github-action` is the Action (action.yml's runs.args); anything else is passed
+# to secretsync unchanged; with no arguments it prints the help.
 ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
-CMD ["pipeline"]
+CMD ["--help"]

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Container entrypoint. As a GitHub Action (INPUT_* variables present) it turns the action's
-# inputs into `secretsync pipeline` flags; otherwise it runs `secretsync` with the container's
-# arguments unchanged (`docker run IMAGE plan -c /config/pipeline.yaml`).
+# Container entrypoint.
+#
+#   entrypoint.sh github-action   the GitHub Action: action.yml's `runs.args`; the runner sets
+#                                 INPUT_<NAME> for every input (defaults applied), and they become
+#                                 `secretsync pipeline` flags
+#   entrypoint.sh ARGS…           anything else: `secretsync ARGS…` unchanged
+#                                 (`docker run IMAGE plan -c /config/pipeline.yaml`)
 #
 # Input text is only ever passed on as whole arguments, built in an array: nothing is evaluated,
 # expanded or globbed, so `; rm -rf /`, `$(…)`, backquotes or newlines in an input reach
@@ -45,10 +49,10 @@ option() {
   fi
 }
 
-# Names only: a value containing a newline and "INPUT_" must not count.
-if ! env -0 | grep -qz '^INPUT_'; then
+if [[ "${1:-}" != github-action ]]; then
   exec "$bin" "$@"
 fi
+shift
 
 args=(pipeline)
 workdir="$(input working-directory)"

@@ -115,13 +115,20 @@ fn the_dockerfile_passes_hadolint_and_follows_the_image_rules() {
     );
     let stages: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
     assert_eq!(stages.len(), 2, "multi-stage: {stages:?}");
-    let user = lines
-        .iter()
-        .rev()
-        .find_map(|l| l.strip_prefix("USER "))
-        .expect("a USER");
-    let uid: u32 = user.split(':').next().unwrap().parse().expect("a numeric uid");
-    assert!(uid != 0, "not root");
+    // GitHub runs Docker actions as the image's default user and needs it to be root (the
+    // workspace and file-command folders belong to the runner); scheduled jobs set uid 1001
+    // where they run, so the image has that account and neither USER nor WORKDIR.
+    let runtime_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    assert!(
+        !runtime_stage
+            .lines()
+            .any(|l| l.starts_with("USER ") || l.starts_with("WORKDIR ")),
+        "the runtime stage sets no USER or WORKDIR"
+    );
+    assert!(
+        dockerfile.contains("useradd --uid 1001 --gid 1001"),
+        "the non-root account scheduled jobs run as"
+    );
     assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]"#));
     for label in ["title", "version", "revision", "source", "licenses"] {
         assert!(
@@ -174,7 +181,7 @@ fn action_yml_and_workflow_examples_follow_githubs_schemas() {
 
 #[test]
 fn action_inputs_map_to_the_documented_flags() {
-    let action = secretsync_yaml(&std::fs::read_to_string(repo().join("action.yml")).unwrap());
+    let action = yaml_as_json(&std::fs::read_to_string(repo().join("action.yml")).unwrap());
     let inputs: Vec<&String> = action["inputs"].as_object().unwrap().keys().collect();
     for name in [
         "config",
@@ -204,7 +211,7 @@ fn action_inputs_map_to_the_documented_flags() {
     }
 }
 
-fn secretsync_yaml(text: &str) -> serde_json::Value {
+pub(crate) fn yaml_as_json(text: &str) -> serde_json::Value {
     // The pipeline loader's YAML reader, through the binary's `schema`-free path: parse via
     // serde_json after a YAML → JSON round trip in Python (which the test env has).
     let python = repo().join(".venv/bin/python");
@@ -289,7 +296,7 @@ fn the_entrypoint_builds_flags_from_action_inputs() {
             ("working-directory", "work"),
             ("args", "--shard 0/4\n  --parallel   8"),
         ],
-        &[],
+        &["github-action"],
     );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
@@ -314,8 +321,8 @@ fn the_entrypoint_builds_flags_from_action_inputs() {
             "8"
         ]
     );
-    // Outside Actions the container's arguments pass through untouched.
-    let (code, argv, _, _env) = entrypoint(&[], &["plan", "-c", "/config/pipeline.yaml"]);
+    // Any other first argument passes through untouched, INPUT_* variables or not.
+    let (code, argv, _, _env) = entrypoint(&[("config", "ignored.yaml")], &["plan", "-c", "/config/pipeline.yaml"]);
     assert_eq!(code, 0);
     assert_eq!(argv, ["plan", "-c", "/config/pipeline.yaml"]);
 }
@@ -330,7 +337,7 @@ fn hostile_inputs_reach_secretsync_as_literal_text_and_run_nothing() {
         ("args", "--diff $(touch${IFS}pwned-args) ;touch pwned-args2 *"),
     ]);
     let inputs: Vec<(&str, &str)> = hostile.iter().map(|(k, v)| (*k, *v)).collect();
-    let (code, argv, stderr, env) = entrypoint(&inputs, &[]);
+    let (code, argv, stderr, env) = entrypoint(&inputs, &["github-action"]);
     assert_eq!(code, 0, "{stderr}");
     let leftovers: Vec<String> = std::fs::read_dir(env.path())
         .unwrap()
@@ -376,7 +383,7 @@ fn hostile_inputs_reach_secretsync_as_literal_text_and_run_nothing() {
             "working-directory '../../nowhere' does not exist",
         ),
     ] {
-        let (code, argv, stderr, _env) = entrypoint(&[(input, value)], &[]);
+        let (code, argv, stderr, _env) = entrypoint(&[(input, value)], &["github-action"]);
         assert_eq!(code, 2, "{input}: {stderr}");
         assert!(argv.is_empty(), "secretsync did not run");
         assert!(stderr.contains("::error::") && stderr.contains(message), "{stderr}");
@@ -402,7 +409,7 @@ fn every_file_under_examples_is_parsed_and_checked() {
                 assert_eq!(out.code, 0, "{name}: {}", out.snapshot());
             }
             Some("yaml" | "yml") => {
-                let doc = secretsync_yaml(&text);
+                let doc = yaml_as_json(&text);
                 if file.starts_with("examples/kubernetes") {
                     check_kubernetes(&name, &doc);
                 } else if file.starts_with("examples/github") {
@@ -450,6 +457,11 @@ fn check_kubernetes(name: &str, doc: &serde_json::Value) {
         other => panic!("{name}: unexpected kind {other}"),
     };
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}: runAsNonRoot");
+    // The image's default user is root (for the GitHub Action), so the pod names its user.
+    assert!(
+        pod["securityContext"]["runAsUser"].as_u64().is_some_and(|uid| uid != 0),
+        "{name}: runAsUser, non-root"
+    );
     let container = &pod["containers"][0];
     assert!(
         container["image"].as_str().is_some_and(|i| i.contains("secretsync")),

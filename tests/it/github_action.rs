@@ -1,0 +1,361 @@
+//! The GitHub Action started exactly as the GitHub runner starts a Docker action (actions/runner,
+//! `ContainerActionHandler`), without a container: the image's ENTRYPOINT with action.yml's
+//! `runs.args` — or, when action.yml has none, the raw `args` input split as a command line, and
+//! only when that is empty the image's CMD — and an `INPUT_<NAME>` variable (upper-cased, spaces
+//! as `_`, hyphens kept) for every declared input, defaults applied; the working directory is
+//! the workspace, and `GITHUB_OUTPUT` / `GITHUB_STEP_SUMMARY` name files the step appends to.
+//!
+//! The argv and environment are derived from action.yml and the Dockerfile, so the test follows
+//! them when they change; the real `entrypoint.sh` runs the real binary on the offline example.
+//! `scripts/container-test` runs the same invocation inside the built image.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::distribution::yaml_as_json;
+use crate::support::{TestEnv, repo};
+
+/// What the runner needs from action.yml and the Dockerfile.
+struct Action {
+    /// Declared inputs and their defaults.
+    inputs: BTreeMap<String, String>,
+    /// `runs.args`, when action.yml has it.
+    runs_args: Option<Vec<String>>,
+    /// `runs.entrypoint`, else the image's ENTRYPOINT (exec form).
+    entrypoint: Vec<String>,
+    /// The image's CMD.
+    cmd: Vec<String>,
+}
+
+/// The exec-form JSON array of the last `{instruction} [...]` line of the Dockerfile.
+fn dockerfile_exec_form(dockerfile: &str, instruction: &str) -> Vec<String> {
+    let line = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{instruction} ")))
+        .unwrap_or_else(|| panic!("the Dockerfile has no {instruction}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{instruction} is not in exec form ({e}): {line}"))
+}
+
+fn action() -> Action {
+    let manifest = yaml_as_json(&std::fs::read_to_string(repo().join("action.yml")).unwrap());
+    assert_eq!(manifest["runs"]["using"], "docker");
+    assert_eq!(
+        manifest["runs"]["image"], "Dockerfile",
+        "the runner builds the repository's Dockerfile"
+    );
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let inputs = manifest["inputs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, spec)| {
+            let default = match &spec["default"] {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (name.clone(), default)
+        })
+        .collect();
+    let runs_args = manifest["runs"]["args"].as_array().map(|list| {
+        list.iter()
+            .map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned))
+            .collect()
+    });
+    let entrypoint = match manifest["runs"]["entrypoint"].as_str() {
+        Some(e) => vec![e.to_owned()],
+        None => dockerfile_exec_form(&dockerfile, "ENTRYPOINT"),
+    };
+    Action {
+        inputs,
+        runs_args,
+        entrypoint,
+        cmd: dockerfile_exec_form(&dockerfile, "CMD"),
+    }
+}
+
+/// `${{ inputs.NAME }}` in a `runs.args` item, as the runner evaluates it (the only expression
+/// this model knows; anything else fails the test so the model is extended, not bypassed).
+fn evaluate(item: &str, inputs: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = item;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").expect("a closed expression") + start;
+        let expression = rest[start + 3..end].trim();
+        let name = expression
+            .strip_prefix("inputs.")
+            .unwrap_or_else(|| panic!("the runner model cannot evaluate `{expression}`"));
+        out.push_str(&inputs[name]);
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A command line split as .NET splits the one the runner hands to `docker run`: on
+/// whitespace, with double quotes grouping and `\"` a literal quote.
+fn split_command_line(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let (mut quoted, mut started) = (false, false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'"') => {
+                current.push('"');
+                chars.next();
+                started = true;
+            }
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    args.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            c => {
+                current.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        args.push(current);
+    }
+    args
+}
+
+/// One step run: exit code, stdout, stderr, and what the step wrote for the runner.
+struct Step {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    outputs: BTreeMap<String, String>,
+    summary: String,
+}
+
+impl Action {
+    /// The container's argv for `with` (the step's inputs), as the runner builds it.
+    fn argv(&self, with: &BTreeMap<String, String>) -> Vec<String> {
+        let mut argv = self.entrypoint.clone();
+        match &self.runs_args {
+            Some(list) => argv.extend(list.iter().map(|a| evaluate(a, with))),
+            None => {
+                let raw = with.get("args").map(String::as_str).unwrap_or_default();
+                if raw.is_empty() {
+                    argv.extend(self.cmd.iter().cloned());
+                } else {
+                    argv.extend(split_command_line(raw));
+                }
+            }
+        }
+        argv
+    }
+
+    /// Runs the step in `workspace` with `given` inputs.
+    fn run(&self, workspace: &Path, given: &[(&str, &str)]) -> Step {
+        let mut with = self.inputs.clone();
+        for (name, value) in given {
+            assert!(with.contains_key(*name), "action.yml declares no input `{name}`");
+            with.insert((*name).to_owned(), (*value).to_owned());
+        }
+        let argv = self.argv(&with);
+        // The image copies entrypoint.sh to the ENTRYPOINT path; run the repository's copy.
+        let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+        assert!(
+            dockerfile.contains(&format!("entrypoint.sh {}", argv[0])),
+            "the Dockerfile installs entrypoint.sh as {}",
+            argv[0]
+        );
+        let runner_files = workspace.parent().unwrap().join("runner");
+        std::fs::create_dir_all(runner_files.join("home")).unwrap();
+        let (outputs, summary) = (runner_files.join("set_output"), runner_files.join("step_summary"));
+        std::fs::write(&outputs, "").unwrap();
+        std::fs::write(&summary, "").unwrap();
+        let binary = PathBuf::from(env!("CARGO_BIN_EXE_secretsync"));
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo().join("entrypoint.sh"))
+            .args(&argv[1..])
+            .current_dir(workspace)
+            .env_clear()
+            .env(
+                "PATH",
+                format!("{}:/usr/local/bin:/usr/bin:/bin", binary.parent().unwrap().display()),
+            )
+            .env("HOME", runner_files.join("home"))
+            .env("CI", "true")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_WORKSPACE", workspace)
+            .env("GITHUB_OUTPUT", &outputs)
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .env("GITHUB_EVENT_NAME", "pull_request")
+            .env("SECRETSYNC_NO_PROGRESS", "true");
+        for (name, value) in &with {
+            cmd.env(format!("INPUT_{}", name.replace(' ', "_").to_uppercase()), value);
+        }
+        let out = cmd.output().expect("run entrypoint.sh");
+        let outputs = std::fs::read_to_string(&outputs)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Step {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            outputs,
+            summary: std::fs::read_to_string(&summary).unwrap(),
+        }
+    }
+}
+
+impl Step {
+    fn show(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A workspace holding the offline example at `folder` (`""` for the root), its pipeline file
+/// named `config.yaml` (the `config` input's default).
+fn workspace(env: &TestEnv, folder: &str) -> PathBuf {
+    let example = env.copy_from_repo("examples/quickstart");
+    let root = env.path().join("workspace");
+    let place = root.join(folder);
+    std::fs::create_dir_all(place.parent().unwrap()).unwrap();
+    std::fs::rename(&example, &place).unwrap();
+    std::fs::rename(place.join("pipeline.yaml"), place.join("config.yaml")).unwrap();
+    root
+}
+
+#[test]
+fn the_runner_model_follows_actions_runner() {
+    assert_eq!(
+        split_command_line(r#"--shard 0/4  --name "a b" x\"y "#),
+        ["--shard", "0/4", "--name", "a b", "x\"y"]
+    );
+    let inputs = BTreeMap::from([("dry-run".to_owned(), "true".to_owned())]);
+    assert_eq!(evaluate("--dry-run=${{ inputs.dry-run }}", &inputs), "--dry-run=true");
+    // Without runs.args, the raw `args` input is the container's arguments, else the CMD.
+    let without = Action {
+        inputs: BTreeMap::new(),
+        runs_args: None,
+        entrypoint: vec!["/e".into()],
+        cmd: vec!["pipeline".into()],
+    };
+    let with_args = BTreeMap::from([("args".to_owned(), "--parallel 2".to_owned())]);
+    assert_eq!(without.argv(&with_args), ["/e", "--parallel", "2"]);
+    assert_eq!(without.argv(&BTreeMap::new()), ["/e", "pipeline"]);
+}
+
+#[test]
+fn with_default_inputs_the_action_syncs_and_writes_outputs_and_summary() {
+    let env = TestEnv::new();
+    let workspace = workspace(&env, "");
+    let step = action().run(&workspace, &[]);
+    assert_eq!(step.code, 0, "{}", step.show());
+    assert_eq!(step.outputs["outcome"], "changes", "{:?}", step.outputs);
+    assert_eq!(step.outputs["added"], "15", "{:?}", step.outputs);
+    assert_eq!(step.outputs["deleted"], "1", "{:?}", step.outputs);
+    assert!(step.summary.contains("| Staging |"), "{}", step.summary);
+    assert!(
+        step.stdout.contains("::group::"),
+        "github output by default: {}",
+        step.stdout
+    );
+    assert!(workspace.join("targets/production/api/stripe.json").exists());
+    let again = action().run(&workspace, &[("exit-code", "true")]);
+    assert_eq!(again.code, 0, "converged: {}", again.show());
+    assert_eq!(again.outputs["outcome"], "no_changes");
+}
+
+#[test]
+fn a_dry_run_with_exit_code_flags_changes_and_writes_nothing() {
+    let env = TestEnv::new();
+    let workspace = workspace(&env, "");
+    let before = crate::support::files(&workspace);
+    let step = action().run(
+        &workspace,
+        &[("dry-run", "true"), ("exit-code", "true"), ("report", "plan.json")],
+    );
+    assert_eq!(step.code, 1, "changes pending: {}", step.show());
+    assert_eq!(step.outputs["changes"], "17", "{:?}", step.outputs);
+    assert_eq!(step.outputs["report"], "plan.json");
+    let mut after = crate::support::files(&workspace);
+    after.retain(|f| f != "plan.json");
+    assert_eq!(after, before, "a dry run writes only its report");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(workspace.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(report["dry_run"], true);
+}
+
+#[test]
+fn the_args_input_reaches_secretsync_once_after_the_inputs_flags() {
+    let env = TestEnv::new();
+    let workspace = workspace(&env, "");
+    // `--targets` in args and `--parallel`: each given once; a doubled flag is a clap error.
+    let step = action().run(&workspace, &[("args", "--parallel 2 --targets Staging")]);
+    assert_eq!(step.code, 0, "{}", step.show());
+    assert!(workspace.join("targets/staging/api/stripe.json").exists());
+    assert!(
+        !workspace.join("targets/production/api/stripe.json").exists(),
+        "only Staging was selected"
+    );
+}
+
+#[test]
+fn working_directory_is_relative_to_the_workspace() {
+    let env = TestEnv::new();
+    let workspace = workspace(&env, "deploy/secrets");
+    let step = action().run(
+        &workspace,
+        &[("working-directory", "deploy/secrets"), ("output", "compact")],
+    );
+    assert_eq!(step.code, 0, "{}", step.show());
+    assert!(workspace.join("deploy/secrets/targets/review/api/stripe.json").exists());
+    let missing = action().run(&workspace, &[("working-directory", "nowhere")]);
+    assert_eq!(missing.code, 2, "{}", missing.show());
+    assert!(
+        missing
+            .stderr
+            .contains("::error::secretsync action: working-directory 'nowhere' does not exist"),
+        "{}",
+        missing.show()
+    );
+}
+
+#[test]
+fn hostile_input_values_run_nothing_and_fail_with_an_annotation() {
+    let env = TestEnv::new();
+    let workspace = workspace(&env, "");
+    let step = action().run(
+        &workspace,
+        &[
+            ("targets", "$(touch pwned-subst)`touch pwned-backquote`"),
+            ("config", "config.yaml; touch pwned-semicolon"),
+            ("args", "--diff ;touch pwned-args *"),
+        ],
+    );
+    assert_eq!(step.code, 2, "{}", step.show());
+    let leftovers: Vec<String> = crate::support::files(&workspace)
+        .into_iter()
+        .filter(|f| f.contains("pwned"))
+        .collect();
+    assert!(leftovers.is_empty(), "an input ran a command: {leftovers:?}");
+    assert!(
+        step.stdout.contains("::error") || step.stderr.contains("error"),
+        "{}",
+        step.show()
+    );
+    assert!(!workspace.join("targets/staging/api").exists(), "nothing was synced");
+}
