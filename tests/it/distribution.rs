@@ -169,10 +169,18 @@ fn action_yml_and_workflow_examples_follow_githubs_schemas() {
 
     let workflows: Vec<String> = repository_files()
         .into_iter()
-        .filter(|p| p.starts_with("examples/github") && p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .filter(|p| {
+            (p.starts_with("examples/github") || p.starts_with(".github/workflows"))
+                && p.extension().is_some_and(|e| e == "yml" || e == "yaml")
+        })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(!workflows.is_empty(), "workflow examples exist");
+    for expected in [".github/workflows/ci.yml", ".github/workflows/release.yml"] {
+        assert!(
+            workflows.iter().any(|w| w == expected),
+            "{expected} among {workflows:?}"
+        );
+    }
     let mut args = vec!["--builtin-schema", "vendor.github-workflows"];
     args.extend(workflows.iter().map(String::as_str));
     let (ok, text) = run_tool("check-jsonschema", &args, &repo());

@@ -146,15 +146,14 @@ impl Action {
     /// The container's argv for `with` (the step's inputs), as the runner builds it.
     fn argv(&self, with: &BTreeMap<String, String>) -> Vec<String> {
         let mut argv = self.entrypoint.clone();
-        match &self.runs_args {
-            Some(list) => argv.extend(list.iter().map(|a| evaluate(a, with))),
-            None => {
-                let raw = with.get("args").map(String::as_str).unwrap_or_default();
-                if raw.is_empty() {
-                    argv.extend(self.cmd.iter().cloned());
-                } else {
-                    argv.extend(split_command_line(raw));
-                }
+        if let Some(list) = &self.runs_args {
+            argv.extend(list.iter().map(|a| evaluate(a, with)));
+        } else {
+            let raw = with.get("args").map(String::as_str).unwrap_or_default();
+            if raw.is_empty() {
+                argv.extend(self.cmd.iter().cloned());
+            } else {
+                argv.extend(split_command_line(raw));
             }
         }
         argv
