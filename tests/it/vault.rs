@@ -746,16 +746,16 @@ async fn an_expired_login_token_is_replaced_once_and_the_run_goes_on() {
     // The one AppRole token on this server is the store's; wait until the server lets it die.
     // (If the machine was slow enough for it to be gone already, there is nothing to wait for.)
     let (_, listed) = vault.call("LIST", "auth/token/accessors", None).await;
+    let lookup = |accessor: &Value| {
+        vault.call(
+            "POST",
+            "auth/token/lookup-accessor",
+            Some(json!({ "accessor": accessor })),
+        )
+    };
     let mut ours = Vec::new();
     for accessor in listed["data"]["keys"].as_array().unwrap() {
-        let (_, token) = vault
-            .call(
-                "POST",
-                "auth/token/lookup-accessor",
-                Some(json!({ "accessor": accessor })),
-            )
-            .await;
-        if token["data"]["meta"]["role_name"] == "ci" {
+        if lookup(accessor).await.1["data"]["meta"]["role_name"] == "ci" {
             ours.push(accessor.clone());
         }
     }
@@ -764,16 +764,7 @@ async fn an_expired_login_token_is_replaced_once_and_the_run_goes_on() {
         wait_for(
             "the login token's expiry",
             std::time::Duration::from_secs(30),
-            || async {
-                let (status, _) = vault
-                    .call(
-                        "POST",
-                        "auth/token/lookup-accessor",
-                        Some(json!({ "accessor": accessor })),
-                    )
-                    .await;
-                status >= 400
-            },
+            || async { lookup(&accessor).await.0 >= 400 },
         )
         .await;
     }
