@@ -97,6 +97,12 @@ async fn approle_for(services: &Services, mount: &str) -> (String, String, Strin
         json!({ "token_policies": ["{policy}"] }),
     );
     let (auth, _) = auth_mount(services, "approle", mount, &[role]).await;
+    let (role_id, secret_id) = approle_credentials(services, &auth).await;
+    (auth, role_id, secret_id)
+}
+
+/// The role id and a new secret id of role `sync` on the AppRole mount `auth`.
+async fn approle_credentials(services: &Services, auth: &str) -> (String, String) {
     let root = &services.vault_addr;
     let (_, role) = services
         .vault_call("GET", root, &format!("auth/{auth}/role/sync/role-id"), None)
@@ -105,7 +111,6 @@ async fn approle_for(services: &Services, mount: &str) -> (String, String, Strin
         .vault_call("POST", root, &format!("auth/{auth}/role/sync/secret-id"), None)
         .await;
     (
-        auth,
         role["data"]["role_id"].as_str().unwrap().to_owned(),
         secret["data"]["secret_id"].as_str().unwrap().to_owned(),
     )
@@ -990,16 +995,7 @@ async fn one_login_in_the_root_namespace_serves_stores_in_two_child_namespaces()
         )
         .await;
     assert!(status < 300, "{answer}");
-    let (_, role) = services
-        .vault_call("GET", root, &format!("auth/{auth}/role/sync/role-id"), None)
-        .await;
-    let (_, secret) = services
-        .vault_call("POST", root, &format!("auth/{auth}/role/sync/secret-id"), None)
-        .await;
-    let (role_id, secret_id) = (
-        role["data"]["role_id"].as_str().unwrap(),
-        secret["data"]["secret_id"].as_str().unwrap(),
-    );
+    let (role_id, secret_id) = approle_credentials(&services, &auth).await;
     let yaml = format!(
         "vault: {{ address: {root}, auth: {{ approle: {{ mount: {auth}, role_id: '${{ROLE}}', secret_id: '${{SECRET}}' }} }} }}\n\
          sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
@@ -1007,7 +1003,7 @@ async fn one_login_in_the_root_namespace_serves_stores_in_two_child_namespaces()
          \x20 A: {{ imports: [s], vault: {{ mount: kv, path: app, namespace: {team_a} }} }}\n\
          \x20 B: {{ imports: [s], vault: {{ mount: kv, path: app, namespace: {team_b} }} }}\n"
     );
-    let (pipeline, context) = built(&yaml, [("ROLE", role_id), ("SECRET", secret_id)]);
+    let (pipeline, context) = built(&yaml, [("ROLE", &role_id), ("SECRET", &secret_id)]);
     for (target, ns) in [("A", &team_a), ("B", &team_b)] {
         let store = context
             .target(&pipeline.targets[target])
