@@ -464,6 +464,24 @@ async fn a_to_b_to_a_makes_three_versions_and_a_70_kb_value_is_refused_in_the_pl
     assert!(made.keys().all(|op| !WRITES.contains(&op.as_str())), "{made:?}");
 }
 
+/// AWS keeps a write's `ClientRequestToken` as the version id that `DescribeSecret` and
+/// CloudTrail show; the same write made by two runs must not give the same id, or a reader
+/// could test guesses of the value against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_write_in_two_runs_gets_unrelated_version_ids() {
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let sc = Scenario::new().await;
+        sc.config("", "");
+        sc.env.write("src/weak", "1234");
+        let out = sc.run(&["pipeline"]);
+        assert_eq!(out.code, 0, "{}", out.snapshot());
+        let current = sc.sm().await.get_secret_value().secret_id("weak").send().await.unwrap();
+        ids.push(current.version_id().unwrap().to_owned());
+    }
+    assert_ne!(ids[0], ids[1], "the same name and value, created by two runs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_that_cannot_be_assumed_fails_only_its_target_and_names_the_role() {
     let sc = Scenario::new().await;

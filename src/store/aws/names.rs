@@ -110,24 +110,49 @@ pub(crate) fn value_problem(value: &SecretValue) -> Option<String> {
         .then(|| format!("the value is {size} bytes; Secrets Manager holds at most {MAX_VALUE} bytes per secret"))
 }
 
-/// A `ClientRequestToken` for writing `payload` over version `current` of `name`: the same
-/// inputs give the same token (a retried write creates no second version), and A→B→A gives
-/// three different tokens because the current version changes each time.
+/// A `ClientRequestToken` for writing `payload` over version `current` of `name`.
+///
+/// AWS keeps the token as the new version's `VersionId`, visible to anyone allowed
+/// `DescribeSecret` and in CloudTrail, so it must not let a reader test guesses of the value:
+/// it is an HMAC keyed with [`run_key`], a secret drawn once per run and never stored. Within a
+/// run the same inputs give the same token (a retried write creates no second version); across
+/// runs tokens are unpredictable; A→B→A gives three different tokens because the current
+/// version changes each time.
 pub(crate) fn request_token(name: &str, current: Option<&str>, payload: &Payload) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    hash.update(name.as_bytes());
-    hash.update([0]);
-    hash.update(current.unwrap_or("").as_bytes());
-    hash.update([0]);
-    hash.update(match payload {
+    keyed_request_token(run_key(), name, current, payload)
+}
+
+/// [`request_token`] under an explicit key.
+fn keyed_request_token(key: &[u8; 32], name: &str, current: Option<&str>, payload: &Payload) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(name.as_bytes());
+    mac.update(&[0]);
+    mac.update(current.unwrap_or("").as_bytes());
+    mac.update(&[0]);
+    mac.update(match payload {
         Payload::String(_) => b"s",
         Payload::Binary(_) => b"b",
     });
-    hash.update(payload.bytes());
-    hash.finalize().iter().fold(String::with_capacity(64), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
+    mac.update(payload.bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
+/// The key of this run's request tokens: 32 bytes from the operating system's random source,
+/// drawn on first use and kept only in memory.
+fn run_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0; 32];
+        // Without an OS random source there is no safe token; no supported platform lacks one.
+        getrandom::fill(&mut key).expect("the operating system's random source is unavailable");
+        key
     })
 }
 
@@ -188,10 +213,29 @@ mod tests {
     fn tokens_change_with_the_current_version_and_are_hex_of_valid_length() {
         let a = Payload::String("A".into());
         let t1 = request_token("n", Some("v1"), &a);
-        assert_eq!(t1, request_token("n", Some("v1"), &a), "deterministic");
+        assert_eq!(
+            t1,
+            request_token("n", Some("v1"), &a),
+            "a retry within the run reuses it"
+        );
         assert_ne!(t1, request_token("n", Some("v3"), &a), "A→B→A differs");
         assert_ne!(t1, request_token("n", Some("v1"), &Payload::Binary(b"A".to_vec())));
         assert_eq!(t1.len(), 64);
         assert!(t1.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn tokens_depend_on_the_run_key_so_a_reader_cannot_test_guesses_of_the_value() {
+        use sha2::Digest as _;
+        let a = Payload::String("hunter2".into());
+        let under = |key: u8| keyed_request_token(&[key; 32], "n", None, &a);
+        assert_ne!(under(1), under(2), "another run, another token");
+        // The token an unkeyed hash of the inputs would give, which anyone could recompute.
+        let unkeyed: String = sha2::Sha256::digest(b"n\0\0shunter2")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_ne!(request_token("n", None, &a), unkeyed);
+        assert_ne!(run_key(), &[0; 32], "the key is drawn, not defaulted");
     }
 }
