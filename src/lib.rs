@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod graph;
 pub mod merge;
 pub mod metrics;

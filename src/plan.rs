@@ -403,6 +403,7 @@ pub fn plan(
         changes.extend(orphan(orphan_path, meta, options));
     }
     names.mark_collisions(&mut changes, store.capabilities().hierarchical);
+    mark_overwrites_of_held_secrets(&mut changes, listing, store, options);
     debug_assert!(
         changes.windows(2).all(|w| w[0].path < w[1].path),
         "changes are in path order"
@@ -510,6 +511,63 @@ fn orphan(path: &SecretPath, meta: &EntryMeta, options: PlanOptions<'_>) -> Opti
         change.note = Some("no longer desired; set `pipeline.sync.delete_orphans: true` to delete it".to_owned());
     }
     Some(change)
+}
+
+/// A write whose storage name is the name another secret the target holds is kept under (a
+/// file store keeps JSON `x` in `x.json`, where a human's text file `x.json` may already be)
+/// would replace that secret: a conflict unless it is this target's or adoption was asked for.
+fn mark_overwrites_of_held_secrets(
+    changes: &mut [Change],
+    listing: &Listing,
+    store: &dyn Store,
+    options: PlanOptions<'_>,
+) {
+    let mut held: Option<BTreeMap<&str, (&SecretPath, &EntryMeta)>> = None;
+    for change in changes.iter_mut().filter(|c| c.write_value) {
+        let Some(value) = &change.desired else { continue };
+        let Some(name) = store.storage_name(&change.path, value) else {
+            continue;
+        };
+        let held = held.get_or_insert_with(|| {
+            listing
+                .entries
+                .iter()
+                .map(|(path, meta)| {
+                    let name = listing.stored_as.get(path).map_or(path.as_str(), String::as_str);
+                    (name, (path, meta))
+                })
+                .collect()
+        });
+        let Some((other, meta)) = held.get(name.as_str()).filter(|(other, _)| **other != change.path) else {
+            continue;
+        };
+        match &meta.owner {
+            Owner::Target(owner) if &**owner == options.target => {}
+            Owner::Target(owner) => {
+                change.action = Action::Conflict;
+                change.write_value = false;
+                change.keys = KeyDiff::default();
+                change.all_keys_added = false;
+                change.note = Some(format!(
+                    "would be stored as `{name}`, which holds `{other}` of target `{owner}`; rename one"
+                ));
+            }
+            Owner::Unmanaged if options.adopt => {
+                change.note = Some(format!(
+                    "replaces `{name}`, which held `{other}` (not created by secretsync; adopted)"
+                ));
+            }
+            Owner::Unmanaged => {
+                change.action = Action::Conflict;
+                change.write_value = false;
+                change.keys = KeyDiff::default();
+                change.all_keys_added = false;
+                change.note = Some(format!(
+                    "would be stored as `{name}`, which already holds `{other}`, not created by secretsync; rename one, or pass `--adopt` to replace it"
+                ));
+            }
+        }
+    }
 }
 
 /// Storage names of the desired secrets, for stores that have them (see

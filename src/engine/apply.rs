@@ -105,6 +105,22 @@ pub async fn execute(
             plan.changes[i].result = Some(result);
         }
     }
+    if applied.ok + applied.failed > 0
+        && let Err(err) = store.finish(owner).await
+    {
+        // Only the bookkeeping of a batch is left (a file store's manifest after deletes):
+        // the writes happened, but the run must not look clean.
+        tracing::warn!(class = %err.class, "finishing the batch failed: {err}");
+        for change in &mut plan.changes {
+            if change.result == Some(ApplyResult::Applied) {
+                change.result = Some(ApplyResult::Failed(format!(
+                    "written, but the batch could not be finished: {err}"
+                )));
+                applied.ok -= 1;
+                applied.failed += 1;
+            }
+        }
+    }
     applied
 }
 

@@ -4,7 +4,7 @@
 //! `apply.rs` is the only code in the product that writes to a target or a merge store, and
 //! the only code that knows about dry runs. The engine never prints; it emits events.
 
-mod apply;
+pub(crate) mod apply;
 mod run;
 #[cfg(test)]
 mod tests;

@@ -1,27 +1,35 @@
 //! A local directory as a store: one file per secret, for offline runs, examples and tests.
 //!
 //! Layout: `NAME.json` holding a JSON object is the JSON secret `NAME`; any other file is the
-//! text (UTF-8) or binary secret named by its path. Writes are atomic (temp file + rename in
-//! the same directory), files are created with mode 0600 and folders with 0700, and JSON is
-//! pretty-printed with sorted keys so diffs of a target folder are readable.
+//! text (UTF-8) or binary secret named by its path. Symbolic links and anything that is not a
+//! regular file or a folder are refused, never followed (a link in a source could read any file
+//! on the machine into a target). Writes go through [`crate::files`]: atomic, 0600 files and
+//! 0700 folders, the folder flushed after every rename. JSON is pretty-printed with sorted keys
+//! so diffs of a target folder are readable.
 //!
 //! Ownership lives in `.secretsync-manifest.json` at the root: the files this tool wrote, and
 //! for which target. Only files listed there as the caller's can be deleted; everything else
 //! in the folder (a README, a file a human added) is left alone.
 //!
+//! Crash consistency: ownership is recorded (and flushed) *before* a file is written, once per
+//! batch ([`WritableStore::prepare`]), and a delete removes the file before its manifest entry
+//! (saved once per batch, in [`WritableStore::finish`]). So at every point a crash or a full
+//! disk leaves either a file we own, a manifest entry without a file (harmless: pruned, and a
+//! missing secret is created again) — never a file we wrote that the manifest does not claim,
+//! which the next run would see as someone else's and refuse without `--adopt`.
+//!
 //! File I/O runs on tokio's blocking pool so the async engine is never stalled by a disk.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, Store, StoreError, WritableStore};
+use crate::files::{self, TMP_PREFIX};
 use crate::model::{SecretPath, SecretSet, SecretValue};
 
 /// The ownership manifest's file name (at the store's root).
@@ -29,7 +37,6 @@ pub const MANIFEST_FILE: &str = ".secretsync-manifest.json";
 /// Folder of a file merge store holding one empty file per target whose merged result is
 /// complete.
 const COMMITTED_DIR: &str = ".secretsync-committed";
-const TMP_PREFIX: &str = ".secretsync-tmp-";
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Manifest {
@@ -43,6 +50,11 @@ struct Inner {
     root: PathBuf,
     display: String,
     manifest: Mutex<Option<Manifest>>,
+    /// The in-memory manifest has changes not yet saved (deletes, saved by `finish`).
+    manifest_dirty: std::sync::atomic::AtomicBool,
+    /// Tests: fail every durable step from the n-th on, as a crash or a full disk would.
+    #[cfg(test)]
+    crash_at: Option<std::sync::atomic::AtomicUsize>,
     /// A source's folder must exist: a misspelled path must not read as "no secrets", which
     /// would turn into deletes downstream. A target's or merge store's folder is created on
     /// first write, so for them a missing folder is simply empty.
@@ -63,6 +75,9 @@ impl FileStore {
                 root: root.into(),
                 display: display.into(),
                 manifest: Mutex::new(None),
+                manifest_dirty: std::sync::atomic::AtomicBool::new(false),
+                #[cfg(test)]
+                crash_at: None,
                 must_exist: false,
             }),
         }
@@ -75,9 +90,22 @@ impl FileStore {
                 root: root.into(),
                 display: display.into(),
                 manifest: Mutex::new(None),
+                manifest_dirty: std::sync::atomic::AtomicBool::new(false),
+                #[cfg(test)]
+                crash_at: None,
                 must_exist: true,
             }),
         }
+    }
+
+    /// A store whose `n`-th durable step (1 = the first) and every later one fail, as after a
+    /// crash or with a full disk.
+    #[cfg(test)]
+    fn crashing_at(root: impl Into<PathBuf>, n: usize) -> Self {
+        let store = Self::new(root, "crashing");
+        let mut inner = Arc::into_inner(store.inner).expect("just made");
+        inner.crash_at = Some(std::sync::atomic::AtomicUsize::new(n));
+        Self { inner: Arc::new(inner) }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -128,8 +156,8 @@ impl Inner {
         StoreError::new(ErrorClass::Invalid, format!("{}: {message}", self.name()))
     }
 
-    /// Walks the folder. With `values`, also returns every value.
-    fn scan(&self, values: bool) -> Result<BTreeMap<SecretPath, Option<SecretValue>>, StoreError> {
+    /// Walks the folder: every secret, the file it is in, and with `values` its value.
+    fn scan(&self, values: bool) -> Result<BTreeMap<SecretPath, (String, Option<SecretValue>)>, StoreError> {
         let mut out: BTreeMap<SecretPath, (String, Option<SecretValue>)> = BTreeMap::new();
         match fs::metadata(&self.root) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound && !self.must_exist => return Ok(BTreeMap::new()),
@@ -167,28 +195,34 @@ impl Inner {
                 }
                 let rel = format!("{prefix}{name}");
                 let path = entry.path();
-                let meta = fs::metadata(&path).map_err(|e| self.io("read", &path, e))?;
-                if meta.is_dir() {
-                    if entry.file_type().map_err(|e| self.io("read", &path, e))?.is_symlink() {
-                        return Err(self.invalid(format!(
-                            "`{rel}` is a symlinked folder; symlinked folders are not followed"
-                        )));
-                    }
+                let kind = entry.file_type().map_err(|e| self.io("read", &path, e))?;
+                if kind.is_symlink() {
+                    return Err(self.invalid(format!(
+                        "`{rel}` is a symbolic link; links are not followed (one could point at any file on this machine) — copy the file or folder in instead"
+                    )));
+                }
+                if kind.is_dir() {
                     dirs.push((path, format!("{rel}/")));
                     continue;
                 }
-                if !meta.is_file() {
-                    return Err(self.invalid(format!("`{rel}` is neither a file nor a folder")));
+                if !kind.is_file() {
+                    return Err(self.invalid(format!(
+                        "`{rel}` is neither a regular file nor a folder (a device, socket or pipe); remove it"
+                    )));
                 }
+                let read = |path: &Path| match files::read_regular(path) {
+                    Ok(Some(bytes)) => Ok(bytes),
+                    Ok(None) => Err(self.invalid(format!("`{rel}` disappeared while it was being read"))),
+                    Err(e) => Err(self.io("read", path, e)),
+                };
                 let (secret, value) = if let Some(stem) = rel.strip_suffix(".json") {
-                    let bytes = fs::read(&path).map_err(|e| self.io("read", &path, e))?;
+                    let bytes = read(&path)?;
                     match json_object(&bytes) {
                         Some(map) => (stem.to_owned(), values.then_some(SecretValue::Json(map))),
                         None => (rel.clone(), values.then(|| other_value(bytes))),
                     }
                 } else if values {
-                    let bytes = fs::read(&path).map_err(|e| self.io("read", &path, e))?;
-                    (rel.clone(), Some(other_value(bytes)))
+                    (rel.clone(), Some(other_value(read(&path)?)))
                 } else {
                     (rel.clone(), None)
                 };
@@ -201,17 +235,48 @@ impl Inner {
                 out.insert(secret_path, (rel, value));
             }
         }
-        Ok(out.into_iter().map(|(k, (_, v))| (k, v)).collect())
+        Ok(out)
+    }
+
+    /// The listing (owners from the manifest, file names where they differ from the secret's)
+    /// and the values of what [`Inner::scan`] found.
+    fn listing(
+        &self,
+        found: BTreeMap<SecretPath, (String, Option<SecretValue>)>,
+    ) -> Result<(Listing, SecretSet), StoreError> {
+        let managed = self.manifest(|m| m.managed.clone())?;
+        let mut listing = Listing::default();
+        let mut set = SecretSet::new();
+        for (path, (file, value)) in found {
+            let meta = managed
+                .get(path.as_str())
+                .map_or_else(EntryMeta::unmanaged, |t| EntryMeta::owned_by(t));
+            listing.entries.insert(path.clone(), meta);
+            if file != path.as_str() {
+                listing.stored_as.insert(path.clone(), file);
+            }
+            if let Some(value) = value {
+                set.insert(path, Arc::new(value));
+            }
+        }
+        Ok((listing, set))
+    }
+
+    /// The bytes of the file at `rel` below the root, `None` when there is none; a symbolic
+    /// link on the way or at the end is an error.
+    fn read_file(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let file = self.root.join(rel);
+        files::check_no_links_below(&self.root, &file)
+            .and_then(|()| files::read_regular(&file))
+            .map_err(|e| self.io("read", &file, e))
     }
 
     fn read(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
-        let json_file = self.root.join(format!("{path}.json"));
-        let plain = self.root.join(path.as_str());
-        let as_json = match read_if_file(&json_file).map_err(|e| self.io("read", &json_file, e))? {
+        let as_json = match self.read_file(&format!("{path}.json"))? {
             Some(bytes) => json_object(&bytes).map(Found::Json),
             None => None,
         };
-        let as_other = match read_if_file(&plain).map_err(|e| self.io("read", &plain, e))? {
+        let as_other = match self.read_file(path.as_str())? {
             Some(bytes) if path.as_str().ends_with(".json") && json_object(&bytes).is_some() => None,
             Some(bytes) => Some(Found::Other(bytes)),
             None => None,
@@ -226,21 +291,32 @@ impl Inner {
         }
     }
 
+    /// The file holding secret `path` now, if any: `path.json` when it holds a JSON object,
+    /// else `path` (unless that is `….json` holding an object, which is another secret).
+    fn file_of(&self, path: &SecretPath) -> Result<Option<PathBuf>, StoreError> {
+        let json_name = format!("{path}.json");
+        if self.read_file(&json_name)?.is_some_and(|b| json_object(&b).is_some()) {
+            return Ok(Some(self.root.join(json_name)));
+        }
+        let plain = self.read_file(path.as_str())?;
+        Ok(plain
+            .filter(|b| !(path.as_str().ends_with(".json") && json_object(b).is_some()))
+            .map(|_| self.root.join(path.as_str())))
+    }
+
     fn manifest<T>(&self, work: impl FnOnce(&mut Manifest) -> T) -> Result<T, StoreError> {
         let mut guard = self.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.is_none() {
-            let file = self.root.join(MANIFEST_FILE);
-            let manifest = match fs::read(&file) {
-                Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            let manifest = match self.read_file(MANIFEST_FILE)? {
+                Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                     self.invalid(format!(
                         "the ownership manifest `{MANIFEST_FILE}` is corrupt ({e}); fix or remove it"
                     ))
                 })?,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Manifest {
+                None => Manifest {
                     version: 1,
                     managed: BTreeMap::new(),
                 },
-                Err(err) => return Err(self.io("read", &file, err)),
             };
             *guard = Some(manifest);
         }
@@ -253,59 +329,106 @@ impl Inner {
             bytes.push(b'\n');
             bytes
         })?;
-        self.write_atomic(&self.root.join(MANIFEST_FILE), &bytes)
+        self.write_atomic(&self.root.join(MANIFEST_FILE), &bytes)?;
+        self.manifest_dirty.store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
-    fn write_atomic(&self, target: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = target.parent().unwrap_or(&self.root);
-        create_private_dirs(dir).map_err(|e| self.io("create folder", dir, e))?;
-        let tmp = dir.join(format!(
-            "{TMP_PREFIX}{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = (|| {
-            let mut file = private_file(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            fs::rename(&tmp, target)
-        })();
-        if let Err(err) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.io("write", target, err));
+    /// Records `paths` as `owner`'s and saves the manifest, once, if that changed anything.
+    fn claim(&self, paths: &[SecretPath], owner: &str) -> Result<(), StoreError> {
+        let changed = self.manifest(|m| {
+            let mut changed = false;
+            for path in paths {
+                if m.managed.get(path.as_str()).is_none_or(|o| o != owner) {
+                    m.managed.insert(path.to_string(), owner.to_owned());
+                    changed = true;
+                }
+            }
+            changed
+        })?;
+        if changed || self.manifest_dirty.load(std::sync::atomic::Ordering::SeqCst) {
+            self.save_manifest()?;
         }
         Ok(())
     }
 
+    /// Saves entries removed by deletes, dropping entries whose file is gone (a claim whose
+    /// write never happened, or a delete whose manifest save a crash prevented).
+    fn finish(&self) -> Result<(), StoreError> {
+        let recorded: Vec<String> = self.manifest(|m| m.managed.keys().cloned().collect())?;
+        let mut gone = Vec::new();
+        for name in recorded {
+            let Ok(path) = SecretPath::parse(&name) else { continue };
+            if self.file_of(&path)?.is_none() {
+                gone.push(name);
+            }
+        }
+        if !gone.is_empty() {
+            self.manifest(|m| gone.iter().for_each(|n| drop(m.managed.remove(n))))?;
+            self.manifest_dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if self.manifest_dirty.load(std::sync::atomic::Ordering::SeqCst) {
+            self.save_manifest()?;
+        }
+        Ok(())
+    }
+
+    /// One durable step (tests inject a crash here).
+    #[cfg_attr(not(test), allow(clippy::unused_self, clippy::unnecessary_wraps))]
+    fn step(&self, what: &str, path: &Path) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if let Some(left) = &self.crash_at
+            && left
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| Some(n.saturating_sub(1)),
+                )
+                .is_ok_and(|before| before <= 1)
+        {
+            return Err(self.io(what, path, std::io::Error::other("injected crash")));
+        }
+        let _ = (what, path);
+        Ok(())
+    }
+
+    fn write_atomic(&self, target: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        self.step("write", target)?;
+        files::check_no_links_below(&self.root, target)
+            .and_then(|()| files::write_atomic(target, bytes))
+            .map_err(|e| self.io("write", target, e))
+    }
+
+    fn remove(&self, file: &Path) -> Result<(), StoreError> {
+        self.step("remove", file)?;
+        fs::remove_file(file)
+            .and_then(|()| files::sync_dir(files::parent(file)))
+            .map_err(|e| self.io("remove", file, e))
+    }
+
     fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
         check_value(path, value).map_err(|m| self.invalid(m))?;
-        let json_file = self.root.join(format!("{path}.json"));
-        let plain = self.root.join(path.as_str());
-        let (file, stale) = match value {
-            SecretValue::Json(_) => (&json_file, read_if_file(&plain).ok().flatten().map(|_| &plain)),
-            _ => (
-                &plain,
-                read_if_file(&json_file)
-                    .ok()
-                    .flatten()
-                    .filter(|b| json_object(b).is_some())
-                    .map(|_| &json_file),
-            ),
-        };
-        self.write_atomic(file, &value.to_bytes())?;
-        if let Some(stale) = stale {
-            fs::remove_file(stale).map_err(|e| self.io("remove", stale, e))?;
+        // Ownership first: a crash after this leaves a claim without a file (harmless), never
+        // a file of ours the manifest does not claim.
+        self.claim(std::slice::from_ref(path), owner)?;
+        let file = self.root.join(match value {
+            SecretValue::Json(_) => format!("{path}.json"),
+            _ => path.to_string(),
+        });
+        // A change of kind moves the secret to another file: the old one goes first, so a
+        // crash leaves the secret missing (created again next run), never held twice (which
+        // reads as two secrets under one name).
+        if let Some(old) = self.file_of(path)?.filter(|old| *old != file) {
+            self.remove(&old)?;
         }
-        self.manifest(|m| m.managed.insert(path.to_string(), owner.to_owned()))?;
-        self.save_manifest()
+        self.write_atomic(&file, &value.to_bytes())
     }
 
     fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
         let recorded = self.manifest(|m| m.managed.get(path.as_str()).cloned())?;
-        let exists = self.read(path)?.is_some();
+        let file = self.file_of(path)?;
         if recorded.as_deref() != Some(owner) {
-            if !exists {
+            if file.is_none() {
                 return Ok(());
             }
             return Err(StoreError::new(
@@ -317,41 +440,14 @@ impl Inner {
             )
             .at(path));
         }
-        let json_file = self.root.join(format!("{path}.json"));
-        let plain = self.root.join(path.as_str());
-        if read_if_file(&json_file)
-            .ok()
-            .flatten()
-            .is_some_and(|b| json_object(&b).is_some())
-        {
-            fs::remove_file(&json_file).map_err(|e| self.io("remove", &json_file, e))?;
+        if let Some(file) = &file {
+            self.remove(file)?;
+            remove_empty_parents(&self.root, file);
         }
-        let plain_is_this_secret = read_if_file(&plain)
-            .ok()
-            .flatten()
-            .is_some_and(|b| !(path.as_str().ends_with(".json") && json_object(&b).is_some()));
-        if plain_is_this_secret {
-            fs::remove_file(&plain).map_err(|e| self.io("remove", &plain, e))?;
-        }
-        remove_empty_parents(&self.root, &plain);
+        // The entry goes after the file, saved once per batch by `finish`.
         self.manifest(|m| m.managed.remove(path.as_str()))?;
-        self.save_manifest()
-    }
-}
-
-fn read_if_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => fs::read(path).map(Some),
-        Ok(_) => Ok(None),
-        Err(err)
-            if matches!(
-                err.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(err) => Err(err),
+        self.manifest_dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -361,34 +457,9 @@ fn remove_empty_parents(root: &Path, file: &Path) {
         if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {
             break;
         }
+        let _ = files::sync_dir(files::parent(d));
         dir = d.parent();
     }
-}
-
-#[cfg(unix)]
-fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(dir)
-}
-
-#[cfg(unix)]
-fn private_file(path: &Path) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn private_file(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// Whether a value can be stored at a path in a file store.
@@ -428,24 +499,7 @@ impl Store for FileStore {
     }
 
     async fn list(&self) -> Result<Listing, StoreError> {
-        self.blocking(|inner| {
-            let found = inner.scan(false)?;
-            let managed = inner.manifest(|m| m.managed.clone())?;
-            let entries = found
-                .into_keys()
-                .map(|path| {
-                    let meta = managed
-                        .get(path.as_str())
-                        .map_or_else(EntryMeta::unmanaged, |t| EntryMeta::owned_by(t));
-                    (path, meta)
-                })
-                .collect();
-            Ok(Listing {
-                entries,
-                notes: Vec::new(),
-            })
-        })
-        .await
+        self.blocking(|inner| Ok(inner.listing(inner.scan(false)?)?.0)).await
     }
 
     async fn get(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
@@ -465,23 +519,7 @@ impl Store for FileStore {
     }
 
     async fn read_all(&self) -> Result<(Listing, SecretSet), StoreError> {
-        self.blocking(|inner| {
-            let found = inner.scan(true)?;
-            let managed = inner.manifest(|m| m.managed.clone())?;
-            let mut listing = Listing::default();
-            let mut set = SecretSet::new();
-            for (path, value) in found {
-                let meta = managed
-                    .get(path.as_str())
-                    .map_or_else(EntryMeta::unmanaged, |t| EntryMeta::owned_by(t));
-                listing.entries.insert(path.clone(), meta);
-                if let Some(value) = value {
-                    set.insert(path, Arc::new(value));
-                }
-            }
-            Ok((listing, set))
-        })
-        .await
+        self.blocking(|inner| inner.listing(inner.scan(true)?)).await
     }
 
     fn check_value(&self, path: &SecretPath, value: &SecretValue) -> Result<(), String> {
@@ -506,6 +544,15 @@ impl WritableStore for FileStore {
     async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
         let (path, owner) = (path.clone(), owner.to_owned());
         self.blocking(move |inner| inner.delete(&path, &owner)).await
+    }
+
+    async fn prepare(&self, owner: &str, paths: &[SecretPath]) -> Result<(), StoreError> {
+        let (paths, owner) = (paths.to_vec(), owner.to_owned());
+        self.blocking(move |inner| inner.claim(&paths, &owner)).await
+    }
+
+    async fn finish(&self, _owner: &str) -> Result<(), StoreError> {
+        self.blocking(Inner::finish).await
     }
 }
 
@@ -565,16 +612,15 @@ impl MergeStore for FileMergeStore {
         let store = FileStore::new(self.root.join(target), format!("{}/{target}", self.display));
         store.blocking(Inner::save_manifest).await?;
         let marker = self.marker(target);
-        let written = async {
-            tokio::fs::create_dir_all(marker.parent().unwrap_or(&self.root)).await?;
-            tokio::fs::write(&marker, b"").await
-        };
-        written.await.map_err(|e| {
-            StoreError::from_io(
-                format!("{}: cannot write `{}`: {e}", self.describe(), marker.display()),
-                e,
-            )
-        })
+        tokio::task::spawn_blocking(move || files::write_atomic(&marker, b"").map_err(|e| (marker, e)))
+            .await
+            .map_err(|err| StoreError::new(ErrorClass::Fatal, format!("file store task failed: {err}")))?
+            .map_err(|(marker, e)| {
+                StoreError::from_io(
+                    format!("{}: cannot write `{}`: {e}", self.describe(), marker.display()),
+                    e,
+                )
+            })
     }
 }
 
@@ -754,5 +800,220 @@ mod tests {
                 .check_value(&p(MANIFEST_FILE), &SecretValue::Text("x".into()))
                 .is_err()
         );
+    }
+
+    /// Plans `desired` against the store and applies it, as a run does.
+    async fn sync(store: &FileStore, desired: &[(&str, SecretValue)], adopt: bool) -> crate::plan::TargetPlan {
+        let desired: SecretSet = desired.iter().map(|(k, v)| (p(k), Arc::new(v.clone()))).collect();
+        let (listing, actual) = store.read_all().await.unwrap();
+        let actual = actual.into_iter().collect();
+        let options = crate::plan::PlanOptions {
+            target: "T",
+            delete_orphans: true,
+            adopt,
+            complete: true,
+        };
+        let mut plan = crate::plan::plan(&desired, &listing, &actual, store, options);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        crate::engine::apply::execute(&mut plan, store, "T", false, &cancel, &|| {}).await;
+        plan
+    }
+
+    fn json_value(text: &str) -> SecretValue {
+        SecretValue::from_string(text.into())
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn links_and_special_files_in_a_source_are_refused_and_named() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("app")).unwrap();
+        fs::write(dir.path().join("elsewhere"), "outside the folder").unwrap();
+        fs::write(src.join("app/ok"), "fine").unwrap();
+        symlink("/proc/self/environ", src.join("app/env")).unwrap();
+        let store = FileStore::source(&src, "./src");
+        let err = store.read_all().await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::Invalid);
+        assert!(
+            err.message
+                .contains("`app/env` is a symbolic link; links are not followed"),
+            "{err}"
+        );
+        assert!(store.list().await.is_err(), "listing refuses it too");
+        fs::remove_file(src.join("app/env")).unwrap();
+        symlink("../../elsewhere", src.join("app/up")).unwrap();
+        let err = store.read_all().await.unwrap_err();
+        assert!(err.message.contains("`app/up` is a symbolic link"), "{err}");
+        assert!(!err.to_string().contains("outside the folder"));
+        // Reading one secret by name does not follow it either.
+        let err = store.get(&p("app/up")).await.unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        fs::remove_file(src.join("app/up")).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(src.join("app/pipe"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let err = store.read_all().await.unwrap_err();
+        assert!(
+            err.message
+                .contains("`app/pipe` is neither a regular file nor a folder"),
+            "{err}"
+        );
+        fs::remove_file(src.join("app/pipe")).unwrap();
+        symlink(dir.path(), src.join("linked")).unwrap();
+        let err = store.read_all().await.unwrap_err();
+        assert!(err.message.contains("`linked` is a symbolic link"), "{err}");
+        fs::remove_file(src.join("linked")).unwrap();
+        assert_eq!(store.read_all().await.unwrap().1.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_humans_file_under_the_name_a_secret_would_take_is_a_conflict_until_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        // A text file `notes.json` (not a JSON object) is the text secret `notes.json`; the
+        // JSON secret `notes` would be written to the same file.
+        fs::write(dir.path().join("notes.json"), "a human's notes").unwrap();
+        let store = FileStore::new(dir.path(), "t");
+        let plan = sync(&store, &[("notes", json_value(r#"{"k":1}"#))], false).await;
+        let change = &plan.changes[0];
+        assert_eq!(change.action, crate::plan::Action::Conflict, "{change:?}");
+        assert!(
+            change
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("already holds `notes.json`, not created by secretsync"),
+            "{change:?}"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("notes.json")).unwrap(),
+            "a human's notes"
+        );
+
+        let plan = sync(&store, &[("notes", json_value(r#"{"k":1}"#))], true).await;
+        assert!(
+            plan.changes
+                .iter()
+                .any(|c| c.path == p("notes") && c.result == Some(crate::plan::ApplyResult::Applied))
+        );
+        let fresh = FileStore::new(dir.path(), "t");
+        let plan = sync(&fresh, &[("notes", json_value(r#"{"k":1}"#))], false).await;
+        assert!(plan.changes.is_empty(), "converged: {:?}", plan.changes);
+    }
+
+    /// The state before the crashing run: two secrets of ours, a human's README.
+    async fn crash_scene(root: &Path) {
+        fs::create_dir_all(root).unwrap();
+        fs::write(root.join("README"), "a human's file").unwrap();
+        let store = FileStore::new(root, "t");
+        let before = [
+            ("keep", json_value(r#"{"v":1}"#)),
+            ("gone/old", SecretValue::Text("old".into())),
+            ("kind", SecretValue::Text("text".into())),
+        ];
+        sync(&store, &before, false).await;
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_any_two_steps_leaves_a_state_the_next_run_repairs_without_adopt() {
+        let desired = [
+            ("keep", json_value(r#"{"v":2}"#)),
+            ("kind", json_value(r#"{"now":"json"}"#)),
+            ("new/a", SecretValue::Text("a".into())),
+            ("new/b", json_value(r#"{"b":1}"#)),
+        ];
+        let mut crashed_at_least_once = false;
+        for n in 1.. {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("t");
+            crash_scene(&root).await;
+            let crashing = FileStore::crashing_at(&root, n);
+            let first = sync(&crashing, &desired, false).await;
+            let crashed = first.changes.iter().any(
+                |c| matches!(&c.result, Some(crate::plan::ApplyResult::Failed(e)) if e.contains("injected crash")),
+            );
+            // The next run: a new process, no `--adopt`.
+            let next = FileStore::new(&root, "t");
+            let repair = sync(&next, &desired, false).await;
+            assert!(
+                repair
+                    .changes
+                    .iter()
+                    .all(|c| c.result == Some(crate::plan::ApplyResult::Applied)),
+                "crash at step {n}: the next run did not repair it: {:?}",
+                repair.changes
+            );
+            let settled = FileStore::new(&root, "t");
+            let (listing, values) = settled.read_all().await.unwrap();
+            let want: SecretSet = desired
+                .iter()
+                .map(|(k, v)| (p(k), Arc::new(v.clone())))
+                .chain([(p("README"), Arc::new(SecretValue::Text("a human's file".into())))])
+                .collect();
+            assert_eq!(
+                values.keys().collect::<Vec<_>>(),
+                want.keys().collect::<Vec<_>>(),
+                "crash at step {n}"
+            );
+            for (path, value) in &want {
+                assert!(values[path].semantic_eq(value), "crash at step {n}: `{path}` differs");
+            }
+            assert!(!listing.entries[&p("README")].is_owned_by("T"), "crash at step {n}");
+            assert!(
+                sync(&settled, &desired, false).await.changes.is_empty(),
+                "crash at step {n}: not converged"
+            );
+            let temp_left = walk(&root).into_iter().any(|f| f.contains(crate::files::TMP_PREFIX));
+            assert!(!temp_left, "crash at step {n}: a temporary file was left");
+            if !crashed {
+                assert!(crashed_at_least_once, "the injection never fired");
+                break;
+            }
+            crashed_at_least_once = true;
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                out.extend(walk(&entry.path()));
+            } else {
+                out.push(entry.path().display().to_string());
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_batch_saves_the_manifest_once_not_once_per_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::crashing_at(dir.path(), usize::MAX);
+        let desired: Vec<(String, SecretValue)> = (0..50)
+            .map(|i| (format!("s{i:02}"), SecretValue::Text(format!("v{i}"))))
+            .collect();
+        let desired: Vec<(&str, SecretValue)> = desired.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        sync(&store, &desired, false).await;
+        let steps = usize::MAX
+            - store
+                .inner
+                .crash_at
+                .as_ref()
+                .unwrap()
+                .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(steps, 51, "50 files and one manifest save");
+        sync(&store, &[], false).await;
+        let steps = usize::MAX
+            - store
+                .inner
+                .crash_at
+                .as_ref()
+                .unwrap()
+                .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(steps, 51 + 51, "50 removals and one manifest save");
     }
 }

@@ -147,7 +147,7 @@ impl Store for MemoryStore {
             .collect();
         Ok(Listing {
             entries,
-            notes: Vec::new(),
+            ..Listing::default()
         })
     }
 

@@ -142,6 +142,10 @@ pub struct Listing {
     pub entries: BTreeMap<SecretPath, EntryMeta>,
     /// Things the user should know about the read (secrets skipped, and why); never values.
     pub notes: Vec<String>,
+    /// The name each listed secret is kept under, where it differs from its path (a file store
+    /// keeps JSON `a` in `a.json`), so planning sees a desired secret that would overwrite a
+    /// different secret the store already holds.
+    pub stored_as: BTreeMap<SecretPath, String>,
 }
 
 /// A place secrets can be read from.
@@ -233,6 +237,12 @@ pub trait WritableStore: Store {
     /// store that records ownership in one place (a KV v1 manifest) claims them in one write
     /// instead of one per secret. Optional: `put` records ownership either way.
     async fn prepare(&self, _owner: &str, _paths: &[SecretPath]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Called once after a batch of writes for `owner` (also when some failed or the run was
+    /// interrupted), so a store that records ownership in one place saves it once per batch.
+    async fn finish(&self, _owner: &str) -> Result<(), StoreError> {
         Ok(())
     }
 

@@ -465,7 +465,7 @@ async fn a_to_b_to_a_makes_three_versions_and_a_70_kb_value_is_refused_in_the_pl
 }
 
 /// AWS keeps a write's `ClientRequestToken` as the version id that `DescribeSecret` and
-/// CloudTrail show; the same write made by two runs must not give the same id, or a reader
+/// `CloudTrail` show; the same write made by two runs must not give the same id, or a reader
 /// could test guesses of the value against it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_write_in_two_runs_gets_unrelated_version_ids() {

@@ -113,7 +113,7 @@ pub(crate) fn value_problem(value: &SecretValue) -> Option<String> {
 /// A `ClientRequestToken` for writing `payload` over version `current` of `name`.
 ///
 /// AWS keeps the token as the new version's `VersionId`, visible to anyone allowed
-/// `DescribeSecret` and in CloudTrail, so it must not let a reader test guesses of the value:
+/// `DescribeSecret` and in `CloudTrail`, so it must not let a reader test guesses of the value:
 /// it is an HMAC keyed with [`run_key`], a secret drawn once per run and never stored. Within a
 /// run the same inputs give the same token (a retried write creates no second version); across
 /// runs tokens are unpredictable; A→B→A gives three different tokens because the current
@@ -231,10 +231,12 @@ mod tests {
         let under = |key: u8| keyed_request_token(&[key; 32], "n", None, &a);
         assert_ne!(under(1), under(2), "another run, another token");
         // The token an unkeyed hash of the inputs would give, which anyone could recompute.
-        let unkeyed: String = sha2::Sha256::digest(b"n\0\0shunter2")
+        let unkeyed = sha2::Sha256::digest(b"n\0\0shunter2")
             .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+            .fold(String::new(), |mut hex, b| {
+                let _ = write!(hex, "{b:02x}");
+                hex
+            });
         assert_ne!(request_token("n", None, &a), unkeyed);
         assert_ne!(run_key(), &[0; 32], "the key is drawn, not defaulted");
     }

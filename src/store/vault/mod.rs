@@ -631,7 +631,7 @@ impl Store for VaultStore {
             }
             let listing = Listing {
                 entries: paths.into_iter().map(|p| (p, EntryMeta::unmanaged())).collect(),
-                notes: Vec::new(),
+                ..Listing::default()
             };
             (listing, fetched)
         } else {
