@@ -38,16 +38,16 @@ pub(super) fn run(args: &MigrateArgs, printer: Printer) -> Result<u8, CliError> 
         path: output.clone(),
         source,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if args.force {
-        options.create(true).truncate(true);
+    // Private, never through a link; `--force` replaces the file atomically.
+    let written = if args.force {
+        crate::files::write_atomic(&args.output, migrated.yaml.as_bytes())
     } else {
-        options.create_new(true);
-    }
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = match options.open(&args.output) {
+        crate::files::create_new_private(&args.output).and_then(|mut file| {
+            file.write_all(migrated.yaml.as_bytes())?;
+            file.sync_all()
+        })
+    };
+    match written {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(CliError::usage(
                 format!("{output} already exists"),
@@ -55,8 +55,7 @@ pub(super) fn run(args: &MigrateArgs, printer: Printer) -> Result<u8, CliError> 
             ));
         }
         other => other.map_err(write_error)?,
-    };
-    file.write_all(migrated.yaml.as_bytes()).map_err(write_error)?;
+    }
 
     let mut text = format!(
         "wrote {output}: {} sources, {} targets\n",

@@ -149,8 +149,9 @@ async fn execute(
     let config = shown(&global.config);
     render(&report, output, args, plan_command, &config, printer);
     if let Some(path) = &args.report {
-        std::fs::File::create(path)
-            .and_then(|mut file| report::json::write(&report, &config, args.exit_code, &mut file))
+        let mut bytes = Vec::new();
+        report::json::write(&report, &config, args.exit_code, &mut bytes)
+            .and_then(|()| crate::files::write_atomic(path, &bytes))
             .map_err(|source| CliError::Output {
                 what: "the report",
                 path: path.display().to_string(),

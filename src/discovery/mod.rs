@@ -119,20 +119,23 @@ pub struct CacheSettings<'a> {
     pub config: &'a [u8],
 }
 
-/// Runs every group's discovery, or reuses a fresh result from the cache.
+/// Runs every group's discovery, or reuses the accounts a fresh cache holds. Cached accounts
+/// go through exactly the selection fresh ones do (ids checked, names rendered by the
+/// template, imports taken from the pipeline), so an edited cache cannot add a target the
+/// pipeline would not make.
 pub async fn discover_cached(pipeline: &Pipeline, aws: &AwsClients, cache: Option<CacheSettings<'_>>) -> Discovered {
     let Some(cache) = cache else {
         return discover(pipeline, aws).await;
     };
     let hash = cache::config_hash(cache.config);
-    if let Some(found) = cache::load(cache.path, &hash, cache.ttl) {
-        return found;
+    if let Some(found) = cache::load(cache.path, &hash, cache.ttl, pipeline.dynamic_targets.keys()) {
+        return select_all(pipeline, &found);
     }
-    let found = discover(pipeline, aws).await;
+    let found = collect_all(pipeline, aws).await;
     if let Err(e) = cache::save(cache.path, &hash, &found) {
         tracing::warn!("{e}");
     }
-    found
+    select_all(pipeline, &found)
 }
 
 /// Whether any group needs AWS (an accounts list in a file does not).
@@ -146,6 +149,14 @@ fn needs_aws(pipeline: &Pipeline) -> bool {
 
 /// Runs every group's discovery.
 pub async fn discover(pipeline: &Pipeline, aws: &AwsClients) -> Discovered {
+    select_all(pipeline, &collect_all(pipeline, aws).await)
+}
+
+/// What each group's methods found: its accounts, or why they could not be listed.
+pub(crate) type Collected = BTreeMap<String, Result<Vec<Account>, String>>;
+
+/// Lists every group's accounts.
+async fn collect_all(pipeline: &Pipeline, aws: &AwsClients) -> Collected {
     let clients = if needs_aws(pipeline) {
         let account = pipeline
             .aws
@@ -160,35 +171,42 @@ pub async fn discover(pipeline: &Pipeline, aws: &AwsClients) -> Discovered {
                 ssm: aws_sdk_ssm::Client::new(&session.config),
             }),
             Err(e) => {
-                return Discovered {
-                    groups: pipeline
-                        .dynamic_targets
-                        .keys()
-                        .map(|group| GroupResult {
-                            group: group.clone(),
-                            targets: Vec::new(),
-                            skipped: Vec::new(),
-                            error: Some(e.message.clone()),
-                        })
-                        .collect(),
-                };
+                return pipeline
+                    .dynamic_targets
+                    .keys()
+                    .map(|group| (group.clone(), Err(e.message.clone())))
+                    .collect();
             }
         }
     } else {
         None
     };
-    let mut groups = Vec::new();
+    let mut collected = Collected::new();
     for (name, group) in &pipeline.dynamic_targets {
-        groups.push(match discover_group(pipeline, group, clients.as_ref()).await {
-            Ok(result) => result,
-            Err(error) => GroupResult {
+        collected.insert(name.clone(), collect(group, clients.as_ref()).await);
+    }
+    collected
+}
+
+/// Every group's targets from its accounts (groups of the pipeline only, in its order).
+fn select_all(pipeline: &Pipeline, collected: &Collected) -> Discovered {
+    let groups = pipeline
+        .dynamic_targets
+        .iter()
+        .map(|(name, group)| {
+            let selected = match collected.get(name) {
+                Some(Ok(accounts)) => select(pipeline, group, accounts),
+                Some(Err(error)) => Err(error.clone()),
+                None => Err("no discovery result for this group (this is a bug)".to_owned()),
+            };
+            selected.unwrap_or_else(|error| GroupResult {
                 group: name.clone(),
                 targets: Vec::new(),
                 skipped: Vec::new(),
                 error: Some(error),
-            },
-        });
-    }
+            })
+        })
+        .collect();
     Discovered { groups }
 }
 
@@ -255,12 +273,18 @@ fn matching_of(group: &DynamicTarget) -> NameMatching {
         .map_or_else(NameMatching::default_for_patterns, |o| o.name_matching.clone())
 }
 
-async fn discover_group(
-    pipeline: &Pipeline,
-    group: &DynamicTarget,
-    clients: Option<&Clients>,
-) -> Result<GroupResult, String> {
-    let accounts = collect(group, clients).await?;
+/// A group's targets from the accounts its methods found.
+fn select(pipeline: &Pipeline, group: &DynamicTarget, accounts: &[Account]) -> Result<GroupResult, String> {
+    if let Some(bad) = accounts
+        .iter()
+        .find(|a| a.id.len() != 12 || !a.id.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "`{}` ({}) is not a 12-digit AWS account id",
+            bad.id.escape_debug(),
+            bad.found_by.escape_debug()
+        ));
+    }
     let matching = matching_of(group);
     let patterns: Vec<names::Pattern> = group
         .account_name_patterns
@@ -372,7 +396,12 @@ pub fn expand(pipeline: &mut Pipeline, discovered: &Discovered) -> Result<(), St
         }
     }
     for group in discovered.groups.iter().filter(|g| g.error.is_none()) {
-        let settings = &pipeline.dynamic_targets[&group.group].target;
+        let Some(settings) = pipeline.dynamic_targets.get(&group.group).map(|g| &g.target) else {
+            return Err(format!(
+                "discovery returned the group `{}`, which the pipeline does not have",
+                group.group
+            ));
+        };
         for found in &group.targets {
             let imports = found
                 .imports

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -46,19 +46,7 @@ pub fn classic_text(openmetrics: &str) -> String {
 /// Writes `metrics` to `path` for node-exporter's textfile collector: to a temporary file in the
 /// same directory, then renamed over `path`, so the collector never reads half a file.
 pub fn write_textfile(metrics: &Metrics, path: &Path) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary: PathBuf = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&temporary, classic_text(&metrics.render()))?;
-    std::fs::rename(&temporary, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temporary);
-    })
+    crate::files::write_atomic(path, classic_text(&metrics.render()).as_bytes())
 }
 
 /// Why a push to the Pushgateway failed.

@@ -234,3 +234,32 @@ fn connectivity_checks_of_a_pipeline_without_cloud_stores_have_nothing_to_do() {
         out.stdout
     );
 }
+
+/// The files a run writes for itself are private and replace a link planted where they go
+/// instead of writing through it.
+#[cfg(unix)]
+#[test]
+fn report_and_metrics_files_are_private_and_never_written_through_a_link() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let env = quickstart();
+    let outside = env.write("outside.txt", "untouched");
+    symlink(&outside, env.path().join("report.json")).unwrap();
+    symlink(&outside, env.path().join("metrics.prom")).unwrap();
+    let out = env.run(&[
+        "plan",
+        "-c",
+        CONFIG,
+        "--report",
+        "report.json",
+        "--metrics-textfile",
+        "metrics.prom",
+    ]);
+    assert!(matches!(out.code, 0 | 1), "{}", out.snapshot());
+    assert_eq!(env.read("outside.txt"), "untouched");
+    for written in ["report.json", "metrics.prom"] {
+        let meta = std::fs::symlink_metadata(env.path().join(written)).unwrap();
+        assert!(meta.file_type().is_file(), "{written} replaced the link");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{written}");
+    }
+    assert!(env.read("report.json").contains("\"report_version\""));
+}

@@ -133,3 +133,53 @@ fn the_discovery_cache_is_reused_while_fresh_and_never_for_another_config() {
         "another config never reuses the cache"
     );
 }
+
+/// The cache holds accounts, not targets: whatever is written into it goes through the same
+/// checks fresh discovery makes, and it is private.
+#[test]
+fn an_edited_discovery_cache_is_checked_like_fresh_discovery() {
+    let group = DATA_GROUP
+        .replace("data-{{account_id}}", "{{account_name}}")
+        .replace("[\"222222222222\"]", "[\"222222222222\", \"333333333333\"]");
+    let env = env_with(&group);
+    let args = [
+        "discover",
+        "--output",
+        "json",
+        "--discovery-cache",
+        "cache/discovery.json",
+    ];
+    assert_eq!(env.run(&args).code, 0);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.path().join("cache/discovery.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let mut cache: serde_json::Value = serde_json::from_str(&env.read("cache/discovery.json")).unwrap();
+    let account = |id: &str, name: &str| serde_json::json!({ "id": id, "name": name, "status": "ACTIVE", "tags": {}, "found_by": "edited" });
+    cache["accounts"]["data"] = serde_json::json!([account("555555555555", "../../escape")]);
+    cache["accounts"]["ghost"] = serde_json::json!([account("666666666666", "ghost")]);
+    env.write("cache/discovery.json", cache.to_string());
+    let out = env.run(&args);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let parsed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let groups = parsed["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "a group the pipeline lacks is ignored: {groups:?}");
+    assert_eq!(groups[0]["targets"][0]["name"], "escape", "rendered by the template");
+    assert_eq!(groups[0]["targets"][0]["imports"], serde_json::json!(["shared"]));
+
+    cache["accounts"]["data"] = serde_json::json!([account("../../etc", "x")]);
+    env.write("cache/discovery.json", cache.to_string());
+    let out = env.run(&["discover", "--discovery-cache", "cache/discovery.json"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stdout
+            .contains("`../../etc` (edited) is not a 12-digit AWS account id"),
+        "{}",
+        out.stdout
+    );
+}
