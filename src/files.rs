@@ -31,11 +31,10 @@ fn symlink_error(path: &Path) -> io::Error {
 }
 
 /// Replaces `path` with `bytes` atomically, as a private file; `path` itself may be a link
-/// (the link is replaced, not followed). Missing folders are created private.
+/// (the link is replaced, not followed). Its folder must exist (see [`create_private_dirs`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = parent(path);
-    create_private_dirs(dir)?;
     let tmp = dir.join(format!(
         "{TMP_PREFIX}{}-{}",
         std::process::id(),
@@ -203,6 +202,7 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["report.json"]);
+        create_private_dirs(&dir.path().join("new/deep")).unwrap();
         write_atomic(&dir.path().join("new/deep/file"), b"x").unwrap();
         assert_eq!(
             fs::metadata(dir.path().join("new/deep")).unwrap().permissions().mode() & 0o777,

@@ -25,6 +25,7 @@ pub mod report;
 pub mod resilience;
 pub mod store;
 pub mod suggest;
+pub mod url_text;
 pub mod version;
 
 use clap::Parser as _;

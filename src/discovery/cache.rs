@@ -108,6 +108,7 @@ pub(crate) fn save(path: &Path, hash: &str, collected: &Collected) -> Result<(),
         accounts,
     };
     let text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
-    crate::files::write_atomic(path, text.as_bytes())
+    crate::files::create_private_dirs(crate::files::parent(path))
+        .and_then(|()| crate::files::write_atomic(path, text.as_bytes()))
         .map_err(|e| format!("cannot write the discovery cache {}: {e}", path.display()))
 }

@@ -72,8 +72,9 @@ pub fn push_url(url: &str) -> String {
 /// PUTs `metrics` to a Pushgateway (replacing the job's previous group).
 pub async fn push(metrics: &Metrics, url: &str) -> Result<(), PushError> {
     let url = push_url(url);
+    // The URL may carry the Pushgateway's credentials: errors show it without them.
     let fail = |detail: String| PushError {
-        url: url.clone(),
+        url: crate::url_text::shown(&url),
         detail,
     };
     let client = reqwest::Client::builder()
@@ -86,7 +87,7 @@ pub async fn push(metrics: &Metrics, url: &str) -> Result<(), PushError> {
         .body(classic_text(&metrics.render()))
         .send()
         .await
-        .map_err(|e| fail(crate::store::aws::error_chain(&e)))?;
+        .map_err(|e| fail(crate::store::aws::error_chain(&e.without_url())))?;
     if response.status().is_success() {
         Ok(())
     } else {

@@ -395,6 +395,7 @@ impl Inner {
     fn write_atomic(&self, target: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         self.step("write", target)?;
         files::check_no_links_below(&self.root, target)
+            .and_then(|()| files::create_private_dirs(files::parent(target)))
             .and_then(|()| files::write_atomic(target, bytes))
             .map_err(|e| self.io("write", target, e))
     }
@@ -612,15 +613,19 @@ impl MergeStore for FileMergeStore {
         let store = FileStore::new(self.root.join(target), format!("{}/{target}", self.display));
         store.blocking(Inner::save_manifest).await?;
         let marker = self.marker(target);
-        tokio::task::spawn_blocking(move || files::write_atomic(&marker, b"").map_err(|e| (marker, e)))
-            .await
-            .map_err(|err| StoreError::new(ErrorClass::Fatal, format!("file store task failed: {err}")))?
-            .map_err(|(marker, e)| {
-                StoreError::from_io(
-                    format!("{}: cannot write `{}`: {e}", self.describe(), marker.display()),
-                    e,
-                )
-            })
+        tokio::task::spawn_blocking(move || {
+            files::create_private_dirs(files::parent(&marker))
+                .and_then(|()| files::write_atomic(&marker, b""))
+                .map_err(|e| (marker, e))
+        })
+        .await
+        .map_err(|err| StoreError::new(ErrorClass::Fatal, format!("file store task failed: {err}")))?
+        .map_err(|(marker, e)| {
+            StoreError::from_io(
+                format!("{}: cannot write `{}`: {e}", self.describe(), marker.display()),
+                e,
+            )
+        })
     }
 }
 

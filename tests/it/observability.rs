@@ -147,17 +147,26 @@ fn metrics_are_pushed_to_a_pushgateway_and_written_as_a_textfile() {
     let leftovers: Vec<_> = std::fs::read_dir(env.path().join("out")).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "only the textfile; its temporary file was renamed");
 
-    // A Pushgateway that is not there fails the command after the results are printed.
+    // A Pushgateway that is not there fails the command after the results are printed; the
+    // credentials and query of its URL are never shown.
     let gone = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", gone.local_addr().unwrap());
     drop(gone);
+    let with_secrets = url.replace("http://", "http://admin:pushpass@") + "/metrics/job/secretsync?auth=querytoken";
     let out = env.run(&[
         "pipeline",
         "-c",
         "examples/quickstart/pipeline.yaml",
         "--metrics-push",
-        &url,
+        &with_secrets,
     ]);
+    for secret in ["pushpass", "querytoken", "admin"] {
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{}",
+            out.snapshot()
+        );
+    }
     assert_eq!(out.code, 2, "{}", out.snapshot());
     assert!(
         out.stdout.contains("in sync"),

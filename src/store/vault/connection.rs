@@ -156,9 +156,10 @@ impl VaultEndpoint {
 }
 
 fn describe_at(address: &str, namespace: Option<&str>) -> String {
+    let address = crate::url_text::shown(address);
     match namespace {
         Some(ns) => format!("{address} (namespace {ns})"),
-        None => address.to_owned(),
+        None => address,
     }
 }
 
@@ -277,7 +278,10 @@ pub(crate) fn endpoint(
         })?;
     if !(address.starts_with("http://") || address.starts_with("https://")) {
         return Err(connect_error(
-            format!("the Vault address `{address}` is not an http:// or https:// URL"),
+            format!(
+                "the Vault address `{}` is not an http:// or https:// URL",
+                crate::url_text::shown(&address)
+            ),
             None,
         ));
     }
