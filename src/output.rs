@@ -102,3 +102,38 @@ fn write_all(stream: &mut dyn Write, text: &str) {
     // terminal stream cannot be reported anywhere either.
     let _ = result.and_then(|()| stream.flush());
 }
+
+/// `text` (an error from a server, a note) fit for one line of output: line breaks become a
+/// visible `⏎` and other control characters (a terminal escape, a backspace) are shown escaped,
+/// so text from outside can neither forge lines of the report nor drive the terminal.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\r' => out.push_str(" ⏎ "),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::one_line;
+
+    #[test]
+    fn breaks_and_control_characters_cannot_forge_lines_or_drive_the_terminal() {
+        assert_eq!(one_line("plain text"), "plain text");
+        assert_eq!(
+            one_line("denied\r\n  ✓ in sync\n\u{1b}[2J"),
+            "denied ⏎   ✓ in sync ⏎ \\u{1b}[2J"
+        );
+    }
+}

@@ -180,7 +180,7 @@ pub struct PipelineArgs {
     /// Exit 1 when there are changes (0 when in sync, 2 on errors).
     #[arg(long, env = EnvVars::EXIT_CODE, value_parser = clap::builder::BoolishValueParser::new())]
     pub exit_code: bool,
-    /// Show secret values in the diff (human output only; never in JSON or GitHub output).
+    /// Print secret values in full in the diff (human output only; inside GitHub Actions each printed line is masked first).
     #[arg(long, env = EnvVars::SHOW_VALUES, value_parser = clap::builder::BoolishValueParser::new())]
     pub show_values: bool,
     /// Take over same-named secrets that secretsync did not create.

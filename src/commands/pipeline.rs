@@ -2,7 +2,6 @@
 //! render the report, write the report file and GitHub outputs, return the exit code.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -16,9 +15,7 @@ use crate::engine::{BuildFailure, Engine, RunOptions, Stores};
 use crate::error::CliError;
 use crate::graph::GraphError;
 use crate::metrics::export::{self, Readiness};
-use crate::model::SecretValue;
 use crate::output::Printer;
-use crate::plan::Action;
 use crate::report::{self, EventSink, NoEvents, RunReport};
 use crate::store;
 
@@ -208,12 +205,14 @@ fn render(
 ) {
     let text = match output {
         OutputFormat::Human => {
-            if args.show_values && std::env::var(EnvVars::GITHUB_ACTIONS).as_deref() == Ok("true") {
-                printer.stdout(&add_masks(report));
+            let in_actions = std::env::var(EnvVars::GITHUB_ACTIONS).as_deref() == Ok("true");
+            if args.show_values && in_actions {
+                printer.stdout(&report::github::masks_for_shown_values(report));
             }
             let options = report::human::HumanOptions {
                 key_detail: args.diff || plan_command,
                 show_values: args.show_values,
+                only_maskable: in_actions,
             };
             report::human::render(report, printer.out, options)
         }
@@ -225,46 +224,6 @@ fn render(
         OutputFormat::Compact => report::compact::render(report),
     };
     printer.stdout(&text);
-}
-
-/// `::add-mask::` commands for every value `--show-values` will print, so that GitHub hides
-/// them in the log.
-fn add_masks(report: &RunReport) -> String {
-    let mut masks = BTreeSet::new();
-    let mut add_text = |text: &str| {
-        for line in text.lines().map(str::trim).filter(|l| l.len() >= 3) {
-            masks.insert(line.to_owned());
-        }
-    };
-    for change in report
-        .targets
-        .iter()
-        .flat_map(|t| t.plan.iter().flat_map(|p| &p.changes))
-        .filter(|c| c.write_value && c.action != Action::Delete)
-    {
-        for value in change.desired.iter().chain(&change.actual) {
-            match &**value {
-                SecretValue::Json(map) => {
-                    add_text(&String::from_utf8_lossy(&value.to_bytes()));
-                    let mut stack: Vec<&serde_json::Value> = map.values().collect();
-                    while let Some(v) = stack.pop() {
-                        match v {
-                            serde_json::Value::String(s) => add_text(s),
-                            serde_json::Value::Array(a) => stack.extend(a),
-                            serde_json::Value::Object(o) => stack.extend(o.values()),
-                            _ => {}
-                        }
-                    }
-                }
-                SecretValue::Text(text) => add_text(text),
-                SecretValue::Binary(_) => {}
-            }
-        }
-    }
-    masks.into_iter().fold(String::new(), |mut out, m| {
-        let _ = writeln!(out, "::add-mask::{m}");
-        out
-    })
 }
 
 fn append_env_file(var: &str, text: &str) -> Result<(), CliError> {

@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 use super::{RunReport, TargetStatus};
 use crate::plan::{Action, ApplyResult};
 
-/// Escapes annotation message data.
+/// Escapes workflow command data the way the runner unescapes it (`%`, CR, LF), which also
+/// keeps text from outside (a server's error) on one line, where it cannot start a command
+/// such as `::stop-commands::`.
 fn escape_data(text: &str) -> String {
     text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
@@ -36,7 +38,7 @@ pub fn render(report: &RunReport) -> String {
         );
         for c in t.plan.iter().flat_map(|p| &p.changes) {
             let result = match &c.result {
-                Some(ApplyResult::Failed(e)) => format!(" — failed: {e}"),
+                Some(ApplyResult::Failed(e)) => format!(" — failed: {}", escape_data(e)),
                 _ => String::new(),
             };
             let _ = writeln!(
@@ -106,7 +108,34 @@ pub fn outputs(report: &RunReport, report_path: Option<&str>) -> String {
 }
 
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    crate::output::one_line(text).replace('|', "\\|")
+}
+
+/// `::add-mask::` commands for every line `--show-values` prints in the human output, so the
+/// runner shows `***` in their place. Every line long enough to be masked is registered,
+/// escaped as the runner unescapes it; shorter lines are not printed at all (see
+/// [`super::human::maskable_or_punctuation`]).
+pub fn masks_for_shown_values(report: &RunReport) -> String {
+    let mut masks = std::collections::BTreeSet::new();
+    for change in report
+        .targets
+        .iter()
+        .flat_map(|t| t.plan.iter().flat_map(|p| &p.changes))
+        .filter(|c| c.write_value)
+    {
+        for value in change.desired.iter().chain(&change.actual) {
+            let text = super::human::printable(Some(value));
+            for line in text.lines().map(str::trim) {
+                if line.chars().count() >= super::human::MIN_MASKABLE {
+                    masks.insert(line.to_owned());
+                }
+            }
+        }
+    }
+    masks.into_iter().fold(String::new(), |mut out, mask| {
+        let _ = writeln!(out, "::add-mask::{}", escape_data(&mask));
+        out
+    })
 }
 
 /// Markdown for `$GITHUB_STEP_SUMMARY`.

@@ -7,7 +7,7 @@ use similar::{ChangeTag, TextDiff};
 
 use super::{RunReport, TargetReport, TargetStatus};
 use crate::model::SecretValue;
-use crate::output::Styler;
+use crate::output::{Styler, one_line};
 use crate::plan::{Action, ApplyResult, Change};
 
 /// Rendering options.
@@ -17,6 +17,20 @@ pub struct HumanOptions {
     pub key_detail: bool,
     /// Show value diffs (`--show-values`).
     pub show_values: bool,
+    /// The log is GitHub Actions': a shown line too short for the runner to mask reliably
+    /// (see [`MIN_MASKABLE`]) is replaced by a placeholder instead of printed.
+    pub only_maskable: bool,
+}
+
+/// The shortest text GitHub's runner is sure to mask: it may be configured to ignore masks of
+/// up to four characters, and masking a one-letter value would garble the whole log.
+pub const MIN_MASKABLE: usize = 4;
+
+/// Whether a line of a shown value is printed as is in an Actions log: long enough to be masked,
+/// or pure JSON punctuation (`{`, `],`), which reveals nothing.
+pub fn maskable_or_punctuation(line: &str) -> bool {
+    let trimmed = line.trim();
+    trimmed.chars().count() >= MIN_MASKABLE || trimmed.chars().all(|c| "{}[],".contains(c))
 }
 
 /// Renders the report.
@@ -34,10 +48,10 @@ pub fn render(report: &RunReport, style: Styler, options: HumanOptions) -> Strin
         render_target(&mut out, target, report, style, options);
     }
     for error in &report.errors {
-        let _ = writeln!(out, "{} {error}\n", style.red("error:"));
+        let _ = writeln!(out, "{} {}\n", style.red("error:"), one_line(error));
     }
     for warning in &report.warnings {
-        let _ = writeln!(out, "{} {warning}", style.yellow("warning:"));
+        let _ = writeln!(out, "{} {}", style.yellow("warning:"), one_line(warning));
     }
     if !report.warnings.is_empty() {
         out.push('\n');
@@ -64,13 +78,18 @@ fn render_target(out: &mut String, target: &TargetReport, report: &RunReport, st
     let _ = writeln!(out, "{}", header(target, style));
     match &target.status {
         TargetStatus::Failed { phase, error, hint } => {
-            let _ = writeln!(out, "  {} {error}", style.red(&format!("✗ failed ({phase}):")));
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                style.red(&format!("✗ failed ({phase}):")),
+                one_line(error)
+            );
             if let Some(hint) = hint {
-                let _ = writeln!(out, "    {} {hint}", style.cyan("hint:"));
+                let _ = writeln!(out, "    {} {}", style.cyan("hint:"), one_line(hint));
             }
         }
         TargetStatus::Skipped { because } => {
-            let _ = writeln!(out, "  {} {because}", style.yellow("○ skipped:"));
+            let _ = writeln!(out, "  {} {}", style.yellow("○ skipped:"), one_line(because));
         }
         TargetStatus::Ok => {}
     }
@@ -128,16 +147,16 @@ fn render_change(out: &mut String, change: &Change, style: Styler, options: Huma
     }
     match &change.result {
         Some(ApplyResult::Failed(err)) => {
-            let _ = write!(line, "  {} {err}", style.red("failed:"));
+            let _ = write!(line, "  {} {}", style.red("failed:"), one_line(err));
         }
         Some(ApplyResult::NotAttempted(why)) if !change.withheld => {
-            let _ = write!(line, "  {}", style.yellow(&format!("not applied: {why}")));
+            let _ = write!(line, "  {}", style.yellow(&format!("not applied: {}", one_line(why))));
         }
         _ => {}
     }
     let _ = writeln!(out, "{line}");
     if let Some(note) = &change.note {
-        let _ = writeln!(out, "      {}", style.dimmed(note));
+        let _ = writeln!(out, "      {}", style.dimmed(&one_line(note)));
     }
     if options.key_detail && change.write_value {
         let keys = change.key_names();
@@ -150,11 +169,12 @@ fn render_change(out: &mut String, change: &Change, style: Styler, options: Huma
         }
     }
     if options.show_values && change.write_value {
-        render_value_diff(out, change.actual.as_deref(), change.desired.as_deref(), style);
+        render_value_diff(out, change.actual.as_deref(), change.desired.as_deref(), style, options);
     }
 }
 
-fn printable(value: Option<&SecretValue>) -> String {
+/// A value as `--show-values` prints it, one line per line of text (binary as a byte count).
+pub fn printable(value: Option<&SecretValue>) -> String {
     match value {
         None => String::new(),
         Some(SecretValue::Binary(bytes)) => format!("<{} bytes of binary data>\n", bytes.len()),
@@ -168,11 +188,22 @@ fn printable(value: Option<&SecretValue>) -> String {
     }
 }
 
-fn render_value_diff(out: &mut String, actual: Option<&SecretValue>, desired: Option<&SecretValue>, style: Styler) {
+fn render_value_diff(
+    out: &mut String,
+    actual: Option<&SecretValue>,
+    desired: Option<&SecretValue>,
+    style: Styler,
+    options: HumanOptions,
+) {
     let (before, after) = (printable(actual), printable(desired));
     let diff = TextDiff::from_lines(&before, &after);
     for change in diff.iter_all_changes() {
         let text = change.value().trim_end_matches('\n');
+        let text = if options.only_maskable && !maskable_or_punctuation(text) {
+            "<hidden: too short to be masked in the Actions log>"
+        } else {
+            text
+        };
         let line = match change.tag() {
             ChangeTag::Delete => style.red(&format!("- {text}")),
             ChangeTag::Insert => style.green(&format!("+ {text}")),

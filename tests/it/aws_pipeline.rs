@@ -643,3 +643,48 @@ async fn each_account_is_assumed_once_even_beyond_the_sdks_64_cached_identities(
         "one role assumption per account per run (the SDK's identity cache evicts beyond 64 roles unless sized): {made:?}"
     );
 }
+
+/// A server's error text is data: in GitHub output it cannot start a workflow command (a
+/// `::stop-commands::` would silence every later annotation), in human output it cannot forge
+/// lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_error_text_cannot_start_workflow_commands_or_forge_lines() {
+    let sc = Scenario::new().await;
+    sc.config("", "");
+    sc.env.write("src/app", "v");
+    sc.proxy
+        .add_rule(testbed::proxy::Rule {
+            operation: Some("CreateSecret".into()),
+            fault: testbed::proxy::Fault {
+                status: Some(400),
+                code: Some("ValidationException".into()),
+                message: Some("refused\n::stop-commands::pwned\n::error::forged\r\n  ✓ in sync".into()),
+                ..testbed::proxy::Fault::default()
+            },
+            ..testbed::proxy::Rule::default()
+        })
+        .unwrap();
+    let github = run(&sc.env, &["pipeline", "-o", "github"], &sc.caller, &sc.proxy, &[]);
+    assert_eq!(github.code, 2, "{}", github.snapshot());
+    assert!(github.stdout.contains("refused"), "{}", github.stdout);
+    for line in github.stdout.lines() {
+        assert!(
+            !line.starts_with("::stop-commands") && !line.starts_with("::error::forged"),
+            "a forged command: {line}\n{}",
+            github.stdout
+        );
+    }
+    assert!(github.stdout.contains("%0A::stop-commands::pwned"), "{}", github.stdout);
+    let human = sc.run(&["pipeline"]);
+    assert_eq!(human.code, 2, "{}", human.snapshot());
+    assert!(
+        human.stdout.contains("refused ⏎ ::stop-commands::pwned"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human.stdout.lines().all(|l| !l.trim_start().starts_with("✓ in sync")),
+        "{}",
+        human.stdout
+    );
+}

@@ -358,3 +358,65 @@ fn hostile_input_values_run_nothing_and_fail_with_an_annotation() {
     );
     assert!(!workspace.join("targets/staging/api").exists(), "nothing was synced");
 }
+
+/// What the runner does with a step's log: `::add-mask::DATA` registers DATA unescaped
+/// (`%0D`, `%0A`, `%25`, as the runner's command parser does) and every later line shows
+/// `***` for each registered text.
+fn as_the_runner_masks(log: &str) -> String {
+    let mut masks: Vec<String> = Vec::new();
+    let mut shown = String::new();
+    for line in log.lines() {
+        if let Some(data) = line.strip_prefix("::add-mask::") {
+            masks.push(data.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%"));
+            continue;
+        }
+        let mut line = line.to_owned();
+        for mask in masks.iter().filter(|m| !m.is_empty()) {
+            line = line.replace(mask.as_str(), "***");
+        }
+        shown.push_str(&line);
+        shown.push('\n');
+    }
+    shown
+}
+
+#[test]
+fn show_values_in_actions_masks_every_value_it_prints_even_with_percent_and_short_values() {
+    let env = TestEnv::new();
+    env.write("src/pct", "%25percent-secret");
+    env.write("src/escaped-newline", "x%0Ay-looks-escaped");
+    env.write("src/short", "ab");
+    env.write("src/lines", "first-line-secret\nzz\n");
+    env.write("src/doc.json", r#"{"k": "json-secret", "n": [7, "q"]}"#);
+    env.write(
+        "config.yaml",
+        "sources: { s: { file: { path: ./src } } }\ntargets: { T: { file: { path: ./out }, imports: [s] } }\n",
+    );
+    let out = env.run_with(&["plan", "--show-values", "-o", "human"], &[("GITHUB_ACTIONS", "true")]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let shown = as_the_runner_masks(&out.stdout);
+    for value in [
+        "%25percent-secret",
+        "x%0Ay-looks-escaped",
+        "first-line-secret",
+        "json-secret",
+    ] {
+        assert!(out.stdout.contains(value), "printed before masking: {}", out.stdout);
+        assert!(!shown.contains(value), "`{value}` shows in the log:\n{shown}");
+    }
+    for short in ["+ ab", "+ zz", "+     \"q\"", "+     7,"] {
+        assert!(!shown.contains(short), "`{short}` shows in the log:\n{shown}");
+    }
+    assert!(
+        shown.contains("<hidden: too short to be masked in the Actions log>"),
+        "{shown}"
+    );
+
+    // Outside Actions the values are printed whole.
+    let local = env.run(&["plan", "--show-values"]);
+    assert!(
+        local.stdout.contains("+ ab") && !local.stdout.contains("::add-mask::"),
+        "{}",
+        local.stdout
+    );
+}
