@@ -23,6 +23,8 @@ env_vars! {
     CONFIG = "SECRETSYNC_CONFIG";
     /// Log level: `trace`, `debug`, `info`, `warn`, `error` (`--log-level`).
     LOG_LEVEL = "SECRETSYNC_LOG_LEVEL";
+    /// Logs of the libraries secretsync uses (AWS SDK, HTTP, Vault client), which are off by default because they can print raw HTTP answers: `tracing` filter directives such as `aws_config=warn,aws_smithy_runtime=debug`.
+    LOG_DEPENDENCIES = "SECRETSYNC_LOG_DEPENDENCIES";
     /// Log format: `text` or `json` (`--log-format`).
     LOG_FORMAT = "SECRETSYNC_LOG_FORMAT";
     /// Colour: `auto`, `always`, `never` (`--color`).

@@ -87,9 +87,22 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
         LogLevel::Warn => "warn",
         LogLevel::Error => "error",
     };
-    // vaultrs and rustify log every non-2xx answer (a 404 for a missing secret included) at
-    // error level; the Vault store classifies and reports them itself.
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,secretsync={name},vaultrs=off,rustify=off"));
+    // Only secretsync's own events by default: libraries log raw HTTP answers (the AWS SDK's
+    // credential chain dumps provider errors with headers at warn; vaultrs and rustify log every
+    // non-2xx answer at error), and the stores classify and report failures themselves. A user
+    // debugging a library asks for it with SECRETSYNC_LOG_DEPENDENCIES.
+    let dependencies = std::env::var(EnvVars::LOG_DEPENDENCIES).unwrap_or_default();
+    let mut directives = format!("off,secretsync={name}");
+    let mut ignored = Vec::new();
+    for directive in dependencies.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if directive.parse::<tracing_subscriber::filter::Directive>().is_ok() {
+            directives.push(',');
+            directives.push_str(directive);
+        } else {
+            ignored.push(directive.to_owned());
+        }
+    }
+    let filter = tracing_subscriber::EnvFilter::new(directives);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -105,6 +118,12 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_ansi(color).without_time().compact().try_init(),
     };
+    for directive in ignored {
+        tracing::warn!(
+            "ignoring `{directive}` in {}: not a log filter directive (like `aws_config=debug`)",
+            EnvVars::LOG_DEPENDENCIES
+        );
+    }
 }
 
 /// The config path as the user wrote it, for messages and reports.

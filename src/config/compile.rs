@@ -154,7 +154,7 @@ impl Compiler<'_> {
         match check(&value.value) {
             Ok(()) => true,
             Err(message) => {
-                self.error(value.mark, format!("{what}: {message}"));
+                self.error(value.mark, format!("{what}: {}", not_echoing(value, message)));
                 false
             }
         }
@@ -221,7 +221,10 @@ impl Compiler<'_> {
             Err(err) => {
                 self.error(
                     mount.mark,
-                    format!("`{path}.mount`: {}", err.to_string().replace("secret path", "mount")),
+                    format!(
+                        "`{path}.mount`: {}",
+                        not_echoing(mount, err.to_string().replace("secret path", "mount"))
+                    ),
                 );
                 None
             }
@@ -241,17 +244,19 @@ impl Compiler<'_> {
     fn subtree(&mut self, value: &Spanned<String>, what: &str) -> Option<SecretPath> {
         if value.value.contains('*') {
             let suggestion = value.value.trim_end_matches(['*', '/']);
-            self.error(
-                value.mark,
-                format!("{what}: `{}` is a glob, but paths are subtree prefixes", value.value),
-            )
-            .hint = Some(format!("write `{suggestion}/` to read everything under `{suggestion}`"));
+            let message = not_echoing(
+                value,
+                format!("`{}` is a glob, but paths are subtree prefixes", value.value),
+            );
+            let hint = (value.written.is_none())
+                .then(|| format!("write `{suggestion}/` to read everything under `{suggestion}`"));
+            self.error(value.mark, format!("{what}: {message}")).hint = hint;
             return None;
         }
         match SecretPath::parse(value.value.trim_end_matches('/')) {
             Ok(p) => Some(p),
             Err(err) => {
-                self.error(value.mark, format!("{what}: {err}"));
+                self.error(value.mark, format!("{what}: {}", not_echoing(value, err.to_string())));
                 None
             }
         }
@@ -1400,4 +1405,22 @@ fn normalise(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// `message` about `value`, which must not show a value taken from the environment: the
+/// quoted value becomes the text as written (`${ACCOUNT}`), and a message that would still
+/// show any of it is replaced by one that does not.
+fn not_echoing(value: &Spanned<String>, message: String) -> String {
+    let Some(written) = &value.written else {
+        return message;
+    };
+    let shown = message.replace(
+        &format!("`{}`", value.value),
+        &format!("`{written}` (from the environment)"),
+    );
+    if value.value.is_empty() || shown.contains(value.value.as_str()) {
+        format!("`{written}` (from the environment) is not valid here")
+    } else {
+        shown
+    }
 }

@@ -120,7 +120,7 @@ impl de::Error for DeError {
 
 /// serde struct name that asks for the node's position (see [`Spanned`]).
 const SPANNED: &str = "$secretsync::Spanned";
-const SPANNED_FIELDS: &[&str] = &["$line", "$col", "$value"];
+const SPANNED_FIELDS: &[&str] = &["$line", "$col", "$written", "$value"];
 /// Structs that also accept a list (the target shorthand `Review: [Staging]`).
 pub(crate) const LIST_SHORTHAND_STRUCT: &str = "$secretsync::Target";
 
@@ -640,6 +640,13 @@ impl<'de> de::MapAccess<'de> for SpannedDe<'_, '_> {
         match self.step {
             1 => seed.deserialize((de.node.mark.line as u64).into_deserializer()),
             2 => seed.deserialize((de.node.mark.col as u64).into_deserializer()),
+            3 => seed.deserialize(
+                match &de.node.kind {
+                    NodeKind::Scalar(text, ..) if text.contains('$') => text.clone(),
+                    _ => String::new(),
+                }
+                .into_deserializer(),
+            ),
             _ => seed.deserialize(self.de.take().expect("value is requested once")),
         }
     }
@@ -652,6 +659,20 @@ pub struct Spanned<T> {
     pub mark: Mark,
     /// The value.
     pub value: T,
+    /// The text as written when it holds `${…}`: the value came (partly) from the environment
+    /// and must not be echoed in messages; they show this instead.
+    pub written: Option<String>,
+}
+
+impl<T> Spanned<T> {
+    /// A value read from `mark`, written as it is.
+    pub fn new(mark: Mark, value: T) -> Self {
+        Self {
+            mark,
+            value,
+            written: None,
+        }
+    }
 }
 
 impl<T> std::ops::Deref for Spanned<T> {
@@ -670,11 +691,12 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
                 f.write_str("a value")
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Spanned<T>, A::Error> {
-                let (mut line, mut col, mut value) = (0u64, 0u64, None);
+                let (mut line, mut col, mut written, mut value) = (0u64, 0u64, String::new(), None);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "$line" => line = map.next_value()?,
                         "$col" => col = map.next_value()?,
+                        "$written" => written = map.next_value()?,
                         _ => value = Some(map.next_value()?),
                     }
                 }
@@ -683,6 +705,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
                 Ok(Spanned {
                     mark: Mark::new(pos(line), pos(col)),
                     value,
+                    written: Some(written).filter(|w| w.contains("${")),
                 })
             }
         }

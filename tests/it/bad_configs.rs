@@ -99,3 +99,41 @@ fn jbcom_configs_we_treat_differently_get_actionable_messages() {
         insta::assert_snapshot!(file, out.stderr);
     }
 }
+
+/// A value from the environment is never echoed by a config error: the message quotes the
+/// text as written (`${…}`) instead.
+#[test]
+fn config_errors_never_echo_values_from_the_environment() {
+    let env = TestEnv::new();
+    env.write(
+        "env.yaml",
+        "sources:\n  s: { vault: { mount: \"${MOUNT}\", paths: [\"${SUBTREE}\"] } }\n\
+         targets:\n  T:\n    imports: [s]\n    account_id: \"${ACCOUNT}\"\n    region: \"prefix-${REGION}\"\n\
+         merge_store: { s3: { bucket: \"${BUCKET}\" } }\n",
+    );
+    let secrets = [
+        ("ACCOUNT", "sk-account-canary"),
+        ("REGION", "region-canary"),
+        ("BUCKET", "Bucket_Canary"),
+        ("MOUNT", "mount/../canary"),
+        ("SUBTREE", "subtree-canary/*"),
+    ];
+    let out = env.run_with(&["validate", "-c", "env.yaml"], &secrets);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    for (_, value) in secrets {
+        assert!(!out.stderr.contains(value), "`{value}` was echoed:\n{}", out.stderr);
+    }
+    for (name, _) in secrets {
+        assert!(
+            out.stderr.contains(&format!("${{{name}}}")),
+            "the error names `${{{name}}}`:\n{}",
+            out.stderr
+        );
+    }
+    assert!(
+        out.stderr
+            .contains("`${ACCOUNT}` (from the environment) is not an AWS account id"),
+        "{}",
+        out.stderr
+    );
+}

@@ -263,3 +263,34 @@ fn report_and_metrics_files_are_private_and_never_written_through_a_link() {
     }
     assert!(env.read("report.json").contains("\"report_version\""));
 }
+
+/// Libraries' own logs (the AWS SDK's credential chain dumps provider errors with headers at
+/// warn) stay off unless asked for with `SECRETSYNC_LOG_DEPENDENCIES`.
+#[test]
+fn dependency_logs_are_off_unless_asked_for() {
+    let env = TestEnv::new();
+    env.write("src/a", "v");
+    env.write(
+        "config.yaml",
+        "sources: { s: { file: { path: ./src } } }\ntargets: { T: { imports: [s] } }\n",
+    );
+    // No credentials anywhere and a closed endpoint: the SDK's chain fails and says so.
+    let closed = [("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
+    let quiet = env.run_with(&["plan"], &closed);
+    assert_eq!(quiet.code, 2, "{}", quiet.snapshot());
+    assert!(
+        !quiet.stderr.contains("ProviderError") && !quiet.stderr.contains("WARN aws"),
+        "{}",
+        quiet.stderr
+    );
+    let mut asked = closed.to_vec();
+    asked.push(("SECRETSYNC_LOG_DEPENDENCIES", "aws_config=trace,aws_smithy=loudly"));
+    let loud = env.run_with(&["plan"], &asked);
+    assert!(loud.stderr.contains("default_credentials_chain"), "{}", loud.stderr);
+    assert!(
+        loud.stderr
+            .contains("ignoring `aws_smithy=loudly` in SECRETSYNC_LOG_DEPENDENCIES"),
+        "{}",
+        loud.stderr
+    );
+}
