@@ -21,6 +21,10 @@ pub enum PathError {
     /// The path contains a NUL or another control character.
     #[error("secret path `{}` contains a control character", .0.escape_debug())]
     ControlCharacter(String),
+    /// A name that parses only once normalised (`a//b` becomes `a/b`), where a store must use
+    /// names exactly as they are.
+    #[error("`{0}` has an empty segment (`//`) and would be read as `{1}`, a different name")]
+    NotNormal(String, String),
 }
 
 /// A relative secret path: non-empty `/`-separated segments, none of them empty, `.` or `..`,

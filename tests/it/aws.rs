@@ -405,3 +405,35 @@ async fn secrets_manager_reads_a_pages_values_while_the_next_page_is_listed() {
     assert!(none.unwrap().is_empty());
     assert_eq!(value_read.stats().await.matched, 6);
 }
+
+/// `x//db` is not the secret path `x/db`: a source reports it instead of reading `a/b` twice
+/// (merging the two) or not at all, and a target leaves it alone.
+#[tokio::test]
+async fn a_source_name_that_is_not_a_secret_path_is_reported_never_renamed() {
+    let services = Services::get();
+    let account = services.aws_account().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await);
+    for (name, value) in [("app/x//db", "double"), ("app/x/db", "single")] {
+        sm.create_secret().name(name).secret_string(value).send().await.unwrap();
+    }
+    let yaml = format!(
+        "sources: {{ s: {{ aws: {{ account_id: \"{}\", prefix: app/ }} }} }}\n\
+         targets: {{ T: {{ imports: [s], account_id: \"{}\", secret_prefix: app/ }} }}\n",
+        account.account_id, account.account_id
+    );
+    let (pipeline, context) = built(&yaml, aws_env(&services, &account, &services.aws_endpoint));
+    let source = context.source(&pipeline.sources["s"]).await.unwrap();
+    let err = source.read_all().await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Invalid);
+    assert!(
+        err.message
+            .contains("the secret `app/x//db` is not a valid secret path")
+            && err.message.contains("would be read as `x/db`"),
+        "{err}"
+    );
+    assert!(!err.message.contains("double") && !err.message.contains("single"));
+    let target = context.target(&pipeline.targets["T"]).await.unwrap();
+    let listing = target.list().await.unwrap();
+    let names: Vec<&str> = listing.entries.keys().map(SecretPath::as_str).collect();
+    assert_eq!(names, ["x/db"], "the target lists `app/x/db` only");
+}

@@ -609,12 +609,30 @@ impl SecretsManagerStore {
                 if !tag_filter.iter().all(|(k, v)| tags.get(k) == Some(v)) {
                     continue;
                 }
-                let path = match SecretPath::parse(rel) {
+                // A name is used only when it *is* a secret path: `a//b` would be read back as
+                // `a/b`, another secret (merging the two) or none (dropping it).
+                let parsed = SecretPath::parse(rel).and_then(|path| {
+                    if path.as_str() == rel {
+                        Ok(path)
+                    } else {
+                        Err(crate::model::PathError::NotNormal(rel.to_owned(), path.to_string()))
+                    }
+                });
+                let path = match parsed {
                     Ok(path) => path,
                     // A target never wrote such a name, so it cannot be one of its secrets.
                     Err(_) if self.is_target() => {
                         tracing::debug!(name, "not a secretsync path; ignored");
                         continue;
+                    }
+                    Err(e @ crate::model::PathError::NotNormal(..)) => {
+                        return Err(StoreError::new(
+                            ErrorClass::Invalid,
+                            format!(
+                                "{}: the secret `{name}` is not a valid secret path ({e}); rename it in Secrets Manager, or narrow `prefix`/`tags` so it is not read",
+                                self.describe()
+                            ),
+                        ));
                     }
                     Err(e) => {
                         return Err(StoreError::new(
