@@ -9,7 +9,9 @@ mod path;
 mod value;
 
 pub use path::{PathError, SecretPath};
-pub use value::{SecretValue, ValueKind, json_semantic_eq, survives_float64};
+pub use value::{
+    JsonProblem, MAX_JSON_DEPTH, SecretValue, ValueKind, json_semantic_eq, parse_json_object, survives_float64,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

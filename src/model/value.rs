@@ -38,16 +38,119 @@ impl fmt::Display for ValueKind {
     }
 }
 
+/// Why text holding a JSON object cannot be read as one without changing it: a JSON reader
+/// keeps only one of two equal keys, and one nested beyond the parser's limit would turn the
+/// object into text (another kind, and in a file store another file name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonProblem {
+    /// The same key twice in one object (which one a reader keeps differs between readers).
+    #[error("the JSON object has the key `{}` twice; remove one", .0.escape_debug())]
+    DuplicateKey(String),
+    /// Nested deeper than [`MAX_JSON_DEPTH`].
+    #[error("the JSON object is nested more than {MAX_JSON_DEPTH} levels deep")]
+    TooDeep,
+}
+
+/// How deep JSON may nest (`serde_json`'s own limit).
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// `bytes` as a JSON object: `Ok(None)` when they are not one (text that merely starts with
+/// `{`), an error when they are one that cannot be read without changing it.
+pub fn parse_json_object(bytes: &[u8]) -> Result<Option<Map<String, Value>>, JsonProblem> {
+    let starts_like_object = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if !starts_like_object {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => {
+            let mut checker = serde_json::Deserializer::from_slice(bytes);
+            match serde::de::DeserializeSeed::deserialize(UniqueKeys, &mut checker) {
+                Ok(()) => Ok(Some(map)),
+                Err(err) => Err(JsonProblem::DuplicateKey(
+                    err.to_string()
+                        .strip_prefix(DUPLICATE)
+                        .and_then(|rest| rest.split_once(DUPLICATE_END))
+                        .map_or_else(String::new, |(key, _)| key.to_owned()),
+                )),
+            }
+        }
+        Err(err) if err.to_string().starts_with("recursion limit exceeded") => Err(JsonProblem::TooDeep),
+        Ok(_) | Err(_) => Ok(None),
+    }
+}
+
+const DUPLICATE: &str = "duplicate key \u{1}";
+const DUPLICATE_END: &str = "\u{1}";
+
+/// Walks JSON and fails on the first object holding a key twice.
+#[derive(Clone, Copy)]
+struct UniqueKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("{DUPLICATE}{key}{DUPLICATE_END}")));
+            }
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
 impl SecretValue {
     /// Interprets a string the way secret stores that hold strings do: a JSON object becomes a
-    /// JSON secret, anything else stays text.
+    /// JSON secret, anything else stays text. Stores reading sources use
+    /// [`SecretValue::from_string_checked`], which refuses objects that would change.
     pub fn from_string(text: String) -> Self {
-        if text.trim_start().starts_with('{')
-            && let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text)
-        {
-            return Self::Json(map);
+        Self::from_string_checked(text).unwrap_or_else(|(text, _)| Self::Text(text))
+    }
+
+    /// [`SecretValue::from_string`], refusing a JSON object that cannot be read as one without
+    /// changing it (the text comes back with the reason).
+    pub fn from_string_checked(text: String) -> Result<Self, (String, JsonProblem)> {
+        match parse_json_object(text.as_bytes()) {
+            Ok(Some(map)) => Ok(Self::Json(map)),
+            Ok(None) => Ok(Self::Text(text)),
+            Err(problem) => Err((text, problem)),
         }
-        Self::Text(text)
     }
 
     /// Interprets bytes: UTF-8 goes through [`SecretValue::from_string`], anything else is binary.
@@ -133,7 +236,8 @@ pub fn json_semantic_eq(a: &Value, b: &Value) -> bool {
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::String(x), Value::String(y)) => x == y,
         (Value::Number(x), Value::Number(y)) => {
-            x.as_str() == y.as_str() || canonical_number(x.as_str()) == canonical_number(y.as_str())
+            x.as_str() == y.as_str()
+                || canonical_number(x.as_str()).is_some_and(|cx| canonical_number(y.as_str()) == Some(cx))
         }
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_semantic_eq(p, q))
@@ -151,46 +255,42 @@ pub fn survives_float64(number: &serde_json::Number) -> bool {
     match text.parse::<f64>() {
         // `{:e}` writes the shortest digits that read back as the same float: what such a
         // server sends back.
-        Ok(float) if float.is_finite() => canonical_number(&format!("{float:e}")) == canonical_number(text),
+        Ok(float) if float.is_finite() => {
+            canonical_number(text).is_some_and(|c| canonical_number(&format!("{float:e}")) == Some(c))
+        }
         _ => false,
     }
 }
 
 /// A JSON number as (negative, significant digits, decimal exponent), with no leading or
 /// trailing zeros in the digits, so that equal numbers have equal forms however they are
-/// spelled. Exact: no conversion to floating point.
-fn canonical_number(text: &str) -> (bool, String, i64) {
+/// spelled. Exact: no conversion to floating point. `None` when the exponent does not fit in
+/// 64 bits: such a number is compared by its exact text, never rounded to a neighbour.
+fn canonical_number(text: &str) -> Option<(bool, String, i64)> {
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
     let (mantissa, mut exponent) = match unsigned.find(['e', 'E']) {
-        Some(at) => {
-            let written = unsigned[at + 1..].trim_start_matches('+');
-            // An exponent beyond i64 is kept as a huge one of its sign; the arithmetic below
-            // saturates, so no spelling of a number can overflow it.
-            let huge = if written.starts_with('-') {
-                i64::MIN / 2
-            } else {
-                i64::MAX / 2
-            };
-            (&unsigned[..at], written.parse::<i64>().unwrap_or(huge))
-        }
+        Some(at) => (
+            &unsigned[..at],
+            unsigned[at + 1..].trim_start_matches('+').parse::<i64>().ok()?,
+        ),
         None => (unsigned, 0),
     };
     let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let mut digits: String = int_part.chars().chain(frac_part.chars()).collect();
-    exponent = exponent.saturating_sub(i64::try_from(frac_part.len()).unwrap_or(i64::MAX));
+    exponent = exponent.checked_sub(i64::try_from(frac_part.len()).ok()?)?;
     let trimmed = digits.trim_start_matches('0');
     if trimmed.is_empty() {
-        return (false, "0".to_owned(), 0);
+        return Some((false, "0".to_owned(), 0));
     }
     digits = trimmed.to_owned();
     while digits.ends_with('0') {
         digits.pop();
-        exponent = exponent.saturating_add(1);
+        exponent = exponent.checked_add(1)?;
     }
-    (negative, digits, exponent)
+    Some((negative, digits, exponent))
 }
 
 #[cfg(test)]
@@ -257,7 +357,13 @@ mod tests {
         );
         assert!(!survives_float64(&number("10e9223372036854775807")));
         let (huge, one) = (number("1e99999999999999999999"), number("1"));
-        assert!(!json_semantic_eq(&Value::Number(huge), &Value::Number(one)));
+        assert!(!json_semantic_eq(&Value::Number(huge.clone()), &Value::Number(one)));
+        let bigger = number("1e99999999999999999998");
+        assert!(
+            !json_semantic_eq(&Value::Number(huge.clone()), &Value::Number(bigger)),
+            "two exponents beyond 64 bits are different numbers"
+        );
+        assert!(json_semantic_eq(&Value::Number(huge.clone()), &Value::Number(huge)));
     }
 
     #[test]
@@ -292,5 +398,29 @@ mod tests {
         let text = String::from_utf8(v.to_bytes()).unwrap();
         assert!(text.find("\"a\"").unwrap() < text.find("\"b\"").unwrap());
         assert!(text.find("\"c\"").unwrap() < text.find("\"d\"").unwrap());
+    }
+
+    #[test]
+    fn duplicate_keys_and_over_deep_objects_are_problems_not_silent_changes() {
+        let dup = parse_json_object(br#"{"a": {"b": 1, "b": 2}}"#).unwrap_err();
+        assert_eq!(dup, JsonProblem::DuplicateKey("b".into()));
+        assert_eq!(dup.to_string(), "the JSON object has the key `b` twice; remove one");
+        let deep = format!("{}1{}", r#"{"k":"#.repeat(200), "}".repeat(200));
+        assert_eq!(parse_json_object(deep.as_bytes()), Err(JsonProblem::TooDeep));
+        assert_eq!(
+            parse_json_object(b"{not json"),
+            Ok(None),
+            "text that starts with a brace"
+        );
+        assert_eq!(parse_json_object(b"[1]"), Ok(None));
+        assert!(
+            parse_json_object(br#" {"n": 1e5, "a": [{"x": 1}, {"x": 2}]}"#)
+                .unwrap()
+                .is_some()
+        );
+        assert!(matches!(
+            SecretValue::from_string_checked(r#"{"k": 1, "k": 2}"#.into()),
+            Err((_, JsonProblem::DuplicateKey(_)))
+        ));
     }
 }

@@ -132,11 +132,11 @@ fn other_value(bytes: Vec<u8>) -> SecretValue {
     }
 }
 
-fn json_object(bytes: &[u8]) -> Option<serde_json::Map<String, Value>> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Some(map),
-        _ => None,
-    }
+/// Whether `bytes` hold a JSON object. One that cannot be read without changing it (a key
+/// twice, nested too deep) counts as an object wherever a file's kind is decided, and is an
+/// error where its value is read.
+fn holds_object(bytes: &[u8]) -> bool {
+    !matches!(crate::model::parse_json_object(bytes), Ok(None))
 }
 
 impl Inner {
@@ -217,9 +217,10 @@ impl Inner {
                 };
                 let (secret, value) = if let Some(stem) = rel.strip_suffix(".json") {
                     let bytes = read(&path)?;
-                    match json_object(&bytes) {
-                        Some(map) => (stem.to_owned(), values.then_some(SecretValue::Json(map))),
-                        None => (rel.clone(), values.then(|| other_value(bytes))),
+                    match crate::model::parse_json_object(&bytes) {
+                        Ok(Some(map)) => (stem.to_owned(), values.then_some(SecretValue::Json(map))),
+                        Ok(None) => (rel.clone(), values.then(|| other_value(bytes))),
+                        Err(problem) => return Err(self.invalid(format!("`{rel}`: {problem}"))),
                     }
                 } else if values {
                     (rel.clone(), Some(other_value(read(&path)?)))
@@ -272,12 +273,15 @@ impl Inner {
     }
 
     fn read(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
-        let as_json = match self.read_file(&format!("{path}.json"))? {
-            Some(bytes) => json_object(&bytes).map(Found::Json),
+        let json_name = format!("{path}.json");
+        let as_json = match self.read_file(&json_name)? {
+            Some(bytes) => crate::model::parse_json_object(&bytes)
+                .map_err(|problem| self.invalid(format!("`{json_name}`: {problem}")))?
+                .map(Found::Json),
             None => None,
         };
         let as_other = match self.read_file(path.as_str())? {
-            Some(bytes) if path.as_str().ends_with(".json") && json_object(&bytes).is_some() => None,
+            Some(bytes) if path.as_str().ends_with(".json") && holds_object(&bytes) => None,
             Some(bytes) => Some(Found::Other(bytes)),
             None => None,
         };
@@ -295,12 +299,12 @@ impl Inner {
     /// else `path` (unless that is `….json` holding an object, which is another secret).
     fn file_of(&self, path: &SecretPath) -> Result<Option<PathBuf>, StoreError> {
         let json_name = format!("{path}.json");
-        if self.read_file(&json_name)?.is_some_and(|b| json_object(&b).is_some()) {
+        if self.read_file(&json_name)?.is_some_and(|b| holds_object(&b)) {
             return Ok(Some(self.root.join(json_name)));
         }
         let plain = self.read_file(path.as_str())?;
         Ok(plain
-            .filter(|b| !(path.as_str().ends_with(".json") && json_object(b).is_some()))
+            .filter(|b| !(path.as_str().ends_with(".json") && holds_object(b)))
             .map(|_| self.root.join(path.as_str())))
     }
 
@@ -470,8 +474,8 @@ fn check_value(path: &SecretPath, value: &SecretValue) -> Result<(), String> {
     }
     let object_text = match value {
         SecretValue::Json(_) => false,
-        SecretValue::Text(text) => json_object(text.as_bytes()).is_some(),
-        SecretValue::Binary(bytes) => json_object(bytes).is_some(),
+        SecretValue::Text(text) => holds_object(text.as_bytes()),
+        SecretValue::Binary(bytes) => holds_object(bytes),
     };
     if object_text && path.as_str().ends_with(".json") {
         return Err(format!(
@@ -1020,5 +1024,30 @@ mod tests {
                 .unwrap()
                 .load(std::sync::atomic::Ordering::SeqCst);
         assert_eq!(steps, 51 + 51, "50 removals and one manifest save");
+    }
+
+    #[tokio::test]
+    async fn a_json_file_a_reader_would_change_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("dup.json"), r#"{"user": "a", "user": "b"}"#).unwrap();
+        let store = FileStore::source(dir.path(), "./src");
+        let err = store.read_all().await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::Invalid);
+        assert!(
+            err.message
+                .contains("`dup.json`: the JSON object has the key `user` twice"),
+            "{err}"
+        );
+        let err = store.get(&p("dup")).await.unwrap_err();
+        assert!(err.message.contains("twice"), "{err}");
+        fs::remove_file(dir.path().join("dup.json")).unwrap();
+        let deep = format!("{}1{}", r#"{"k":"#.repeat(200), "}".repeat(200));
+        fs::write(dir.path().join("deep.json"), deep).unwrap();
+        let err = store.read_all().await.unwrap_err();
+        assert!(
+            err.message
+                .contains("`deep.json`: the JSON object is nested more than 128 levels"),
+            "{err}"
+        );
     }
 }

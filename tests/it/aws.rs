@@ -436,4 +436,25 @@ async fn a_source_name_that_is_not_a_secret_path_is_reported_never_renamed() {
     let listing = target.list().await.unwrap();
     let names: Vec<&str> = listing.entries.keys().map(SecretPath::as_str).collect();
     assert_eq!(names, ["x/db"], "the target lists `app/x/db` only");
+
+    // A JSON string a reader would change is refused, not read with one key dropped.
+    sm.delete_secret()
+        .secret_id("app/x//db")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    sm.put_secret_value()
+        .secret_id("app/x/db")
+        .secret_string(r#"{"password": "first", "password": "second"}"#)
+        .send()
+        .await
+        .unwrap();
+    let err = source.read_all().await.unwrap_err();
+    assert!(
+        err.message
+            .contains("the secret `app/x/db`: the JSON object has the key `password` twice"),
+        "{err}"
+    );
+    assert!(!err.message.contains("first") && !err.message.contains("second"));
 }

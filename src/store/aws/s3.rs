@@ -402,9 +402,10 @@ impl S3Scope {
         let value = match metadata.get(KIND_KEY).map_or("json", String::as_str) {
             "text" => SecretValue::Text(String::from_utf8(body).map_err(|_| corrupt("text that is not UTF-8"))?),
             "binary" => SecretValue::Binary(body),
-            _ => match serde_json::from_slice::<serde_json::Value>(&body) {
-                Ok(serde_json::Value::Object(map)) => SecretValue::Json(map),
-                _ => return Err(corrupt("not a JSON object")),
+            _ => match crate::model::parse_json_object(&body) {
+                Ok(Some(map)) => SecretValue::Json(map),
+                Ok(None) => return Err(corrupt("not a JSON object")),
+                Err(problem) => return Err(corrupt(&problem.to_string())),
             },
         };
         Ok(Some(value))

@@ -723,7 +723,14 @@ impl SecretsManagerStore {
             let value = if let Some(binary) = entry.secret_binary() {
                 SecretValue::Binary(binary.as_ref().to_vec())
             } else if let Some(text) = entry.secret_string() {
-                SecretValue::from_string(text.to_owned())
+                // An object a reader would change (a key twice, nested too deep) is refused,
+                // never read as text or with one of its keys dropped.
+                SecretValue::from_string_checked(text.to_owned()).map_err(|(_, problem)| {
+                    StoreError::new(
+                        ErrorClass::Invalid,
+                        format!("{}: the secret `{name}`: {problem}", self.describe()),
+                    )
+                })?
             } else {
                 continue;
             };
