@@ -62,25 +62,80 @@ pub fn merge_values(left: &Arc<SecretValue>, right: &Arc<SecretValue>) -> Arc<Se
     }
 }
 
+/// The largest JSON value a merge may produce, serialised. Lists append at every level of
+/// inheritance, so a source reached by two paths through the graph doubles its lists each
+/// time: without a bound, a 2 KB pipeline asks for gigabytes. No store holds a secret near
+/// this size (Secrets Manager: 64 KiB).
+pub const MAX_MERGED_VALUE: usize = 4 * 1024 * 1024;
+
+/// A merge that would produce a value over [`MAX_MERGED_VALUE`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the merged value of `{path}` would be larger than {} MiB", MAX_MERGED_VALUE / (1024 * 1024))]
+pub struct Oversized {
+    /// The secret.
+    pub path: crate::model::SecretPath,
+}
+
+impl Oversized {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        "lists append at every merge: check whether the same source reaches this target through two imports (a diamond in the inheritance graph)"
+    }
+}
+
 /// Merges layers in order (later layers take precedence) into one set.
-pub fn merge_layers<'a>(layers: impl IntoIterator<Item = &'a SecretSet>) -> SecretSet {
+pub fn merge_layers<'a>(layers: impl IntoIterator<Item = &'a SecretSet>) -> Result<SecretSet, Oversized> {
     let mut layers = layers.into_iter();
     let mut merged = layers.next().cloned().unwrap_or_default();
     for layer in layers {
-        merge_into(&mut merged, layer);
+        merge_into(&mut merged, layer)?;
     }
-    merged
+    Ok(merged)
 }
 
 /// Merges `layer` into `merged` in place.
-pub fn merge_into(merged: &mut SecretSet, layer: &SecretSet) {
+pub fn merge_into(merged: &mut SecretSet, layer: &SecretSet) -> Result<(), Oversized> {
     for (path, value) in layer {
         match merged.get_mut(path) {
-            Some(existing) => *existing = merge_values(existing, value),
+            Some(existing) => {
+                let result = merge_values(existing, value);
+                // Inputs were within the bound, so the result is at most twice it.
+                if !Arc::ptr_eq(&result, value)
+                    && !Arc::ptr_eq(&result, existing)
+                    && json_len(&result) > MAX_MERGED_VALUE
+                {
+                    return Err(Oversized { path: path.clone() });
+                }
+                *existing = result;
+            }
             None => {
                 merged.insert(path.clone(), Arc::clone(value));
             }
         }
+    }
+    Ok(())
+}
+
+/// The length of a JSON value's compact serialisation (0 for other kinds), counted without
+/// building it.
+fn json_len(value: &SecretValue) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    match value {
+        SecretValue::Json(map) => {
+            let mut count = Count(0);
+            // Writing to a counter cannot fail; if it ever did, the value counts as too large.
+            serde_json::to_writer(&mut count, map).map_or(usize::MAX, |()| count.0)
+        }
+        _ => 0,
     }
 }
 
@@ -135,13 +190,13 @@ mod tests {
         let text = Arc::new(SecretValue::Text("plain".into()));
         let set = |v: &Arc<SecretValue>| SecretSet::from([(p.clone(), Arc::clone(v))]);
 
-        let out = merge_layers([&set(&json_a), &set(&json_b)]);
+        let out = merge_layers([&set(&json_a), &set(&json_b)]).unwrap();
         assert!(out[&p].semantic_eq(&SecretValue::from_string(r#"{"user":"a","port":2}"#.into())));
-        let out = merge_layers([&set(&json_a), &set(&text)]);
+        let out = merge_layers([&set(&json_a), &set(&text)]).unwrap();
         assert!(out[&p].semantic_eq(&text), "a non-object later import replaces");
-        let out = merge_layers([&set(&text), &set(&json_a)]);
+        let out = merge_layers([&set(&text), &set(&json_a)]).unwrap();
         assert!(out[&p].semantic_eq(&json_a));
-        assert!(merge_layers(std::iter::empty::<&SecretSet>()).is_empty());
+        assert!(merge_layers(std::iter::empty::<&SecretSet>()).unwrap().is_empty());
     }
 
     pub(crate) fn arb_json() -> impl Strategy<Value = Value> {
@@ -227,5 +282,37 @@ mod tests {
             expected.extend(y);
             prop_assert_eq!(&out["l"], &Value::Array(expected));
         }
+    }
+
+    #[test]
+    fn a_diamond_that_doubles_lists_stops_at_the_bound_naming_the_secret() {
+        let p = SecretPath::parse("app/config").unwrap();
+        let mut layer: SecretSet = SecretSet::new();
+        layer.insert(
+            p.clone(),
+            Arc::new(SecretValue::from_string(format!(
+                r#"{{"l": ["{}"]}}"#,
+                "x".repeat(1000)
+            ))),
+        );
+        // Each level imports the level below twice: lists double every time.
+        let mut level = layer;
+        let mut failed = None;
+        for depth in 0..40 {
+            match merge_layers([&level, &level]) {
+                Ok(next) => level = next,
+                Err(err) => {
+                    failed = Some((depth, err));
+                    break;
+                }
+            }
+        }
+        let (depth, err) = failed.expect("the bound stops the doubling");
+        assert!(depth < 15, "stopped after {depth} doublings");
+        assert_eq!(err.path, p);
+        assert_eq!(
+            err.to_string(),
+            "the merged value of `app/config` would be larger than 4 MiB"
+        );
     }
 }

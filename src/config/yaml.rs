@@ -80,6 +80,12 @@ impl Node {
 
 /// Upper bound on nodes created by expanding aliases.
 const MAX_NODES: usize = 1_000_000;
+/// Deepest nesting of lists and mappings (the deepest real pipeline is about ten levels; every
+/// later step walks the tree recursively).
+const MAX_DEPTH: usize = 64;
+/// Upper bound on scalar text created by expanding aliases: a few long anchored strings
+/// aliased many times cost few nodes but gigabytes of text.
+const MAX_ALIAS_BYTES: usize = 64 * 1024 * 1024;
 
 /// Parses one YAML document. Syntax errors stop parsing (one diagnostic); duplicate keys are
 /// collected and parsing goes on, so they are all reported together.
@@ -129,6 +135,12 @@ pub(crate) fn parse(source: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic>
                     anchor,
                 );
             }
+            Event::SequenceStart(..) | Event::MappingStart(..) if builder.stack.len() >= MAX_DEPTH => {
+                return Err(
+                    Diagnostic::error(mark, "the file nests lists and mappings more than 64 levels deep")
+                        .with_hint("a pipeline file is a few levels deep; check for a runaway `[` or `{`"),
+                );
+            }
             Event::SequenceStart(anchor, _) => builder.stack.push(Frame::new(mark, anchor, false)),
             Event::MappingStart(anchor, _) => builder.stack.push(Frame::new(mark, anchor, true)),
             Event::SequenceEnd | Event::MappingEnd => {
@@ -138,14 +150,20 @@ pub(crate) fn parse(source: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic>
                 builder.finish(node, anchor);
             }
             Event::Alias(id) => {
-                let node = builder.anchors.get(&id).cloned().ok_or_else(|| {
+                // The cost is known before the copy is made, so a bomb stops without being built.
+                let (node, cost) = builder.anchors.get(&id).ok_or_else(|| {
                     Diagnostic::error(mark, "alias refers to an anchor that is not defined before it")
                 })?;
-                builder.nodes += count_nodes(&node);
-                if builder.nodes > MAX_NODES {
-                    return Err(Diagnostic::error(mark, "aliases expand to more than 1,000,000 nodes")
-                        .with_hint("the file repeats anchors recursively; write the values out instead"));
+                builder.nodes += cost.nodes;
+                builder.alias_bytes += cost.bytes;
+                if builder.nodes > MAX_NODES || builder.alias_bytes > MAX_ALIAS_BYTES {
+                    return Err(Diagnostic::error(
+                        mark,
+                        "aliases expand to more than 1,000,000 nodes or 64 MiB of text",
+                    )
+                    .with_hint("the file repeats anchors many times or recursively; write the values out instead"));
                 }
+                let node = node.clone();
                 builder.finish(node, 0);
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
@@ -162,28 +180,49 @@ fn mark_of(span: &Span) -> Mark {
     Mark::new(span.start.line(), span.start.col() + 1)
 }
 
-fn count_nodes(node: &Node) -> usize {
-    1 + match &node.kind {
-        NodeKind::Scalar(..) => 0,
-        NodeKind::Seq(items) => items.iter().map(count_nodes).sum(),
-        NodeKind::Map(entries) => entries.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum(),
-    }
+/// What copying a node costs: its nodes and the bytes of its scalars.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    nodes: usize,
+    bytes: usize,
+}
+
+fn cost_of(node: &Node) -> Cost {
+    let own = Cost {
+        nodes: 1,
+        bytes: match &node.kind {
+            NodeKind::Scalar(text, ..) => text.len(),
+            _ => 0,
+        },
+    };
+    let children: Vec<&Node> = match &node.kind {
+        NodeKind::Scalar(..) => Vec::new(),
+        NodeKind::Seq(items) => items.iter().collect(),
+        NodeKind::Map(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
+    };
+    children.into_iter().map(cost_of).fold(own, |sum, c| Cost {
+        nodes: sum.nodes.saturating_add(c.nodes),
+        bytes: sum.bytes.saturating_add(c.bytes),
+    })
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: BTreeMap<usize, Node>,
+    /// Anchored nodes with what copying them costs.
+    anchors: BTreeMap<usize, (Node, Cost)>,
     root: Option<Node>,
     diagnostics: Vec<Diagnostic>,
     nodes: usize,
+    alias_bytes: usize,
 }
 
 impl Builder {
     fn finish(&mut self, node: Node, anchor: usize) {
         self.nodes += 1;
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let cost = cost_of(&node);
+            self.anchors.insert(anchor, (node.clone(), cost));
         }
         match self.stack.last_mut() {
             Some(frame) => frame.push(node),
@@ -365,5 +404,28 @@ mod tests {
             );
         }
         assert!(parse(&src).unwrap_err().message.contains("1,000,000"));
+    }
+
+    #[test]
+    fn bounds_the_text_aliases_copy_and_the_nesting() {
+        use std::fmt::Write as _;
+        // 100 KB anchored once and aliased 10,000 times: few nodes, a gigabyte of text.
+        let mut src = format!("big: &big \"{}\"\nmany: [", "x".repeat(100_000));
+        for _ in 0..10_000 {
+            let _ = write!(src, "*big, ");
+        }
+        src.push_str("]\n");
+        let err = parse(&src).unwrap_err();
+        assert!(err.message.contains("64 MiB of text"), "{}", err.message);
+
+        let deep_flow = format!("a: {}1{}\n", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse(&deep_flow).is_err(), "the parser's own limit");
+        let mut deep_block = String::new();
+        for level in 0..100 {
+            let _ = writeln!(deep_block, "{}a:", " ".repeat(level));
+        }
+        let err = parse(&deep_block).unwrap_err();
+        assert!(err.message.contains("more than 64 levels deep"), "{}", err.message);
+        assert!(parse(&format!("a: {}1{}\n", "[".repeat(60), "]".repeat(60))).is_ok());
     }
 }

@@ -514,7 +514,13 @@ impl<'a> Engine<'a> {
         let desired = if let Some(desired) = known {
             desired
         } else {
-            let merged = cpu_work("merge", move || merge_layers(layers.iter().map(|l| &**l))).await?;
+            let merged = cpu_work("merge", move || merge_layers(layers.iter().map(|l| &**l)))
+                .await?
+                .map_err(|oversized| TargetStatus::Failed {
+                    phase: "merge",
+                    error: oversized.to_string(),
+                    hint: Some(oversized.hint().to_owned()),
+                })?;
             let merged = Arc::new(merged);
             self.by_imports
                 .lock()

@@ -137,3 +137,47 @@ fn config_errors_never_echo_values_from_the_environment() {
         out.stderr
     );
 }
+
+/// A 2 KB pipeline whose inheritance graph is a chain of diamonds doubles a list at every
+/// level; the merge stops at its bound with an error naming the target and the secret instead
+/// of asking for gigabytes.
+#[test]
+fn diamond_inheritance_is_bounded_and_names_the_target_and_secret() {
+    use std::fmt::Write as _;
+    let env = TestEnv::new();
+    env.write(
+        "src/app.json",
+        r#"{"hosts": ["a-fairly-long-host-name.internal.example"]}"#,
+    );
+    let mut config = String::from(
+        "sources: { s: { file: { path: ./src } } }\ntargets:\n  L0a: { file: { path: ./out/L0a }, imports: [s] }\n  L0b: { file: { path: ./out/L0b }, imports: [s] }\n",
+    );
+    for level in 1..40 {
+        let below = level - 1;
+        for side in ["a", "b"] {
+            let _ = writeln!(
+                config,
+                "  L{level}{side}: {{ file: {{ path: ./out/L{level}{side} }}, imports: [L{below}a, L{below}b] }}"
+            );
+        }
+    }
+    env.write("config.yaml", &config);
+    let out = env.run(&["plan", "-o", "json"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let failed: Vec<&serde_json::Value> = report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("would be larger than 4 MiB"))
+        })
+        .collect();
+    assert!(!failed.is_empty(), "{}", out.stdout);
+    assert_eq!(failed[0]["phase"], "merge");
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(error.contains("the merged value of `app`"), "{error}");
+    assert!(failed[0]["hint"].as_str().unwrap().contains("diamond"), "{}", failed[0]);
+}
