@@ -68,6 +68,7 @@ async fn run(pipeline: &Pipeline, vars: Vec<(String, String)>) -> (Duration, Str
         continue_on_error: true,
         delete_orphans: false,
         max_deletes: 50,
+        allow_empty_sources: false,
         adopt: false,
         keep_values: false,
     };

@@ -341,6 +341,7 @@ fn main() {
         continue_on_error: true,
         delete_orphans: true,
         max_deletes: 1_000_000,
+        allow_empty_sources: false,
         adopt: false,
         keep_values: false,
     };

@@ -117,6 +117,35 @@ impl KeyDiff {
     }
 }
 
+/// Why a planned delete is held back instead of made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Withheld {
+    /// The run planned more deletes than `max_deletes`.
+    MaxDeletes,
+    /// A source this target reads (directly or through a target it imports) read no secrets, or
+    /// the target has nothing to sync at all: more likely a source gone wrong than intended.
+    EmptySource,
+}
+
+impl Withheld {
+    /// Why, in a few words.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::MaxDeletes => "the run planned more deletes than `max_deletes`",
+            Self::EmptySource => "a source it reads came back empty (pass `--allow-empty-sources` if that is intended)",
+        }
+    }
+
+    /// A short label for a change line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::MaxDeletes => "over max_deletes",
+            Self::EmptySource => "a source read empty",
+        }
+    }
+}
+
 /// What happened when the change was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyResult {
@@ -151,8 +180,8 @@ pub struct Change {
     all_keys_added: bool,
     /// Why (conflicts, invalid secrets, orphans).
     pub note: Option<String>,
-    /// A delete held back because the run exceeded `max_deletes`.
-    pub withheld: bool,
+    /// Why a delete was held back, if it was.
+    pub withheld: Option<Withheld>,
     /// The desired value (for applying and for `--show-values`). Never serialised.
     pub desired: Option<Arc<SecretValue>>,
     /// The current value, when read (for `--show-values`). Never serialised.
@@ -247,7 +276,7 @@ impl Change {
             keys: KeyDiff::default(),
             all_keys_added: false,
             note: None,
-            withheld: false,
+            withheld: None,
             desired: None,
             actual: None,
             result: None,
@@ -348,7 +377,7 @@ impl TargetPlan {
 
     /// Whether applying the plan would write anything.
     pub fn has_writes(&self) -> bool {
-        self.changes.iter().any(|c| c.action.writes() && !c.withheld)
+        self.changes.iter().any(|c| c.action.writes() && c.withheld.is_none())
     }
 }
 

@@ -186,13 +186,16 @@ pub struct PipelineArgs {
     /// Take over same-named secrets that secretsync did not create.
     #[arg(long, env = EnvVars::ADOPT, value_parser = clap::builder::BoolishValueParser::new())]
     pub adopt: bool,
-    /// Most deletes in this run; more withholds every delete [default: `pipeline.sync.max_deletes`].
+    /// Most deletes in this run; more withholds every delete [default: `pipeline.sync.max_deletes`]. Counted per process: with `--shard`, per shard.
     #[arg(long, env = EnvVars::MAX_DELETES, value_name = "N")]
     pub max_deletes: Option<u64>,
+    /// Make the deletes of targets whose sources read no secrets (withheld by default: an empty source is more often a mistake than intended).
+    #[arg(long, env = EnvVars::ALLOW_EMPTY_SOURCES, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_empty_sources: bool,
     /// Also write the JSON report to FILE.
     #[arg(long, env = EnvVars::REPORT, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Run shard I of N (0-based): whole inheritance chains, stable across runs.
+    /// Run shard I of N (0-based): whole inheritance chains, stable across runs. Each shard applies `max_deletes` to its own deletes.
     #[arg(long, env = EnvVars::SHARD, value_name = "I/N")]
     pub shard: Option<Shard>,
     /// Targets merged and synced at once [default: `pipeline.merge.parallel` / `pipeline.sync.parallel`].

@@ -67,6 +67,8 @@ env_vars! {
     ADOPT = "SECRETSYNC_ADOPT";
     /// Most deletes in one run (`--max-deletes`).
     MAX_DELETES = "SECRETSYNC_MAX_DELETES";
+    /// Make the deletes of targets whose sources read no secrets (`--allow-empty-sources`).
+    ALLOW_EMPTY_SOURCES = "SECRETSYNC_ALLOW_EMPTY_SOURCES";
     /// Also write the JSON report to this file (`--report`).
     REPORT = "SECRETSYNC_REPORT";
     /// Run shard `I` of `N` (`--shard I/N`).

@@ -117,6 +117,7 @@ async fn execute(
         continue_on_error: settings.continue_on_error,
         delete_orphans: settings.delete_orphans,
         max_deletes: args.max_deletes.unwrap_or(settings.max_deletes),
+        allow_empty_sources: args.allow_empty_sources,
         adopt: args.adopt || settings.adopt_existing,
         keep_values: args.show_values,
     };

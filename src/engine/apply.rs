@@ -46,7 +46,7 @@ pub async fn execute(
     let to_put: Vec<SecretPath> = indexes
         .iter()
         .map(|&i| &plan.changes[i])
-        .filter(|c| c.action != Action::Delete && !c.withheld && c.desired.is_some())
+        .filter(|c| c.action != Action::Delete && c.withheld.is_none() && c.desired.is_some())
         .map(|c| c.path.clone())
         .collect();
     let prepared = if to_put.is_empty() || cancel.is_cancelled() {
@@ -66,8 +66,8 @@ pub async fn execute(
         let results: Vec<(usize, ApplyResult)> = stream::iter(group)
             .map(|i| async move {
                 let change = &changes[i];
-                let result = if change.withheld {
-                    ApplyResult::NotAttempted("withheld: the run planned more deletes than `max_deletes`".to_owned())
+                let result = if let Some(withheld) = change.withheld {
+                    ApplyResult::NotAttempted(format!("withheld: {}", withheld.reason()))
                 } else if cancel.is_cancelled() {
                     ApplyResult::NotAttempted("interrupted".to_owned())
                 } else if let (Err(err), false) = (prepared, change.action == Action::Delete) {

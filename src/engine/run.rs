@@ -25,7 +25,9 @@ use crate::config::{ImportKind, Pipeline};
 use crate::merge::merge_layers;
 use crate::model::{SecretPath, SecretSet, SecretValue};
 use crate::plan::{Action, PlanOptions, TargetPlan, plan};
-use crate::report::{Event, EventSink, MergeReport, Phase, RunReport, TargetReport, TargetStatus, WithheldDeletes};
+use crate::report::{
+    Event, EventSink, GuardedDeletes, MergeReport, Phase, RunReport, TargetReport, TargetStatus, WithheldDeletes,
+};
 use crate::store::{EntryMeta, Fetched, Listing, MergeStore, Owner, ReadOnly, Store, StoreError, WritableStore};
 
 /// Prefetching stops once its listings hold this many secrets (about 15 MB); later targets are
@@ -71,8 +73,10 @@ pub struct RunOptions {
     pub continue_on_error: bool,
     /// Delete owned secrets that are no longer desired.
     pub delete_orphans: bool,
-    /// Most deletes in the run.
+    /// Most deletes in the run (in this process: a shard counts its own).
     pub max_deletes: u64,
+    /// Make the deletes of a target whose source read no secrets (`--allow-empty-sources`).
+    pub allow_empty_sources: bool,
     /// Take over unmanaged same-named secrets.
     pub adopt: bool,
     /// Keep the current values of changed secrets in the report (for `--show-values`);
@@ -274,6 +278,7 @@ impl<'a> Engine<'a> {
             }
         }
 
+        let guarded_deletes = self.guard_empty_sources(&mut plans);
         let withheld = self.withhold_deletes(&mut plans);
         if opts.sync_phase && !opts.dry_run {
             self.apply_all(&mut plans, &mut statuses).await;
@@ -286,6 +291,7 @@ impl<'a> Engine<'a> {
             sync_phase: opts.sync_phase,
             targets: report_targets,
             withheld_deletes: withheld,
+            guarded_deletes,
             interrupted: self.interrupt.is_cancelled(),
             errors,
             warnings: {
@@ -726,17 +732,81 @@ impl<'a> Engine<'a> {
         Ok((planned, store))
     }
 
+    /// The sources `target` reads, directly or through the targets it imports.
+    fn sources_of(&self, target: &str, into: &mut BTreeSet<String>) {
+        if let Some(t) = self.pipeline.targets.get(target) {
+            for import in &t.imports {
+                match import.kind {
+                    ImportKind::Source => {
+                        into.insert(import.name.clone());
+                    }
+                    ImportKind::Target => self.sources_of(&import.name, into),
+                }
+            }
+        }
+    }
+
+    /// Withholds the deletes of every target that reads a source which came back empty, or that
+    /// has nothing to sync at all (a `--sync-only` run from an emptied merged result): an empty
+    /// Vault mount or an AWS prefix matching nothing would otherwise plan the deletion of
+    /// everything the target owns. `--allow-empty-sources` lets them through.
+    fn guard_empty_sources(&self, plans: &mut BTreeMap<String, Planned>) -> Vec<GuardedDeletes> {
+        if self.options.allow_empty_sources {
+            return Vec::new();
+        }
+        let empty: BTreeSet<&str> = self
+            .sources
+            .iter()
+            .filter(|(_, cell)| matches!(cell.get(), Some(Ok(set)) if set.is_empty()))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let mut guarded = Vec::new();
+        for (name, (plan, _)) in plans.iter_mut() {
+            let deletes = plan.changes.iter().filter(|c| c.action == Action::Delete).count() as u64;
+            if deletes == 0 {
+                continue;
+            }
+            let mut reads = BTreeSet::new();
+            self.sources_of(name, &mut reads);
+            let empty_here: Vec<&str> = reads.iter().map(String::as_str).filter(|s| empty.contains(s)).collect();
+            let nothing_desired = plan.unchanged == 0
+                && plan
+                    .changes
+                    .iter()
+                    .all(|c| matches!(c.action, Action::Delete | Action::Orphan));
+            let because = if !empty_here.is_empty() {
+                let names: Vec<String> = empty_here.iter().map(|s| format!("`{s}`")).collect();
+                format!("source {} read no secrets", names.join(", "))
+            } else if nothing_desired {
+                "it has nothing to sync, yet owns secrets".to_owned()
+            } else {
+                continue;
+            };
+            for change in plan.changes.iter_mut().filter(|c| c.action == Action::Delete) {
+                change.withheld = Some(crate::plan::Withheld::EmptySource);
+            }
+            tracing::warn!(target = %name, deletes, "withholding deletes: {because}");
+            guarded.push(GuardedDeletes {
+                target: name.clone(),
+                deletes,
+                because,
+            });
+        }
+        guarded
+    }
+
     fn withhold_deletes(&self, plans: &mut BTreeMap<String, Planned>) -> Option<WithheldDeletes> {
+        let to_make = |c: &&mut crate::plan::Change| c.action == Action::Delete && c.withheld.is_none();
         let planned: u64 = plans
-            .values()
-            .map(|(p, _)| p.changes.iter().filter(|c| c.action == Action::Delete).count() as u64)
+            .values_mut()
+            .map(|(p, _)| p.changes.iter_mut().filter(to_make).count() as u64)
             .sum();
         if planned <= self.options.max_deletes {
             return None;
         }
         for (plan, _) in plans.values_mut() {
-            for change in plan.changes.iter_mut().filter(|c| c.action == Action::Delete) {
-                change.withheld = true;
+            for change in plan.changes.iter_mut().filter(to_make) {
+                change.withheld = Some(crate::plan::Withheld::MaxDeletes);
             }
         }
         tracing::warn!(planned, max = self.options.max_deletes, "withholding every delete");

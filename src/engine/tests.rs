@@ -100,6 +100,7 @@ impl World {
             continue_on_error: true,
             delete_orphans: false,
             max_deletes: 50,
+            allow_empty_sources: false,
             adopt: false,
             keep_values: false,
         }
@@ -199,6 +200,75 @@ async fn a_dry_run_writes_nothing_anywhere() {
             .iter()
             .any(|c| c.action == Action::Delete && c.path == p("old"))
     );
+}
+
+#[tokio::test]
+async fn a_source_that_reads_empty_withholds_the_deletes_of_every_target_it_reaches() {
+    // Review imports Staging, which reads `empty`; Other reads a source with secrets.
+    let w = World::new(
+        "sources:\n  empty: { file: { path: ./e } }\n  full: { file: { path: ./f } }\n\
+         targets:\n  Staging: { file: { path: ./s }, imports: [empty] }\n  Review: { file: { path: ./r }, imports: [Staging] }\n  Other: { file: { path: ./o }, imports: [full] }\n",
+    );
+    w.sources["full"].insert(&p("keep"), SecretValue::Text("k".into()), None);
+    for target in ["Staging", "Review", "Other"] {
+        w.targets[target].insert(&p("owned"), SecretValue::Text("x".into()), Some(target));
+    }
+    let options = RunOptions {
+        delete_orphans: true,
+        ..w.options()
+    };
+    let report = w.run(&options).await;
+    let guarded: Vec<&str> = report.guarded_deletes.iter().map(|g| g.target.as_str()).collect();
+    assert_eq!(guarded, ["Review", "Staging"]);
+    assert_eq!(report.guarded_deletes[0].because, "source `empty` read no secrets");
+    assert_eq!(report.exit_code(false), 2);
+    assert_eq!(w.targets["Staging"].snapshot().len(), 1, "nothing deleted");
+    assert_eq!(w.targets["Review"].snapshot().len(), 1, "nothing deleted");
+    assert_eq!(
+        w.targets["Other"].snapshot().len(),
+        1,
+        "`owned` deleted, `keep` created"
+    );
+    assert!(report.problems().iter().any(|(t, m)| t.as_deref() == Some("Staging")
+        && m == "1 deletes withheld: source `empty` read no secrets; if that is intended, pass `--allow-empty-sources`"));
+
+    let allowed = RunOptions {
+        allow_empty_sources: true,
+        ..options
+    };
+    let report = w.run(&allowed).await;
+    assert!(report.guarded_deletes.is_empty());
+    assert_eq!(report.exit_code(false), 0);
+    assert!(w.targets["Staging"].snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn a_sync_only_run_from_an_empty_merged_result_withholds_the_targets_deletes() {
+    let mut w =
+        World::new("sources: { s: { file: { path: ./s } } }\ntargets: { T: { file: { path: ./t }, imports: [s] } }\n");
+    w.merge = Some(Arc::new(MemoryMergeStore::default()));
+    w.targets["T"].insert(&p("owned"), SecretValue::Text("x".into()), Some("T"));
+    // The merge phase ran with an empty source while deletes were allowed: the merged result is
+    // empty, and the target still owns its secret.
+    w.run(&RunOptions {
+        sync_phase: false,
+        allow_empty_sources: true,
+        ..w.options()
+    })
+    .await;
+    let report = w
+        .run(&RunOptions {
+            merge_phase: false,
+            delete_orphans: true,
+            ..w.options()
+        })
+        .await;
+    assert_eq!(report.guarded_deletes.len(), 1, "{:?}", report.problems());
+    assert_eq!(
+        report.guarded_deletes[0].because,
+        "it has nothing to sync, yet owns secrets"
+    );
+    assert_eq!(w.targets["T"].snapshot().len(), 1);
 }
 
 #[tokio::test]
@@ -520,7 +590,8 @@ proptest! {
             for (path, value) in unmanaged.iter().filter(|(k, _)| !owned.contains_key(*k)) {
                 target.insert(&p(path), value.clone(), None);
             }
-            let options = RunOptions { delete_orphans: true, adopt: true, max_deletes: 1000, ..w.options() };
+            // An empty desired set is refused by the empty-source guard unless allowed (its own test).
+            let options = RunOptions { delete_orphans: true, adopt: true, max_deletes: 1000, allow_empty_sources: true, ..w.options() };
             let first = w.run(&options).await;
             prop_assert_eq!(first.exit_code(false), 0);
             let state = target.snapshot();

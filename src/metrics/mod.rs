@@ -425,6 +425,7 @@ mod tests {
                 duration: Duration::from_millis(5),
             }],
             withheld_deletes: None,
+            guarded_deletes: Vec::new(),
             interrupted: false,
             errors: Vec::new(),
             warnings: Vec::new(),

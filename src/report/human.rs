@@ -142,14 +142,14 @@ fn render_change(out: &mut String, change: &Change, style: Styler, options: Huma
     if let (Some(before), Some(after)) = (change.previous_kind, change.kind) {
         let _ = write!(line, " [{before} → {after}]");
     }
-    if change.withheld {
-        line.push_str(&style.red(" (withheld: over max_deletes)"));
+    if let Some(withheld) = change.withheld {
+        line.push_str(&style.red(&format!(" (withheld: {})", withheld.label())));
     }
     match &change.result {
         Some(ApplyResult::Failed(err)) => {
             let _ = write!(line, "  {} {}", style.red("failed:"), one_line(err));
         }
-        Some(ApplyResult::NotAttempted(why)) if !change.withheld => {
+        Some(ApplyResult::NotAttempted(why)) if change.withheld.is_none() => {
             let _ = write!(line, "  {}", style.yellow(&format!("not applied: {}", one_line(why))));
         }
         _ => {}
@@ -271,6 +271,16 @@ fn render_summary(out: &mut String, report: &RunReport, style: Styler) {
             w.planned,
             w.max,
             w.planned
+        );
+    }
+    for g in &report.guarded_deletes {
+        let _ = writeln!(
+            out,
+            "{} {}: {} deletes withheld because {}. If that is intended, pass `--allow-empty-sources`.",
+            style.red("error:"),
+            g.target,
+            g.deletes,
+            g.because
         );
     }
     if report.interrupted {

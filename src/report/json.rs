@@ -86,7 +86,7 @@ impl<'a> From<&'a crate::plan::Change> for ChangeEntry<'a> {
             writes_value: c.write_value,
             keys: c.key_names(),
             note: c.note.as_deref(),
-            withheld: c.withheld,
+            withheld: c.withheld.is_some(),
             result,
             error,
         }

@@ -12,4 +12,6 @@ pub mod progress;
 mod run_report;
 
 pub use events::{Event, EventSink, NoEvents, Phase};
-pub use run_report::{MergeReport, Outcome, RunReport, Summary, TargetReport, TargetStatus, WithheldDeletes};
+pub use run_report::{
+    GuardedDeletes, MergeReport, Outcome, RunReport, Summary, TargetReport, TargetStatus, WithheldDeletes,
+};

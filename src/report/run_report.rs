@@ -92,6 +92,17 @@ impl TargetReport {
     }
 }
 
+/// Deletes of one target held back because a source it reads came back empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardedDeletes {
+    /// The target.
+    pub target: String,
+    /// Deletes held back.
+    pub deletes: u64,
+    /// Why (`source `vault-prod` read no secrets`).
+    pub because: String,
+}
+
 /// Deletes held back because there were more than `max_deletes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WithheldDeletes {
@@ -148,6 +159,8 @@ pub struct RunReport {
     pub targets: Vec<TargetReport>,
     /// Deletes withheld by `max_deletes`.
     pub withheld_deletes: Option<WithheldDeletes>,
+    /// Deletes withheld because a source came back empty, per target.
+    pub guarded_deletes: Vec<GuardedDeletes>,
     /// Ctrl-C stopped the run.
     pub interrupted: bool,
     /// Errors not tied to one target (e.g. the merge store).
@@ -188,6 +201,7 @@ impl RunReport {
     pub fn has_problems(&self) -> bool {
         !self.errors.is_empty()
             || self.withheld_deletes.is_some()
+            || !self.guarded_deletes.is_empty()
             || self.targets.iter().any(TargetReport::has_problems)
     }
 
@@ -224,6 +238,15 @@ impl RunReport {
                 format!(
                     "{} deletes planned but `max_deletes` is {}; no secret was deleted",
                     w.planned, w.max
+                ),
+            ));
+        }
+        for g in &self.guarded_deletes {
+            out.push((
+                Some(g.target.clone()),
+                format!(
+                    "{} deletes withheld: {}; if that is intended, pass `--allow-empty-sources`",
+                    g.deletes, g.because
                 ),
             ));
         }
