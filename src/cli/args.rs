@@ -96,6 +96,9 @@ pub enum Command {
     Context,
     /// Convert another tool's configuration into a pipeline file
     Migrate(MigrateArgs),
+    /// Show or break the merge store's run lock
+    #[command(subcommand)]
+    Lock(LockCommand),
     /// Print the JSON Schema of the pipeline file
     Schema,
     /// Print shell completions
@@ -260,6 +263,32 @@ pub enum GraphFormat {
     /// Mermaid flowchart (renders in GitHub Markdown).
     Mermaid,
     /// Machine-readable.
+    Json,
+}
+
+/// `secretsync lock …`.
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Who holds the merge store's run lock, since when, and whether it is still renewed
+    Status {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "text")]
+        output: LockOutput,
+    },
+    /// Break a lock whose run died, by its run id (from `lock status` or the error of a locked run)
+    Release {
+        /// The run id of the lock to break.
+        #[arg(long, value_name = "RUN_ID", required = true)]
+        id: String,
+    },
+}
+
+/// Output formats of `lock status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LockOutput {
+    /// One line per lock.
+    Text,
+    /// A JSON array.
     Json,
 }
 

@@ -67,6 +67,8 @@ env_vars! {
     ADOPT = "SECRETSYNC_ADOPT";
     /// Most deletes in one run (`--max-deletes`).
     MAX_DELETES = "SECRETSYNC_MAX_DELETES";
+    /// How often a run renews its S3 merge-store lock, in seconds (default 60; a lock not renewed for 10 minutes is taken to belong to a run that died).
+    LOCK_RENEW_SECONDS = "SECRETSYNC_LOCK_RENEW_SECONDS";
     /// Make the deletes of targets whose sources read no secrets (`--allow-empty-sources`).
     ALLOW_EMPTY_SOURCES = "SECRETSYNC_ALLOW_EMPTY_SOURCES";
     /// Also write the JSON report to this file (`--report`).

@@ -4,6 +4,7 @@
 mod context;
 mod discover;
 mod graph;
+mod lock;
 mod migrate;
 mod pipeline;
 mod validate;
@@ -27,6 +28,7 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
         Command::Graph(args) => graph::run(global, args, printer),
         Command::Discover(args) => Box::pin(discover::run(global, args, printer)).await,
         Command::Context => Box::pin(context::run(global, printer)).await,
+        Command::Lock(command) => Box::pin(lock::run(global, command, printer)).await,
         Command::Migrate(args) => {
             init_logging(global, None);
             migrate::run(args, printer)

@@ -827,6 +827,23 @@ impl<'a> Engine<'a> {
         });
         let phase = tracing::info_span!("phase", phase = "apply");
         let phase = &phase;
+        // Targets are written under the merge store's run lock too (taken here by a
+        // `--sync-only` run, which writes nothing to the merge store), so two runs never apply
+        // to the same targets at once.
+        let lock_failure = match &self.stores.merge {
+            Some(merge) if writes > 0 => {
+                self.lock_merge_store(merge.as_ref())
+                    .await
+                    .err()
+                    .map(|error| TargetStatus::Failed {
+                        phase: "apply",
+                        error,
+                        hint: None,
+                    })
+            }
+            _ => None,
+        };
+        let lock_failure = &lock_failure;
         let jobs: Vec<(String, TargetPlan, Arc<dyn WritableStore>)> = std::mem::take(plans)
             .into_iter()
             .map(|(name, (plan, store))| (name, plan, store))
@@ -834,7 +851,11 @@ impl<'a> Engine<'a> {
         let done: Vec<ApplyOutcome> = stream::iter(jobs)
             .map(|(name, mut plan, store)| async move {
                 let t = Instant::now();
-                if let Some(reason) = self.stop_reason().filter(|_| plan.has_writes()) {
+                if let Some(reason) = lock_failure
+                    .clone()
+                    .or_else(|| self.stop_reason())
+                    .filter(|_| plan.has_writes())
+                {
                     return (name, plan, store, Some(reason), t.elapsed());
                 }
                 let progress = || {

@@ -264,6 +264,26 @@ pub trait WritableStore: Store {
     }
 }
 
+/// A run lock as stored.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct LockInfo {
+    /// Who holds it (`secretsync on HOST, pid N`).
+    pub holder: String,
+    /// The run's id (`lock release --id` takes it).
+    pub run: String,
+    /// When it was taken (the holder's clock, seconds since the epoch; informational).
+    pub acquired_at: u64,
+    /// The S3 key.
+    #[serde(skip)]
+    pub key: String,
+    /// When it was last written or renewed (S3's clock).
+    #[serde(skip)]
+    pub renewed_at: u64,
+    /// Not renewed for long enough that its run is taken to have died.
+    #[serde(skip)]
+    pub stale: bool,
+}
+
 /// Where merged results live between the merge and the sync phase: one writable scope per
 /// target (`{root}/{target}/…`).
 #[async_trait]
@@ -295,5 +315,22 @@ pub trait MergeStore: Send + Sync + fmt::Debug {
     /// Gives the run lock back (a no-op when this run does not hold it).
     async fn unlock(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// The run locks held on this store (`lock status`); `None` for stores without one.
+    async fn locks(&self) -> Result<Option<Vec<LockInfo>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Breaks the lock of run `run` (`lock release --id`).
+    async fn release_lock(&self, run: &str) -> Result<LockInfo, StoreError> {
+        let _ = run;
+        Err(StoreError::new(
+            ErrorClass::Unsupported,
+            format!(
+                "{} has no run lock (only S3 merge stores are shared between machines)",
+                self.describe()
+            ),
+        ))
     }
 }

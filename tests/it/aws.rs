@@ -278,8 +278,97 @@ async fn s3_writes_are_conditional_and_the_run_lock_names_its_holder() {
             .contains(&format!("s3://{bucket}/merged/.secretsync/lock-shard-0-of-2.json")),
         "{err}"
     );
+    // An unsharded run and shards of another count exclude each other, whichever came first.
+    let whole = s3_merge_store(&services, &account, &bucket, "").await;
+    let err = whole.lock().await.unwrap_err();
+    assert!(err.to_string().contains("lock-shard-"), "{err}");
+    let other_count = s3_merge_store_for(&services, &account, &bucket, "", Some("shard-0-of-3")).await;
+    assert!(other_count.lock().await.is_err(), "shards of another count");
     shard0.unlock().await.unwrap();
     shard1.unlock().await.unwrap();
+    whole.lock().await.unwrap();
+    let err = shard0_again.lock().await.unwrap_err();
+    assert!(err.to_string().contains("lock.json"), "{err}");
+    let left: Vec<String> = whole
+        .locks()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert_eq!(
+        left,
+        [format!("s3://{bucket}/merged/.secretsync/lock.json")],
+        "losers gave their lock back"
+    );
+    whole.unlock().await.unwrap();
+    assert!(whole.locks().await.unwrap().unwrap().is_empty());
+}
+
+/// A lock whose run died is shown by `lock status` and broken by its id only; a lock write
+/// whose reply was lost is recognised as the run's own on retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_runs_lock_is_shown_and_released_by_id_and_a_lost_lock_reply_is_ours() {
+    use testbed::proxy::{Fault, Rule};
+    let services = Services::get();
+    let account = services.aws_account().await;
+    let bucket = bucket(&services, &account).await;
+    let dead = s3_merge_store(&services, &account, &bucket, "").await;
+    dead.lock().await.unwrap();
+    let locks = dead.locks().await.unwrap().unwrap();
+    assert_eq!(locks.len(), 1);
+    let run = locks[0].run.clone();
+    assert!(
+        locks[0].holder.starts_with("secretsync on ") && !locks[0].stale,
+        "{locks:?}"
+    );
+    std::mem::forget(dead); // the run dies: its lock stays
+
+    let next = s3_merge_store(&services, &account, &bucket, "").await;
+    let err = next.lock().await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("secretsync lock release --id {run}")),
+        "{err}"
+    );
+    assert_eq!(
+        next.release_lock("not-a-run").await.unwrap_err().class,
+        ErrorClass::NotFound
+    );
+    assert_eq!(next.release_lock(&run).await.unwrap().run, run);
+
+    // Through the proxy, the first lock write is applied but its reply lost: the retry finds
+    // the run's own lock and goes on.
+    let lost = services
+        .aws_faults()
+        .add(&Rule {
+            operation: Some("PutObject".into()),
+            path: Some(format!("{bucket}/merged/\\.secretsync/lock\\.json")),
+            fault: Fault {
+                drop_reply: true,
+                ..Fault::default()
+            },
+            times: Some(1),
+            ..Rule::default()
+        })
+        .await;
+    let yaml = format!(
+        "sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
+         merge_store: {{ s3: {{ bucket: {bucket}, prefix: merged/ }} }}\n\
+         targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n"
+    );
+    let (pipeline, context) = built(&yaml, aws_env(&services, &account, &services.aws_proxy));
+    let through_proxy = context
+        .merge_store(pipeline.merge_store.as_ref().unwrap())
+        .await
+        .unwrap();
+    through_proxy.lock().await.unwrap();
+    assert_eq!(lost.stats().await.fired, 1, "the reply was dropped");
+    through_proxy.unlock().await.unwrap();
+    assert!(
+        through_proxy.locks().await.unwrap().unwrap().is_empty(),
+        "no lock left behind"
+    );
 }
 
 #[tokio::test]

@@ -688,3 +688,167 @@ async fn server_error_text_cannot_start_workflow_commands_or_forge_lines() {
         human.stdout
     );
 }
+
+/// Replies lost after the server applied the request — a conditional write of a merged secret,
+/// the lock write, a delete — are retried: the run completes, the next one has nothing to do,
+/// and no lock is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_replies_to_conditional_writes_locks_and_deletes_still_converge() {
+    use testbed::proxy::{Fault, Rule};
+    let sc = Scenario::new().await;
+    let bucket = crate::aws::bucket(&sc.s, &sc.caller).await;
+    sc.env.write("src/keep.json", r#"{"k": 1}"#);
+    sc.env.write("src/gone", "old");
+    sc.env.write(
+        "config.yaml",
+        format!(
+            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             merge_store: {{ s3: {{ bucket: {bucket} }} }}\n\
+             targets: {{ App: {{ account_id: \"{}\", imports: [files] }} }}\n\
+             pipeline: {{ sync: {{ delete_orphans: true }} }}\n",
+            sc.caller.account_id
+        ),
+    );
+    assert_eq!(sc.run(&["pipeline"]).code, 0);
+    std::fs::remove_file(sc.env.path().join("src/gone")).unwrap();
+    sc.env.write("src/keep.json", r#"{"k": 2}"#);
+    let lose = |operation: &str, path: Option<String>| Rule {
+        operation: Some(operation.into()),
+        path,
+        fault: Fault {
+            drop_reply: true,
+            ..Fault::default()
+        },
+        times: Some(1),
+        ..Rule::default()
+    };
+    let rules = [
+        lose("PutObject", Some(format!("{bucket}/\\.secretsync/lock"))),
+        lose("PutObject", Some(format!("{bucket}/App/keep"))),
+        lose("DeleteSecret", None),
+        lose("PutSecretValue", None),
+    ]
+    .map(|rule| sc.proxy.add_rule(rule).unwrap());
+    let out = sc.run(&["pipeline"]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    for rule in rules {
+        assert_eq!(sc.proxy.rule_stats(rule).unwrap().fired, 1, "every reply was lost once");
+    }
+    let again = sc.run(&["pipeline", "--exit-code"]);
+    assert_eq!(again.code, 0, "converged: {}", again.snapshot());
+    let status = sc.run(&["lock", "status", "-o", "json"]);
+    assert_eq!(status.code, 0, "{}", status.snapshot());
+    assert_eq!(status.stdout.trim(), "[]", "no lock left behind");
+    assert_eq!(string_value(&sc.sm().await, "keep").await, json!({ "k": 2 }));
+}
+
+/// `--sync-only` writes targets, so it takes the merge store's lock too: a run holding it keeps
+/// it out, and `lock release` needs the holder's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_only_runs_take_the_lock_and_release_needs_an_id() {
+    let sc = Scenario::new().await;
+    let bucket = crate::aws::bucket(&sc.s, &sc.caller).await;
+    sc.env.write("src/app", "v1");
+    sc.env.write(
+        "config.yaml",
+        format!(
+            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             merge_store: {{ s3: {{ bucket: {bucket} }} }}\n\
+             targets: {{ App: {{ account_id: \"{}\", imports: [files] }} }}\n",
+            sc.caller.account_id
+        ),
+    );
+    assert_eq!(sc.run(&["pipeline", "--merge-only"]).code, 0);
+    // A run that died holding the lock.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk_config(&sc.caller, &sc.s.aws_endpoint).await)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.put_object()
+        .bucket(&bucket)
+        .key(".secretsync/lock.json")
+        .body(
+            br#"{"holder":"secretsync on elsewhere, pid 7","run":"dead-run-7","acquired_at":1}"#
+                .to_vec()
+                .into(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before = calls(&sc.proxy);
+    let blocked = sc.run(&["pipeline", "--sync-only"]);
+    assert_eq!(blocked.code, 2, "{}", blocked.snapshot());
+    assert!(
+        blocked
+            .stdout
+            .contains("locked by another run (secretsync on elsewhere, pid 7, run id `dead-run-7`"),
+        "{}",
+        blocked.stdout
+    );
+    let made = since(&before, &calls(&sc.proxy));
+    assert!(!made.contains_key("CreateSecret"), "nothing written: {made:?}");
+    let status = sc.run(&["lock", "status"]);
+    assert!(
+        status
+            .stdout
+            .contains("held by secretsync on elsewhere, pid 7, run id `dead-run-7`"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(sc.run(&["lock", "release"]).code, 2, "refused without an id");
+    let released = sc.run(&["lock", "release", "--id", "dead-run-7"]);
+    assert_eq!(released.code, 0, "{}", released.snapshot());
+    assert_eq!(sc.run(&["pipeline", "--sync-only"]).code, 0);
+}
+
+/// A run renews its lock while it works, so a long run keeps it (S3's `LastModified` of the
+/// lock moves on) and a run that died is recognised by a lock that stopped moving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_run_renews_its_lock() {
+    use testbed::proxy::{Fault, Rule};
+    let sc = Scenario::new().await;
+    let bucket = crate::aws::bucket(&sc.s, &sc.caller).await;
+    sc.env.write("src/app", "v1");
+    sc.env.write(
+        "config.yaml",
+        format!(
+            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             merge_store: {{ s3: {{ bucket: {bucket} }} }}\n\
+             targets: {{ App: {{ account_id: \"{}\", imports: [files] }} }}\n",
+            sc.caller.account_id
+        ),
+    );
+    let lock_writes = sc
+        .proxy
+        .add_rule(Rule {
+            operation: Some("PutObject".into()),
+            path: Some(format!("{bucket}/\\.secretsync/lock")),
+            ..Rule::default()
+        })
+        .unwrap();
+    sc.proxy
+        .add_rule(Rule {
+            operation: Some("CreateSecret".into()),
+            fault: Fault {
+                latency_ms: Some(3_500),
+                ..Fault::default()
+            },
+            ..Rule::default()
+        })
+        .unwrap();
+    let out = run(
+        &sc.env,
+        &["pipeline"],
+        &sc.caller,
+        &sc.proxy,
+        &[("SECRETSYNC_LOCK_RENEW_SECONDS", "1")],
+    );
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let writes = sc.proxy.rule_stats(lock_writes).unwrap().matched;
+    assert!(
+        writes >= 3,
+        "taken once and renewed while the write was slow: {writes} lock writes"
+    );
+    assert_eq!(sc.run(&["lock", "status", "-o", "json"]).stdout.trim(), "[]");
+}

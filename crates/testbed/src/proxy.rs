@@ -5,7 +5,8 @@
 //! shape — and counted per (service, operation), so benchmarks can read API-call counts here.
 //! Rules, added over `POST /__fault/rules` or from test code, match on service, operation,
 //! method, path and body regexes, and inject an error in the service's wire format (AWS JSON,
-//! AWS query XML, S3 XML, Vault JSON), latency, or a connection reset — each rule firing
+//! AWS query XML, S3 XML, Vault JSON), latency, a connection reset, or a lost reply (the request
+//! is forwarded and applied, then the connection is reset instead of answering) — each rule firing
 //! `times` times after letting `skip` matches through, with a seeded `probability`. A rule can
 //! also hold its requests until another rule has matched ([`Hold`]): a test proves two calls
 //! overlap without timing them, as a client that sends them one after the other never gets
@@ -58,6 +59,10 @@ pub struct Fault {
     /// Reset the TCP connection instead of answering.
     #[serde(default)]
     pub reset: bool,
+    /// Forward the request (the server applies it) and then reset the connection instead of
+    /// returning the answer: a reply lost on the way back.
+    #[serde(default)]
+    pub drop_reply: bool,
     /// Hold the request until another rule has matched, then apply the rest of the fault.
     pub hold: Option<Hold>,
 }
@@ -385,7 +390,7 @@ fn decide(
         if f.latency_ms.is_some() {
             count.delayed += 1;
         }
-        if f.status.is_some() || f.reset {
+        if f.status.is_some() || f.reset || f.drop_reply {
             count.injected += 1;
         }
     }
@@ -635,7 +640,14 @@ async fn handle(
             },
         ));
     };
+    let drop_reply = fault.as_ref().is_some_and(|f| f.drop_reply);
     match client.request(forward).await {
+        Ok(resp) if drop_reply => {
+            // Let the server finish; the client never hears of it.
+            let _ = resp.into_body().collect().await;
+            let _ = socket2::SockRef::from(raw).set_linger(Some(Duration::ZERO));
+            Err(ResetByRule)
+        }
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
             let body = body

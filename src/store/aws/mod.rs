@@ -247,12 +247,35 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 pub(crate) fn classify<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> ErrorClass {
     match err {
         SdkError::ServiceError(service) => class_of_code(service.err().code().unwrap_or_default()),
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => ErrorClass::Transient,
-        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => ErrorClass::Transient,
-        // Identity resolution (no credentials, a role that cannot be assumed) fails here.
-        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => ErrorClass::Auth,
+        // Identity resolution (no credentials, a role that cannot be assumed) fails as a
+        // dispatch failure too.
+        SdkError::DispatchFailure(failure)
+            if !failure.is_io()
+                && !failure.is_timeout()
+                && failure.as_connector_error().is_some_and(|e| caused_by_credentials(e)) =>
+        {
+            ErrorClass::Auth
+        }
+        // Anything else that kept the request from being answered — a timeout, a connection
+        // closed before the answer came (a lost reply), refused, or reset — passes.
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) | SdkError::DispatchFailure(_) => ErrorClass::Transient,
+        SdkError::ConstructionFailure(_) => ErrorClass::Auth,
         _ => ErrorClass::Fatal,
     }
+}
+
+/// Whether a credentials or token provider's error is among `err`'s causes.
+fn caused_by_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<aws_credential_types::provider::error::CredentialsError>()
+            || e.is::<aws_credential_types::provider::error::TokenError>()
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// The class of an AWS error code (Secrets Manager, S3, STS).

@@ -22,7 +22,7 @@ use super::{AwsFailure, Session};
 use crate::model::{SecretPath, SecretValue, ValueKind};
 use crate::resilience::ApiClass;
 use crate::store::{
-    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, Store, StoreError, WritableStore,
+    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, LockInfo, MergeStore, Store, StoreError, WritableStore,
 };
 
 /// The service name in metrics and breaker endpoints.
@@ -31,8 +31,11 @@ const SERVICE: &str = "s3";
 const KIND_KEY: &str = "secretsync-kind";
 /// Objects read at once.
 const READ_CONCURRENCY: usize = 8;
-/// How long a run lock holds before another run may take it over.
-const LOCK_SECONDS: u64 = 2 * 60 * 60;
+/// A run lock not renewed for this long (by S3's own `LastModified`) belongs to a run that
+/// died; another run may take it over. Live runs renew every [`LOCK_RENEW_SECONDS`].
+const LOCK_STALE_SECONDS: u64 = 10 * 60;
+/// How often a run renews its lock.
+const LOCK_RENEW_SECONDS: u64 = 60;
 
 /// S3 settings shared by the merge store and its per-target scopes.
 #[derive(Debug)]
@@ -156,21 +159,70 @@ impl Bucket {
     }
 
     /// The run lock: one per merge store, or one per shard for sharded runs (which write
-    /// disjoint targets, so they may run side by side).
+    /// disjoint targets, so shards of one count may run side by side).
     fn lock_key(&self) -> String {
-        match &self.lock_scope {
-            Some(scope) => format!("{}.secretsync/lock-{scope}.json", self.prefix),
-            None => format!("{}.secretsync/lock.json", self.prefix),
-        }
+        lock_key_of(&self.prefix, self.lock_scope.as_deref())
     }
+
+    /// Every run lock under the prefix, with its `LastModified` (S3's clock, in seconds).
+    async fn lock_objects(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let request = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.name)
+            .prefix(format!("{}.secretsync/lock", self.prefix));
+        let page = self
+            .session
+            .call(SERVICE, "ListObjectsV2", ApiClass::Read, || request.clone().send())
+            .await
+            .map_err(|e| self.error("list run locks", &e))?;
+        Ok(page
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let modified = o.last_modified().map_or(0, |t| u64::try_from(t.secs()).unwrap_or(0));
+                Some((o.key()?.to_owned(), modified))
+            })
+            .collect())
+    }
+}
+
+fn lock_key_of(prefix: &str, scope: Option<&str>) -> String {
+    match scope {
+        Some(scope) => format!("{prefix}.secretsync/lock-{scope}.json"),
+        None => format!("{prefix}.secretsync/lock.json"),
+    }
+}
+
+/// The shard count a lock key names (`lock-shard-2-of-4.json` → 4), `None` for an unsharded
+/// run's lock.
+fn shard_count(key: &str) -> Option<&str> {
+    key.rsplit_once("-of-").map(|(_, rest)| rest.trim_end_matches(".json"))
+}
+
+/// Whether two runs holding locks `a` and `b` may run at once: only shards of one count (each
+/// shard writes its own targets); an unsharded run excludes every other run.
+fn compatible(a: &str, b: &str) -> bool {
+    matches!((shard_count(a), shard_count(b)), (Some(x), Some(y)) if x == y) && a != b
+}
+
+/// A lock this run holds: its key, the `ETag` of its last write, and the renewing task.
+#[derive(Debug)]
+struct HeldLock {
+    key: String,
+    run: String,
+    etag: Arc<Mutex<Option<String>>>,
+    /// Set when a renewal found the lock gone or someone else's.
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
 }
 
 /// The S3 merge store.
 #[derive(Debug)]
 pub struct S3MergeStore {
     bucket: Arc<Bucket>,
-    /// The lock this run holds (its run id), if any.
-    held: Mutex<Option<String>>,
+    /// The lock this run holds, if any.
+    held: Mutex<Option<HeldLock>>,
 }
 
 impl S3MergeStore {
@@ -199,8 +251,94 @@ impl S3MergeStore {
         }
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<HeldLock>> {
         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every run lock of this merge store, with whether it is stale, for `lock status`.
+    async fn all_locks(&self) -> Result<Vec<LockInfo>, StoreError> {
+        let mut out = Vec::new();
+        for (key, renewed_at) in self.bucket.lock_objects().await? {
+            let Some((body, _, _)) = self.bucket.read(&key).await? else {
+                continue;
+            };
+            let mut info: LockInfo = serde_json::from_slice(&body).unwrap_or_else(|_| LockInfo {
+                holder: "unreadable lock".to_owned(),
+                ..LockInfo::default()
+            });
+            info.key = self.bucket.url(&key);
+            info.renewed_at = renewed_at;
+            info.stale = now().saturating_sub(renewed_at) > LOCK_STALE_SECONDS;
+            out.push(info);
+        }
+        Ok(out)
+    }
+
+    /// Removes the lock of run `run` (`lock release --id`); an error when no lock has that id.
+    async fn release_run(&self, run: &str) -> Result<LockInfo, StoreError> {
+        for (key, _) in self.bucket.lock_objects().await? {
+            let Some((body, etag, _)) = self.bucket.read(&key).await? else {
+                continue;
+            };
+            let Ok(mut info) = serde_json::from_slice::<LockInfo>(&body) else {
+                continue;
+            };
+            if info.run != run {
+                continue;
+            }
+            self.remove_if_unchanged(&key, etag.as_deref(), "release the lock")
+                .await?;
+            info.key = self.bucket.url(&key);
+            return Ok(info);
+        }
+        Err(StoreError::new(
+            ErrorClass::NotFound,
+            format!(
+                "the merge store {} has no run lock with the id `{run}`",
+                self.describe()
+            ),
+        ))
+    }
+
+    async fn remove_if_unchanged(&self, key: &str, etag: Option<&str>, doing: &str) -> Result<(), StoreError> {
+        let mut delete = self.bucket.client.delete_object().bucket(&self.bucket.name).key(key);
+        if let Some(etag) = etag {
+            delete = delete.if_match(etag);
+        }
+        match self
+            .bucket
+            .session
+            .call(SERVICE, "DeleteObject", ApiClass::Write, || delete.clone().send())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(Bucket::code(&e).as_deref(), Some("NoSuchKey" | "NotFound")) => Ok(()),
+            Err(e) => Err(self.bucket.error(doing, &e)),
+        }
+    }
+
+    /// The conflict error naming who holds `key`.
+    async fn held_by(&self, key: &str) -> StoreError {
+        let info = match self.bucket.read(key).await {
+            Ok(Some((body, _, _))) => serde_json::from_slice::<LockInfo>(&body).unwrap_or_default(),
+            _ => LockInfo::default(),
+        };
+        StoreError::new(
+            ErrorClass::Conflict,
+            format!(
+                "the merge store {} is locked by another run ({}, run id `{}`, since {}; {}); wait for it to finish — `secretsync lock status` shows it, and `secretsync lock release --id {}` breaks it if that run died",
+                self.describe(),
+                if info.holder.is_empty() {
+                    "unknown holder"
+                } else {
+                    &info.holder
+                },
+                info.run,
+                crate::duration::utc(info.acquired_at),
+                self.bucket.url(key),
+                if info.run.is_empty() { "<id>" } else { &info.run },
+            ),
+        )
     }
 }
 
@@ -263,11 +401,13 @@ impl MergeStore for S3MergeStore {
         let key = self.bucket.marker(target);
         let body = format!("{{\"committed_at\":{}}}", now()).into_bytes();
         self.bucket.remove(&key).await?;
-        self.bucket
-            .write(&key, body, "json", None)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.bucket.error("write the merge marker", &e))
+        match self.bucket.write(&key, body, "json", None).await {
+            Ok(_) => Ok(()),
+            // This run holds the lock, so a marker already there is its own earlier attempt
+            // whose reply was lost.
+            Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => Ok(()),
+            Err(e) => Err(self.bucket.error("write the merge marker", &e)),
+        }
     }
 
     async fn lock(&self) -> Result<(), StoreError> {
@@ -277,71 +417,172 @@ impl MergeStore for S3MergeStore {
             std::process::id(),
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
         );
-        let body = serde_json::json!({
-            "holder": holder(),
-            "run": run,
-            "acquired_at": now(),
-            "expires_at": now() + LOCK_SECONDS,
+        let body = serde_json::to_vec(&LockInfo {
+            holder: holder(),
+            run: run.clone(),
+            acquired_at: now(),
+            ..LockInfo::default()
         })
-        .to_string()
-        .into_bytes();
+        .unwrap_or_default();
+        let mut etag = None;
         for attempt in 0..2 {
             match self.bucket.write(&key, body.clone(), "json", None).await {
-                Ok(_) => {
-                    *self.held() = Some(run);
-                    return Ok(());
+                Ok(written) => {
+                    etag = Some(written);
+                    break;
                 }
-                Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") && attempt == 0 => {
-                    let Some((current, etag, _)) = self.bucket.read(&key).await? else {
+                Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => {
+                    let Some((current, current_etag, _)) = self.bucket.read(&key).await? else {
                         continue;
                     };
-                    let lock: serde_json::Value = serde_json::from_slice(&current).unwrap_or_default();
-                    let expires = lock["expires_at"].as_u64().unwrap_or(0);
-                    if expires > now() {
-                        return Err(StoreError::new(
-                            ErrorClass::Conflict,
-                            format!(
-                                "the merge store {} is locked by another run ({}; the lock expires in {} min); wait for it to finish, or delete {} if that run died",
-                                self.describe(),
-                                lock["holder"].as_str().unwrap_or("unknown holder"),
-                                (expires - now()).div_ceil(60),
-                                self.bucket.url(&key)
-                            ),
-                        ));
+                    let lock: LockInfo = serde_json::from_slice(&current).unwrap_or_default();
+                    if lock.run == run {
+                        // Our own write, whose reply was lost before the retry.
+                        etag = Some(current_etag);
+                        break;
                     }
-                    tracing::warn!(lock = %self.bucket.url(&key), "taking over an expired merge-store lock");
-                    let mut delete = self.bucket.client.delete_object().bucket(&self.bucket.name).key(&key);
-                    if let Some(etag) = etag {
-                        delete = delete.if_match(etag);
+                    let renewed = self
+                        .bucket
+                        .lock_objects()
+                        .await?
+                        .into_iter()
+                        .find(|(k, _)| *k == key)
+                        .map_or(0, |(_, at)| at);
+                    if attempt > 0 || now().saturating_sub(renewed) <= LOCK_STALE_SECONDS {
+                        return Err(self.held_by(&key).await);
                     }
-                    self.bucket
-                        .session
-                        .call(SERVICE, "DeleteObject", ApiClass::Write, || delete.clone().send())
-                        .await
-                        .map_err(|e| self.bucket.error("remove an expired lock", &e))?;
+                    tracing::warn!(lock = %self.bucket.url(&key), holder = %lock.holder, "taking over a lock its run stopped renewing");
+                    self.remove_if_unchanged(&key, current_etag.as_deref(), "remove a stale lock")
+                        .await?;
                 }
                 Err(e) => return Err(self.bucket.error("take the run lock", &e)),
             }
         }
-        Err(StoreError::new(
-            ErrorClass::Conflict,
-            format!(
-                "the merge store {} lock changed hands while secretsync was taking it; run again",
-                self.describe()
-            ),
-        ))
+        let Some(etag) = etag else {
+            return Err(StoreError::new(
+                ErrorClass::Conflict,
+                format!(
+                    "the merge store {} lock changed hands while secretsync was taking it; run again",
+                    self.describe()
+                ),
+            ));
+        };
+        // Runs that may not run beside this one hold other keys (an unsharded run, or shards of
+        // another count): with the lock written first and the others read after, of two runs
+        // starting together at least one sees the other.
+        let objects = self.bucket.lock_objects().await?;
+        let s3_now = objects.iter().find(|(k, _)| *k == key).map_or_else(now, |(_, at)| *at);
+        if let Some((other, _)) = objects.iter().find(|(other, renewed)| {
+            *other != key && !compatible(&key, other) && s3_now.saturating_sub(*renewed) <= LOCK_STALE_SECONDS
+        }) {
+            let conflict = self.held_by(other).await;
+            self.remove_if_unchanged(&key, etag.as_deref(), "give the run lock back")
+                .await?;
+            return Err(conflict);
+        }
+        let etag = Arc::new(Mutex::new(etag));
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renewer = {
+            let (bucket, key, run, etag, lost) = (
+                Arc::clone(&self.bucket),
+                key.clone(),
+                run.clone(),
+                Arc::clone(&etag),
+                Arc::clone(&lost),
+            );
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the renewal lives as long as the lock; aborted by unlock"
+            )]
+            tokio::spawn(async move { renew(&bucket, &key, &run, &body, &etag, &lost).await })
+        };
+        *self.held() = Some(HeldLock {
+            key,
+            run,
+            etag,
+            lost,
+            renewer,
+        });
+        Ok(())
+    }
+
+    async fn locks(&self) -> Result<Option<Vec<LockInfo>>, StoreError> {
+        self.all_locks().await.map(Some)
+    }
+
+    async fn release_lock(&self, run: &str) -> Result<LockInfo, StoreError> {
+        self.release_run(run).await
     }
 
     async fn unlock(&self) -> Result<(), StoreError> {
-        let Some(run) = self.held().take() else { return Ok(()) };
-        let key = self.bucket.lock_key();
-        if let Some((current, _, _)) = self.bucket.read(&key).await? {
-            let lock: serde_json::Value = serde_json::from_slice(&current).unwrap_or_default();
-            if lock["run"].as_str() == Some(run.as_str()) {
-                self.bucket.remove(&key).await?;
-            }
+        let Some(held) = self.held().take() else { return Ok(()) };
+        held.renewer.abort();
+        let lost = held.lost.load(std::sync::atomic::Ordering::SeqCst);
+        let etag = held
+            .etag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if !lost {
+            self.remove_if_unchanged(&held.key, etag.as_deref(), "release the run lock")
+                .await?;
+        }
+        if lost {
+            return Err(StoreError::new(
+                ErrorClass::Conflict,
+                format!(
+                    "the run lock {} (run id `{}`) was released or taken by someone else while this run held it; check the merge store and run again",
+                    self.bucket.url(&held.key),
+                    held.run
+                ),
+            ));
         }
         Ok(())
+    }
+}
+
+/// Rewrites the lock every [`LOCK_RENEW_SECONDS`] (conditional on its last `ETag`), so S3's
+/// `LastModified` shows the run is alive; stops, marking the lock lost, if it was taken.
+async fn renew(
+    bucket: &Bucket,
+    key: &str,
+    run: &str,
+    body: &[u8],
+    etag: &Mutex<Option<String>>,
+    lost: &std::sync::atomic::AtomicBool,
+) {
+    let every = std::time::Duration::from_secs(
+        std::env::var(crate::cli::EnvVars::LOCK_RENEW_SECONDS)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(LOCK_RENEW_SECONDS)
+            .max(1),
+    );
+    loop {
+        tokio::time::sleep(every).await;
+        let current = etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let Some(current) = current else { return };
+        match bucket.write(key, body.to_vec(), "json", Some(&current)).await {
+            Ok(next) => {
+                tracing::debug!(lock = %bucket.url(key), "run lock renewed");
+                *etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+            }
+            Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => {
+                // A renewal whose reply was lost leaves our own body with a new ETag.
+                if let Ok(Some((held, next, _))) = bucket.read(key).await
+                    && serde_json::from_slice::<LockInfo>(&held).is_ok_and(|l| l.run == run)
+                {
+                    *etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+                    continue;
+                }
+                tracing::error!(lock = %bucket.url(key), "the run lock was taken from this run");
+                lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(lock = %bucket.url(key), "renewing the run lock failed: {}", bucket.error("renew the run lock", &e));
+            }
+        }
     }
 }
 
@@ -501,21 +742,36 @@ impl WritableStore for S3Scope {
         debug_assert_eq!(kind == "json", value.kind() == ValueKind::Json);
         let key = self.key(path);
         let etag = self.etags().get(path).cloned();
-        match self.bucket.write(&key, body, kind, etag.as_deref()).await {
+        match self.bucket.write(&key, body.clone(), kind, etag.as_deref()).await {
             Ok(new_etag) => {
                 if let Some(new_etag) = new_etag {
                     self.etags().insert(path.clone(), new_etag);
                 }
                 Ok(())
             }
-            Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => Err(StoreError::new(
-                ErrorClass::Conflict,
-                format!(
-                    "{} changed after secretsync read it (another run?); run again",
-                    self.bucket.url(&key)
-                ),
-            )
-            .at(path)),
+            Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => {
+                // A retry after a lost reply finds its own write: the object already holds
+                // exactly these bytes and kind, so the write happened.
+                match self.bucket.read(&key).await? {
+                    Some((held, new_etag, metadata))
+                        if held == body && metadata.get(KIND_KEY).map_or("json", String::as_str) == kind =>
+                    {
+                        if let Some(new_etag) = new_etag {
+                            self.etags().insert(path.clone(), new_etag);
+                        }
+                        tracing::debug!(key, "a conditional write found its own earlier attempt applied");
+                        Ok(())
+                    }
+                    _ => Err(StoreError::new(
+                        ErrorClass::Conflict,
+                        format!(
+                            "{} changed after secretsync read it (another run?); run again",
+                            self.bucket.url(&key)
+                        ),
+                    )
+                    .at(path)),
+                }
+            }
             Err(e) => Err(self.bucket.error(&format!("write `{key}`"), &e).at(path)),
         }
     }

@@ -733,7 +733,7 @@ impl WritableStore for VaultStore {
             let cas = self.current_version(path).await?;
             let what = self.api_path(full, "data");
             let mount = self.mount.as_str();
-            let written = self
+            let answer = self
                 .conn
                 .call(&what, if cas == 0 { "create" } else { "update" }, |c| async move {
                     let options = SetSecretRequestOptions {
@@ -741,26 +741,33 @@ impl WritableStore for VaultStore {
                     };
                     vaultrs::kv2::set_with_options(&*c, mount, full, data, options).await
                 })
-                .await
-                .map_err(|e| {
-                    if e.class == ErrorClass::Conflict {
-                        StoreError::new(
+                .await;
+            let version = match answer {
+                Ok(written) => written.version,
+                Err(e) if e.class == ErrorClass::Conflict => {
+                    // A retry after a lost reply meets its own write: Vault already holds
+                    // exactly this value, so the write happened.
+                    let holds_it = matches!(self.read(path).await?, Some(now) if now.semantic_eq(value));
+                    if !holds_it {
+                        return Err(StoreError::new(
                             ErrorClass::Conflict,
                             format!(
                                 "{}: `{path}` changed in Vault after secretsync read it (check-and-set, version {cas}); run again to plan against the new value",
                                 self.describe()
                             ),
                         )
-                        .at(path)
-                    } else {
-                        self.error(&e, "write", Some(path))
+                        .at(path));
                     }
-                })?;
+                    tracing::debug!(%path, "a check-and-set write found its own earlier attempt applied");
+                    self.metadata(path).await?.map_or(cas + 1, |(_, _, v)| v)
+                }
+                Err(e) => return Err(self.error(&e, "write", Some(path))),
+            };
             let already_ours = self
                 .seen_of(path)
                 .is_some_and(|seen| matches!(&seen.owner, Owner::Target(t) if &**t == owner));
             let recorded = Owner::Target(owner.into());
-            self.remember(path, written.version, recorded);
+            self.remember(path, version, recorded);
             if already_ours {
                 return Ok(());
             }
