@@ -8,6 +8,8 @@ mod checks;
 mod compile;
 mod de;
 mod diagnostics;
+#[cfg(test)]
+mod fuzz;
 mod interpolate;
 mod load;
 mod pipeline;
