@@ -838,3 +838,50 @@ async fn a_number_vault_would_round_is_refused_while_planning_and_spelling_chang
     let again = run(&env, &["pipeline", "--exit-code"], &vars);
     assert_eq!(again.code, 0, "converged: {}", again.snapshot());
 }
+
+/// A check-and-set write whose reply was lost after OpenBao applied it: the retry meets a
+/// version mismatch, finds its own value there, and counts the write as done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_to_a_check_and_set_write_still_converges() {
+    use testbed::proxy::{Fault, Rule};
+    let s = Services::get();
+    let v2 = s.vault_mount(2).await;
+    let env = TestEnv::new();
+    env.write("src/db.json", r#"{"n": 1}"#);
+    env.write(
+        "config.yaml",
+        format!(
+            "vault: {{ address: {} }}\n\
+             sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             targets: {{ T: {{ imports: [files], vault: {{ mount: {v2}, path: app }} }} }}\n",
+            s.vault_proxy
+        ),
+    );
+    let vars = [("VAULT_TOKEN", s.vault_token.as_str())];
+    assert_eq!(run(&env, &["pipeline"], &vars).code, 0);
+    env.write("src/db.json", r#"{"n": 2}"#);
+    let lost = s
+        .vault_faults()
+        .add(&Rule {
+            service: Some("vault".to_owned()),
+            method: Some("POST".to_owned()),
+            path: Some(format!("^/v1/{v2}/data/app/db$")),
+            fault: Fault {
+                drop_reply: true,
+                ..Fault::default()
+            },
+            times: Some(1),
+            ..Rule::default()
+        })
+        .await;
+    let out = run(&env, &["pipeline"], &vars);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert_eq!(lost.stats().await.fired, 1, "the reply was lost once");
+    let again = run(&env, &["pipeline", "--exit-code"], &vars);
+    assert_eq!(again.code, 0, "converged: {}", again.snapshot());
+    let (_, read) = s
+        .vault_call("GET", &s.vault_addr, &format!("{v2}/data/app/db"), None)
+        .await;
+    assert_eq!(read["data"]["data"], json!({ "n": 2 }));
+    assert_eq!(read["data"]["metadata"]["version"], 2, "one write, no second version");
+}
