@@ -294,3 +294,29 @@ fn dependency_logs_are_off_unless_asked_for() {
         loud.stderr
     );
 }
+
+/// `validate` checks what it can without a network — a missing source folder fails it, as the
+/// run would — names a target that syncs to the caller's account because it names no kind, and
+/// says which checks need a flag.
+#[test]
+fn validate_checks_local_folders_and_says_what_it_did_not_check() {
+    let env = TestEnv::new();
+    env.write("present/a", "v");
+    env.write("a-file", "not a folder");
+    env.write(
+        "config.yaml",
+        "sources:\n  here: { file: { path: ./present } }\n  gone: { file: { path: ./missing } }\n\
+         targets:\n  T: { imports: [here] }\n  F: { imports: [gone], file: { path: ./a-file } }\n",
+    );
+    let out = env.run(&["validate"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    for line in [
+        "✓ source `here` (./present): the folder exists",
+        "✗ source `gone` (./missing): the folder does not exist",
+        "✗ target `F` (./a-file): is a file, not a folder",
+        "note: target `T` names no kind: it syncs to AWS Secrets Manager in the account of the run's credentials",
+        "Not checked offline: AWS access (--check-aws)",
+    ] {
+        assert!(out.stdout.contains(line), "missing `{line}`:\n{}", out.stdout);
+    }
+}

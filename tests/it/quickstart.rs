@@ -205,3 +205,49 @@ fn a_missing_source_folder_fails_instead_of_deleting_everything() {
         "nothing is deleted or written"
     );
 }
+
+/// The README's first command, as a user runs it: it applies the example on a scratch copy, a
+/// second run is a no-op, `reset` brings the README's plan back — and the repository's example is
+/// never changed (so the second README command, the tests, still find it pristine).
+#[test]
+fn the_readme_quickstart_command_leaves_the_repository_unchanged_and_resets() {
+    let repo = crate::support::repo();
+    let example = repo.join("examples/quickstart");
+    let contents = || -> Vec<(String, Vec<u8>)> {
+        let mut all: Vec<(String, Vec<u8>)> = files(&example)
+            .into_iter()
+            .map(|f| (f.clone(), std::fs::read(example.join(&f)).unwrap()))
+            .collect();
+        all.sort();
+        all
+    };
+    let before = contents();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("quickstart");
+    let quickstart = |args: &[&str]| {
+        let out = std::process::Command::new(repo.join("scripts/quickstart"))
+            .args(args)
+            .env("SECRETSYNC_BIN", env!("CARGO_BIN_EXE_secretsync"))
+            .env("SECRETSYNC_QUICKSTART_DIR", &dir)
+            .env("SECRETSYNC_NO_PROGRESS", "true")
+            .env("SECRETSYNC_COLOR", "never")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), text)
+    };
+    let (code, first) = quickstart(&[]);
+    assert_eq!(code, Some(0), "{first}");
+    assert!(first.contains("15 created, 1 updated, 1 deleted"), "{first}");
+    let (code, again) = quickstart(&["--exit-code"]);
+    assert_eq!(code, Some(0), "a no-op: {again}");
+    assert!(again.contains("0 created, 0 updated, 0 deleted"), "{again}");
+    assert_eq!(quickstart(&["reset"]).0, Some(0));
+    let (code, plan) = quickstart(&["plan"]);
+    assert_eq!(code, Some(0), "{plan}");
+    assert!(
+        plan.contains("15 to create, 1 to update, 1 to delete"),
+        "the README's plan again: {plan}"
+    );
+    assert!(contents() == before, "the repository's example is untouched");
+}
