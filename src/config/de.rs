@@ -228,10 +228,15 @@ impl<'a> NodeDe<'a, '_> {
     }
 }
 
+// Error recovery: a scalar (or list) that does not parse is recorded, then replaced by a
+// stand-in of the right type so that the rest of its mapping — later keys, misspelled keys,
+// other sections — is still checked and every mistake is reported in one run. The file is
+// invalid either way (the error is recorded); errors the stand-in causes later at the same
+// place are dropped by the loader (`load_str`).
 macro_rules! deserialize_integer {
     ($($method:ident => $visit:ident, $ty:ty;)*) => {
         $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-            let n: $ty = self.ranged()?;
+            let n: $ty = self.ranged().unwrap_or(1);
             visitor.$visit(n).map_err(|e| self.record(e))
         })*
     };
@@ -282,10 +287,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_, '_> {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let value = match &*self.text("`true` or `false`")? {
-            "true" | "True" | "TRUE" => true,
-            "false" | "False" | "FALSE" => false,
-            _ => return self.wrong_kind("`true` or `false`"),
+        let value = match self.text("`true` or `false`").as_deref() {
+            Ok("true" | "True" | "TRUE") => true,
+            Ok("false" | "False" | "FALSE") | Err(_) => false,
+            Ok(_) => self.wrong_kind::<bool>("`true` or `false`").unwrap_or(false),
         };
         visitor.visit_bool(value).map_err(|e| self.record(e))
     }
@@ -306,11 +311,12 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_, '_> {
     }
 
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let text = self.text("a number")?;
-        match text.trim().parse::<f64>() {
-            Ok(n) => visitor.visit_f64(n).map_err(|e| self.record(e)),
-            Err(_) => self.wrong_kind("a number"),
-        }
+        let n = match self.text("a number").map(|t| t.trim().parse::<f64>()) {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => self.wrong_kind::<f64>("a number").unwrap_or(0.0),
+            Err(_) => 0.0,
+        };
+        visitor.visit_f64(n).map_err(|e| self.record(e))
     }
 
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -318,11 +324,12 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_, '_> {
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        if self.node.is_null() && !self.is_key {
-            return self.wrong_kind("a string");
-        }
-        let text = self.text("a string")?;
-        visitor.visit_string(text.into_owned()).map_err(|e| self.record(e))
+        let text = if self.node.is_null() && !self.is_key {
+            self.wrong_kind::<String>("a string").unwrap_or_default()
+        } else {
+            self.text("a string").map(Cow::into_owned).unwrap_or_default()
+        };
+        visitor.visit_string(text).map_err(|e| self.record(e))
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -364,20 +371,22 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_, '_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let result = match &self.node.kind {
-            NodeKind::Seq(items) => visitor.visit_seq(SeqDe {
+        let items: &[Node] = if let NodeKind::Seq(items) = &self.node.kind {
+            items
+        } else {
+            if !self.node.is_null() {
+                // Recorded; an empty list stands in (see `deserialize_integer!`).
+                let _ = self.wrong_kind::<()>("a list");
+            }
+            &[]
+        };
+        visitor
+            .visit_seq(SeqDe {
                 items,
                 index: 0,
                 parent: &self,
-            }),
-            _ if self.node.is_null() => visitor.visit_seq(SeqDe {
-                items: &[],
-                index: 0,
-                parent: &self,
-            }),
-            _ => return self.wrong_kind("a list"),
-        };
-        result.map_err(|e| self.record(e))
+            })
+            .map_err(|e| self.record(e))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {

@@ -51,7 +51,11 @@ pub fn load_str(
     let cx = Context::new(env, &hint, &shape);
     let raw: RawConfig = from_node(&root, &cx).unwrap_or_default();
     errors.extend(cx.into_diagnostics());
-    let (pipeline, compile_errors, warnings) = compile(&raw, path, base_dir);
+    let (pipeline, mut compile_errors, warnings) = compile(&raw, path, base_dir);
+    // A value that did not parse was replaced by a stand-in so that parsing could go on (see
+    // `de.rs`); what compiling then says about that same value is a consequence, not news.
+    let unparsed: std::collections::BTreeSet<_> = errors.iter().map(|d| d.mark).collect();
+    compile_errors.retain(|d| !unparsed.contains(&d.mark));
     errors.extend(compile_errors);
     errors.sort_by_key(|d| d.mark);
     match pipeline {

@@ -96,10 +96,17 @@ pub(crate) fn parse(source: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic>
     while let Some(event) = parser.next_event() {
         let (event, span) = event.map_err(|err| {
             let m = err.marker();
-            Diagnostic::error(
+            let diagnostic = Diagnostic::error(
                 Mark::new(m.line(), m.col() + 1),
                 format!("YAML syntax error: {}", err.info()),
-            )
+            );
+            // `{ path: ${DIR} }`: inside `{ }` or `[ ]` the `{` of `${` starts a mapping.
+            let line = source.lines().nth(m.line().saturating_sub(1)).unwrap_or_default();
+            if line.contains("${") && (line.contains('{') || line.contains('[')) {
+                diagnostic.with_hint("inside `{ … }` or `[ … ]`, quote a value holding `${VAR}`: write `\"${VAR}\"`")
+            } else {
+                diagnostic
+            }
         })?;
         let mark = mark_of(&span);
         match event {
@@ -404,6 +411,19 @@ mod tests {
             );
         }
         assert!(parse(&src).unwrap_err().message.contains("1,000,000"));
+    }
+
+    #[test]
+    fn an_unquoted_variable_in_a_flow_mapping_gets_a_quoting_hint() {
+        let err = parse("sources: { s: { file: { path: ${SRC_DIR} } } }\n").unwrap_err();
+        assert!(
+            err.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("quote a value holding `${VAR}`"),
+            "{err:?}"
+        );
+        assert!(parse("a: {b: \"${X}\"}\n").is_ok());
     }
 
     #[test]

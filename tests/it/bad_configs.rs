@@ -181,3 +181,57 @@ fn diamond_inheritance_is_bounded_and_names_the_target_and_secret() {
     assert!(error.contains("the merged value of `app`"), "{error}");
     assert!(failed[0]["hint"].as_str().unwrap().contains("diamond"), "{}", failed[0]);
 }
+
+/// Ten independent mistakes of mixed kinds — types, unknown keys, bad values, bad references —
+/// in neighbouring sections: a type error never hides what follows it.
+#[test]
+fn ten_mistakes_are_all_reported_in_one_run() {
+    let env = TestEnv::new();
+    env.write(
+        "ten.yaml",
+        "log: { level: loud }\n\
+         sources:\n  s: { file: { path: ./s }, colour: blue }\n\
+         targets:\n\
+         \x20 A: { imports: [s, nope], account_id: \"123\" }\n\
+         \x20 B: { imports: [s], region: mars, secret_prefx: x }\n\
+         pipeline:\n\
+         \x20 merge: { parallel: \"four\" }\n\
+         \x20 sync:\n\
+         \x20   max_deletes: lots\n\
+         \x20   parallel: many\n\
+         \x20   delete_orphan: true\n\
+         \x20   dry_run: maybe\n",
+    );
+    let out = env.run(&["validate", "-c", "ten.yaml"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let located: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: ten.yaml:"))
+        .collect();
+    for expected in [
+        "ten.yaml:1:",
+        "`colour`",
+        "`nope`",
+        "`123`",
+        "`mars`",
+        "secret_prefx",
+        "pipeline.merge.parallel",
+        "max_deletes",
+        "pipeline.sync.parallel",
+        "delete_orphan",
+    ] {
+        assert!(
+            located.iter().any(|l| l.contains(expected)),
+            "`{expected}` not reported:\n{}",
+            out.stderr
+        );
+    }
+    assert!(located.len() >= 10, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("ten.yaml is invalid ({} errors)", located.len())),
+        "{}",
+        out.stderr
+    );
+}
