@@ -10,6 +10,7 @@ mod deepmerge_python;
 mod discovery;
 mod discovery_aws;
 mod distribution;
+mod docs;
 mod github_action;
 mod graph_render;
 mod migrate;
