@@ -242,14 +242,49 @@ impl Compiler<'_> {
     }
 
     fn subtree(&mut self, value: &Spanned<String>, what: &str) -> Option<SecretPath> {
+        // `test/*` (jbcom/secretsync's examples) means everything under `test/`, which is what a
+        // subtree prefix reads; any other glob would silently read more or less than written.
+        if let Some(prefix) = value
+            .value
+            .strip_suffix("/*")
+            .or_else(|| value.value.strip_suffix("/**"))
+            && !prefix.contains('*')
+            && !prefix.is_empty()
+        {
+            match &value.written {
+                // Taken from the environment: say so without echoing it.
+                Some(written) => self.warn(
+                    value.mark,
+                    format!("{what}: `{written}` (from the environment) ends in `/*` and is read as a subtree"),
+                    "paths are subtree prefixes: end the value with `/` instead",
+                ),
+                None => self.warn(
+                    value.mark,
+                    format!("{what}: `{}` is read as the subtree `{prefix}/`", value.value),
+                    &format!("paths are subtree prefixes: write `{prefix}/`"),
+                ),
+            }
+            return match SecretPath::parse(prefix) {
+                Ok(p) => Some(p),
+                Err(err) => {
+                    self.error(value.mark, format!("{what}: {}", not_echoing(value, err.to_string())));
+                    None
+                }
+            };
+        }
         if value.value.contains('*') {
-            let suggestion = value.value.trim_end_matches(['*', '/']);
+            let suggestion = value.value.split('*').next().unwrap_or_default().trim_end_matches('/');
             let message = not_echoing(
                 value,
                 format!("`{}` is a glob, but paths are subtree prefixes", value.value),
             );
-            let hint = (value.written.is_none())
-                .then(|| format!("write `{suggestion}/` to read everything under `{suggestion}`"));
+            let hint = (value.written.is_none()).then(|| {
+                if suggestion.is_empty() {
+                    "list the subtrees to read, such as `app/`".to_owned()
+                } else {
+                    format!("write `{suggestion}/` to read everything under `{suggestion}`")
+                }
+            });
             self.error(value.mark, format!("{what}: {message}")).hint = hint;
             return None;
         }
@@ -452,6 +487,19 @@ impl Compiler<'_> {
         let Some(raw) = raw else { return settings };
         settings.region = self.checked(raw.region.as_ref(), "`aws.region`", checks::region);
         settings.endpoint_url = self.checked(raw.endpoint_url.as_ref(), "`aws.endpoint_url`", checks::url);
+        if let Some(endpoint) = &raw.endpoint {
+            if raw.endpoint_url.is_some() {
+                self.error(endpoint.mark, "`aws.endpoint` and `aws.endpoint_url` are both given")
+                    .hint = Some("keep `endpoint_url` (`endpoint` is jbcom/secretsync's name for it)".to_owned());
+            } else {
+                self.warn(
+                    endpoint.mark,
+                    "`aws.endpoint` is read as `aws.endpoint_url`",
+                    "rename it to `endpoint_url` (jbcom/secretsync's name is accepted for now)",
+                );
+                settings.endpoint_url = self.checked(Some(endpoint), "`aws.endpoint`", checks::url);
+            }
+        }
         if let Some(name) = self.checked(
             raw.role_session_name.as_ref(),
             "`aws.role_session_name`",
@@ -1418,9 +1466,23 @@ fn not_echoing(value: &Spanned<String>, message: String) -> String {
         &format!("`{}`", value.value),
         &format!("`{written}` (from the environment)"),
     );
-    if value.value.is_empty() || shown.contains(value.value.as_str()) {
+    if value.value.is_empty() || reveals(&shown, &value.value, written) {
         format!("`{written}` (from the environment) is not valid here")
     } else {
         shown
     }
+}
+
+/// Whether `message` shows any part of `value` (eight characters or more, or all of a shorter
+/// value) that is not literal text of `written` — a part that came from the environment.
+fn reveals(message: &str, value: &str, written: &str) -> bool {
+    const PART: usize = 8;
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() < PART {
+        return message.contains(value);
+    }
+    chars.windows(PART).any(|window| {
+        let part: String = window.iter().collect();
+        !written.contains(&part) && message.contains(&part)
+    })
 }

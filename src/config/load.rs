@@ -46,6 +46,9 @@ pub fn load_str(
         warnings,
     };
     let (root, mut errors) = yaml::parse(text).map_err(|d| invalid(vec![d], Vec::new()))?;
+    if let Some(not_a_pipeline) = other_kind_of_file(&root) {
+        return Err(invalid(vec![not_a_pipeline], Vec::new()));
+    }
     let hint = |p: &str, k: &str| legacy_key_hint(p, k);
     let shape = |p: &str, e: &str| shape_hint(p, e);
     let cx = Context::new(env, &hint, &shape);
@@ -62,4 +65,62 @@ pub fn load_str(
         Some(pipeline) if errors.is_empty() => Ok(pipeline),
         _ => Err(invalid(errors, warnings)),
     }
+}
+
+/// One sentence for a YAML file that is not a pipeline file at all — a Kubernetes manifest
+/// (jbcom/secretsync's operator), that tool's server configuration, or one of the Terraform
+/// pipeline's input files — instead of an error per top-level key.
+fn other_kind_of_file(root: &yaml::Node) -> Option<Diagnostic> {
+    let yaml::NodeKind::Map(entries) = &root.kind else {
+        return None;
+    };
+    let value_of = |key: &str| {
+        entries.iter().find_map(|(k, v)| match (&k.kind, &v.kind) {
+            (yaml::NodeKind::Scalar(name, ..), yaml::NodeKind::Scalar(value, ..)) if name == key => {
+                Some(value.as_str())
+            }
+            _ => None,
+        })
+    };
+    let has = |key: &str| {
+        entries
+            .iter()
+            .any(|(k, _)| matches!(&k.kind, yaml::NodeKind::Scalar(name, ..) if name == key))
+    };
+    if ["sources", "targets", "dynamic_targets"].iter().any(|k| has(k)) {
+        return None;
+    }
+    let at = Mark::new(1, 1);
+    if let (Some(api), Some(kind)) = (value_of("apiVersion"), value_of("kind")) {
+        return Some(
+            Diagnostic::error(
+                at,
+                format!("this is a Kubernetes manifest (`kind: {kind}`, `apiVersion: {api}`), not a pipeline file"),
+            )
+            .with_hint(
+                "secretsync reads a pipeline file with `sources` and `targets` (see examples/quickstart/pipeline.yaml); jbcom/secretsync's operator resources have no equivalent — see docs/migration.md",
+            ),
+        );
+    }
+    if ["stores", "operator", "queue", "events"].iter().any(|k| has(k)) {
+        return Some(
+            Diagnostic::error(
+                at,
+                "this is jbcom/secretsync's server configuration (`stores`, `operator`, `queue`), not a pipeline file",
+            )
+            .with_hint("secretsync reads a pipeline file with `sources` and `targets`; see docs/migration.md"),
+        );
+    }
+    // A pipeline file being written (settings, no sources yet) gets the usual errors.
+    if ["merge_store", "vault", "aws", "pipeline", "log"]
+        .iter()
+        .any(|k| has(k))
+    {
+        return None;
+    }
+    Some(
+        Diagnostic::error(at, "this is not a pipeline file: it has neither `sources` nor `targets`").with_hint(
+            "if it is one of the Terraform pipeline's inputs (targets, secrets, accounts), convert them with `secretsync migrate --from terraform-secretsmanager`; a pipeline file looks like examples/quickstart/pipeline.yaml",
+        ),
+    )
 }

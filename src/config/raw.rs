@@ -128,12 +128,67 @@ pub struct RawVaultAuth {
     pub jwt: Option<Spanned<RawJwtAuth>>,
 }
 
-/// Token auth.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// Token auth: `token: { token: ${VAULT_TOKEN} }`, or the token itself (`token: ${VAULT_TOKEN}`,
+/// as jbcom/secretsync's own pipelines write it).
+#[derive(Debug, Default)]
 pub struct RawTokenAuth {
     /// The token. Default: `VAULT_TOKEN`, then `~/.vault-token`.
     pub token: Option<ConfigSecret>,
+}
+
+impl<'de> Deserialize<'de> for RawTokenAuth {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The long form.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            token: Option<ConfigSecret>,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawTokenAuth;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping `{ token: … }` or the token")
+            }
+            fn visit_str<E: serde::de::Error>(self, token: &str) -> Result<RawTokenAuth, E> {
+                Ok(RawTokenAuth {
+                    token: Some(ConfigSecret(token.to_owned())),
+                })
+            }
+            fn visit_string<E: serde::de::Error>(self, token: String) -> Result<RawTokenAuth, E> {
+                Ok(RawTokenAuth {
+                    token: Some(ConfigSecret(token)),
+                })
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<RawTokenAuth, E> {
+                Ok(RawTokenAuth::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawTokenAuth, A::Error> {
+                let full = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawTokenAuth { token: full.token })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for RawTokenAuth {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RawTokenAuth".into()
+    }
+    fn json_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Token auth: `{ token: ${VAULT_TOKEN} }`, or the token itself.",
+            "oneOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": { "token": { "type": "string", "description": "The token. Default: `VAULT_TOKEN`, then `~/.vault-token`." } }
+                }
+            ]
+        })
+    }
 }
 
 /// AppRole auth.
@@ -186,6 +241,8 @@ pub struct RawAws {
     pub region: Option<Spanned<String>>,
     /// Endpoint for every AWS service (moto, LocalStack). Default: `AWS_ENDPOINT_URL`.
     pub endpoint_url: Option<Spanned<String>>,
+    /// jbcom/secretsync's name for `endpoint_url`: read as it, with a warning.
+    pub endpoint: Option<Spanned<String>>,
     /// Session name used when assuming roles (default `secretsync`).
     pub role_session_name: Option<Spanned<String>>,
     /// External id passed when assuming roles.
@@ -710,7 +767,6 @@ impl JsonSchema for Ignored {
 /// A hint for a value of the wrong shape at `path`, for shapes other tools accepted.
 pub fn shape_hint(path: &str, expected: &str) -> Option<String> {
     let hint = match (path, expected) {
-        ("vault.auth.token", "a mapping") => "write `token: { token: ${VAULT_TOKEN} }`; the token goes one level down",
         (p, "a mapping") if p.ends_with(".tags") || p == "targets" || p == "sources" => {
             "write `key: value` pairs, one per line"
         }
@@ -733,7 +789,6 @@ pub fn legacy_key_hint(path: &str, key: &str) -> Option<String> {
         "execution_role_pattern" => {
             "use `aws.execution_context.custom_role_pattern` with `{{.AccountID}}`, e.g. `arn:aws:iam::{{.AccountID}}:role/SecretsSync`"
         }
-        "endpoint" if path == "aws" => "did you mean `endpoint_url`?",
         "enabled" if path == "pipeline.merge" || path == "pipeline.sync" => {
             "phases are chosen on the command line with `--merge-only` or `--sync-only`; remove `enabled`"
         }
