@@ -83,7 +83,7 @@ impl CliError {
     fn hint(&self) -> Option<String> {
         match self {
             Self::Config(ConfigError::Read { .. }) => {
-                Some("pass the pipeline file with `--config FILE` (or set SECRETSYNC_CONFIG)".to_owned())
+                Some("pass the pipeline file with `--config FILE` (or set SECRETSYNC_CONFIG); without it, `pipeline.yaml` (else `config.yaml`) in this folder is read".to_owned())
             }
             Self::Config(ConfigError::Invalid { .. }) => None,
             Self::Usage { hint, .. } | Self::MergeStore { hint, .. } => hint.clone(),

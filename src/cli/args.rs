@@ -26,9 +26,9 @@ pub struct Cli {
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Pipeline file.
-    #[arg(short = 'c', long, global = true, help_heading = "Global options", env = EnvVars::CONFIG, default_value = "config.yaml", value_name = "FILE")]
-    pub config: PathBuf,
+    /// Pipeline file [default: `pipeline.yaml`, else `config.yaml` (jbcom/secretsync's name)].
+    #[arg(short = 'c', long, global = true, help_heading = "Global options", env = EnvVars::CONFIG, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Log level [default: the file's `log.level`, else warn].
     #[arg(long, global = true, help_heading = "Global options", env = EnvVars::LOG_LEVEL, value_enum, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
@@ -44,6 +44,29 @@ pub struct GlobalArgs {
     /// Metrics export.
     #[command(flatten)]
     pub metrics: MetricsArgs,
+}
+
+/// The file read when `--config` is not given, in order of preference.
+pub const DEFAULT_CONFIGS: [&str; 2] = ["pipeline.yaml", "config.yaml"];
+
+impl GlobalArgs {
+    /// The pipeline file: `--config`, else `pipeline.yaml`, else `config.yaml` when only that
+    /// exists (the name jbcom/secretsync used), else `pipeline.yaml` (whose absence the error
+    /// then names).
+    pub fn config(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(|| {
+            DEFAULT_CONFIGS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIGS[0]))
+        })
+    }
+
+    /// Whether the file came from the fallback name `config.yaml` (worth saying).
+    pub fn config_is_fallback(&self) -> bool {
+        self.config.is_none() && self.config() == std::path::Path::new(DEFAULT_CONFIGS[1])
+    }
 }
 
 /// Where a run's Prometheus metrics go.

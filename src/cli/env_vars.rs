@@ -19,7 +19,7 @@ macro_rules! env_vars {
 }
 
 env_vars! {
-    /// Path of the pipeline file (`--config`; default `config.yaml`).
+    /// Path of the pipeline file (`--config`; default `pipeline.yaml`, else `config.yaml`).
     CONFIG = "SECRETSYNC_CONFIG";
     /// Log level: `trace`, `debug`, `info`, `warn`, `error` (`--log-level`).
     LOG_LEVEL = "SECRETSYNC_LOG_LEVEL";

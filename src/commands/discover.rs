@@ -23,7 +23,7 @@ pub(super) async fn run_discovery(
     let config = cache
         .discovery_cache
         .as_ref()
-        .and_then(|_| std::fs::read(&global.config).ok())
+        .and_then(|_| std::fs::read(global.config()).ok())
         .unwrap_or_default();
     let settings = cache.discovery_cache.as_deref().map(|path| CacheSettings {
         path,

@@ -59,11 +59,15 @@ fn env_lookup(name: &str) -> Option<String> {
 
 /// Loads the pipeline file and prints its warnings.
 fn load(global: &GlobalArgs, printer: Printer) -> Result<Pipeline, CliError> {
-    let pipeline = config::load(&global.config, &env_lookup)?;
+    let path = global.config();
+    if global.config_is_fallback() {
+        printer.stderr("note: reading config.yaml (there is no pipeline.yaml here)\n");
+    }
+    let pipeline = config::load(&path, &env_lookup)?;
     if !pipeline.warnings.is_empty() {
         let mut text = String::new();
         for warning in &pipeline.warnings {
-            render_diagnostic(&mut text, warning, &global.config, printer.err);
+            render_diagnostic(&mut text, warning, &path, printer.err);
         }
         printer.stderr(&text);
     }

@@ -144,7 +144,7 @@ async fn execute(
     report.api_calls = metrics.call_counts();
     metrics.record_report(&report);
 
-    let config = shown(&global.config);
+    let config = shown(&global.config());
     render(&report, output, args, plan_command, &config, printer);
     if let Some(path) = &args.report {
         let mut bytes = Vec::new();

@@ -13,7 +13,7 @@ pub(super) async fn run(global: &GlobalArgs, args: &ValidateArgs, printer: Print
     init_logging(global, Some(&pipeline));
     let s = printer.out;
     let mut out = String::new();
-    let _ = writeln!(out, "{} {} is valid", s.green("✓"), global.config.display());
+    let _ = writeln!(out, "{} {} is valid", s.green("✓"), global.config().display());
     let _ = writeln!(out, "  sources: {}", pipeline.sources.len());
     for (name, source) in &pipeline.sources {
         let _ = writeln!(out, "    {name:<20} {}", source.describe());

@@ -320,3 +320,35 @@ fn validate_checks_local_folders_and_says_what_it_did_not_check() {
         assert!(out.stdout.contains(line), "missing `{line}`:\n{}", out.stdout);
     }
 }
+
+/// Without `--config`, `pipeline.yaml` (the name every doc uses) is read, else `config.yaml`
+/// (jbcom/secretsync's name), and the run says so.
+#[test]
+fn the_default_pipeline_file_is_pipeline_yaml_then_config_yaml() {
+    let env = TestEnv::new();
+    env.write("src/a", "v");
+    let pipeline = |out: &str| {
+        format!(
+            "sources: {{ s: {{ file: {{ path: ./src }} }} }}\ntargets: {{ T: {{ imports: [s], file: {{ path: ./{out} }} }} }}\n"
+        )
+    };
+    env.write("config.yaml", pipeline("from-config"));
+    let fallback = env.run(&["validate"]);
+    assert_eq!(fallback.code, 0, "{}", fallback.snapshot());
+    assert!(
+        fallback
+            .stderr
+            .contains("note: reading config.yaml (there is no pipeline.yaml here)"),
+        "{}",
+        fallback.stderr
+    );
+    assert!(fallback.stdout.contains("config.yaml is valid"), "{}", fallback.stdout);
+    env.write("pipeline.yaml", pipeline("from-pipeline"));
+    let preferred = env.run(&["validate"]);
+    assert!(
+        preferred.stdout.contains("pipeline.yaml is valid") && preferred.stdout.contains("./from-pipeline"),
+        "{}",
+        preferred.stdout
+    );
+    assert!(!preferred.stderr.contains("note:"), "{}", preferred.stderr);
+}
