@@ -41,9 +41,6 @@ pub struct GlobalArgs {
     /// Never show progress bars (they only appear on a terminal anyway).
     #[arg(long, global = true, help_heading = "Global options", env = EnvVars::NO_PROGRESS, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_progress: bool,
-    /// Metrics export.
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
 }
 
 /// The file read when `--config` is not given, in order of preference.
@@ -74,18 +71,18 @@ impl GlobalArgs {
 pub struct MetricsArgs {
     /// Serve `/metrics`, `/health` and `/ready` on this address during the run [default with
     /// `--metrics-port`: 127.0.0.1].
-    #[arg(long, global = true, help_heading = "Metrics", env = EnvVars::METRICS_ADDR, value_name = "IP")]
+    #[arg(long, help_heading = "Metrics", env = EnvVars::METRICS_ADDR, value_name = "IP")]
     pub metrics_addr: Option<std::net::IpAddr>,
     /// Serve metrics on this port during the run; 0 picks a free one, logged at info level
     /// [default with `--metrics-addr`: 9464].
-    #[arg(long, global = true, help_heading = "Metrics", env = EnvVars::METRICS_PORT, value_name = "PORT")]
+    #[arg(long, help_heading = "Metrics", env = EnvVars::METRICS_PORT, value_name = "PORT")]
     pub metrics_port: Option<u16>,
     /// When the run ends, write metrics here for node-exporter's textfile collector (atomically).
-    #[arg(long, global = true, help_heading = "Metrics", env = EnvVars::METRICS_TEXTFILE, value_name = "PATH")]
+    #[arg(long, help_heading = "Metrics", env = EnvVars::METRICS_TEXTFILE, value_name = "PATH")]
     pub metrics_textfile: Option<PathBuf>,
     /// When the run ends, push metrics to this Pushgateway URL (`/metrics/job/secretsync` is
     /// added unless the URL names a job).
-    #[arg(long, global = true, help_heading = "Metrics", env = EnvVars::METRICS_PUSH, value_name = "URL")]
+    #[arg(long, help_heading = "Metrics", env = EnvVars::METRICS_PUSH, value_name = "URL")]
     pub metrics_push: Option<String>,
 }
 
@@ -108,7 +105,7 @@ pub enum Command {
     /// Merge and sync: the main job
     Pipeline(PipelineArgs),
     /// Show what `pipeline` would change (same as `pipeline --dry-run --diff`)
-    Plan(PipelineArgs),
+    Plan(RunArgs),
     /// Check the pipeline file; no network unless asked
     Validate(ValidateArgs),
     /// Print targets by level, the execution order and inheritance
@@ -176,9 +173,41 @@ impl FromStr for Shard {
     }
 }
 
-/// Flags of `pipeline` and `plan`.
+/// Flags of `pipeline`: those of a run, and the two that `plan` implies.
 #[derive(Debug, Args, Clone)]
 pub struct PipelineArgs {
+    /// Plan only: read everything, write nothing anywhere.
+    #[arg(long, env = EnvVars::DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: bool,
+    /// Show which keys change in each secret (human output).
+    #[arg(long, env = EnvVars::DIFF, value_parser = clap::builder::BoolishValueParser::new())]
+    pub diff: bool,
+    /// The flags `plan` shares.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl std::ops::Deref for PipelineArgs {
+    type Target = RunArgs;
+    fn deref(&self) -> &RunArgs {
+        &self.run
+    }
+}
+
+impl From<&RunArgs> for PipelineArgs {
+    /// `plan`'s flags as a `pipeline` run (plan implies `--dry-run --diff`).
+    fn from(run: &RunArgs) -> Self {
+        Self {
+            dry_run: true,
+            diff: true,
+            run: run.clone(),
+        }
+    }
+}
+
+/// Flags of a run (`pipeline` and `plan`).
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
     /// Only these targets (comma-separated); the targets they inherit from are merged too, but not synced.
     #[arg(long, env = EnvVars::TARGETS, value_delimiter = ',', value_name = "NAMES")]
     pub targets: Vec<String>,
@@ -188,9 +217,6 @@ pub struct PipelineArgs {
     /// Run only the sync phase, reading merged results from the merge store.
     #[arg(long, env = EnvVars::SYNC_ONLY, value_parser = clap::builder::BoolishValueParser::new())]
     pub sync_only: bool,
-    /// Plan only: read everything, write nothing anywhere.
-    #[arg(long, env = EnvVars::DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
-    pub dry_run: bool,
     /// Discover dynamic targets.
     #[arg(long, env = EnvVars::DISCOVER, value_parser = clap::builder::BoolishValueParser::new())]
     pub discover: bool,
@@ -200,9 +226,6 @@ pub struct PipelineArgs {
     /// Output format [default: github inside GitHub Actions, else human].
     #[arg(short = 'o', long, env = EnvVars::OUTPUT, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
-    /// Show which keys change in each secret (human output).
-    #[arg(long, env = EnvVars::DIFF, value_parser = clap::builder::BoolishValueParser::new())]
-    pub diff: bool,
     /// Exit 1 when there are changes (0 when in sync, 2 on errors).
     #[arg(long, env = EnvVars::EXIT_CODE, value_parser = clap::builder::BoolishValueParser::new())]
     pub exit_code: bool,
@@ -227,6 +250,9 @@ pub struct PipelineArgs {
     /// Targets merged and synced at once [default: `pipeline.merge.parallel` / `pipeline.sync.parallel`].
     #[arg(long, env = EnvVars::PARALLEL, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: Option<u16>,
+    /// Metrics export.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Reusing discovery results (for scheduled jobs over many accounts).

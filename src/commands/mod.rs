@@ -23,7 +23,7 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
     let global = &cli.global;
     match &cli.command {
         Command::Pipeline(args) => Box::pin(pipeline::run(global, args, false, printer)).await,
-        Command::Plan(args) => Box::pin(pipeline::run(global, args, true, printer)).await,
+        Command::Plan(args) => Box::pin(pipeline::run(global, &args.into(), true, printer)).await,
         Command::Validate(args) => Box::pin(validate::run(global, args, printer)).await,
         Command::Graph(args) => graph::run(global, args, printer),
         Command::Discover(args) => Box::pin(discover::run(global, args, printer)).await,

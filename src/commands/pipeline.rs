@@ -48,7 +48,7 @@ async fn execute(
         .with_lock_scope(args.shard.map(|s| format!("shard-{}-of-{}", s.index, s.count)));
     let metrics = Arc::clone(context.metrics());
     let readiness = Readiness::default();
-    let _metrics_server = match global.metrics.listen() {
+    let _metrics_server = match args.metrics.listen() {
         Some(addr) => {
             let server = export::serve(Arc::clone(&metrics), readiness.clone(), addr)
                 .await
@@ -164,14 +164,14 @@ async fn execute(
         )?;
         append_env_file(EnvVars::GITHUB_STEP_SUMMARY, &report::github::step_summary(&report))?;
     }
-    if let Some(path) = &global.metrics.metrics_textfile {
+    if let Some(path) = &args.metrics.metrics_textfile {
         export::write_textfile(&metrics, path).map_err(|source| CliError::Output {
             what: "the metrics",
             path: path.display().to_string(),
             source,
         })?;
     }
-    if let Some(url) = &global.metrics.metrics_push {
+    if let Some(url) = &args.metrics.metrics_push {
         export::push(&metrics, url).await?;
     }
     Ok(report.exit_code(args.exit_code))

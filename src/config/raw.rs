@@ -103,7 +103,8 @@ pub struct RawVault {
     pub list_concurrency: Option<Spanned<u64>>,
 }
 
-/// A secret read from the config: never shown in `Debug` output.
+/// A secret value (a token, a secret id); secretsync never prints it. Prefer `${VAR}`.
+// Its `Debug` output is redacted, so a config dump cannot leak it.
 #[derive(Clone, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct ConfigSecret(pub String);

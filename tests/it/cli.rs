@@ -352,3 +352,30 @@ fn the_default_pipeline_file_is_pipeline_yaml_then_config_yaml() {
     );
     assert!(!preferred.stderr.contains("note:"), "{}", preferred.stderr);
 }
+
+/// Help shows a command's own options first and the global ones once, after them; flags that
+/// do not apply are refused, not ignored; `plan` does not offer what it implies; the JSON
+/// Schema speaks to users.
+#[test]
+fn help_lists_what_applies_and_refuses_what_does_not() {
+    let env = TestEnv::new();
+    let plan = env.run(&["plan", "--help"]);
+    assert_eq!(plan.code, 0);
+    let offered = |flag: &str| plan.stdout.lines().any(|l| l.trim_start().starts_with(flag));
+    assert!(!offered("--dry-run") && !offered("--diff"), "{}", plan.stdout);
+    let pipeline = env.run(&["pipeline", "--help"]).stdout;
+    let own = pipeline.find("--dry-run").unwrap();
+    let global = pipeline.find("Global options:").unwrap();
+    assert!(own < global, "own options first:\n{pipeline}");
+    assert_eq!(pipeline.matches("Global options:").count(), 1);
+    assert_eq!(pipeline.matches("--metrics-push").count(), 1);
+    for command in [
+        &["schema", "--metrics-push", "http://127.0.0.1:9"][..],
+        &["version", "--metrics-port", "0"],
+    ] {
+        let out = env.run(command);
+        assert_eq!(out.code, 2, "{command:?} is refused: {}", out.snapshot());
+        assert!(out.stderr.contains("unexpected argument"), "{}", out.stderr);
+    }
+    assert!(!env.run(&["schema"]).stdout.contains("`Debug`"), "no internal wording");
+}
