@@ -119,7 +119,7 @@ impl fmt::Debug for ConfigSecret {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawVaultAuth {
-    /// Token auth: `token: { token: ${VAULT_TOKEN} }`.
+    /// Token auth: `token: { token: "${VAULT_TOKEN}" }`.
     pub token: Option<Spanned<RawTokenAuth>>,
     /// AppRole auth.
     pub approle: Option<Spanned<RawAppRoleAuth>>,
@@ -129,7 +129,7 @@ pub struct RawVaultAuth {
     pub jwt: Option<Spanned<RawJwtAuth>>,
 }
 
-/// Token auth: `token: { token: ${VAULT_TOKEN} }`, or the token itself (`token: ${VAULT_TOKEN}`,
+/// Token auth: `token: { token: "${VAULT_TOKEN}" }`, or the token itself (`token: ${VAULT_TOKEN}`,
 /// as jbcom/secretsync's own pipelines write it).
 #[derive(Debug, Default)]
 pub struct RawTokenAuth {
@@ -179,7 +179,7 @@ impl JsonSchema for RawTokenAuth {
     }
     fn json_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "Token auth: `{ token: ${VAULT_TOKEN} }`, or the token itself.",
+            "description": "Token auth: `{ token: \"${VAULT_TOKEN}\" }`, or the token itself.",
             "oneOf": [
                 { "type": "string" },
                 {
