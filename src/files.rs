@@ -35,10 +35,13 @@ fn symlink_error(path: &Path) -> io::Error {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = parent(path);
+    // Unpredictable, so a file left by a killed run (in a container every run is pid 1 and
+    // makes the same writes in the same order) never blocks the next one.
     let tmp = dir.join(format!(
-        "{TMP_PREFIX}{}-{}",
+        "{TMP_PREFIX}{}-{}-{:016x}",
         std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        fastrand::u64(..)
     ));
     let written = (|| {
         let mut file = create_new_private(&tmp)?;
@@ -130,7 +133,7 @@ pub fn check_no_links_below(root: &Path, path: &Path) -> io::Result<()> {
         match fs::symlink_metadata(&at) {
             Ok(meta) if meta.file_type().is_symlink() => return Err(symlink_error(&at)),
             Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(()),
             Err(err) => return Err(err),
         }
     }

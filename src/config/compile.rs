@@ -1099,8 +1099,11 @@ impl Compiler<'_> {
                     path,
                 }));
             }
-            self.error(source.mark, format!("`{}` is not an account list source", source.value))
-                .hint = Some("write `ssm:/parameter/name` or `file:accounts.json`".to_owned());
+            self.error(
+                source.mark,
+                not_echoing(source, format!("`{}` is not an account list source", source.value)),
+            )
+            .hint = Some("write `ssm:/parameter/name` or `file:accounts.json`".to_owned());
             None
         });
         Some(Discovery {
@@ -1264,7 +1267,7 @@ impl Compiler<'_> {
             }
             Ok(d) => d,
             Err(e) => {
-                self.error(v.mark, format!("`{what}`: {e}"));
+                self.error(v.mark, format!("`{what}`: {}", not_echoing(v, e)));
                 default
             }
         }

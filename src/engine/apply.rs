@@ -105,7 +105,8 @@ pub async fn execute(
             plan.changes[i].result = Some(result);
         }
     }
-    if applied.ok + applied.failed > 0
+    // Also after a batch whose writes were all interrupted: `prepare` may have claimed them.
+    if (applied.ok + applied.failed > 0 || !to_put.is_empty())
         && let Err(err) = store.finish(owner).await
     {
         // Only the bookkeeping of a batch is left (a file store's manifest after deletes):

@@ -48,6 +48,10 @@ struct Manifest {
 #[derive(Debug)]
 struct Inner {
     root: PathBuf,
+    /// Links are refused below this folder: the root itself for a store the user points at
+    /// (their choice), the merge store's root for a target's scope inside it (secretsync made
+    /// `{root}/{target}`, so a link there was planted).
+    link_base: PathBuf,
     display: String,
     manifest: Mutex<Option<Manifest>>,
     /// The in-memory manifest has changes not yet saved (deletes, saved by `finish`).
@@ -70,9 +74,11 @@ pub struct FileStore {
 impl FileStore {
     /// A store rooted at `root`, described as `file:{display}`.
     pub fn new(root: impl Into<PathBuf>, display: impl Into<String>) -> Self {
+        let root = root.into();
         Self {
             inner: Arc::new(Inner {
-                root: root.into(),
+                link_base: root.clone(),
+                root,
                 display: display.into(),
                 manifest: Mutex::new(None),
                 manifest_dirty: std::sync::atomic::AtomicBool::new(false),
@@ -85,9 +91,11 @@ impl FileStore {
 
     /// A store for a source: reading it fails when the folder does not exist.
     pub fn source(root: impl Into<PathBuf>, display: impl Into<String>) -> Self {
+        let root = root.into();
         Self {
             inner: Arc::new(Inner {
-                root: root.into(),
+                link_base: root.clone(),
+                root,
                 display: display.into(),
                 manifest: Mutex::new(None),
                 manifest_dirty: std::sync::atomic::AtomicBool::new(false),
@@ -159,6 +167,8 @@ impl Inner {
     /// Walks the folder: every secret, the file it is in, and with `values` its value.
     fn scan(&self, values: bool) -> Result<BTreeMap<SecretPath, (String, Option<SecretValue>)>, StoreError> {
         let mut out: BTreeMap<SecretPath, (String, Option<SecretValue>)> = BTreeMap::new();
+        files::check_no_links_below(&self.link_base, &self.root.join("-"))
+            .map_err(|e| self.io("read", &self.root, e))?;
         match fs::metadata(&self.root) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound && !self.must_exist => return Ok(BTreeMap::new()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -267,7 +277,7 @@ impl Inner {
     /// link on the way or at the end is an error.
     fn read_file(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let file = self.root.join(rel);
-        files::check_no_links_below(&self.root, &file)
+        files::check_no_links_below(&self.link_base, &file)
             .and_then(|()| files::read_regular(&file))
             .map_err(|e| self.io("read", &file, e))
     }
@@ -398,7 +408,7 @@ impl Inner {
 
     fn write_atomic(&self, target: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         self.step("write", target)?;
-        files::check_no_links_below(&self.root, target)
+        files::check_no_links_below(&self.link_base, target)
             .and_then(|()| files::create_private_dirs(files::parent(target)))
             .and_then(|()| files::write_atomic(target, bytes))
             .map_err(|e| self.io("write", target, e))
@@ -585,15 +595,20 @@ impl MergeStore for FileMergeStore {
     }
 
     fn for_target(&self, target: &str) -> Arc<dyn WritableStore> {
-        Arc::new(FileStore::new(
-            self.root.join(target),
-            format!("{}/{target}", self.display),
-        ))
+        Arc::new(self.scope(target))
     }
 
     async fn has_result(&self, target: &str) -> Result<bool, StoreError> {
-        let marker = self.marker(target);
-        tokio::fs::try_exists(&marker).await.map_err(|e| {
+        let (root, marker) = (self.root.clone(), self.marker(target));
+        let found = tokio::task::spawn_blocking(move || {
+            files::check_no_links_below(&root, &marker)
+                .and_then(|()| files::read_regular(&marker))
+                .map(|m| m.is_some())
+                .map_err(|e| (marker, e))
+        })
+        .await
+        .map_err(|err| StoreError::new(ErrorClass::Fatal, format!("file store task failed: {err}")))?;
+        found.map_err(|(marker, e)| {
             StoreError::from_io(
                 format!("{}: cannot read `{}`: {e}", self.describe(), marker.display()),
                 e,
@@ -614,11 +629,11 @@ impl MergeStore for FileMergeStore {
     }
 
     async fn commit(&self, target: &str) -> Result<(), StoreError> {
-        let store = FileStore::new(self.root.join(target), format!("{}/{target}", self.display));
-        store.blocking(Inner::save_manifest).await?;
-        let marker = self.marker(target);
+        self.scope(target).blocking(Inner::save_manifest).await?;
+        let (root, marker) = (self.root.clone(), self.marker(target));
         tokio::task::spawn_blocking(move || {
-            files::create_private_dirs(files::parent(&marker))
+            files::check_no_links_below(&root, &marker)
+                .and_then(|()| files::create_private_dirs(files::parent(&marker)))
                 .and_then(|()| files::write_atomic(&marker, b""))
                 .map_err(|e| (marker, e))
         })
@@ -634,6 +649,14 @@ impl MergeStore for FileMergeStore {
 }
 
 impl FileMergeStore {
+    /// The store holding `target`'s merged result; a link at `{root}/{target}` is refused.
+    fn scope(&self, target: &str) -> FileStore {
+        let store = FileStore::new(self.root.join(target), format!("{}/{target}", self.display));
+        let mut inner = Arc::into_inner(store.inner).expect("just made");
+        inner.link_base.clone_from(&self.root);
+        FileStore { inner: Arc::new(inner) }
+    }
+
     /// `{root}/.secretsync-committed/{target}`: present while `target`'s result is complete.
     /// Outside every target's folder (target names start with a letter or digit).
     fn marker(&self, target: &str) -> PathBuf {
@@ -1048,6 +1071,29 @@ mod tests {
             err.message
                 .contains("`deep.json`: the JSON object is nested more than 128 levels"),
             "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_link_planted_as_a_targets_merge_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::create_dir_all(dir.path().join("merged")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("merged/T")).unwrap();
+        let merge = FileMergeStore::new(dir.path().join("merged"), "merged");
+        let scope = merge.for_target("T");
+        let err = scope
+            .put(&p("db"), &SecretValue::Text("secret".into()), "T")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(scope.list().await.is_err(), "nor read through it");
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "nothing written where the link points"
         );
     }
 }

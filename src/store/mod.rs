@@ -273,6 +273,9 @@ pub struct LockInfo {
     pub run: String,
     /// When it was taken (the holder's clock, seconds since the epoch; informational).
     pub acquired_at: u64,
+    /// How often it was renewed (so every renewal changes the object's `ETag`).
+    #[serde(default)]
+    pub renewals: u64,
     /// The S3 key.
     #[serde(skip)]
     pub key: String,

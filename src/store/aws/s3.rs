@@ -47,9 +47,25 @@ struct Bucket {
     kms_key_id: Option<String>,
     /// `shard-2-of-4` for a sharded run: its lock covers its own shard only.
     lock_scope: Option<String>,
+    /// Set when the run lock was taken from this run: every later write refuses.
+    lock_lost: std::sync::atomic::AtomicBool,
 }
 
 impl Bucket {
+    /// An error when this run lost its lock, so it stops writing at once.
+    fn still_locked(&self) -> Result<(), StoreError> {
+        if self.lock_lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::new(
+                ErrorClass::Conflict,
+                format!(
+                    "s3://{}/{}: the run lock was taken from this run while it was writing; nothing more is written (run again)",
+                    self.name, self.prefix
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn url(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.name)
     }
@@ -212,8 +228,6 @@ struct HeldLock {
     key: String,
     run: String,
     etag: Arc<Mutex<Option<String>>>,
-    /// Set when a renewal found the lock gone or someone else's.
-    lost: Arc<std::sync::atomic::AtomicBool>,
     renewer: tokio::task::JoinHandle<()>,
 }
 
@@ -246,6 +260,7 @@ impl S3MergeStore {
                 prefix: prefix.to_owned(),
                 kms_key_id,
                 lock_scope,
+                lock_lost: std::sync::atomic::AtomicBool::new(false),
             }),
             held: Mutex::new(None),
         }
@@ -394,10 +409,12 @@ impl MergeStore for S3MergeStore {
     }
 
     async fn begin(&self, target: &str) -> Result<(), StoreError> {
+        self.bucket.still_locked()?;
         self.bucket.remove(&self.bucket.marker(target)).await
     }
 
     async fn commit(&self, target: &str) -> Result<(), StoreError> {
+        self.bucket.still_locked()?;
         let key = self.bucket.marker(target);
         let body = format!("{{\"committed_at\":{}}}", now()).into_bytes();
         self.bucket.remove(&key).await?;
@@ -470,7 +487,16 @@ impl MergeStore for S3MergeStore {
         // Runs that may not run beside this one hold other keys (an unsharded run, or shards of
         // another count): with the lock written first and the others read after, of two runs
         // starting together at least one sees the other.
-        let objects = self.bucket.lock_objects().await?;
+        let objects = match self.bucket.lock_objects().await {
+            Ok(objects) => objects,
+            Err(err) => {
+                // Never leave a lock behind that nobody holds.
+                let _ = self
+                    .remove_if_unchanged(&key, etag.as_deref(), "give the run lock back")
+                    .await;
+                return Err(err);
+            }
+        };
         let s3_now = objects.iter().find(|(k, _)| *k == key).map_or_else(now, |(_, at)| *at);
         if let Some((other, _)) = objects.iter().find(|(other, renewed)| {
             *other != key && !compatible(&key, other) && s3_now.saturating_sub(*renewed) <= LOCK_STALE_SECONDS
@@ -481,26 +507,25 @@ impl MergeStore for S3MergeStore {
             return Err(conflict);
         }
         let etag = Arc::new(Mutex::new(etag));
-        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.bucket.lock_lost.store(false, std::sync::atomic::Ordering::SeqCst);
         let renewer = {
-            let (bucket, key, run, etag, lost) = (
-                Arc::clone(&self.bucket),
-                key.clone(),
-                run.clone(),
-                Arc::clone(&etag),
-                Arc::clone(&lost),
-            );
+            let (bucket, key, etag) = (Arc::clone(&self.bucket), key.clone(), Arc::clone(&etag));
+            let info = LockInfo {
+                holder: holder(),
+                run: run.clone(),
+                acquired_at: now(),
+                ..LockInfo::default()
+            };
             #[expect(
                 clippy::disallowed_methods,
                 reason = "the renewal lives as long as the lock; aborted by unlock"
             )]
-            tokio::spawn(async move { renew(&bucket, &key, &run, &body, &etag, &lost).await })
+            tokio::spawn(async move { renew(&bucket, &key, info, &etag).await })
         };
         *self.held() = Some(HeldLock {
             key,
             run,
             etag,
-            lost,
             renewer,
         });
         Ok(())
@@ -517,15 +542,31 @@ impl MergeStore for S3MergeStore {
     async fn unlock(&self) -> Result<(), StoreError> {
         let Some(held) = self.held().take() else { return Ok(()) };
         held.renewer.abort();
-        let lost = held.lost.load(std::sync::atomic::Ordering::SeqCst);
-        let etag = held
-            .etag
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        // A renewal in flight when aborted may still have landed: wait for the task to end,
+        // then release whatever of ours is there.
+        let _ = held.renewer.await;
+        let lost = self.bucket.lock_lost.load(std::sync::atomic::Ordering::SeqCst);
         if !lost {
-            self.remove_if_unchanged(&held.key, etag.as_deref(), "release the run lock")
-                .await?;
+            let etag = held
+                .etag
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if self
+                .remove_if_unchanged(&held.key, etag.as_deref(), "release the run lock")
+                .await
+                .is_err()
+            {
+                match self.bucket.read(&held.key).await? {
+                    Some((body, current, _))
+                        if serde_json::from_slice::<LockInfo>(&body).is_ok_and(|l| l.run == held.run) =>
+                    {
+                        self.remove_if_unchanged(&held.key, current.as_deref(), "release the run lock")
+                            .await?;
+                    }
+                    _ => {}
+                }
+            }
         }
         if lost {
             return Err(StoreError::new(
@@ -541,16 +582,11 @@ impl MergeStore for S3MergeStore {
     }
 }
 
-/// Rewrites the lock every [`LOCK_RENEW_SECONDS`] (conditional on its last `ETag`), so S3's
-/// `LastModified` shows the run is alive; stops, marking the lock lost, if it was taken.
-async fn renew(
-    bucket: &Bucket,
-    key: &str,
-    run: &str,
-    body: &[u8],
-    etag: &Mutex<Option<String>>,
-    lost: &std::sync::atomic::AtomicBool,
-) {
+/// Rewrites the lock every [`LOCK_RENEW_SECONDS`] (conditional on its last `ETag`; each
+/// renewal counts up in the body, so its `ETag` changes), so S3's `LastModified` shows the run is
+/// alive. When the lock is gone or someone else's, marks it lost — every later write of the run
+/// refuses — and stops.
+async fn renew(bucket: &Bucket, key: &str, mut info: LockInfo, etag: &Mutex<Option<String>>) {
     let every = std::time::Duration::from_secs(
         std::env::var(crate::cli::EnvVars::LOCK_RENEW_SECONDS)
             .ok()
@@ -558,11 +594,17 @@ async fn renew(
             .unwrap_or(LOCK_RENEW_SECONDS)
             .max(1),
     );
+    let lost = || {
+        tracing::error!(lock = %bucket.url(key), "the run lock was taken from this run");
+        bucket.lock_lost.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
     loop {
         tokio::time::sleep(every).await;
         let current = etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let Some(current) = current else { return };
-        match bucket.write(key, body.to_vec(), "json", Some(&current)).await {
+        info.renewals += 1;
+        let body = serde_json::to_vec(&info).unwrap_or_default();
+        match bucket.write(key, body, "json", Some(&current)).await {
             Ok(next) => {
                 tracing::debug!(lock = %bucket.url(key), "run lock renewed");
                 *etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
@@ -570,15 +612,14 @@ async fn renew(
             Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => {
                 // A renewal whose reply was lost leaves our own body with a new ETag.
                 if let Ok(Some((held, next, _))) = bucket.read(key).await
-                    && serde_json::from_slice::<LockInfo>(&held).is_ok_and(|l| l.run == run)
+                    && serde_json::from_slice::<LockInfo>(&held).is_ok_and(|l| l.run == info.run)
                 {
                     *etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
                     continue;
                 }
-                tracing::error!(lock = %bucket.url(key), "the run lock was taken from this run");
-                lost.store(true, std::sync::atomic::Ordering::SeqCst);
-                return;
+                return lost();
             }
+            Err(e) if matches!(Bucket::code(&e).as_deref(), Some("NoSuchKey" | "NotFound")) => return lost(),
             Err(e) => {
                 tracing::warn!(lock = %bucket.url(key), "renewing the run lock failed: {}", bucket.error("renew the run lock", &e));
             }
@@ -733,6 +774,7 @@ impl Store for S3Scope {
 #[async_trait]
 impl WritableStore for S3Scope {
     async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
+        self.bucket.still_locked()?;
         self.owned_by(path, owner)?;
         let (body, kind) = match value {
             SecretValue::Json(map) => (serde_json::Value::Object(map.clone()).to_string().into_bytes(), "json"),
@@ -777,6 +819,7 @@ impl WritableStore for S3Scope {
     }
 
     async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+        self.bucket.still_locked()?;
         self.owned_by(path, owner)?;
         self.bucket.remove(&self.key(path)).await?;
         self.etags().remove(path);
