@@ -102,7 +102,7 @@ pub fn merge_into(merged: &mut SecretSet, layer: &SecretSet) -> Result<(), Overs
                 // Inputs were within the bound, so the result is at most twice it.
                 if !Arc::ptr_eq(&result, value)
                     && !Arc::ptr_eq(&result, existing)
-                    && json_len(&result) > MAX_MERGED_VALUE
+                    && result.json_len().unwrap_or(0) > MAX_MERGED_VALUE
                 {
                     return Err(Oversized { path: path.clone() });
                 }
@@ -114,29 +114,6 @@ pub fn merge_into(merged: &mut SecretSet, layer: &SecretSet) -> Result<(), Overs
         }
     }
     Ok(())
-}
-
-/// The length of a JSON value's compact serialisation (0 for other kinds), counted without
-/// building it.
-fn json_len(value: &SecretValue) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    match value {
-        SecretValue::Json(map) => {
-            let mut count = Count(0);
-            // Writing to a counter cannot fail; if it ever did, the value counts as too large.
-            serde_json::to_writer(&mut count, map).map_or(usize::MAX, |()| count.0)
-        }
-        _ => 0,
-    }
 }
 
 #[cfg(test)]

@@ -182,6 +182,27 @@ impl SecretValue {
         }
     }
 
+    /// The length of a JSON value's compact serialisation, counted without building it (`None`
+    /// for text and binary). Planning and merging measure every value, and copying each object
+    /// to measure it cost more than the rest of the plan.
+    pub fn json_len(&self) -> Option<usize> {
+        struct ByteCount(usize);
+        impl std::io::Write for ByteCount {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let Self::Json(map) = self else { return None };
+        let mut count = ByteCount(0);
+        // Writing to a counter cannot fail and an object always serialises; were it ever to,
+        // the value counts as too large to measure.
+        Some(serde_json::to_writer(&mut count, map).map_or(usize::MAX, |()| count.0))
+    }
+
     /// The canonical serialised form: pretty JSON with sorted keys, the text, or the bytes.
     /// This is what stores write and what `--show-values` diffs.
     pub fn to_bytes(&self) -> Vec<u8> {
