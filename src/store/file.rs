@@ -1029,24 +1029,19 @@ mod tests {
             .map(|i| (format!("s{i:02}"), SecretValue::Text(format!("v{i}"))))
             .collect();
         let desired: Vec<(&str, SecretValue)> = desired.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let steps = || {
+            usize::MAX
+                - store
+                    .inner
+                    .crash_at
+                    .as_ref()
+                    .unwrap()
+                    .load(std::sync::atomic::Ordering::SeqCst)
+        };
         sync(&store, &desired, false).await;
-        let steps = usize::MAX
-            - store
-                .inner
-                .crash_at
-                .as_ref()
-                .unwrap()
-                .load(std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(steps, 51, "50 files and one manifest save");
+        assert_eq!(steps(), 51, "50 files and one manifest save");
         sync(&store, &[], false).await;
-        let steps = usize::MAX
-            - store
-                .inner
-                .crash_at
-                .as_ref()
-                .unwrap()
-                .load(std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(steps, 51 + 51, "50 removals and one manifest save");
+        assert_eq!(steps(), 51 + 51, "50 removals and one manifest save");
     }
 
     #[tokio::test]

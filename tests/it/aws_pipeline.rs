@@ -260,6 +260,23 @@ impl Scenario {
         run(&self.env, args, &self.caller, &self.proxy, &[])
     }
 
+    /// A new bucket as the S3 merge store of a pipeline syncing folder `src` into target `App`
+    /// in the caller's account (`pipeline` settings added); the bucket's name.
+    async fn with_s3_merge_store(&self, pipeline: &str) -> String {
+        let bucket = crate::aws::bucket(&self.s, &self.caller).await;
+        self.env.write(
+            "config.yaml",
+            format!(
+                "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+                 merge_store: {{ s3: {{ bucket: {bucket} }} }}\n\
+                 targets: {{ App: {{ account_id: \"{}\", imports: [files] }} }}\n\
+                 pipeline: {{ {pipeline} }}\n",
+                self.caller.account_id
+            ),
+        );
+        bucket
+    }
+
     async fn sm(&self) -> aws_sdk_secretsmanager::Client {
         aws_sdk_secretsmanager::Client::new(&sdk_config(&self.caller, &self.s.aws_endpoint).await)
     }
@@ -696,19 +713,9 @@ async fn server_error_text_cannot_start_workflow_commands_or_forge_lines() {
 async fn lost_replies_to_conditional_writes_locks_and_deletes_still_converge() {
     use testbed::proxy::{Fault, Rule};
     let sc = Scenario::new().await;
-    let bucket = crate::aws::bucket(&sc.s, &sc.caller).await;
     sc.env.write("src/keep.json", r#"{"k": 1}"#);
     sc.env.write("src/gone", "old");
-    sc.env.write(
-        "config.yaml",
-        format!(
-            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
-             merge_store: {{ s3: {{ bucket: {bucket} }} }}\n\
-             targets: {{ App: {{ account_id: \"{}\", imports: [files] }} }}\n\
-             pipeline: {{ sync: {{ delete_orphans: true }} }}\n",
-            sc.caller.account_id
-        ),
-    );
+    let bucket = sc.with_s3_merge_store("sync: { delete_orphans: true }").await;
     assert_eq!(sc.run(&["pipeline"]).code, 0);
     std::fs::remove_file(sc.env.path().join("src/gone")).unwrap();
     sc.env.write("src/keep.json", r#"{"k": 2}"#);
@@ -747,17 +754,8 @@ async fn lost_replies_to_conditional_writes_locks_and_deletes_still_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_only_runs_take_the_lock_and_release_needs_an_id() {
     let sc = Scenario::new().await;
-    let bucket = crate::aws::bucket(&sc.s, &sc.caller).await;
     sc.env.write("src/app", "v1");
-    sc.env.write(
-        "config.yaml",
-        format!(
-            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
-             merge_store: {{ s3: {{ bucket: {bucket} }} }}\n\
-             targets: {{ App: {{ account_id: \"{}\", imports: [files] }} }}\n",
-            sc.caller.account_id
-        ),
-    );
+    let bucket = sc.with_s3_merge_store("").await;
     assert_eq!(sc.run(&["pipeline", "--merge-only"]).code, 0);
     // A run that died holding the lock.
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -808,17 +806,8 @@ async fn sync_only_runs_take_the_lock_and_release_needs_an_id() {
 async fn a_long_run_renews_its_lock() {
     use testbed::proxy::{Fault, Rule};
     let sc = Scenario::new().await;
-    let bucket = crate::aws::bucket(&sc.s, &sc.caller).await;
     sc.env.write("src/app", "v1");
-    sc.env.write(
-        "config.yaml",
-        format!(
-            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
-             merge_store: {{ s3: {{ bucket: {bucket} }} }}\n\
-             targets: {{ App: {{ account_id: \"{}\", imports: [files] }} }}\n",
-            sc.caller.account_id
-        ),
-    );
+    let bucket = sc.with_s3_merge_store("").await;
     let lock_writes = sc
         .proxy
         .add_rule(Rule {
