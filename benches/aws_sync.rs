@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secretsync::config::{Pipeline, load_str};
-use secretsync::engine::{BuildFailure, Engine, RunOptions, Stores};
+use secretsync::engine::{Engine, RunOptions, Stores};
 use secretsync::report::NoEvents;
 use secretsync::store::BuildContext;
 use testbed::proxy::{Fault, Flavor, Rule};
@@ -45,17 +45,11 @@ async fn run(pipeline: &Pipeline, vars: Vec<(String, String)>) -> (Duration, Str
     let context = BuildContext::with_env(pipeline, Arc::new(lookup), None);
     let mut stores = Stores::default();
     for (name, source) in &pipeline.sources {
-        let built = context.source(source).await.map_err(|e| BuildFailure {
-            message: e.to_string(),
-            hint: e.hint(),
-        });
+        let built = context.source(source).await;
         stores.sources.insert(name.clone(), built);
     }
     for (name, target) in &pipeline.targets {
-        let built = context.target(target).await.map_err(|e| BuildFailure {
-            message: e.to_string(),
-            hint: e.hint(),
-        });
+        let built = context.target(target).await;
         stores.targets.insert(name.clone(), built);
     }
     let options = RunOptions {

@@ -28,14 +28,10 @@ pub enum CliError {
         /// How to fix it.
         hint: Option<String>,
     },
-    /// The merge store could not be built or reached.
-    #[error("cannot use the merge store: {message}")]
-    MergeStore {
-        /// What is wrong.
-        message: String,
-        /// How to fix it.
-        hint: Option<String>,
-    },
+    /// A store could not be built or reached (the merge store, for `lock`): the failure says
+    /// what, why and how to fix it.
+    #[error("{}", .0.message)]
+    Failed(crate::failure::Failure),
     /// An input file could not be read.
     #[error("cannot read {what} {path}")]
     Input {
@@ -86,7 +82,8 @@ impl CliError {
                 Some("pass the pipeline file with `--config FILE` (or set SECRETSYNC_CONFIG); without it, `pipeline.yaml` (else `config.yaml`) in this folder is read".to_owned())
             }
             Self::Config(ConfigError::Invalid { .. }) => None,
-            Self::Usage { hint, .. } | Self::MergeStore { hint, .. } => hint.clone(),
+            Self::Usage { hint, .. } => hint.clone(),
+            Self::Failed(failure) => failure.hint.clone(),
             Self::Output { .. } => Some("check that the directory exists and is writable".to_owned()),
             Self::Input { .. } => Some("check the path".to_owned()),
             Self::Migrate(_) => Some("fix the input file; see docs/migration.md for the formats".to_owned()),
@@ -106,15 +103,15 @@ impl CliError {
             let _ = writeln!(out, "{} {self}", style.red("error:"));
             return out;
         }
+        if let Self::Failed(failure) = self {
+            failure.render(&mut out, style, "", &style.red("error:"));
+            return out;
+        }
         let _ = writeln!(out, "{} {self}", style.red("error:"));
-        let mut source = std::error::Error::source(self);
-        while let Some(err) = source {
-            let _ = writeln!(out, "  {} {err}", style.dimmed("caused by:"));
-            source = err.source();
-        }
-        if let Some(hint) = self.hint() {
-            let _ = writeln!(out, "  {} {hint}", style.cyan("hint:"));
-        }
+        let causes = std::error::Error::source(self)
+            .map(crate::error_chain::causes)
+            .unwrap_or_default();
+        crate::failure::render_tail(&mut out, style, "", &causes, self.hint().as_deref());
         out
     }
 }

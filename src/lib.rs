@@ -12,7 +12,10 @@ pub mod config;
 pub mod discovery;
 pub mod duration;
 pub mod engine;
+pub mod env;
 pub mod error;
+pub mod error_chain;
+pub mod failure;
 pub mod files;
 pub mod graph;
 pub mod merge;
@@ -28,6 +31,9 @@ pub mod suggest;
 pub mod url_text;
 pub mod version;
 
+#[cfg(test)]
+mod architecture;
+
 use clap::Parser as _;
 
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
@@ -40,7 +46,7 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(code);
         }
     };
-    let printer = output::Printer::new(cli.global.color, std::env::var_os(cli::EnvVars::NO_COLOR).is_some());
+    let printer = output::Printer::new(cli.global.color, env::is_set(env::EnvVars::NO_COLOR));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

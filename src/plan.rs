@@ -152,7 +152,7 @@ pub enum ApplyResult {
     /// Written.
     Applied,
     /// The write failed.
-    Failed(String),
+    Failed(crate::failure::Failure),
     /// Not attempted (withheld deletes, interruption, an earlier failure).
     NotAttempted(String),
 }

@@ -35,9 +35,112 @@ use failsafe::failure_policy::{ConsecutiveFailures, consecutive_failures};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tracing::Instrument as _;
 
-use crate::config::ResilienceSettings;
 use crate::metrics::{BreakerState, Metrics};
-use crate::store::ErrorClass;
+
+/// What kind of failure a call had: decides retrying and breaking here, and what a failure
+/// means for a target in the engine. Stores classify; this module acts on the class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The thing does not exist.
+    NotFound,
+    /// Rate limited: retry later.
+    Throttled,
+    /// A passing fault (timeout, 5xx, connection reset): retry.
+    Transient,
+    /// Credentials missing, expired or not allowed.
+    Auth,
+    /// The request or data is invalid; retrying will not help.
+    Invalid,
+    /// The secret exists but belongs to someone else.
+    Conflict,
+    /// The store cannot do this.
+    Unsupported,
+    /// The endpoint is failing and its circuit breaker is open: not called.
+    Unavailable,
+    /// A safety guard held a change back (`max_deletes`, a source that read empty): not a
+    /// failed call, never retried.
+    Guarded,
+    /// Anything else.
+    Fatal,
+}
+
+impl ErrorClass {
+    /// A metrics label: `not_found`, `throttled`, …
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Throttled => "throttled",
+            Self::Transient => "transient",
+            Self::Auth => "auth",
+            Self::Invalid => "invalid",
+            Self::Conflict => "conflict",
+            Self::Unsupported => "unsupported",
+            Self::Unavailable => "unavailable",
+            Self::Guarded => "guarded",
+            Self::Fatal => "fatal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotFound => "not found",
+            Self::Throttled => "throttled",
+            Self::Transient => "transient",
+            Self::Auth => "permission denied",
+            Self::Invalid => "invalid",
+            Self::Conflict => "conflict",
+            Self::Unsupported => "unsupported",
+            Self::Unavailable => "unavailable (circuit open)",
+            Self::Guarded => "held back by a safety guard",
+            Self::Fatal => "fatal",
+        })
+    }
+}
+
+/// `pipeline.resilience:` with defaults applied (see the raw type for what each means).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResilienceSettings {
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the first retry.
+    pub base_delay: Duration,
+    /// Longest backoff.
+    pub max_delay: Duration,
+    /// Longest single attempt.
+    pub call_timeout: Duration,
+    /// Longest call with its retries.
+    pub deadline: Duration,
+    /// Consecutive failures that open a breaker.
+    pub breaker_failures: u32,
+    /// How long a breaker stays open.
+    pub breaker_cool_down: Duration,
+    /// Secrets Manager writes per second per account and region.
+    pub aws_writes_per_second: u32,
+    /// Secrets Manager reads per second of each read API, per account and region.
+    pub aws_reads_per_second: u32,
+    /// Requests per second per Vault address (0: no limit).
+    pub vault_requests_per_second: u32,
+}
+
+impl Default for ResilienceSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(20),
+            call_timeout: Duration::from_secs(30),
+            deadline: Duration::from_mins(5),
+            breaker_failures: 5,
+            breaker_cool_down: Duration::from_secs(30),
+            aws_writes_per_second: 50,
+            aws_reads_per_second: 100,
+            vault_requests_per_second: 0,
+        }
+    }
+}
 
 /// Where a call goes: one breaker (and one set of rate limiters) per endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn every_flag_has_a_registered_env_fallback() {
-        let registered: Vec<&str> = super::super::env_vars::ALL.iter().map(|(n, _)| *n).collect();
+        let registered: Vec<&str> = crate::env::ALL.iter().map(|(n, _)| *n).collect();
         let mut missing = Vec::new();
         let root = Cli::command();
         let mut commands = vec![root.clone()];
@@ -431,9 +431,9 @@ mod tests {
     fn environment_docs_are_current() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/environment.md");
         let current = std::fs::read_to_string(path).unwrap_or_default();
-        if current != super::super::env_vars::markdown() {
+        if current != crate::env::markdown() {
             if std::env::var_os("SECRETSYNC_BLESS").is_some() {
-                std::fs::write(path, super::super::env_vars::markdown()).unwrap();
+                std::fs::write(path, crate::env::markdown()).unwrap();
             } else {
                 panic!(
                     "docs/environment.md is stale; regenerate it with `SECRETSYNC_BLESS=1 cargo nextest run environment_docs`"

@@ -1,9 +1,8 @@
-//! The command line: clap definitions and the names of the environment variables behind every
-//! flag. No logic lives here; `commands/` does the work.
+//! The command line: clap definitions (every flag's variable is named in `crate::env`). No logic
+//! lives here; `commands/` does the work.
 
 mod args;
-pub mod env_vars;
 pub mod reference;
 
+pub use crate::env::EnvVars;
 pub use args::*;
-pub use env_vars::EnvVars;

@@ -20,14 +20,11 @@ pub(super) async fn run(global: &GlobalArgs, command: &LockCommand, printer: Pri
         ));
     };
     let context = crate::store::BuildContext::new(&pipeline);
-    let merge = context.merge_store(spec).await.map_err(|e| CliError::MergeStore {
-        hint: e.hint(),
-        message: e.to_string(),
-    })?;
-    let failed = |e: crate::store::StoreError| CliError::MergeStore {
-        message: e.to_string(),
-        hint: None,
-    };
+    let merge = context
+        .merge_store(spec)
+        .await
+        .map_err(|e| CliError::Failed(e.context("cannot use the merge store")))?;
+    let failed = |e: crate::store::StoreError| CliError::Failed(e.failure().context("cannot use the merge store"));
     match command {
         LockCommand::Status { output } => {
             let Some(locks) = merge.locks().await.map_err(failed)? else {

@@ -52,9 +52,9 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
     }
 }
 
-/// Reads an environment variable for `${VAR}` interpolation.
+/// Reads an environment variable for `${VAR}` interpolation (names the user chose).
 fn env_lookup(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+    crate::env::var(name)
 }
 
 /// Loads the pipeline file and prints its warnings.
@@ -97,7 +97,7 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
     // credential chain dumps provider errors with headers at warn; vaultrs and rustify log every
     // non-2xx answer at error), and the stores classify and report failures themselves. A user
     // debugging a library asks for it with SECRETSYNC_LOG_DEPENDENCIES.
-    let dependencies = std::env::var(EnvVars::LOG_DEPENDENCIES).unwrap_or_default();
+    let dependencies = crate::env::var(EnvVars::LOG_DEPENDENCIES).unwrap_or_default();
     let mut directives = format!("off,secretsync={name}");
     let mut ignored = Vec::new();
     for directive in dependencies.split(',').map(str::trim).filter(|d| !d.is_empty()) {
@@ -117,7 +117,7 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
         crate::output::ColorChoice::Always => true,
         crate::output::ColorChoice::Never => false,
         crate::output::ColorChoice::Auto => {
-            std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os(EnvVars::NO_COLOR).is_none()
+            std::io::IsTerminal::is_terminal(&std::io::stderr()) && !crate::env::is_set(EnvVars::NO_COLOR)
         }
     };
     let _ = match format {

@@ -11,7 +11,7 @@ use tracing::Instrument as _;
 use super::{init_logging, load, shown};
 use crate::cli::{EnvVars, GlobalArgs, OutputFormat, PipelineArgs};
 use crate::config::{ImportKind, Pipeline};
-use crate::engine::{BuildFailure, Engine, RunOptions, Stores};
+use crate::engine::{Engine, RunOptions, Stores};
 use crate::error::CliError;
 use crate::graph::GraphError;
 use crate::metrics::export::{self, Readiness};
@@ -71,7 +71,7 @@ async fn execute(
             let discovered = super::discover::run_discovery(global, &pipeline, &context, &args.cache).await;
             discovery_errors = discovered.errors();
             if let Err(e) = crate::discovery::expand(&mut pipeline, &discovered) {
-                discovery_errors.push(format!("discovered targets were not added: {e}"));
+                discovery_errors.push(e.context("discovered targets were not added"));
             }
         }
     } else if !pipeline.dynamic_targets.is_empty() {
@@ -88,13 +88,11 @@ async fn execute(
             Some("configure `merge_store`, or run without `--sync-only`"),
         ));
     }
-    let output = args
-        .output
-        .unwrap_or(if std::env::var(EnvVars::GITHUB_ACTIONS).as_deref() == Ok("true") {
-            OutputFormat::Github
-        } else {
-            OutputFormat::Human
-        });
+    let output = args.output.unwrap_or(if crate::env::in_github_actions() {
+        OutputFormat::Github
+    } else {
+        OutputFormat::Human
+    });
     if args.show_values && output != OutputFormat::Human {
         tracing::warn!(
             "--show-values only applies to human output; values are never written to {} output",
@@ -142,7 +140,7 @@ async fn execute(
     let mut report = Engine::new(&pipeline, &stores, &options, events, interrupt).run().await;
     report.errors.extend(discovery_errors);
     report.api_calls = metrics.call_counts();
-    metrics.record_report(&report);
+    report::metrics::record(&report, &metrics);
 
     let config = shown(&global.config());
     render(&report, output, args, plan_command, &config, printer);
@@ -206,7 +204,7 @@ fn render(
 ) {
     let text = match output {
         OutputFormat::Human => {
-            let in_actions = std::env::var(EnvVars::GITHUB_ACTIONS).as_deref() == Ok("true");
+            let in_actions = crate::env::in_github_actions();
             if args.show_values && in_actions {
                 printer.stdout(&report::github::masks_for_shown_values(report));
             }
@@ -228,7 +226,7 @@ fn render(
 }
 
 fn append_env_file(var: &str, text: &str) -> Result<(), CliError> {
-    let Some(path) = std::env::var_os(var) else {
+    let Some(path) = crate::env::path(var) else {
         return Ok(());
     };
     let error = |source| CliError::Output {
@@ -305,29 +303,23 @@ async fn build_stores(
                 let built = context
                     .source(&pipeline.sources[&import.name])
                     .await
-                    .map_err(|e| BuildFailure {
-                        hint: e.hint(),
-                        message: e.to_string(),
-                    });
+                    .map_err(|e| e.context(format!("source `{}` cannot be used", import.name)));
                 stores.sources.insert(import.name.clone(), built);
             }
         }
     }
     if sync_phase {
         for name in selected {
-            let built = context.target(&pipeline.targets[name]).await.map_err(|e| BuildFailure {
-                hint: e.hint(),
-                message: e.to_string(),
-            });
+            let built = context.target(&pipeline.targets[name]).await;
             stores.targets.insert(name.clone(), built);
         }
     }
     let needs_merge_store = !merge_phase || !dry_run;
     if let (Some(spec), true) = (&pipeline.merge_store, needs_merge_store) {
-        let merge = context.merge_store(spec).await.map_err(|e| CliError::MergeStore {
-            hint: e.hint(),
-            message: e.to_string(),
-        })?;
+        let merge = context
+            .merge_store(spec)
+            .await
+            .map_err(|e| CliError::Failed(e.context("cannot use the merge store")))?;
         stores.merge = Some(Arc::clone(&merge));
     }
     Ok(stores)

@@ -183,7 +183,7 @@ pub(crate) fn tag(key: &str, value: &str) -> Result<(), String> {
     if key.to_ascii_lowercase().starts_with("aws:") {
         return Err(format!("tag key `{key}` uses the reserved `aws:` prefix"));
     }
-    if key == crate::store::OWNER_TAG || key.starts_with("secretsync:") {
+    if key == crate::model::OWNER_TAG || key.starts_with("secretsync:") {
         return Err(format!(
             "tag key `{key}` is reserved: secretsync uses `managed-by` and `secretsync:…` to mark the secrets it owns"
         ));

@@ -11,6 +11,7 @@ use super::diagnostics::Diagnostic;
 use super::raw::{ConfigSecret, ExecutionContextType, LogFormat, LogLevel, MatchStrategy};
 use crate::graph::TargetGraph;
 use crate::model::SecretPath;
+pub use crate::resilience::ResilienceSettings;
 
 /// A validated pipeline file.
 #[derive(Debug)]
@@ -585,48 +586,6 @@ pub struct RunSettings {
     pub discover: bool,
     /// Retries, timeouts, breakers and rate limits.
     pub resilience: ResilienceSettings,
-}
-
-/// `pipeline.resilience:` with defaults applied (see the raw type for what each means).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResilienceSettings {
-    /// Attempts per call, the first included.
-    pub max_attempts: u32,
-    /// Backoff before the first retry.
-    pub base_delay: Duration,
-    /// Longest backoff.
-    pub max_delay: Duration,
-    /// Longest single attempt.
-    pub call_timeout: Duration,
-    /// Longest call with its retries.
-    pub deadline: Duration,
-    /// Consecutive failures that open a breaker.
-    pub breaker_failures: u32,
-    /// How long a breaker stays open.
-    pub breaker_cool_down: Duration,
-    /// Secrets Manager writes per second per account and region.
-    pub aws_writes_per_second: u32,
-    /// Secrets Manager reads per second of each read API, per account and region.
-    pub aws_reads_per_second: u32,
-    /// Requests per second per Vault address (0: no limit).
-    pub vault_requests_per_second: u32,
-}
-
-impl Default for ResilienceSettings {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(20),
-            call_timeout: Duration::from_secs(30),
-            deadline: Duration::from_mins(5),
-            breaker_failures: 5,
-            breaker_cool_down: Duration::from_secs(30),
-            aws_writes_per_second: 50,
-            aws_reads_per_second: 100,
-            vault_requests_per_second: 0,
-        }
-    }
 }
 
 impl Default for RunSettings {

@@ -7,16 +7,18 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::Account;
-use crate::store::aws::error_chain;
+use super::{call_failed, invalid};
+use crate::failure::Failure;
 
 /// Parses a list's text: a JSON or YAML array, or (from SSM `StringList`) comma-separated ids.
-pub(crate) fn parse(text: &str, from: &str) -> Result<Vec<Account>, String> {
+pub(crate) fn parse(text: &str, from: &str) -> Result<Vec<Account>, Failure> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(format!("{from} is empty"));
+        return Err(invalid(format!("{from} is empty")));
     }
     let value = if trimmed.starts_with(['[', '{', '-']) || trimmed.contains('\n') {
-        crate::config::data_from_yaml(trimmed).map_err(|e| format!("{from} is not a JSON or YAML list: {e}"))?
+        crate::config::data_from_yaml(trimmed)
+            .map_err(|e| invalid(format!("{from} is not a JSON or YAML list: {e}")))?
     } else {
         Value::Array(
             trimmed
@@ -26,7 +28,7 @@ pub(crate) fn parse(text: &str, from: &str) -> Result<Vec<Account>, String> {
         )
     };
     let Value::Array(items) = value else {
-        return Err(format!("{from} is not a list of accounts"));
+        return Err(invalid(format!("{from} is not a list of accounts")));
     };
     let found_by = format!("listed in {from}");
     let mut out = Vec::new();
@@ -39,7 +41,7 @@ pub(crate) fn parse(text: &str, from: &str) -> Result<Vec<Account>, String> {
                 let id = match map.get("id").or_else(|| map.get("Id")) {
                     Some(Value::String(s)) => s.trim().to_owned(),
                     Some(Value::Number(n)) => format!("{n:0>12}"),
-                    _ => return Err(format!("{from}: entry {} has no `id`", i + 1)),
+                    _ => return Err(invalid(format!("{from}: entry {} has no `id`", i + 1))),
                 };
                 let name = map
                     .get("name")
@@ -58,17 +60,17 @@ pub(crate) fn parse(text: &str, from: &str) -> Result<Vec<Account>, String> {
                 (id, name.to_owned(), tags)
             }
             other => {
-                return Err(format!(
+                return Err(invalid(format!(
                     "{from}: entry {} is {other}, not an account id or object",
                     i + 1
-                ));
+                )));
             }
         };
         if id.is_empty() {
             continue;
         }
         if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("{from}: `{id}` is not a 12-digit account id"));
+            return Err(invalid(format!("{from}: `{id}` is not a 12-digit account id")));
         }
         out.push(Account {
             id,
@@ -82,14 +84,14 @@ pub(crate) fn parse(text: &str, from: &str) -> Result<Vec<Account>, String> {
 }
 
 /// The accounts in SSM parameter `name`.
-pub(crate) async fn from_ssm(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Vec<Account>, String> {
+pub(crate) async fn from_ssm(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Vec<Account>, Failure> {
     let out = ssm
         .get_parameter()
         .name(name)
         .with_decryption(true)
         .send()
         .await
-        .map_err(|e| format!("ssm:GetParameter({name}) failed: {}", error_chain(&e)))?;
+        .map_err(|e| call_failed(format!("ssm:GetParameter({name})"), &e))?;
     let value = out.parameter().and_then(|p| p.value()).unwrap_or_default();
     parse(value, &format!("ssm:{name}"))
 }
@@ -122,9 +124,10 @@ mod tests {
         assert!(
             parse("12345", "ssm:/x")
                 .unwrap_err()
+                .message
                 .contains("`12345` is not a 12-digit account id")
         );
-        assert!(parse("  ", "ssm:/x").unwrap_err().contains("is empty"));
-        assert!(parse(r#"{"a": 1}"#, "f").unwrap_err().contains("not a list"));
+        assert!(parse("  ", "ssm:/x").unwrap_err().message.contains("is empty"));
+        assert!(parse(r#"{"a": 1}"#, "f").unwrap_err().message.contains("not a list"));
     }
 }

@@ -12,7 +12,8 @@ use aws_sdk_identitystore::types::{AlternateIdentifier, UniqueAttribute};
 use aws_sdk_ssoadmin::types::PrincipalType;
 
 use super::Account;
-use crate::store::aws::error_chain;
+use super::{call_failed, invalid};
+use crate::failure::Failure;
 
 /// The Identity Center instance: its ARN and identity store.
 pub(crate) struct Instance {
@@ -21,16 +22,16 @@ pub(crate) struct Instance {
 }
 
 /// The first (and in practice only) Identity Center instance.
-pub(crate) async fn instance(sso: &aws_sdk_ssoadmin::Client) -> Result<Instance, String> {
+pub(crate) async fn instance(sso: &aws_sdk_ssoadmin::Client) -> Result<Instance, Failure> {
     let out = sso
         .list_instances()
         .send()
         .await
-        .map_err(|e| format!("sso:ListInstances failed: {}", error_chain(&e)))?;
+        .map_err(|e| call_failed("sso:ListInstances", &e))?;
     let first = out
         .instances()
         .first()
-        .ok_or("no IAM Identity Center instance in this account and region")?;
+        .ok_or_else(|| invalid("no IAM Identity Center instance in this account and region"))?;
     Ok(Instance {
         arn: first.instance_arn().unwrap_or_default().to_owned(),
         identity_store: first.identity_store_id().unwrap_or_default().to_owned(),
@@ -38,7 +39,7 @@ pub(crate) async fn instance(sso: &aws_sdk_ssoadmin::Client) -> Result<Instance,
 }
 
 /// The ARN of the permission set named `name`.
-async fn permission_set(sso: &aws_sdk_ssoadmin::Client, instance: &Instance, name: &str) -> Result<String, String> {
+async fn permission_set(sso: &aws_sdk_ssoadmin::Client, instance: &Instance, name: &str) -> Result<String, Failure> {
     let mut pages = sso
         .list_permission_sets()
         .instance_arn(&instance.arn)
@@ -46,7 +47,7 @@ async fn permission_set(sso: &aws_sdk_ssoadmin::Client, instance: &Instance, nam
         .send();
     let mut seen = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| format!("sso:ListPermissionSets failed: {}", error_chain(&e)))?;
+        let page = page.map_err(|e| call_failed("sso:ListPermissionSets", &e))?;
         for arn in page.permission_sets() {
             let described = sso
                 .describe_permission_set()
@@ -54,7 +55,7 @@ async fn permission_set(sso: &aws_sdk_ssoadmin::Client, instance: &Instance, nam
                 .permission_set_arn(arn)
                 .send()
                 .await
-                .map_err(|e| format!("sso:DescribePermissionSet failed: {}", error_chain(&e)))?;
+                .map_err(|e| call_failed("sso:DescribePermissionSet", &e))?;
             let found = described.permission_set().and_then(|p| p.name()).unwrap_or_default();
             if found == name {
                 return Ok(arn.clone());
@@ -63,14 +64,14 @@ async fn permission_set(sso: &aws_sdk_ssoadmin::Client, instance: &Instance, nam
         }
     }
     seen.sort();
-    Err(format!(
+    Err(invalid(format!(
         "no permission set named `{name}` (there: {})",
         if seen.is_empty() {
             "none".to_owned()
         } else {
             seen.join(", ")
         }
-    ))
+    )))
 }
 
 /// The accounts of `candidates` where the permission set `name` is assigned to anyone.
@@ -79,7 +80,7 @@ pub(crate) async fn with_permission_set(
     instance: &Instance,
     name: &str,
     candidates: &[Account],
-) -> Result<Vec<Account>, String> {
+) -> Result<Vec<Account>, Failure> {
     let arn = permission_set(sso, instance, name).await?;
     let mut out = Vec::new();
     for account in candidates {
@@ -91,7 +92,7 @@ pub(crate) async fn with_permission_set(
             .max_results(1)
             .send()
             .await
-            .map_err(|e| format!("sso:ListAccountAssignments({}) failed: {}", account.id, error_chain(&e)))?;
+            .map_err(|e| call_failed(format!("sso:ListAccountAssignments({})", account.id), &e))?;
         if !assigned.account_assignments().is_empty() {
             out.push(Account {
                 found_by: format!("permission set {name} is assigned"),
@@ -108,7 +109,7 @@ pub(crate) async fn with_group(
     store: &aws_sdk_identitystore::Client,
     instance: &Instance,
     group: &str,
-) -> Result<BTreeSet<String>, String> {
+) -> Result<BTreeSet<String>, Failure> {
     let id = store
         .get_group_id()
         .identity_store_id(&instance.identity_store)
@@ -117,11 +118,16 @@ pub(crate) async fn with_group(
                 .attribute_path("DisplayName")
                 .attribute_value(aws_smithy_types_document(group))
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| invalid(e.to_string()))?,
         ))
         .send()
         .await
-        .map_err(|e| format!("no group named `{group}` in the identity store ({})", error_chain(&e)))?
+        .map_err(|e| {
+            call_failed(
+                format!("no group named `{group}` in the identity store; identitystore:GetGroupId"),
+                &e,
+            )
+        })?
         .group_id;
     let mut pages = sso
         .list_account_assignments_for_principal()
@@ -132,7 +138,7 @@ pub(crate) async fn with_group(
         .send();
     let mut accounts = BTreeSet::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| format!("sso:ListAccountAssignmentsForPrincipal failed: {}", error_chain(&e)))?;
+        let page = page.map_err(|e| call_failed("sso:ListAccountAssignmentsForPrincipal", &e))?;
         accounts.extend(
             page.account_assignments()
                 .iter()

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{
     AccountsList, AwsTarget, DynamicTarget, Import, ImportKind, NameMatching, Pipeline, Target, TargetKind,
 };
+use crate::failure::{ErrorClass, Failure};
 use crate::store::aws::AwsClients;
 
 /// An account as a discovery method found it.
@@ -76,7 +77,7 @@ pub struct GroupResult {
     /// Accounts found but skipped, by id.
     pub skipped: Vec<SkippedAccount>,
     /// Why the group failed (its targets are then not synced).
-    pub error: Option<String>,
+    pub error: Option<Failure>,
 }
 
 /// What discovery found, by group name.
@@ -87,17 +88,31 @@ pub struct Discovered {
 }
 
 impl Discovered {
-    /// The errors of failed groups, as messages.
-    pub fn errors(&self) -> Vec<String> {
+    /// The failures of failed groups, for the run report.
+    pub fn errors(&self) -> Vec<Failure> {
         self.groups
             .iter()
             .filter_map(|g| {
                 g.error
                     .as_ref()
-                    .map(|e| format!("discovery for `{}` failed: {e}", g.group))
+                    .map(|e| e.clone().context(format!("discovery for `{}` failed", g.group)))
             })
             .collect()
     }
+}
+
+/// A discovery API call that failed, classified as the stores classify their calls.
+pub(crate) fn call_failed<E, R>(call: impl std::fmt::Display, err: &aws_sdk_sts::error::SdkError<E, R>) -> Failure
+where
+    E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    Failure::new(crate::store::aws::classify(err), format!("{call} failed")).caused_by(err)
+}
+
+/// What discovery found that cannot be used (an empty list, an unknown OU, clashing names).
+pub(crate) fn invalid(message: impl Into<String>) -> Failure {
+    Failure::new(ErrorClass::Invalid, message)
 }
 
 /// The clients discovery uses, made once per run.
@@ -153,7 +168,7 @@ pub async fn discover(pipeline: &Pipeline, aws: &AwsClients) -> Discovered {
 }
 
 /// What each group's methods found: its accounts, or why they could not be listed.
-pub(crate) type Collected = BTreeMap<String, Result<Vec<Account>, String>>;
+pub(crate) type Collected = BTreeMap<String, Result<Vec<Account>, Failure>>;
 
 /// Lists every group's accounts.
 async fn collect_all(pipeline: &Pipeline, aws: &AwsClients) -> Collected {
@@ -174,7 +189,7 @@ async fn collect_all(pipeline: &Pipeline, aws: &AwsClients) -> Collected {
                 return pipeline
                     .dynamic_targets
                     .keys()
-                    .map(|group| (group.clone(), Err(e.message.clone())))
+                    .map(|group| (group.clone(), Err(e.failure())))
                     .collect();
             }
         }
@@ -197,7 +212,10 @@ fn select_all(pipeline: &Pipeline, collected: &Collected) -> Discovered {
             let selected = match collected.get(name) {
                 Some(Ok(accounts)) => select(pipeline, group, accounts),
                 Some(Err(error)) => Err(error.clone()),
-                None => Err("no discovery result for this group (this is a bug)".to_owned()),
+                None => Err(Failure::new(
+                    ErrorClass::Fatal,
+                    "no discovery result for this group (this is a bug)",
+                )),
             };
             selected.unwrap_or_else(|error| GroupResult {
                 group: name.clone(),
@@ -211,8 +229,8 @@ fn select_all(pipeline: &Pipeline, collected: &Collected) -> Discovered {
 }
 
 /// The accounts a group's methods find, de-duplicated (first finder wins).
-async fn collect(group: &DynamicTarget, clients: Option<&Clients>) -> Result<Vec<Account>, String> {
-    let aws = || clients.ok_or_else(|| "AWS clients were not set up (this is a bug)".to_owned());
+async fn collect(group: &DynamicTarget, clients: Option<&Clients>) -> Result<Vec<Account>, Failure> {
+    let aws = || clients.ok_or_else(|| Failure::new(ErrorClass::Fatal, "AWS clients were not set up (this is a bug)"));
     let mut found: Vec<Account> = Vec::new();
     let mut org_accounts: Option<Vec<Account>> = None;
     let discovery = &group.discovery;
@@ -254,8 +272,13 @@ async fn collect(group: &DynamicTarget, clients: Option<&Clients>) -> Result<Vec
         found.extend(match list {
             AccountsList::Ssm(name) => accounts_list::from_ssm(&aws()?.ssm, name).await?,
             AccountsList::File(file) => {
-                let text = std::fs::read_to_string(&file.path)
-                    .map_err(|e| format!("cannot read the accounts list `{}`: {e}", file.written))?;
+                let text = std::fs::read_to_string(&file.path).map_err(|e| {
+                    Failure::new(
+                        ErrorClass::Invalid,
+                        format!("cannot read the accounts list `{}`", file.written),
+                    )
+                    .caused_by(&e)
+                })?;
                 accounts_list::parse(&text, &format!("file:{}", file.written))?
             }
         });
@@ -274,16 +297,16 @@ fn matching_of(group: &DynamicTarget) -> NameMatching {
 }
 
 /// A group's targets from the accounts its methods found.
-fn select(pipeline: &Pipeline, group: &DynamicTarget, accounts: &[Account]) -> Result<GroupResult, String> {
+fn select(pipeline: &Pipeline, group: &DynamicTarget, accounts: &[Account]) -> Result<GroupResult, Failure> {
     if let Some(bad) = accounts
         .iter()
         .find(|a| a.id.len() != 12 || !a.id.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(format!(
+        return Err(invalid(format!(
             "`{}` ({}) is not a 12-digit AWS account id",
             bad.id.escape_debug(),
             bad.found_by.escape_debug()
-        ));
+        )));
     }
     let matching = matching_of(group);
     let patterns: Vec<names::Pattern> = group
@@ -344,10 +367,10 @@ fn select(pipeline: &Pipeline, group: &DynamicTarget, accounts: &[Account]) -> R
             }
         }
         let Some(name) = names::target_name(&group.name_template, &account.id, &account.name, &account.tags) else {
-            return Err(format!(
+            return Err(invalid(format!(
                 "`{}` gives account {} ({}) an empty target name; use a template with {{{{account_id}}}}",
                 group.name_template, account.id, account.name
-            ));
+            )));
         };
         targets.push(DiscoveredTarget {
             name,
@@ -360,17 +383,17 @@ fn select(pipeline: &Pipeline, group: &DynamicTarget, accounts: &[Account]) -> R
     targets.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.account_id.cmp(&b.account_id)));
     for pair in targets.windows(2) {
         if pair[0].name == pair[1].name {
-            return Err(format!(
+            return Err(invalid(format!(
                 "accounts {} and {} both get the target name `{}`; add {{{{account_id}}}} to `name_template`",
                 pair[0].account_id, pair[1].account_id, pair[0].name
-            ));
+            )));
         }
     }
     if let Some(clash) = targets.iter().find(|t| pipeline.targets.contains_key(&t.name)) {
-        return Err(format!(
+        return Err(invalid(format!(
             "account {} gets the target name `{}`, which a static target already has; change `name_template`",
             clash.account_id, clash.name
-        ));
+        )));
     }
     skipped.sort_by(|a, b| a.account_id.cmp(&b.account_id));
     Ok(GroupResult {
@@ -383,24 +406,24 @@ fn select(pipeline: &Pipeline, group: &DynamicTarget, accounts: &[Account]) -> R
 
 /// Adds the targets of every successful group to `pipeline` (and its graph). Targets of
 /// different groups with the same name fail both groups' targets.
-pub fn expand(pipeline: &mut Pipeline, discovered: &Discovered) -> Result<(), String> {
+pub fn expand(pipeline: &mut Pipeline, discovered: &Discovered) -> Result<(), Failure> {
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     for group in &discovered.groups {
         for target in &group.targets {
             if let Some(other) = owner.insert(target.name.clone(), group.group.clone()) {
-                return Err(format!(
+                return Err(invalid(format!(
                     "the target name `{}` is discovered by both `{other}` and `{}`; give the groups different name templates",
                     target.name, group.group
-                ));
+                )));
             }
         }
     }
     for group in discovered.groups.iter().filter(|g| g.error.is_none()) {
         let Some(settings) = pipeline.dynamic_targets.get(&group.group).map(|g| &g.target) else {
-            return Err(format!(
+            return Err(invalid(format!(
                 "discovery returned the group `{}`, which the pipeline does not have",
                 group.group
-            ));
+            )));
         };
         for found in &group.targets {
             let imports = found
@@ -430,5 +453,5 @@ pub fn expand(pipeline: &mut Pipeline, discovered: &Discovered) -> Result<(), St
             pipeline.targets.insert(found.name.clone(), target);
         }
     }
-    pipeline.rebuild_graph().map_err(|e| e.to_string())
+    pipeline.rebuild_graph().map_err(|e| invalid(e.to_string()))
 }

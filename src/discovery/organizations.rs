@@ -9,7 +9,8 @@ use aws_sdk_organizations::Client;
 use aws_sdk_organizations::types::Account as OrgAccount;
 
 use super::Account;
-use crate::store::aws::error_chain;
+use super::{call_failed, invalid};
+use crate::failure::Failure;
 
 /// Page size of every Organizations list call.
 const PAGE: i32 = 20;
@@ -27,11 +28,11 @@ fn to_account(a: &OrgAccount, found_by: &str) -> Option<Account> {
 }
 
 /// Every account of the organization.
-pub(crate) async fn all_accounts(client: &Client) -> Result<Vec<Account>, String> {
+pub(crate) async fn all_accounts(client: &Client) -> Result<Vec<Account>, Failure> {
     let mut pages = client.list_accounts().max_results(PAGE).into_paginator().send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| format!("organizations:ListAccounts failed: {}", error_chain(&e)))?;
+        let page = page.map_err(|e| call_failed("organizations:ListAccounts", &e))?;
         out.extend(
             page.accounts()
                 .iter()
@@ -41,7 +42,7 @@ pub(crate) async fn all_accounts(client: &Client) -> Result<Vec<Account>, String
     Ok(out)
 }
 
-async fn children(client: &Client, parent: &str) -> Result<Vec<(String, String)>, String> {
+async fn children(client: &Client, parent: &str) -> Result<Vec<(String, String)>, Failure> {
     let mut pages = client
         .list_organizational_units_for_parent()
         .parent_id(parent)
@@ -50,12 +51,8 @@ async fn children(client: &Client, parent: &str) -> Result<Vec<(String, String)>
         .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            format!(
-                "organizations:ListOrganizationalUnitsForParent({parent}) failed: {}",
-                error_chain(&e)
-            )
-        })?;
+        let page =
+            page.map_err(|e| call_failed(format!("organizations:ListOrganizationalUnitsForParent({parent})"), &e))?;
         out.extend(
             page.organizational_units()
                 .iter()
@@ -66,7 +63,7 @@ async fn children(client: &Client, parent: &str) -> Result<Vec<(String, String)>
 }
 
 /// The id of `ou`: an OU or root id as given, or a path of OU names from the root.
-async fn resolve(client: &Client, ou: &str) -> Result<String, String> {
+async fn resolve(client: &Client, ou: &str) -> Result<String, Failure> {
     if ou.starts_with("ou-") || ou.starts_with("r-") {
         return Ok(ou.to_owned());
     }
@@ -74,12 +71,12 @@ async fn resolve(client: &Client, ou: &str) -> Result<String, String> {
         .list_roots()
         .send()
         .await
-        .map_err(|e| format!("organizations:ListRoots failed: {}", error_chain(&e)))?;
+        .map_err(|e| call_failed("organizations:ListRoots", &e))?;
     let mut current = roots
         .roots()
         .first()
         .and_then(|r| r.id())
-        .ok_or("the organization has no root")?
+        .ok_or_else(|| invalid("the organization has no root"))?
         .to_owned();
     let mut walked = Vec::new();
     for segment in ou.split('/').filter(|s| !s.is_empty()) {
@@ -92,14 +89,14 @@ async fn resolve(client: &Client, ou: &str) -> Result<String, String> {
             } else {
                 format!("`{}`", walked.join("/"))
             };
-            return Err(format!(
+            return Err(invalid(format!(
                 "no OU named `{segment}` under {at} (there: {})",
                 if names.is_empty() {
                     "none".to_owned()
                 } else {
                     names.join(", ")
                 }
-            ));
+            )));
         };
         walked.push(segment);
         current.clone_from(id);
@@ -108,7 +105,7 @@ async fn resolve(client: &Client, ou: &str) -> Result<String, String> {
 }
 
 /// Accounts directly under `ou`, or anywhere below it when `recursive`.
-pub(crate) async fn accounts_under(client: &Client, ou: &str, recursive: bool) -> Result<Vec<Account>, String> {
+pub(crate) async fn accounts_under(client: &Client, ou: &str, recursive: bool) -> Result<Vec<Account>, Failure> {
     let start = resolve(client, ou).await?;
     let mut queue = VecDeque::from([start]);
     let mut out = Vec::new();
@@ -120,12 +117,7 @@ pub(crate) async fn accounts_under(client: &Client, ou: &str, recursive: bool) -
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                format!(
-                    "organizations:ListAccountsForParent({parent}) failed: {}",
-                    error_chain(&e)
-                )
-            })?;
+            let page = page.map_err(|e| call_failed(format!("organizations:ListAccountsForParent({parent})"), &e))?;
             let how = if recursive {
                 format!("below OU {ou}")
             } else {
@@ -141,7 +133,7 @@ pub(crate) async fn accounts_under(client: &Client, ou: &str, recursive: bool) -
 }
 
 /// Fills in each account's tags (one `ListTagsForResource` per account, paginated).
-pub(crate) async fn add_tags(client: &Client, accounts: &mut [Account]) -> Result<(), String> {
+pub(crate) async fn add_tags(client: &Client, accounts: &mut [Account]) -> Result<(), Failure> {
     for account in accounts {
         let mut pages = client
             .list_tags_for_resource()
@@ -149,13 +141,8 @@ pub(crate) async fn add_tags(client: &Client, accounts: &mut [Account]) -> Resul
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                format!(
-                    "organizations:ListTagsForResource({}) failed: {}",
-                    account.id,
-                    error_chain(&e)
-                )
-            })?;
+            let page =
+                page.map_err(|e| call_failed(format!("organizations:ListTagsForResource({})", account.id), &e))?;
             for tag in page.tags() {
                 account.tags.insert(tag.key().to_owned(), tag.value().to_owned());
             }

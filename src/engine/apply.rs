@@ -1,21 +1,267 @@
-//! Applying a plan: the one place that writes.
+//! The apply phase and every write: the one place that writes to a target or a merge store, and
+//! the one place that decides what a dry run skips.
 //!
-//! Dry runs stop here (and targets are additionally wrapped read-only by the engine, so a bug
-//! elsewhere still cannot write). Values are written before deletes, so an interrupted run
-//! never leaves a target with fewer secrets than it had. Cancellation is checked before each
-//! write starts, never in the middle of one. Stores that allow it get several writes in flight
-//! (`WritableStore::write_concurrency`); the resilience layer's rate limiter paces them.
+//! [`Writer`] holds the dry-run decision, the merge store's run lock, and the merge store's
+//! begin/commit around each merged result; [`withhold_deletes`] is the run-wide `max_deletes`
+//! guard; [`execute`] applies one plan. In a dry run targets are also wrapped read-only
+//! ([`Writer::target_store`]), so a bug elsewhere still cannot write.
+//!
+//! Values are written before deletes, so an interrupted run never leaves a target with fewer
+//! secrets than it had. Cancellation is checked before each write starts, never in the middle of
+//! one. Stores that allow it get several writes in flight (`WritableStore::write_concurrency`);
+//! the resilience layer's rate limiter paces them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
-use crate::model::SecretPath;
-use crate::plan::{Action, ApplyResult, TargetPlan};
-use crate::store::WritableStore;
+use super::run::{ApplyOutcome, Engine, Planned};
+use crate::failure::{ErrorClass, Failure};
+use crate::model::{SecretPath, SecretSet, SecretValue};
+use crate::plan::{Action, ApplyResult, PlanOptions, TargetPlan, Withheld, plan};
+use crate::report::{Event, Phase, TargetStatus, WithheldDeletes};
+use crate::store::{Listing, MergeStore, ReadOnly, Store, StoreError, WritableStore};
+
+/// A listing and the current values of the desired secrets in it.
+pub(crate) type Actual = (Listing, BTreeMap<SecretPath, Arc<SecretValue>>);
+
+/// What a run may write, and the lock it writes under.
+pub(crate) struct Writer<'a> {
+    dry_run: bool,
+    merge: Option<&'a dyn MergeStore>,
+    /// The merge store's run lock, once taken (or why it could not be); shared by every target
+    /// that needed it.
+    lock: OnceCell<Result<(), Failure>>,
+    interrupt: CancellationToken,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer for a run; `merge` is the run's merge store.
+    pub(crate) fn new(dry_run: bool, merge: Option<&'a dyn MergeStore>, interrupt: CancellationToken) -> Self {
+        Self {
+            dry_run,
+            merge,
+            lock: OnceCell::new(),
+            interrupt,
+        }
+    }
+
+    /// Whether this run writes nothing.
+    pub(crate) fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The store a target is planned and applied through: read-only in a dry run.
+    pub(crate) fn target_store(&self, store: Arc<dyn WritableStore>) -> Arc<dyn WritableStore> {
+        if self.dry_run { Arc::new(ReadOnly(store)) } else { store }
+    }
+
+    /// Takes the merge store's run lock, once per run. A merge store shared between machines
+    /// is locked from the run's first write to it until the end of the run (a run with nothing
+    /// to write takes no lock, and so makes no write call at all).
+    async fn lock(&self, merge: &dyn MergeStore) -> Result<(), Failure> {
+        self.lock
+            .get_or_init(|| async { merge.lock().await.map_err(|e| e.failure()) })
+            .await
+            .clone()
+    }
+
+    /// Gives the run lock back at the end of the run, if this run took it.
+    pub(crate) async fn release(&self) -> Option<Failure> {
+        let (Some(merge), Some(Ok(()))) = (self.merge, self.lock.get()) else {
+            return None;
+        };
+        let err = merge.unlock().await.err()?;
+        Some(
+            err.failure()
+                .context("the merge store's run lock could not be released"),
+        )
+    }
+
+    /// Persists `name`'s merged result (nothing in a dry run, or without a merge store). `read`
+    /// lists the target's scope and reads the values of the desired secrets; stale entries are
+    /// removed, after every import was read. Writes happen under the run lock, between
+    /// [`MergeStore::begin`] and [`MergeStore::commit`]. Returns the writes made.
+    pub(crate) async fn write_merged(
+        &self,
+        name: &str,
+        desired: &SecretSet,
+        read: impl AsyncFnOnce(&dyn Store) -> Result<Actual, StoreError>,
+    ) -> Result<u64, Failure> {
+        let Some(merge) = self.merge.filter(|_| !self.dry_run) else {
+            return Ok(0);
+        };
+        let scope = merge.for_target(name);
+        let (listing, actual) = read(scope.as_ref())
+            .await
+            .map_err(|e| e.failure().context("cannot read the merge store"))?;
+        let mut merged_plan = plan(
+            desired,
+            &listing,
+            &actual,
+            scope.as_ref(),
+            PlanOptions {
+                target: name,
+                delete_orphans: true,
+                adopt: true,
+                complete: true,
+            },
+        );
+        if let Some(bad) = merged_plan.changes.iter().find(|c| c.action.is_problem()) {
+            return Err(Failure::new(
+                ErrorClass::Invalid,
+                format!(
+                    "cannot store `{}` in the merge store: {}",
+                    bad.path,
+                    bad.note.as_deref().unwrap_or("invalid")
+                ),
+            ));
+        }
+        let writes = merged_plan.changes.iter().any(|c| c.action.writes());
+        let committed = |e: StoreError| e.failure().context("cannot read the merge store");
+        if !writes && merge.has_result(name).await.map_err(committed)? {
+            return Ok(0);
+        }
+        self.lock(merge).await?;
+        merge
+            .begin(name)
+            .await
+            .map_err(|e| e.failure().context("cannot prepare the merge store"))?;
+        let applied = execute(&mut merged_plan, scope.as_ref(), name, &self.interrupt, &|| {}).await;
+        if applied.failed > 0 || applied.not_attempted > 0 {
+            let first = merged_plan.changes.iter().find_map(|c| match &c.result {
+                Some(ApplyResult::Failed(e)) => Some(e.clone()),
+                _ => None,
+            });
+            let context = format!("cannot write the merged result to {}", merge.describe());
+            return Err(first
+                .unwrap_or_else(|| Failure::new(ErrorClass::Fatal, "interrupted"))
+                .context(context));
+        }
+        merge.commit(name).await.map_err(|e| {
+            e.failure()
+                .context(format!("cannot commit the merged result to {}", merge.describe()))
+        })?;
+        Ok(applied.ok)
+    }
+}
+
+/// Withholds every delete of the run when there are more than `max` (deletes already withheld
+/// by another guard are not counted).
+pub(crate) fn withhold_deletes(plans: &mut BTreeMap<String, Planned>, max: u64) -> Option<WithheldDeletes> {
+    let to_make = |c: &&mut crate::plan::Change| c.action == Action::Delete && c.withheld.is_none();
+    let planned: u64 = plans
+        .values_mut()
+        .map(|(p, _)| p.changes.iter_mut().filter(to_make).count() as u64)
+        .sum();
+    if planned <= max {
+        return None;
+    }
+    for (plan, _) in plans.values_mut() {
+        for change in plan.changes.iter_mut().filter(to_make) {
+            change.withheld = Some(Withheld::MaxDeletes);
+        }
+    }
+    tracing::warn!(planned, max, "withholding every delete");
+    Some(WithheldDeletes { planned, max })
+}
+
+impl Engine<'_> {
+    /// The apply phase: every planned target's writes (nothing in a dry run). Targets are
+    /// written under the merge store's run lock too (taken here by a `--sync-only` run, which
+    /// writes nothing to the merge store), so two runs never apply to the same targets at once.
+    pub(super) async fn apply_all(
+        &self,
+        plans: &mut BTreeMap<String, Planned>,
+        statuses: &mut BTreeMap<String, TargetStatus>,
+    ) {
+        if self.writer.dry_run {
+            return;
+        }
+        let writes: u64 = plans
+            .values()
+            .map(|(p, _)| p.changes.iter().filter(|c| c.action.writes()).count() as u64)
+            .sum();
+        self.events.emit(Event::PhaseStarted {
+            phase: Phase::Apply,
+            total: writes,
+        });
+        let phase = tracing::info_span!("phase", phase = "apply");
+        let phase = &phase;
+        let lock_failure = match self.writer.merge {
+            Some(merge) if writes > 0 => self.writer.lock(merge).await.err().map(|failure| TargetStatus::Failed {
+                phase: Phase::Apply,
+                failure,
+            }),
+            _ => None,
+        };
+        let lock_failure = &lock_failure;
+        let jobs: Vec<(String, TargetPlan, Arc<dyn WritableStore>)> = std::mem::take(plans)
+            .into_iter()
+            .map(|(name, (plan, store))| (name, plan, store))
+            .collect();
+        let done: Vec<ApplyOutcome> = stream::iter(jobs)
+            .map(|(name, mut plan, store)| async move {
+                let t = Instant::now();
+                if let Some(reason) = lock_failure
+                    .clone()
+                    .or_else(|| self.stop_reason())
+                    .filter(|_| plan.has_writes())
+                {
+                    return (name, plan, store, Some(reason), t.elapsed());
+                }
+                let progress = || {
+                    self.events.emit(Event::Progress {
+                        phase: Phase::Apply,
+                        target: name.clone(),
+                    });
+                };
+                let applied = execute(&mut plan, store.as_ref(), &name, &self.writer.interrupt, &progress)
+                    .instrument(tracing::info_span!(parent: phase, "target", target = %name, phase = "apply"))
+                    .await;
+                let status = (applied.failed > 0).then(|| TargetStatus::Failed {
+                    phase: Phase::Apply,
+                    failure: Failure::new(
+                        failed_class(&plan),
+                        format!("{} of {} writes failed", applied.failed, applied.failed + applied.ok),
+                    ),
+                });
+                self.note_failure(status.as_ref());
+                (name, plan, store, status, t.elapsed())
+            })
+            .buffer_unordered(self.options.sync_parallel.max(1))
+            .collect()
+            .await;
+        self.events.emit(Event::PhaseFinished { phase: Phase::Apply });
+        for (name, plan, store, status, elapsed) in done {
+            self.add_time(&name, elapsed);
+            if let Some(status) = status {
+                statuses.insert(name.clone(), status);
+            }
+            plans.insert(name, (plan, store));
+        }
+    }
+}
+
+/// The class of a target's failed writes: theirs when they agree, else the first one's.
+fn failed_class(plan: &TargetPlan) -> ErrorClass {
+    plan.changes
+        .iter()
+        .find_map(|c| match &c.result {
+            Some(ApplyResult::Failed(f)) => Some(f.class),
+            _ => None,
+        })
+        .unwrap_or(ErrorClass::Fatal)
+}
 
 /// Counts of what an apply did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Writes that succeeded.
     pub ok: u64,
     /// Writes that failed.
@@ -24,20 +270,17 @@ pub struct Applied {
     pub not_attempted: u64,
 }
 
-/// Applies `plan` to `store` on behalf of `owner`, recording each change's result, unless
-/// `dry_run`. `on_write` is called after every attempted write (for progress).
-pub async fn execute(
+/// Applies `plan` to `store` on behalf of `owner`, recording each change's result. `on_write`
+/// is called after every attempted write (for progress). Callers outside this module go through
+/// [`Writer`], which knows whether the run may write.
+pub(crate) async fn execute(
     plan: &mut TargetPlan,
     store: &dyn WritableStore,
     owner: &str,
-    dry_run: bool,
     cancel: &CancellationToken,
     on_write: &(dyn Fn() + Sync),
 ) -> Applied {
     let mut applied = Applied::default();
-    if dry_run {
-        return applied;
-    }
     let order = |a: Action| u8::from(a == Action::Delete);
     let mut indexes: Vec<usize> = (0..plan.changes.len())
         .filter(|&i| plan.changes[i].action.writes())
@@ -72,7 +315,7 @@ pub async fn execute(
                     ApplyResult::NotAttempted("interrupted".to_owned())
                 } else if let (Err(err), false) = (prepared, change.action == Action::Delete) {
                     on_write();
-                    ApplyResult::Failed(format!("not written: {err}"))
+                    ApplyResult::Failed(err.failure().context("not written"))
                 } else {
                     let outcome = match change.action {
                         Action::Delete => store.delete(&change.path, owner).await,
@@ -87,7 +330,7 @@ pub async fn execute(
                         Ok(()) => ApplyResult::Applied,
                         Err(err) => {
                             tracing::warn!(path = %change.path, class = %err.class, "write failed: {err}");
-                            ApplyResult::Failed(err.to_string())
+                            ApplyResult::Failed(err.failure())
                         }
                     }
                 };
@@ -114,9 +357,9 @@ pub async fn execute(
         tracing::warn!(class = %err.class, "finishing the batch failed: {err}");
         for change in &mut plan.changes {
             if change.result == Some(ApplyResult::Applied) {
-                change.result = Some(ApplyResult::Failed(format!(
-                    "written, but the batch could not be finished: {err}"
-                )));
+                change.result = Some(ApplyResult::Failed(
+                    err.failure().context("written, but the batch could not be finished"),
+                ));
                 applied.ok -= 1;
                 applied.failed += 1;
             }

@@ -9,11 +9,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Engine, RunOptions, Stores};
 use crate::config::{Pipeline, load_str};
+use crate::failure::ErrorClass;
 use crate::model::{SecretPath, SecretValue};
 use crate::plan::{Action, ApplyResult};
-use crate::report::{NoEvents, RunReport, TargetStatus};
+use crate::report::{NoEvents, Phase, RunReport, TargetStatus};
 use crate::store::memory::FailOn;
-use crate::store::{ErrorClass, MemoryMergeStore, MemoryStore, MergeStore, Owner, Store, WritableStore};
+use crate::store::{MemoryMergeStore, MemoryStore, MergeStore, Owner, Store, WritableStore};
 
 fn p(s: &str) -> SecretPath {
     SecretPath::parse(s).unwrap()
@@ -144,7 +145,7 @@ async fn a_failed_source_fails_its_importers_and_skips_their_dependents() {
     w.sources["extra"].fail(FailOn::List, ErrorClass::Transient);
     let report = w.run(&w.options()).await;
     assert!(
-        matches!(status(&report, "Staging"), TargetStatus::Failed { phase: "merge", error, .. } if error.contains("cannot read source `extra`"))
+        matches!(status(&report, "Staging"), TargetStatus::Failed { phase: Phase::Merge, failure } if failure.message.contains("cannot read source `extra`"))
     );
     assert_eq!(
         status(&report, "Production"),
@@ -229,8 +230,10 @@ async fn a_source_that_reads_empty_withholds_the_deletes_of_every_target_it_reac
         1,
         "`owned` deleted, `keep` created"
     );
-    assert!(report.problems().iter().any(|(t, m)| t.as_deref() == Some("Staging")
-        && m == "1 deletes withheld: source `empty` read no secrets; if that is intended, pass `--allow-empty-sources`"));
+    assert!(report.problems().iter().any(|p| p.target.as_deref() == Some("Staging")
+        && p.class == Some(ErrorClass::Guarded)
+        && p.message == "1 deletes withheld because source `empty` read no secrets"
+        && p.hint.as_deref() == Some("if that is intended, pass `--allow-empty-sources`")));
 
     let allowed = RunOptions {
         allow_empty_sources: true,
@@ -402,7 +405,7 @@ async fn the_merge_store_feeds_sync_only_runs_and_loses_stale_entries() {
     };
     let report = w.run(&sync_only).await;
     assert!(
-        matches!(status(&report, "Staging"), TargetStatus::Failed { hint: Some(h), .. } if h.contains("merge phase first"))
+        matches!(status(&report, "Staging"), TargetStatus::Failed { failure, .. } if failure.hint.as_deref().is_some_and(|h| h.contains("merge phase first")))
     );
 
     w.run(&RunOptions {
@@ -452,7 +455,7 @@ async fn a_merge_store_locked_by_another_run_fails_the_targets_before_any_write(
     let report = w.run(&w.options()).await;
     assert_eq!(report.exit_code(false), 2);
     assert!(
-        matches!(status(&report, "Staging"), TargetStatus::Failed { error, .. } if error.contains("locked by another run (ci job 42)")),
+        matches!(status(&report, "Staging"), TargetStatus::Failed { failure, .. } if failure.one_line().contains("locked by another run (ci job 42)")),
         "{:?}",
         status(&report, "Staging")
     );
@@ -501,7 +504,7 @@ async fn a_merge_that_fails_halfway_is_never_read_by_sync_only() {
         })
         .await;
     assert!(
-        matches!(status(&report, "Staging"), TargetStatus::Failed { hint: Some(h), .. } if h.contains("merge phase first")),
+        matches!(status(&report, "Staging"), TargetStatus::Failed { failure, .. } if failure.hint.as_deref().is_some_and(|h| h.contains("merge phase first"))),
         "sync-only refuses the half-written result"
     );
 }
@@ -528,7 +531,10 @@ async fn a_failed_write_fails_its_target_and_the_run() {
     let report = w.run(&w.options()).await;
     assert!(matches!(
         status(&report, "Other"),
-        TargetStatus::Failed { phase: "apply", .. }
+        TargetStatus::Failed {
+            phase: Phase::Apply,
+            ..
+        }
     ));
     let other = report.targets.iter().find(|t| t.name == "Other").unwrap();
     assert!(
@@ -835,8 +841,8 @@ async fn a_prefetched_listing_that_failed_fails_its_target_and_changes_nothing()
         .await
         .expect("the run finishes");
     assert!(
-        matches!(status(&report, "T"), TargetStatus::Failed { phase: "sync", error, .. }
-            if error.contains("cannot read") && error.contains("nothing was changed")),
+        matches!(status(&report, "T"), TargetStatus::Failed { phase: Phase::Plan, failure }
+            if failure.message == "cannot read the target; nothing was changed" && failure.causes.len() == 1),
         "{:?}",
         status(&report, "T")
     );

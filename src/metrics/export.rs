@@ -87,7 +87,7 @@ pub async fn push(metrics: &Metrics, url: &str) -> Result<(), PushError> {
         .body(classic_text(&metrics.render()))
         .send()
         .await
-        .map_err(|e| fail(crate::store::aws::error_chain(&e.without_url())))?;
+        .map_err(|e| fail(crate::error_chain::chain(&e.without_url())))?;
     if response.status().is_success() {
         Ok(())
     } else {

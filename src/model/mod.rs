@@ -16,6 +16,14 @@ pub use value::{
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Tag (or metadata key) marking a secret as created by secretsync. The config refuses it as a
+/// user tag; the stores write and read it.
+pub const OWNER_TAG: &str = "managed-by";
+/// Value of [`OWNER_TAG`].
+pub const OWNER_VALUE: &str = "secretsync";
+/// Tag (or metadata key) naming the target that owns a secret.
+pub const TARGET_TAG: &str = "secretsync:target";
+
 /// A set of secrets keyed by path, in sorted (deterministic) order.
 ///
 /// Values are reference-counted: a source imported by a hundred targets is held once.

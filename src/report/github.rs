@@ -38,7 +38,7 @@ pub fn render(report: &RunReport) -> String {
         );
         for c in t.plan.iter().flat_map(|p| &p.changes) {
             let result = match &c.result {
-                Some(ApplyResult::Failed(e)) => format!(" — failed: {}", escape_data(e)),
+                Some(ApplyResult::Failed(e)) => format!(" — failed: {}", escape_data(&e.text())),
                 _ => String::new(),
             };
             let _ = writeln!(
@@ -51,13 +51,17 @@ pub fn render(report: &RunReport) -> String {
         }
         let _ = writeln!(out, "::endgroup::");
     }
-    for (target, message) in report.problems() {
-        let title = target.map_or_else(|| "secretsync".to_owned(), |t| format!("secretsync: {t}"));
+    for problem in report.problems() {
+        let title = problem
+            .target
+            .map_or_else(|| "secretsync".to_owned(), |t| format!("secretsync: {t}"));
+        let hint = problem.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "::error title={}::{}",
+            "::error title={}::{}{}",
             escape_property(&title),
-            escape_data(&message)
+            escape_data(&problem.message),
+            escape_data(&hint)
         );
     }
     for warning in &report.warnings {
@@ -181,12 +185,16 @@ pub fn step_summary(report: &RunReport) -> String {
     let problems = report.problems();
     if !problems.is_empty() {
         let _ = writeln!(out, "\n**Problems**\n");
-        for (target, message) in problems {
+        for problem in problems {
+            let hint = problem
+                .hint
+                .map(|h| format!(" — hint: {}", cell(&h)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "- {}{}",
-                target.map(|t| format!("`{}`: ", cell(&t))).unwrap_or_default(),
-                cell(&message)
+                "- {}{}{hint}",
+                problem.target.map(|t| format!("`{}`: ", cell(&t))).unwrap_or_default(),
+                cell(&problem.message)
             );
         }
     }

@@ -48,7 +48,8 @@ pub fn render(report: &RunReport, style: Styler, options: HumanOptions) -> Strin
         render_target(&mut out, target, report, style, options);
     }
     for error in &report.errors {
-        let _ = writeln!(out, "{} {}\n", style.red("error:"), one_line(error));
+        error.render(&mut out, style, "", &style.red("error:"));
+        out.push('\n');
     }
     for warning in &report.warnings {
         let _ = writeln!(out, "{} {}", style.yellow("warning:"), one_line(warning));
@@ -77,16 +78,8 @@ fn header(target: &TargetReport, style: Styler) -> String {
 fn render_target(out: &mut String, target: &TargetReport, report: &RunReport, style: Styler, options: HumanOptions) {
     let _ = writeln!(out, "{}", header(target, style));
     match &target.status {
-        TargetStatus::Failed { phase, error, hint } => {
-            let _ = writeln!(
-                out,
-                "  {} {}",
-                style.red(&format!("✗ failed ({phase}):")),
-                one_line(error)
-            );
-            if let Some(hint) = hint {
-                let _ = writeln!(out, "    {} {}", style.cyan("hint:"), one_line(hint));
-            }
+        TargetStatus::Failed { phase, failure } => {
+            failure.render(out, style, "  ", &style.red(&format!("✗ failed ({}):", phase.name())));
         }
         TargetStatus::Skipped { because } => {
             let _ = writeln!(out, "  {} {}", style.yellow("○ skipped:"), one_line(because));
@@ -146,8 +139,8 @@ fn render_change(out: &mut String, change: &Change, style: Styler, options: Huma
         line.push_str(&style.red(&format!(" (withheld: {})", withheld.label())));
     }
     match &change.result {
-        Some(ApplyResult::Failed(err)) => {
-            let _ = write!(line, "  {} {}", style.red("failed:"), one_line(err));
+        Some(ApplyResult::Failed(failure)) => {
+            let _ = write!(line, "  {} {}", style.red("failed:"), failure.one_line());
         }
         Some(ApplyResult::NotAttempted(why)) if change.withheld.is_none() => {
             let _ = write!(line, "  {}", style.yellow(&format!("not applied: {}", one_line(why))));
@@ -155,6 +148,9 @@ fn render_change(out: &mut String, change: &Change, style: Styler, options: Huma
         _ => {}
     }
     let _ = writeln!(out, "{line}");
+    if let Some(ApplyResult::Failed(failure)) = &change.result {
+        crate::failure::render_tail(out, style, "    ", &[], failure.hint.as_deref());
+    }
     if let Some(note) = &change.note {
         let _ = writeln!(out, "      {}", style.dimmed(&one_line(note)));
     }
@@ -264,24 +260,12 @@ fn render_summary(out: &mut String, report: &RunReport, style: Styler) {
         let _ = writeln!(out, "{}", style.red(&format!("{} writes failed", s.failed_writes)));
     }
     if let Some(w) = report.withheld_deletes {
-        let _ = writeln!(
-            out,
-            "{} {} deletes planned, more than `max_deletes` ({}): every delete was withheld. Raise `pipeline.sync.max_deletes` or pass `--max-deletes {}` if they are intended.",
-            style.red("error:"),
-            w.planned,
-            w.max,
-            w.planned
-        );
+        w.failure().render(out, style, "", &style.red("error:"));
     }
     for g in &report.guarded_deletes {
-        let _ = writeln!(
-            out,
-            "{} {}: {} deletes withheld because {}. If that is intended, pass `--allow-empty-sources`.",
-            style.red("error:"),
-            g.target,
-            g.deletes,
-            g.because
-        );
+        let mut failure = g.failure();
+        failure.message = format!("{}: {}", g.target, failure.message);
+        failure.render(out, style, "", &style.red("error:"));
     }
     if report.interrupted {
         let _ = writeln!(

@@ -5,6 +5,7 @@ use serde::Serialize;
 use std::io::Write as _;
 
 use super::{Outcome, RunReport, Summary, TargetStatus};
+use crate::failure::{ErrorClass, Failure};
 use crate::plan::{Action, ApplyResult, KeyNames};
 
 /// Bumped on any incompatible change to the report's shape.
@@ -50,7 +51,8 @@ struct Target<'a> {
     synced: bool,
     status: &'static str,
     phase: Option<&'static str>,
-    error: Option<&'a str>,
+    error: Option<String>,
+    error_class: Option<ErrorClass>,
     hint: Option<&'a str>,
     skipped_because: Option<&'a str>,
     merged_secrets: Option<usize>,
@@ -72,11 +74,11 @@ impl Serialize for Changes<'_> {
 
 impl<'a> From<&'a crate::plan::Change> for ChangeEntry<'a> {
     fn from(c: &'a crate::plan::Change) -> Self {
-        let (result, error) = match &c.result {
-            None => (None, None),
-            Some(ApplyResult::Applied) => (Some("applied"), None),
-            Some(ApplyResult::Failed(e)) => (Some("failed"), Some(e.as_str())),
-            Some(ApplyResult::NotAttempted(e)) => (Some("not_attempted"), Some(e.as_str())),
+        let (result, error, error_class, hint) = match &c.result {
+            None => (None, None, None, None),
+            Some(ApplyResult::Applied) => (Some("applied"), None, None, None),
+            Some(ApplyResult::Failed(f)) => (Some("failed"), Some(f.text()), Some(f.class), f.hint.as_deref()),
+            Some(ApplyResult::NotAttempted(e)) => (Some("not_attempted"), Some(e.clone()), None, None),
         };
         ChangeEntry {
             path: c.path.as_str(),
@@ -89,6 +91,8 @@ impl<'a> From<&'a crate::plan::Change> for ChangeEntry<'a> {
             withheld: c.withheld.is_some(),
             result,
             error,
+            error_class,
+            hint,
         }
     }
 }
@@ -105,13 +109,20 @@ struct ChangeEntry<'a> {
     note: Option<&'a str>,
     withheld: bool,
     result: Option<&'static str>,
-    error: Option<&'a str>,
+    error: Option<String>,
+    /// Only on failed writes: a plan of a million changes stays as small as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_class: Option<ErrorClass>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<&'a str>,
 }
 
 #[derive(Serialize)]
 struct ErrorEntry {
     target: Option<String>,
+    class: Option<ErrorClass>,
     message: String,
+    hint: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -142,12 +153,10 @@ pub fn write(
         .targets
         .iter()
         .map(|t| {
-            let (status, phase, error, hint, because) = match &t.status {
-                TargetStatus::Ok => ("ok", None, None, None, None),
-                TargetStatus::Failed { phase, error, hint } => {
-                    ("failed", Some(*phase), Some(error.as_str()), hint.as_deref(), None)
-                }
-                TargetStatus::Skipped { because } => ("skipped", None, None, None, Some(because.as_str())),
+            let (status, phase, failure, because) = match &t.status {
+                TargetStatus::Ok => ("ok", None, None, None),
+                TargetStatus::Failed { phase, failure } => ("failed", Some(phase.name()), Some(failure), None),
+                TargetStatus::Skipped { because } => ("skipped", None, None, Some(because.as_str())),
             };
             let changes = Changes(t.plan.as_ref().map_or(&[], |p| p.changes.as_slice()));
             Target {
@@ -159,8 +168,9 @@ pub fn write(
                 synced: t.sync_selected,
                 status,
                 phase,
-                error,
-                hint,
+                error: failure.map(Failure::text),
+                error_class: failure.map(|f| f.class),
+                hint: failure.and_then(|f| f.hint.as_deref()),
                 skipped_because: because,
                 merged_secrets: t.merge.as_ref().map(|m| m.secrets),
                 merge_store_writes: t.merge.as_ref().map(|m| m.store_writes),
@@ -190,7 +200,12 @@ pub fn write(
         errors: report
             .problems()
             .into_iter()
-            .map(|(target, message)| ErrorEntry { target, message })
+            .map(|p| ErrorEntry {
+                target: p.target,
+                class: p.class,
+                message: p.message,
+                hint: p.hint,
+            })
             .collect(),
         warnings: &report.warnings,
         timings: Timings {

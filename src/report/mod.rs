@@ -8,10 +8,11 @@ mod events;
 pub mod github;
 pub mod human;
 pub mod json;
+pub mod metrics;
 pub mod progress;
 mod run_report;
 
 pub use events::{Event, EventSink, NoEvents, Phase};
 pub use run_report::{
-    GuardedDeletes, MergeReport, Outcome, RunReport, Summary, TargetReport, TargetStatus, WithheldDeletes,
+    GuardedDeletes, MergeReport, Outcome, Problem, RunReport, Summary, TargetReport, TargetStatus, WithheldDeletes,
 };

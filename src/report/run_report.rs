@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::Phase;
+use crate::failure::{ErrorClass, Failure};
 use crate::plan::{ApplyResult, Counts, TargetPlan};
 
 /// Outcome of one target.
@@ -13,11 +15,9 @@ pub enum TargetStatus {
     /// Failed; nothing more was done for it.
     Failed {
         /// In which phase.
-        phase: &'static str,
-        /// What went wrong (never a secret value).
-        error: String,
-        /// How to fix it.
-        hint: Option<String>,
+        phase: Phase,
+        /// What went wrong, why and how to fix it (never a secret value).
+        failure: Failure,
     },
     /// Not run because something it depends on failed (or the run stopped).
     Skipped {
@@ -103,6 +103,17 @@ pub struct GuardedDeletes {
     pub because: String,
 }
 
+impl GuardedDeletes {
+    /// The failure a user reads.
+    pub fn failure(&self) -> Failure {
+        Failure::new(
+            ErrorClass::Guarded,
+            format!("{} deletes withheld because {}", self.deletes, self.because),
+        )
+        .with_hint("if that is intended, pass `--allow-empty-sources`")
+    }
+}
+
 /// Deletes held back because there were more than `max_deletes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WithheldDeletes {
@@ -110,6 +121,47 @@ pub struct WithheldDeletes {
     pub planned: u64,
     /// The limit.
     pub max: u64,
+}
+
+impl WithheldDeletes {
+    /// The failure a user reads: the one wording of `max_deletes` holding deletes back.
+    pub fn failure(&self) -> Failure {
+        Failure::new(
+            ErrorClass::Guarded,
+            format!(
+                "{} deletes planned, more than `max_deletes` ({}): every delete was withheld",
+                self.planned, self.max
+            ),
+        )
+        .with_hint(format!(
+            "raise `pipeline.sync.max_deletes` or pass `--max-deletes {}` if they are intended",
+            self.planned
+        ))
+    }
+}
+
+/// Something in a run that needs attention, for annotations and the JSON report's `errors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The target concerned, if one is.
+    pub target: Option<String>,
+    /// The failure's class (`None` for a skipped target: it did not fail itself).
+    pub class: Option<ErrorClass>,
+    /// What went wrong and why, on one line.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    fn of(target: Option<String>, failure: &Failure) -> Self {
+        Self {
+            target,
+            class: Some(failure.class),
+            message: failure.text(),
+            hint: failure.hint.clone(),
+        }
+    }
 }
 
 /// The outcome of a run, for exit codes and reports.
@@ -163,14 +215,26 @@ pub struct RunReport {
     pub guarded_deletes: Vec<GuardedDeletes>,
     /// Ctrl-C stopped the run.
     pub interrupted: bool,
-    /// Errors not tied to one target (e.g. the merge store).
-    pub errors: Vec<String>,
+    /// Failures not tied to one target (e.g. the merge store, a discovery group).
+    pub errors: Vec<Failure>,
     /// Things to know that are not errors (a source skipped a soft-deleted secret), sorted.
     pub warnings: Vec<String>,
     /// Total time.
     pub duration: Duration,
     /// API call attempts by service, then operation (filled in from the run's metrics).
     pub api_calls: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+}
+
+impl Outcome {
+    /// The metrics label and JSON spelling: `no_changes`, `changes`, `failed`, `interrupted`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NoChanges => "no_changes",
+            Self::Changes => "changes",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
 }
 
 impl RunReport {
@@ -229,45 +293,48 @@ impl RunReport {
         }
     }
 
-    /// Every problem as `(target, message)`, in report order.
-    pub fn problems(&self) -> Vec<(Option<String>, String)> {
-        let mut out: Vec<(Option<String>, String)> = self.errors.iter().map(|e| (None, e.clone())).collect();
+    /// Every problem, in report order.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out: Vec<Problem> = self.errors.iter().map(|e| Problem::of(None, e)).collect();
         if let Some(w) = self.withheld_deletes {
-            out.push((
-                None,
-                format!(
-                    "{} deletes planned but `max_deletes` is {}; no secret was deleted",
-                    w.planned, w.max
-                ),
-            ));
+            out.push(Problem::of(None, &w.failure()));
         }
         for g in &self.guarded_deletes {
-            out.push((
-                Some(g.target.clone()),
-                format!(
-                    "{} deletes withheld: {}; if that is intended, pass `--allow-empty-sources`",
-                    g.deletes, g.because
-                ),
-            ));
+            out.push(Problem::of(Some(g.target.clone()), &g.failure()));
         }
         for t in &self.targets {
             let name = Some(t.name.clone());
             match &t.status {
-                TargetStatus::Failed { error, .. } => out.push((name.clone(), error.clone())),
-                TargetStatus::Skipped { because } if t.sync_selected => {
-                    out.push((name.clone(), format!("skipped: {because}")));
-                }
+                TargetStatus::Failed { failure, .. } => out.push(Problem::of(name.clone(), failure)),
+                TargetStatus::Skipped { because } if t.sync_selected => out.push(Problem {
+                    target: name.clone(),
+                    class: None,
+                    message: format!("skipped: {because}"),
+                    hint: None,
+                }),
                 _ => {}
             }
             for c in t.plan.iter().flat_map(|p| &p.changes) {
                 if c.action.is_problem() {
-                    out.push((
-                        name.clone(),
-                        format!("{} `{}`: {}", c.action.name(), c.path, c.note.as_deref().unwrap_or("")),
-                    ));
+                    let class = if c.action == crate::plan::Action::Conflict {
+                        ErrorClass::Conflict
+                    } else {
+                        ErrorClass::Invalid
+                    };
+                    let message = format!("{} `{}`: {}", c.action.name(), c.path, c.note.as_deref().unwrap_or(""));
+                    out.push(Problem::of(name.clone(), &Failure::new(class, message)));
                 }
-                if let Some(ApplyResult::Failed(err)) = &c.result {
-                    out.push((name.clone(), format!("cannot {} `{}`: {err}", c.action.name(), c.path)));
+                if let Some(ApplyResult::Failed(failure)) = &c.result {
+                    // Store messages name the secret; say which only when this one does not.
+                    let named = failure.message.contains(&format!("`{}`", c.path));
+                    let failure = if named {
+                        failure.clone()
+                    } else {
+                        failure
+                            .clone()
+                            .context(format!("cannot {} `{}`", c.action.name(), c.path))
+                    };
+                    out.push(Problem::of(name.clone(), &failure));
                 }
             }
         }

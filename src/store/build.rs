@@ -12,57 +12,17 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use super::aws::{AwsClients, S3MergeStore, SecretsManagerStore, Session, SmMode};
+use super::aws::{AwsClients, LockSettings, S3MergeStore, SecretsManagerStore, Session, SmMode};
 use super::vault::{Limits, Role, VaultConnection, VaultEndpoint, VaultLogin, VaultMergeStore, VaultStore};
 use super::{ErrorClass, FileMergeStore, FileStore, MergeStore, Store, WritableStore};
 use crate::config::{Deletion, MergeStoreSpec, Pipeline, Source, Target, TargetKind, VaultLocation, VaultSettings};
+use crate::env::EnvVars;
+use crate::failure::Failure;
 use crate::model::SecretPath;
 use crate::resilience::Resilience;
 
-/// Why a store could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BuildError {
-    /// The store kind is specified and validated, but not implemented yet.
-    #[error("{what} are not supported yet: they land with issue #{issue}")]
-    NotSupportedYet {
-        /// What cannot be built ("Vault sources").
-        what: &'static str,
-        /// The tracking issue.
-        issue: u32,
-    },
-    /// AWS credentials are missing or a session could not be set up.
-    #[error("{message}")]
-    Aws {
-        /// What went wrong (never a credential).
-        message: String,
-        /// How to fix it.
-        hint: Option<String>,
-    },
-    /// Vault could not be reached, logged in to, or the mount is not usable.
-    #[error("{message}")]
-    Vault {
-        /// What went wrong (names the address, mount and cause; never a token).
-        message: String,
-        /// How to fix it.
-        hint: Option<String>,
-    },
-}
-
-impl BuildError {
-    /// A hint for the user.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            Self::NotSupportedYet { .. } => Some(
-                "the config is valid; until then, use `file:` or `vault:` stores, or run only the other targets with `--targets`"
-                    .to_owned(),
-            ),
-            Self::Vault { hint, .. } | Self::Aws { hint, .. } => hint.clone(),
-        }
-    }
-}
-
-/// Reads an environment variable (a seam so tests can supply their own environment).
-pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// Why a store could not be built (credentials, a login, a mount): a [`Failure`] with a hint.
+pub type BuildError = Failure;
 
 /// A Vault mount as found by the preflight: the real mount, its KV version, and the folder inside
 /// it when the configured "mount" went deeper than the mount itself (`secret/team-a`).
@@ -82,7 +42,7 @@ pub struct BuildContext {
     resilience: Arc<Resilience>,
     lock_scope: Option<String>,
     deletion: Deletion,
-    pub(crate) env: EnvLookup,
+    pub(crate) env: crate::env::Lookup,
     home: Option<PathBuf>,
     /// One login per Vault address, shared by its connections (one per namespace).
     logins: Mutex<BTreeMap<String, Result<Arc<VaultLogin>, BuildError>>>,
@@ -99,12 +59,13 @@ impl std::fmt::Debug for BuildContext {
 impl BuildContext {
     /// A context for `pipeline` reading the process environment (`VAULT_*`, `AWS_*`, `HOME`).
     pub fn new(pipeline: &Pipeline) -> Self {
-        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-        Self::with_env(pipeline, Arc::new(|name| std::env::var(name).ok()), home)
+        let env = crate::env::process();
+        let home = env(EnvVars::HOME).filter(|h| !h.is_empty()).map(PathBuf::from);
+        Self::with_env(pipeline, env, home)
     }
 
     /// A context with a given environment and home directory.
-    pub fn with_env(pipeline: &Pipeline, env: EnvLookup, home: Option<PathBuf>) -> Self {
+    pub fn with_env(pipeline: &Pipeline, env: crate::env::Lookup, home: Option<PathBuf>) -> Self {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let resilience = Arc::new(Resilience::new(&pipeline.settings.resilience, metrics));
         Self {
@@ -150,11 +111,11 @@ impl BuildContext {
         role: Option<&str>,
         region: Option<&str>,
     ) -> Result<Session, BuildError> {
-        self.aws.session(account, role, region).await.map_err(|e| BuildError::Aws {
-            hint: (e.class == ErrorClass::Auth).then(|| {
+        self.aws.session(account, role, region).await.map_err(|e| {
+            let hint = (e.class == ErrorClass::Auth).then(|| {
                 "give AWS credentials: AWS_PROFILE (after `aws sso login` if it uses SSO), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a role from the environment (GitHub OIDC, ECS, EC2)".to_owned()
-            }),
-            message: e.message,
+            });
+            e.failure().or_hint(hint)
         })
     }
 
@@ -256,9 +217,28 @@ impl BuildContext {
                     bucket,
                     prefix,
                     kms_key_id.clone(),
-                    self.lock_scope.clone(),
+                    self.lock_settings(),
                 )))
             }
+        }
+    }
+
+    /// How this run takes and renews an S3 merge store's lock: its shard, who it is (for the
+    /// message another run sees) and `SECRETSYNC_LOCK_RENEW_SECONDS`.
+    fn lock_settings(&self) -> LockSettings {
+        let host = (self.env)(EnvVars::HOSTNAME)
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown host".to_owned());
+        let renew_seconds = (self.env)(EnvVars::LOCK_RENEW_SECONDS)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(LockSettings::RENEW_SECONDS)
+            .max(1);
+        LockSettings {
+            scope: self.lock_scope.clone(),
+            holder: format!("secretsync on {host}, pid {}", std::process::id()),
+            renew_every: std::time::Duration::from_secs(renew_seconds),
         }
     }
 
@@ -280,10 +260,6 @@ impl BuildContext {
             location.namespace.as_deref(),
             &*self.env,
         )
-        .map_err(|e| BuildError::Vault {
-            message: e.message,
-            hint: e.hint,
-        })
     }
 
     /// The (shared) connection to `endpoint`, connecting on first use.
@@ -293,12 +269,7 @@ impl BuildContext {
             return known.clone();
         }
         let made = match self.vault_login(&endpoint.address).await {
-            Ok(login) => VaultConnection::new(endpoint, login, Arc::clone(&self.resilience))
-                .map(Arc::new)
-                .map_err(|e| BuildError::Vault {
-                    message: e.message,
-                    hint: e.hint,
-                }),
+            Ok(login) => VaultConnection::new(endpoint, login, Arc::clone(&self.resilience)).map(Arc::new),
             Err(e) => Err(e),
         };
         connections.insert(endpoint.clone(), made.clone());
@@ -311,12 +282,7 @@ impl BuildContext {
         if let Some(known) = logins.get(address) {
             return known.clone();
         }
-        let made = VaultLogin::connect(&self.vault, address, &*self.env, self.home.as_ref())
-            .await
-            .map_err(|e| BuildError::Vault {
-                message: e.message,
-                hint: e.hint,
-            });
+        let made = VaultLogin::connect(&self.vault, address, &*self.env, self.home.as_ref()).await;
         logins.insert(address.to_owned(), made.clone());
         made
     }
@@ -361,45 +327,41 @@ impl BuildContext {
 pub(crate) async fn preflight(conn: &VaultConnection, configured: &str) -> Result<ResolvedMount, BuildError> {
     let at = conn.describe();
     let info = conn.mount_of(configured).await.map_err(|e| match e.class {
-        ErrorClass::Auth if conn.token_refused() => BuildError::Vault {
-            message: format!("cannot use {at}: {}", e.detail),
-            hint: Some(crate::store::vault::TOKEN_HINT.to_owned()),
-        },
-        ErrorClass::Auth => BuildError::Vault {
-            message: format!(
+        ErrorClass::Auth if conn.token_refused() => Failure::new(e.class, format!("cannot use {at}: {}", e.detail))
+            .with_hint(crate::store::vault::TOKEN_HINT),
+        ErrorClass::Auth => Failure::new(
+            e.class,
+            format!(
                 "{at}: no access to the mount `{configured}`: Vault's mount lookup answered {} — the mount does not exist, or the token's policies ({}) grant nothing under it",
                 e.summary(),
                 conn.policies()
             ),
-            hint: Some(format!(
-                "check the name with `vault secrets list`, grant the token a policy on `{configured}/*`, or set `kv_version` to skip the lookup"
-            )),
-        },
-        _ => BuildError::Vault {
-            message: format!("{at}: cannot look up the mount `{configured}`: {}", e.summary()),
-            hint: None,
-        },
+        )
+        .with_hint(format!(
+            "check the name with `vault secrets list`, grant the token a policy on `{configured}/*`, or set `kv_version` to skip the lookup"
+        )),
+        _ => Failure::new(e.class, format!("{at}: cannot look up the mount `{configured}`: {}", e.summary())),
     })?;
     if info.kind != "kv" && info.kind != "generic" {
-        return Err(BuildError::Vault {
-            message: format!(
+        return Err(Failure::new(
+            ErrorClass::Invalid,
+            format!(
                 "{at}: `{configured}` is in a `{}` mount (`{}`), not a KV mount",
                 info.kind, info.path
             ),
-            hint: Some("point `mount` at a KV secrets engine (`vault secrets list`)".to_owned()),
-        });
+        )
+        .with_hint("point `mount` at a KV secrets engine (`vault secrets list`)"));
     }
     let mount = info.path.trim_matches('/').to_owned();
     let version = match info.options.as_ref().and_then(|o| o.get("version")).map(String::as_str) {
         Some("2") => 2,
         Some("1") | None => 1,
         Some(other) => {
-            return Err(BuildError::Vault {
-                message: format!(
-                    "{at}: the mount `{mount}` reports KV version `{other}`, which secretsync does not know"
-                ),
-                hint: Some("set `kv_version: 1` or `kv_version: 2` on the store".to_owned()),
-            });
+            return Err(Failure::new(
+                ErrorClass::Invalid,
+                format!("{at}: the mount `{mount}` reports KV version `{other}`, which secretsync does not know"),
+            )
+            .with_hint("set `kv_version: 1` or `kv_version: 2` on the store"));
         }
     };
     let base = configured

@@ -1,73 +1,21 @@
-//! `StoreError` and the error classes the engine (and later the resilience layer) act on.
+//! `StoreError`: a failed store call, classified ([`ErrorClass`], defined beside the policy that
+//! acts on it in `resilience`), with the secret concerned, a hint and the underlying error.
 
 use std::fmt;
 
+use crate::failure::Failure;
 use crate::model::SecretPath;
-
-/// What kind of failure a store call had; decides retrying, breaking and exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    /// The thing does not exist.
-    NotFound,
-    /// Rate limited: retry later.
-    Throttled,
-    /// A passing fault (timeout, 5xx, connection reset): retry.
-    Transient,
-    /// Credentials missing, expired or not allowed.
-    Auth,
-    /// The request or data is invalid; retrying will not help.
-    Invalid,
-    /// The secret exists but belongs to someone else.
-    Conflict,
-    /// The store cannot do this.
-    Unsupported,
-    /// The endpoint is failing and its circuit breaker is open: not called.
-    Unavailable,
-    /// Anything else.
-    Fatal,
-}
-
-impl ErrorClass {
-    /// A metrics label: `not_found`, `throttled`, …
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::NotFound => "not_found",
-            Self::Throttled => "throttled",
-            Self::Transient => "transient",
-            Self::Auth => "auth",
-            Self::Invalid => "invalid",
-            Self::Conflict => "conflict",
-            Self::Unsupported => "unsupported",
-            Self::Unavailable => "unavailable",
-            Self::Fatal => "fatal",
-        }
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::NotFound => "not found",
-            Self::Throttled => "throttled",
-            Self::Transient => "transient",
-            Self::Auth => "permission denied",
-            Self::Invalid => "invalid",
-            Self::Conflict => "conflict",
-            Self::Unsupported => "unsupported",
-            Self::Unavailable => "unavailable (circuit open)",
-            Self::Fatal => "fatal",
-        })
-    }
-}
+pub use crate::resilience::ErrorClass;
 
 /// A failed store call. The message names the store and path, never a value.
 #[derive(Debug, thiserror::Error)]
 pub struct StoreError {
-    /// The class.
+    /// Decides retries (`resilience`) and what the failure means for a target.
     pub class: ErrorClass,
-    /// What went wrong.
+    /// What went wrong, naming the store (`s3://bucket/prefix: cannot …`).
     pub message: String,
+    /// How to fix it, when the store knows.
+    pub hint: Option<String>,
     /// The secret concerned, if any.
     pub path: Option<SecretPath>,
     /// The underlying error.
@@ -83,6 +31,7 @@ impl StoreError {
         Self {
             class,
             message: message.into(),
+            hint: None,
             path: None,
             source: None,
             retry_after: None,
@@ -94,6 +43,23 @@ impl StoreError {
     pub fn with_note(mut self, note: &str) -> Self {
         self.message = format!("{} ({note})", self.message);
         self
+    }
+
+    /// Records how to fix it.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The failure as the report carries it: class, message, hint, and the underlying error's
+    /// texts that the message does not already say.
+    pub fn failure(&self) -> Failure {
+        let failure = Failure::new(self.class, self.message.clone()).or_hint(self.hint.clone());
+        match &self.source {
+            Some(source) => failure.caused_by(source.as_ref()),
+            None => failure,
+        }
     }
 
     /// Records the service's `Retry-After`.

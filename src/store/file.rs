@@ -847,7 +847,7 @@ mod tests {
         };
         let mut plan = crate::plan::plan(&desired, &listing, &actual, store, options);
         let cancel = tokio_util::sync::CancellationToken::new();
-        crate::engine::apply::execute(&mut plan, store, "T", false, &cancel, &|| {}).await;
+        crate::engine::apply::execute(&mut plan, store, "T", &cancel, &|| {}).await;
         plan
     }
 
@@ -965,7 +965,7 @@ mod tests {
             let crashing = FileStore::crashing_at(&root, n);
             let first = sync(&crashing, &desired, false).await;
             let crashed = first.changes.iter().any(
-                |c| matches!(&c.result, Some(crate::plan::ApplyResult::Failed(e)) if e.contains("injected crash")),
+                |c| matches!(&c.result, Some(crate::plan::ApplyResult::Failed(e)) if e.one_line().contains("injected crash")),
             );
             // The next run: a new process, no `--adopt`.
             let next = FileStore::new(&root, "t");

@@ -21,7 +21,7 @@ pub mod memory;
 mod read_only;
 pub mod vault;
 
-pub use build::{BuildContext, BuildError, EnvLookup};
+pub use build::{BuildContext, BuildError};
 pub use error::{ErrorClass, StoreError};
 pub use file::{FileMergeStore, FileStore, MANIFEST_FILE};
 pub use memory::{MemoryMergeStore, MemoryStore};
@@ -35,12 +35,7 @@ use async_trait::async_trait;
 
 use crate::model::{SecretPath, SecretSet, SecretValue};
 
-/// Tag (or metadata key) marking a secret as created by secretsync.
-pub const OWNER_TAG: &str = "managed-by";
-/// Value of [`OWNER_TAG`].
-pub const OWNER_VALUE: &str = "secretsync";
-/// Tag (or metadata key) naming the target that owns a secret.
-pub const TARGET_TAG: &str = "secretsync:target";
+pub use crate::model::{OWNER_TAG, OWNER_VALUE, TARGET_TAG};
 
 /// Values read by [`Store::get_many`], in the order asked; `None` for missing secrets.
 pub type Fetched = Vec<(SecretPath, Option<Arc<SecretValue>>)>;

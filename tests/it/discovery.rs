@@ -88,8 +88,9 @@ fn a_failing_group_does_not_stop_static_targets() {
     let out = env.run(&["pipeline", "--discover"]);
     assert_eq!(out.code, 2, "{}", out.snapshot());
     assert!(
-        out.stdout
-            .contains("error: discovery for `data` failed: cannot read the accounts list `missing.yaml`"),
+        out.stdout.contains(
+            "error: discovery for `data` failed\n  caused by: cannot read the accounts list `missing.yaml`\n"
+        ),
         "{}",
         out.stdout
     );

@@ -572,7 +572,7 @@ async fn listing_limits_and_missing_filters_are_errors_that_say_where() {
         err.to_string().contains("no access to the mount `no-such-mount`"),
         "{err}"
     );
-    assert!(err.hint().unwrap().contains("vault secrets list"), "{err:?}");
+    assert!(err.hint.as_deref().unwrap().contains("vault secrets list"), "{err:?}");
 }
 
 #[tokio::test]
@@ -931,7 +931,7 @@ async fn jwt_login_in_github_actions_asks_the_runner_for_an_oidc_token_with_the_
     let (pipeline, context) = built(&yaml(", audience: secretsync"), Vec::<(String, String)>::new());
     let err = context.target(&pipeline.targets["T"]).await.unwrap_err();
     assert!(err.to_string().contains("ACTIONS_ID_TOKEN_REQUEST_URL"), "{err}");
-    assert!(err.hint().unwrap().contains("id-token: write"), "{err:?}");
+    assert!(err.hint.as_deref().unwrap().contains("id-token: write"), "{err:?}");
 
     // A wrong request token: the runner's service refuses it, and the message says so.
     let (pipeline, context) = built(

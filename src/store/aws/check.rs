@@ -6,9 +6,10 @@
 use aws_sdk_secretsmanager::config::ProvideCredentials;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 
-use super::{AwsClients, error_chain};
+use super::AwsClients;
 use crate::config::raw::ExecutionContextType;
 use crate::config::{MergeStoreSpec, Pipeline, RoleSource, Source, TargetKind};
+use crate::error_chain::chain as error_chain;
 use crate::store::check::CheckLine;
 
 /// An AWS location in the pipeline.

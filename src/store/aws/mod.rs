@@ -14,7 +14,7 @@ mod s3;
 mod secrets_manager;
 
 pub use check::check_pipeline;
-pub use s3::S3MergeStore;
+pub use s3::{LockSettings, S3MergeStore};
 pub use secrets_manager::{SecretsManagerStore, SmMode};
 
 use std::collections::BTreeMap;
@@ -29,8 +29,9 @@ use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::{Mutex, OnceCell};
 
-use super::{EnvLookup, ErrorClass, StoreError};
+use super::{ErrorClass, StoreError};
 use crate::config::{AwsSettings, RoleSource};
+use crate::env::{self, EnvVars};
 use crate::resilience::{ApiClass, CallError, Endpoint, Resilience};
 
 /// Credentials cached at once: one per role a run assumes (an account each); enough for an
@@ -130,7 +131,7 @@ impl<E: ProvideErrorMetadata + std::error::Error + 'static> CallError for AwsFai
                     _ => format!("status {}", service.raw().status().as_u16()),
                 }
             }
-            Self::Sdk(other, _) => error_chain(other),
+            Self::Sdk(other, _) => crate::error_chain::chain(other),
             Self::Policy(p) => p.message.clone(),
         }
     }
@@ -213,10 +214,10 @@ impl Session {
                 match (e.code(), e.message()) {
                     (Some(code), Some(message)) => format!("{code}: {message}"),
                     (Some(code), None) => code.to_owned(),
-                    _ => error_chain(err),
+                    _ => crate::error_chain::chain(err),
                 }
             }
-            other => error_chain(other),
+            other => crate::error_chain::chain(other),
         };
         let role = match (&self.role, err) {
             (Some(role), SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)) => {
@@ -226,21 +227,6 @@ impl Session {
         };
         StoreError::new(class, format!("{at}: cannot {doing}{role}: {detail}"))
     }
-}
-
-/// An error and its causes as one line (`dispatch failure: … : failed to load IMDS session
-/// token: …`), each cause once. The SDK's own rendering appends a debug dump of the response.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 /// The class of an SDK error, for the engine and the resilience layer.
@@ -305,7 +291,7 @@ type ClientKey = (String, String, Option<String>);
 /// SDK configuration for every account and region the run touches.
 pub struct AwsClients {
     settings: AwsSettings,
-    env: EnvLookup,
+    env: env::Lookup,
     base: OnceCell<SdkConfig>,
     caller: OnceCell<Result<CallerIdentity, (ErrorClass, String)>>,
     /// One credentials provider per assumed role.
@@ -324,7 +310,7 @@ impl std::fmt::Debug for AwsClients {
 impl AwsClients {
     /// Clients for `settings`, reading `AWS_*` variables through `env`; store calls go through
     /// `resilience`.
-    pub fn new(settings: &AwsSettings, env: EnvLookup, resilience: Arc<Resilience>) -> Self {
+    pub fn new(settings: &AwsSettings, env: env::Lookup, resilience: Arc<Resilience>) -> Self {
         Self {
             settings: settings.clone(),
             env,
@@ -354,8 +340,8 @@ impl AwsClients {
         explicit
             .map(str::to_owned)
             .or_else(|| self.settings.region.clone())
-            .or_else(|| (self.env)("AWS_REGION").filter(|r| !r.is_empty()))
-            .or_else(|| (self.env)("AWS_DEFAULT_REGION").filter(|r| !r.is_empty()))
+            .or_else(|| (self.env)(EnvVars::AWS_REGION).filter(|r| !r.is_empty()))
+            .or_else(|| (self.env)(EnvVars::AWS_DEFAULT_REGION).filter(|r| !r.is_empty()))
             .unwrap_or_else(|| DEFAULT_REGION.to_owned())
     }
 
@@ -363,7 +349,7 @@ impl AwsClients {
         self.settings
             .endpoint_url
             .clone()
-            .or_else(|| (self.env)("AWS_ENDPOINT_URL").filter(|u| !u.is_empty()))
+            .or_else(|| (self.env)(EnvVars::AWS_ENDPOINT_URL).filter(|u| !u.is_empty()))
     }
 
     /// The run's own SDK configuration: the standard credential chain (or the access key given
@@ -394,9 +380,11 @@ impl AwsClients {
                 }
                 // Environment credentials are read through the same lookup as everything else,
                 // so tests (and embedders) can give them without touching the process.
-                if let (Some(id), Some(secret)) = ((self.env)("AWS_ACCESS_KEY_ID"), (self.env)("AWS_SECRET_ACCESS_KEY"))
-                {
-                    let token = (self.env)("AWS_SESSION_TOKEN").filter(|t| !t.is_empty());
+                if let (Some(id), Some(secret)) = (
+                    (self.env)(EnvVars::AWS_ACCESS_KEY_ID),
+                    (self.env)(EnvVars::AWS_SECRET_ACCESS_KEY),
+                ) {
+                    let token = (self.env)(EnvVars::AWS_SESSION_TOKEN).filter(|t| !t.is_empty());
                     loader = loader.credentials_provider(Credentials::new(id, secret, token, None, "environment"));
                 }
                 loader.load().await
@@ -414,7 +402,7 @@ impl AwsClients {
                         classify(&e),
                         format!(
                             "cannot find usable AWS credentials (sts:GetCallerIdentity failed: {})",
-                            error_chain(&e)
+                            crate::error_chain::chain(&e)
                         ),
                     )
                 })?;

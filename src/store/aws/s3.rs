@@ -32,10 +32,24 @@ const KIND_KEY: &str = "secretsync-kind";
 /// Objects read at once.
 const READ_CONCURRENCY: usize = 8;
 /// A run lock not renewed for this long (by S3's own `LastModified`) belongs to a run that
-/// died; another run may take it over. Live runs renew every [`LOCK_RENEW_SECONDS`].
+/// died; another run may take it over. Live runs renew every [`LockSettings::RENEW_SECONDS`].
 const LOCK_STALE_SECONDS: u64 = 10 * 60;
-/// How often a run renews its lock.
-const LOCK_RENEW_SECONDS: u64 = 60;
+
+/// How this run takes its lock, from the environment (`store::build` makes it).
+#[derive(Debug, Clone, Default)]
+pub struct LockSettings {
+    /// `shard-2-of-4` for a sharded run: its lock covers its own shard only.
+    pub scope: Option<String>,
+    /// Who this run is, for the message another run sees (`secretsync on HOST, pid N`).
+    pub holder: String,
+    /// How often the lock is renewed (`SECRETSYNC_LOCK_RENEW_SECONDS`).
+    pub renew_every: std::time::Duration,
+}
+
+impl LockSettings {
+    /// Default renewal interval, in seconds.
+    pub const RENEW_SECONDS: u64 = 60;
+}
 
 /// S3 settings shared by the merge store and its per-target scopes.
 #[derive(Debug)]
@@ -45,8 +59,8 @@ struct Bucket {
     name: String,
     prefix: String,
     kms_key_id: Option<String>,
-    /// `shard-2-of-4` for a sharded run: its lock covers its own shard only.
-    lock_scope: Option<String>,
+    /// Lock scope, holder and renewal.
+    lock: LockSettings,
     /// Set when the run lock was taken from this run: every later write refuses.
     lock_lost: std::sync::atomic::AtomicBool,
 }
@@ -177,7 +191,7 @@ impl Bucket {
     /// The run lock: one per merge store, or one per shard for sharded runs (which write
     /// disjoint targets, so shards of one count may run side by side).
     fn lock_key(&self) -> String {
-        lock_key_of(&self.prefix, self.lock_scope.as_deref())
+        lock_key_of(&self.prefix, self.lock.scope.as_deref())
     }
 
     /// Every run lock under the prefix, with its `LastModified` (S3's clock, in seconds).
@@ -240,14 +254,13 @@ pub struct S3MergeStore {
 }
 
 impl S3MergeStore {
-    /// A merge store in `bucket` under `prefix` (empty or ending in `/`); `lock_scope` names
-    /// the shard of a sharded run.
+    /// A merge store in `bucket` under `prefix` (empty or ending in `/`), locked as `lock` says.
     pub(crate) fn new(
         session: Session,
         bucket: &str,
         prefix: &str,
         kms_key_id: Option<String>,
-        lock_scope: Option<String>,
+        lock: LockSettings,
     ) -> Self {
         let config = aws_sdk_s3::config::Builder::from(&session.config)
             .force_path_style(session.custom_endpoint)
@@ -259,7 +272,7 @@ impl S3MergeStore {
                 name: bucket.to_owned(),
                 prefix: prefix.to_owned(),
                 kms_key_id,
-                lock_scope,
+                lock,
                 lock_lost: std::sync::atomic::AtomicBool::new(false),
             }),
             held: Mutex::new(None),
@@ -361,17 +374,6 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Who holds a lock: host and process, for the message another run sees.
-fn holder() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown host".to_owned());
-    format!("secretsync on {host}, pid {}", std::process::id())
-}
-
 #[async_trait]
 impl MergeStore for S3MergeStore {
     fn describe(&self) -> String {
@@ -435,7 +437,7 @@ impl MergeStore for S3MergeStore {
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
         );
         let body = serde_json::to_vec(&LockInfo {
-            holder: holder(),
+            holder: self.bucket.lock.holder.clone(),
             run: run.clone(),
             acquired_at: now(),
             ..LockInfo::default()
@@ -511,7 +513,7 @@ impl MergeStore for S3MergeStore {
         let renewer = {
             let (bucket, key, etag) = (Arc::clone(&self.bucket), key.clone(), Arc::clone(&etag));
             let info = LockInfo {
-                holder: holder(),
+                holder: self.bucket.lock.holder.clone(),
                 run: run.clone(),
                 acquired_at: now(),
                 ..LockInfo::default()
@@ -582,18 +584,12 @@ impl MergeStore for S3MergeStore {
     }
 }
 
-/// Rewrites the lock every [`LOCK_RENEW_SECONDS`] (conditional on its last `ETag`; each
+/// Rewrites the lock every [`LockSettings::renew_every`] (conditional on its last `ETag`; each
 /// renewal counts up in the body, so its `ETag` changes), so S3's `LastModified` shows the run is
 /// alive. When the lock is gone or someone else's, marks it lost — every later write of the run
 /// refuses — and stops.
 async fn renew(bucket: &Bucket, key: &str, mut info: LockInfo, etag: &Mutex<Option<String>>) {
-    let every = std::time::Duration::from_secs(
-        std::env::var(crate::cli::EnvVars::LOCK_RENEW_SECONDS)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(LOCK_RENEW_SECONDS)
-            .max(1),
-    );
+    let every = bucket.lock.renew_every;
     let lost = || {
         tracing::error!(lock = %bucket.url(key), "the run lock was taken from this run");
         bucket.lock_lost.store(true, std::sync::atomic::Ordering::SeqCst);

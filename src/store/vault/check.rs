@@ -41,7 +41,7 @@ pub async fn check_pipeline(pipeline: &Pipeline, context: &BuildContext) -> Vec<
             Ok(endpoint) => {
                 endpoints.insert(endpoint);
             }
-            Err(e) => lines.push(CheckLine::fail(subject.clone(), e.to_string(), e.hint())),
+            Err(e) => lines.push(CheckLine::fail(subject.clone(), e.to_string(), e.hint.clone())),
         }
     }
     let mut usable = BTreeMap::new();
@@ -61,7 +61,7 @@ pub async fn check_pipeline(pipeline: &Pipeline, context: &BuildContext) -> Vec<
         };
         let connected = match context.vault_connection(endpoint).await {
             Ok(conn) => conn.verify().await.map(|()| conn).map_err(|e| (e.message, e.hint)),
-            Err(e) => Err((e.to_string(), e.hint())),
+            Err(e) => Err((e.to_string(), e.hint.clone())),
         };
         match connected {
             Ok(conn) => {
@@ -141,7 +141,7 @@ fn needed(mount: &str, version: u8, folder: &str, role: Role) -> Vec<(&'static s
 async fn check_location(context: &BuildContext, subject: &str, location: &VaultLocation, role: Role) -> CheckLine {
     let (conn, mount) = match context.vault_parts(location).await {
         Ok(parts) => parts,
-        Err(e) => return CheckLine::fail(subject.to_owned(), e.to_string(), e.hint()),
+        Err(e) => return CheckLine::fail(subject.to_owned(), e.to_string(), e.hint.clone()),
     };
     let base = mount.base.as_deref();
     let folders: Vec<String> = match role {

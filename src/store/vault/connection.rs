@@ -27,8 +27,8 @@ use std::future::Future;
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettings, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use crate::cli::env_vars::EnvVars;
 use crate::config::{JwtSource, VaultAuth, VaultSettings};
+use crate::env::EnvVars;
 use crate::resilience::{self, ApiClass, CallError, Resilience};
 use crate::store::ErrorClass;
 
@@ -245,18 +245,12 @@ impl std::fmt::Debug for VaultConnection {
 /// The hint for a refused fixed token.
 pub(crate) const TOKEN_HINT: &str = "log in again (`vault login`) and set VAULT_TOKEN, or configure `vault.auth` (AppRole, Kubernetes or JWT) so secretsync logs in itself";
 
-/// Why a connection could not be made; shown to the user with a hint.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnectError {
-    pub(crate) message: String,
-    pub(crate) hint: Option<String>,
-}
+/// Why a connection could not be made: a [`Failure`](crate::failure::Failure) with a hint.
+pub(crate) type ConnectError = crate::failure::Failure;
 
+/// Settings that cannot work (an address, a login method, a CA file).
 fn connect_error(message: impl Into<String>, hint: Option<&str>) -> ConnectError {
-    ConnectError {
-        message: message.into(),
-        hint: hint.map(str::to_owned),
-    }
+    ConnectError::new(ErrorClass::Invalid, message).or_hint(hint.map(str::to_owned))
 }
 
 /// Resolves the address and namespace a location uses.
@@ -269,7 +263,7 @@ pub(crate) fn endpoint(
     let address = address
         .map(str::to_owned)
         .or_else(|| settings.address.clone())
-        .or_else(|| env("VAULT_ADDR").filter(|a| !a.is_empty()))
+        .or_else(|| env(EnvVars::VAULT_ADDR).filter(|a| !a.is_empty()))
         .ok_or_else(|| {
             connect_error(
                 "no Vault address",
@@ -300,7 +294,7 @@ fn default_namespace(settings: &VaultSettings, env: &dyn Fn(&str) -> Option<Stri
     settings
         .namespace
         .clone()
-        .or_else(|| env("VAULT_NAMESPACE"))
+        .or_else(|| env(EnvVars::VAULT_NAMESPACE))
         .map(|n| n.trim_matches('/').to_owned())
         .filter(|n| !n.is_empty())
 }
@@ -320,7 +314,7 @@ fn resolve_login(
             let token = token
                 .as_ref()
                 .map(|t| t.0.clone())
-                .or_else(|| env("VAULT_TOKEN").filter(|t| !t.is_empty()))
+                .or_else(|| env(EnvVars::VAULT_TOKEN).filter(|t| !t.is_empty()))
                 .or_else(token_file)
                 .ok_or_else(|| {
                     connect_error(
@@ -338,7 +332,7 @@ fn resolve_login(
             let role_id = role_id
                 .as_ref()
                 .map(|s| s.0.clone())
-                .or_else(|| env("VAULT_ROLE_ID"))
+                .or_else(|| env(EnvVars::VAULT_ROLE_ID))
                 .ok_or_else(|| {
                     connect_error(
                         "AppRole login needs a role id",
@@ -348,7 +342,7 @@ fn resolve_login(
             let secret_id = secret_id
                 .as_ref()
                 .map(|s| s.0.clone())
-                .or_else(|| env("VAULT_SECRET_ID"))
+                .or_else(|| env(EnvVars::VAULT_SECRET_ID))
                 .ok_or_else(|| {
                     connect_error(
                         "AppRole login needs a secret id",
@@ -381,12 +375,12 @@ fn resolve_login(
             },
         )),
         None => {
-            if let Some(token) = env("VAULT_TOKEN").filter(|t| !t.is_empty()).or_else(token_file) {
+            if let Some(token) = env(EnvVars::VAULT_TOKEN).filter(|t| !t.is_empty()).or_else(token_file) {
                 return Ok((token, Login::Static));
             }
-            match (env("VAULT_ROLE_ID"), env("VAULT_SECRET_ID")) {
+            match (env(EnvVars::VAULT_ROLE_ID), env(EnvVars::VAULT_SECRET_ID)) {
                 (Some(role_id), Some(secret_id)) => {
-                    let mount = env("VAULT_APPROLE_MOUNT").unwrap_or_else(|| "approle".to_owned());
+                    let mount = env(EnvVars::VAULT_APPROLE_MOUNT).unwrap_or_else(|| "approle".to_owned());
                     Ok((
                         String::new(),
                         Login::AppRole {
@@ -587,9 +581,12 @@ impl VaultLogin {
             refused: AtomicBool::new(false),
         });
         if !matches!(login.login, Login::Static) {
-            login.log_in(0).await.map_err(|e| ConnectError {
-                message: format!("cannot log in to {}: {}", at.describe(), e.detail),
-                hint: e.hint,
+            login.log_in(0).await.map_err(|e| {
+                ConnectError::new(
+                    ErrorClass::Auth,
+                    format!("cannot log in to {}: {}", at.describe(), e.detail),
+                )
+                .or_hint(e.hint)
             })?;
         }
         Ok(login)
@@ -705,7 +702,7 @@ impl VaultConnection {
         let generation = login.generation();
         let client = login
             .client_for(endpoint.namespace.as_deref(), &login.token())
-            .map_err(|message| ConnectError { message, hint: None })?;
+            .map_err(|message| ConnectError::new(ErrorClass::Invalid, message))?;
         Ok(Self {
             address: endpoint.address.clone(),
             namespace: endpoint.namespace.clone(),
@@ -718,9 +715,12 @@ impl VaultConnection {
     /// Looks the token up now: is it alive, and which policies does it carry (shown by
     /// [`VaultConnection::policies`]). A run does this only when a call is refused.
     pub(crate) async fn verify(&self) -> Result<(), ConnectError> {
-        self.login.check_token().await.map_err(|e| ConnectError {
-            message: format!("cannot use {}: {}", self.describe(), e.detail),
-            hint: e.hint,
+        self.login.check_token().await.map_err(|e| {
+            ConnectError::new(
+                ErrorClass::Auth,
+                format!("cannot use {}: {}", self.describe(), e.detail),
+            )
+            .or_hint(e.hint)
         })
     }
 
@@ -900,7 +900,7 @@ fn client(
         .ca_cert
         .as_ref()
         .map(|p| p.display().to_string())
-        .or_else(|| env("VAULT_CACERT"));
+        .or_else(|| env(EnvVars::VAULT_CACERT));
     match ca_cert {
         Some(path) if !std::path::Path::new(&path).is_file() => {
             return Err(connect_error(
@@ -1042,15 +1042,7 @@ impl LoginFailure {
 /// `connection refused` rather than `Error sending HTTP request`: the innermost causes of a
 /// transport error, deduplicated.
 fn transport_detail(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
+    let mut parts = crate::error_chain::causes(err);
     match parts.len() {
         0 => "the request failed".to_owned(),
         1 => parts.remove(0),

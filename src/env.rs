@@ -1,8 +1,41 @@
-//! Every environment variable secretsync reads, in one place. `docs/environment.md` is
-//! generated from [`ALL`] (a test fails when it is stale), and every flag's `env = …` names a
-//! constant here, so the names in the code, the help and the docs cannot drift apart.
+//! Every environment variable secretsync reads, and the one seam they are read through.
+//!
+//! `docs/environment.md` is generated from [`ALL`] (a test fails when it is stale), every flag's
+//! `env = …` names a constant here, and the stores read `VAULT_*`, `AWS_*`, `HOME` and
+//! `HOSTNAME` through a [`Lookup`] handed to them (tests give their own). No other module calls
+//! `std::env::var` (`tests/it/architecture.rs` checks), so the names in the code, the help and the
+//! docs cannot drift apart.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// How the stores read the environment: the process's ([`process`]) or a test's.
+pub type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment as a [`Lookup`].
+pub fn process() -> Lookup {
+    Arc::new(var)
+}
+
+/// One variable of the process environment (`None` when unset or not UTF-8).
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A variable of the process environment that names a file (any bytes the OS allows).
+pub fn path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os(name).map(std::path::PathBuf::from)
+}
+
+/// Whether a variable of the process environment is set at all (to anything, even empty).
+pub fn is_set(name: &str) -> bool {
+    std::env::var_os(name).is_some()
+}
+
+/// Whether the process runs in GitHub Actions (`GITHUB_ACTIONS=true`).
+pub fn in_github_actions() -> bool {
+    var(EnvVars::GITHUB_ACTIONS).as_deref() == Some("true")
+}
 
 /// Names of the `SECRETSYNC_*` variables (one per flag) and of the other variables read.
 pub struct EnvVars;
@@ -95,12 +128,42 @@ env_vars! {
     ACTIONS_ID_TOKEN_REQUEST_URL = "ACTIONS_ID_TOKEN_REQUEST_URL";
     /// Set by GitHub Actions with the URL above: the bearer token for that request.
     ACTIONS_ID_TOKEN_REQUEST_TOKEN = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+    /// Vault's address, when the `vault:` block has no `address` (as the Vault CLI reads it).
+    VAULT_ADDR = "VAULT_ADDR";
+    /// Vault namespace of the `vault:` block, when it has no `namespace`.
+    VAULT_NAMESPACE = "VAULT_NAMESPACE";
+    /// Vault token, when `vault.auth` names no method (else `~/.vault-token` is read).
+    VAULT_TOKEN = "VAULT_TOKEN";
+    /// AppRole role id, when `vault.auth` names no method and there is no token.
+    VAULT_ROLE_ID = "VAULT_ROLE_ID";
+    /// AppRole secret id, with `VAULT_ROLE_ID`.
+    VAULT_SECRET_ID = "VAULT_SECRET_ID";
+    /// Mount path of AppRole for `VAULT_ROLE_ID`/`VAULT_SECRET_ID` (default `approle`).
+    VAULT_APPROLE_MOUNT = "VAULT_APPROLE_MOUNT";
+    /// CA certificate (PEM file) to trust for Vault, when `vault.tls` names none.
+    VAULT_CACERT = "VAULT_CACERT";
+    /// AWS region, when the pipeline names none (before `AWS_DEFAULT_REGION`).
+    AWS_REGION = "AWS_REGION";
+    /// AWS region, when neither the pipeline nor `AWS_REGION` names one.
+    AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION";
+    /// AWS endpoint for every service (moto, LocalStack), when `aws.endpoint_url` is not set.
+    AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL";
+    /// AWS access key id; with `AWS_SECRET_ACCESS_KEY` these credentials are used as given (else the AWS SDK's credential chain: profile, web identity, ECS, EC2).
+    AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID";
+    /// AWS secret access key, with `AWS_ACCESS_KEY_ID`.
+    AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY";
+    /// AWS session token for temporary credentials, with the two above.
+    AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN";
+    /// Home folder: `~/.vault-token` is read from it.
+    HOME = "HOME";
+    /// Host name shown in the S3 merge store's run lock, so another run can say who holds it (else `/etc/hostname`).
+    HOSTNAME = "HOSTNAME";
 }
 
 /// `docs/environment.md`, generated from [`ALL`].
 pub fn markdown() -> String {
     let mut out = String::from(
-        "# Environment variables\n\n<!-- Generated from src/cli/env_vars.rs; `cargo nextest run` fails when this file is stale. -->\n\n\
+        "# Environment variables\n\n<!-- Generated from src/env.rs; `cargo nextest run` fails when this file is stale. -->\n\n\
          Every command-line flag can also be set through its `SECRETSYNC_*` variable; a flag on the command\n\
          line wins over the variable. Boolean variables accept `true`/`false` (also `1`/`0`, `yes`/`no`).\n\
          Variables used in the pipeline file itself (`${NAME}`) are whatever you choose.\n\n\
@@ -109,5 +172,10 @@ pub fn markdown() -> String {
     for (name, doc) in ALL {
         let _ = writeln!(out, "| `{name}` | {} |", doc.trim());
     }
+    out.push_str(
+        "\nThe AWS SDK's credential chain, used when `AWS_ACCESS_KEY_ID` is not set, reads its own variables\n\
+         (`AWS_PROFILE`, `AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, `AWS_WEB_IDENTITY_TOKEN_FILE`,\n\
+         `AWS_ROLE_ARN`, `AWS_CONTAINER_CREDENTIALS_*`, `AWS_EC2_METADATA_DISABLED`, …) as the AWS CLI does.\n",
+    );
     out
 }
