@@ -9,8 +9,8 @@ use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use serde_json::Value;
 use testbed::support::{AwsAccount, Services};
 
-use crate::aws::sdk_config;
-use crate::support::{Output, TestEnv};
+use crate::support::Test;
+use crate::support::aws::{self, WRITES, calls, endpoint, sdk_config, since};
 
 /// An organization built for a test.
 struct Org {
@@ -177,17 +177,6 @@ async fn organization(s: &Services) -> Org {
     }
 }
 
-fn run(env: &TestEnv, args: &[&str], account: &AwsAccount, endpoint: &str) -> Output {
-    let vars = [
-        ("AWS_ACCESS_KEY_ID", account.access_key_id.as_str()),
-        ("AWS_SECRET_ACCESS_KEY", account.secret_access_key.as_str()),
-        ("AWS_SESSION_TOKEN", account.session_token.as_str()),
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    tokio::task::block_in_place(|| env.run_with(args, &vars))
-}
-
 /// Group name → (target names → account ids, skipped account ids → reasons).
 type Found = BTreeMap<String, (BTreeMap<String, String>, BTreeMap<String, String>)>;
 
@@ -231,11 +220,10 @@ async fn every_method_finds_exactly_the_expected_accounts() {
     let s = Services::get();
     let org = organization(&s).await;
     let id = |n: u32| org.ids[&format!("acct-{n:02}")].clone();
-    let env = TestEnv::new();
-    env.write("src/x.json", r#"{"x": 1}"#);
-    env.write(
-        "config.yaml",
-        format!(
+    let t = Test::new()
+        .aws(&org.caller, &s.aws_endpoint)
+        .file("src/x.json", r#"{"x": 1}"#)
+        .pipeline(format!(
             "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
              targets: {{ Local: {{ file: {{ path: ./local }}, imports: [files] }} }}\n\
              dynamic_targets:\n\
@@ -248,10 +236,8 @@ async fn every_method_finds_exactly_the_expected_accounts() {
             org.prod_ou,
             org.ssm_parameter,
             id(18)
-        ),
-    );
-    let out = run(&env, &["discover", "-o", "json"], &org.caller, &s.aws_endpoint);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+        ));
+    let out = t.args(&["discover", "-o", "json"]).code(0);
     let found = found(&out.stdout);
     let targets = |group: &str| -> BTreeSet<String> { found[group].0.values().cloned().collect() };
     let ids = |ns: &[u32]| -> BTreeSet<String> { ns.iter().map(|n| id(*n)).collect() };
@@ -295,7 +281,7 @@ async fn every_method_finds_exactly_the_expected_accounts() {
         "18 excluded; 19, 24 and 25 match no pattern"
     );
 
-    let text = run(&env, &["discover"], &org.caller, &s.aws_endpoint);
+    let text = t.run(&["discover"]);
     assert!(
         text.stdout.contains("prod: 6 targets, 4 accounts skipped"),
         "{}",
@@ -339,26 +325,18 @@ async fn discovered_accounts_are_synced_and_a_second_run_writes_nothing() {
             .unwrap();
         ids.push((name, id));
     }
-    let proxy = testbed::proxy::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &s.aws_endpoint,
-        testbed::proxy::Flavor::Aws,
-    )
-    .await
-    .unwrap();
-    let endpoint = format!("http://{}", proxy.addr);
-    let env = TestEnv::new();
-    env.write("src/db.json", r#"{"user": "app"}"#);
-    env.write("src/flags.json", r#"{"beta": true}"#);
-    env.write(
-        "config.yaml",
-        "sources: { files: { file: { path: ./src } } }\n\
+    let proxy = aws::proxy(&s).await;
+    let t = Test::new()
+        .aws(&caller, &endpoint(&proxy))
+        .file("src/db.json", r#"{"user": "app"}"#)
+        .file("src/flags.json", r#"{"beta": true}"#)
+        .pipeline(
+            "sources: { files: { file: { path: ./src } } }\n\
          targets: { Base: { file: { path: ./base }, imports: [files] } }\n\
          dynamic_targets:\n\
          \x20 apps: { discovery: { organizations: { ou: Apps } }, name_template: \"app-{{account_name}}\", imports: [Base], secret_prefix: shared/, tags: { owner: platform } }\n",
-    );
-    let first = run(&env, &["pipeline", "--discover"], &caller, &endpoint);
-    assert_eq!(first.code, 0, "{}", first.snapshot());
+        );
+    let first = t.args(&["pipeline", "--discover"]).code(0);
     for (name, id) in &ids {
         assert!(
             first.stdout.contains(&format!("app-{name} → aws: {id}")),
@@ -366,7 +344,7 @@ async fn discovered_accounts_are_synced_and_a_second_run_writes_nothing() {
             first.stdout
         );
         let account = s.aws_account_with_id(id).await;
-        let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &s.aws_endpoint).await);
+        let sm = aws::secrets_manager(&account, &s.aws_endpoint).await;
         let listed = sm.list_secrets().send().await.unwrap();
         let mut names: Vec<&str> = listed.secret_list().iter().filter_map(|x| x.name()).collect();
         names.sort_unstable();
@@ -381,27 +359,9 @@ async fn discovered_accounts_are_synced_and_a_second_run_writes_nothing() {
                 .any(|t| t.key() == Some("secretsync:target") && t.value() == Some(&format!("app-{name}")))
         );
     }
-    let counts = |p: &testbed::proxy::RunningProxy| -> BTreeMap<String, u64> {
-        p.counts().into_iter().map(|((_, op), c)| (op, c.requests)).collect()
-    };
-    let before = counts(&proxy);
-    let second = run(&env, &["pipeline", "--discover", "--exit-code"], &caller, &endpoint);
-    assert_eq!(second.code, 0, "{}", second.snapshot());
-    let writes: Vec<(String, u64)> = counts(&proxy)
-        .into_iter()
-        .map(|(op, n)| (op.clone(), n - before.get(&op).copied().unwrap_or(0)))
-        .filter(|(op, n)| {
-            *n > 0
-                && [
-                    "CreateSecret",
-                    "PutSecretValue",
-                    "TagResource",
-                    "UntagResource",
-                    "UpdateSecret",
-                    "DeleteSecret",
-                ]
-                .contains(&op.as_str())
-        })
-        .collect();
+    let before = calls(&proxy);
+    t.args(&["pipeline", "--discover", "--exit-code"]).code(0);
+    let made = since(&before, &calls(&proxy));
+    let writes: Vec<(&String, &u64)> = made.iter().filter(|(op, _)| WRITES.contains(&op.as_str())).collect();
     assert!(writes.is_empty(), "a second run writes nothing: {writes:?}");
 }

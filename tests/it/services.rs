@@ -2,27 +2,20 @@
 //! proxies), brought up by `scripts/testbed up` if they are not running. Each test works in its
 //! own AWS account or Vault mount, so tests run in parallel without resets.
 
-use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
-use aws_sdk_secretsmanager::config::Credentials;
+use aws_config::retry::RetryConfig;
 use testbed::proxy::{Fault, Rule};
 use testbed::support::{AwsAccount, Services};
 
+use crate::support::aws::sdk_config;
+
+/// Secrets Manager as `account` on `endpoint` with the SDK's standard retries (3 attempts),
+/// which the fault tests below count.
 async fn secrets_manager(account: &AwsAccount, endpoint: &str) -> aws_sdk_secretsmanager::Client {
-    let credentials = Credentials::new(
-        &account.access_key_id,
-        &account.secret_access_key,
-        Some(account.session_token.clone()),
-        None,
-        "testbed",
-    );
-    let config = aws_config::defaults(BehaviorVersion::v2026_01_12())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(credentials)
-        .endpoint_url(endpoint)
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await;
-    aws_sdk_secretsmanager::Client::new(&config)
+    aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&sdk_config(account, endpoint).await)
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .build(),
+    )
 }
 
 #[tokio::test]
