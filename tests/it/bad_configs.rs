@@ -67,16 +67,15 @@ fn jbcom_pipeline_config_validates_with_warnings_for_unused_keys() {
         "pipeline-config.yaml",
         std::fs::read(repo().join("tests/fixtures/jbcom/pipeline-config.yaml")).unwrap(),
     );
-    let out = env.run_with(
-        &["validate", "-c", "pipeline-config.yaml"],
-        &[("VAULT_ROLE_ID", "r"), ("VAULT_SECRET_ID", "s")],
-    );
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let out = env
+        .args(&["validate", "-c", "pipeline-config.yaml"])
+        .vars(&[("VAULT_ROLE_ID", "r"), ("VAULT_SECRET_ID", "s")])
+        .code(0);
     insta::assert_snapshot!(out.snapshot());
-    let graph = env.run_with(
-        &["graph", "-c", "pipeline-config.yaml"],
-        &[("VAULT_ROLE_ID", "r"), ("VAULT_SECRET_ID", "s")],
-    );
+    let graph = env
+        .args(&["graph", "-c", "pipeline-config.yaml"])
+        .vars(&[("VAULT_ROLE_ID", "r"), ("VAULT_SECRET_ID", "s")])
+        .output();
     assert!(
         graph.stdout.contains("level 3"),
         "inheritance Serverless_Stg -> Serverless_Prod -> livequery_demos:\n{}",
@@ -92,7 +91,10 @@ fn jbcom_configs_we_treat_differently_get_actionable_messages() {
             file,
             std::fs::read(repo().join("tests/fixtures/jbcom").join(file)).unwrap(),
         );
-        let out = env.run_with(&["validate", "-c", file], &[("VAULT_TOKEN", "t")]);
+        let out = env
+            .args(&["validate", "-c", file])
+            .vars(&[("VAULT_TOKEN", "t")])
+            .output();
         assert_eq!(out.code, 2);
         assert!(out.stderr.lines().filter(|l| l.starts_with("error:")).count() >= 2);
         assert!(out.stderr.contains("hint:"));
@@ -118,8 +120,7 @@ fn config_errors_never_echo_values_from_the_environment() {
         ("MOUNT", "mount/../canary"),
         ("SUBTREE", "subtree-canary/*"),
     ];
-    let out = env.run_with(&["validate", "-c", "env.yaml"], &secrets);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["validate", "-c", "env.yaml"]).vars(&secrets).code(2);
     for (_, value) in secrets {
         assert!(!out.stderr.contains(value), "`{value}` was echoed:\n{}", out.stderr);
     }
@@ -276,7 +277,7 @@ fn every_jbcom_config_validates_or_is_refused_in_one_sentence() {
     for (file, refusal) in expected {
         let env = Test::new();
         env.write(file, std::fs::read(dir.join(file)).unwrap());
-        let out = env.run_with(&["validate", "-c", file], &vars);
+        let out = env.args(&["validate", "-c", file]).vars(&vars).output();
         let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("error:")).collect();
         match refusal {
             None => assert_eq!(out.code, 0, "{file} validates unchanged:\n{}", out.snapshot()),
@@ -312,7 +313,7 @@ fn every_jbcom_config_validates_or_is_refused_in_one_sentence() {
     let file = "fixtures-pipeline-config.yaml";
     let env = Test::new();
     env.write(file, std::fs::read(dir.join(file)).unwrap());
-    let out = env.run_with(&["validate", "-c", file], &vars);
+    let out = env.args(&["validate", "-c", file]).vars(&vars).output();
     assert!(
         out.stderr.contains("`aws.endpoint` is read as `aws.endpoint_url`"),
         "{}",
@@ -325,7 +326,7 @@ fn every_jbcom_config_validates_or_is_refused_in_one_sentence() {
     let file = "examples-action-test-config.yaml";
     let env = Test::new();
     env.write(file, std::fs::read(dir.join(file)).unwrap());
-    let out = env.run_with(&["validate", "-c", file], &vars);
+    let out = env.args(&["validate", "-c", file]).vars(&vars).output();
     assert!(
         out.stderr.contains("`test/*` is read as the subtree `test/`"),
         "{}",

@@ -71,27 +71,24 @@ fn unknown_targets_are_listed_with_the_valid_names() {
 #[test]
 fn flags_fall_back_to_secretsync_environment_variables() {
     let env = Test::quickstart();
-    let out = env.run_with(
-        &["pipeline"],
-        &[
+    let out = env
+        .args(&["pipeline"])
+        .vars(&[
             ("SECRETSYNC_CONFIG", QUICKSTART),
             ("SECRETSYNC_DRY_RUN", "true"),
             ("SECRETSYNC_TARGETS", "Review"),
             ("SECRETSYNC_OUTPUT", "compact"),
             ("SECRETSYNC_EXIT_CODE", "1"),
-        ],
-    );
-    assert_eq!(out.code, 1, "{}", out.snapshot());
+        ])
+        .code(1);
     assert_eq!(out.stdout, "secretsync: dry run · 1 target · +5 ~0 -0 =0\n");
     assert!(
         !env.exists("examples/quickstart/targets/review"),
         "SECRETSYNC_DRY_RUN=true means nothing is written"
     );
-    let out = env.run_with(
-        &["pipeline", "-c", QUICKSTART, "-o", "compact"],
-        &[("SECRETSYNC_DRY_RUN", "false"), ("SECRETSYNC_TARGETS", "Review")],
-    );
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    env.args(&["pipeline", "-c", QUICKSTART, "-o", "compact"])
+        .vars(&[("SECRETSYNC_DRY_RUN", "false"), ("SECRETSYNC_TARGETS", "Review")])
+        .code(0);
     assert!(
         env.exists("examples/quickstart/targets/review"),
         "SECRETSYNC_DRY_RUN=false applies"
@@ -101,7 +98,10 @@ fn flags_fall_back_to_secretsync_environment_variables() {
 #[test]
 fn github_actions_defaults_to_github_output() {
     let env = Test::quickstart();
-    let out = env.run_with(&["plan", "-c", QUICKSTART], &[("GITHUB_ACTIONS", "true")]);
+    let out = env
+        .args(&["plan", "-c", QUICKSTART])
+        .vars(&[("GITHUB_ACTIONS", "true")])
+        .output();
     assert_eq!(out.code, 0);
     assert!(out.stdout.starts_with("::group::Staging"), "{}", out.stdout);
 }
@@ -267,8 +267,7 @@ fn dependency_logs_are_off_unless_asked_for() {
     );
     // No credentials anywhere and a closed endpoint: the SDK's chain fails and says so.
     let closed = [("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
-    let quiet = env.run_with(&["plan"], &closed);
-    assert_eq!(quiet.code, 2, "{}", quiet.snapshot());
+    let quiet = env.args(&["plan"]).vars(&closed).code(2);
     assert!(
         !quiet.stderr.contains("ProviderError") && !quiet.stderr.contains("WARN aws"),
         "{}",
@@ -276,7 +275,7 @@ fn dependency_logs_are_off_unless_asked_for() {
     );
     let mut asked = closed.to_vec();
     asked.push(("SECRETSYNC_LOG_DEPENDENCIES", "aws_config=trace,aws_smithy=loudly"));
-    let loud = env.run_with(&["plan"], &asked);
+    let loud = env.args(&["plan"]).vars(&asked).output();
     assert!(loud.stderr.contains("default_credentials_chain"), "{}", loud.stderr);
     assert!(
         loud.stderr

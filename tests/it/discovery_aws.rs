@@ -182,34 +182,23 @@ type Found = BTreeMap<String, (BTreeMap<String, String>, BTreeMap<String, String
 
 fn found(json: &str) -> Found {
     let doc: Value = serde_json::from_str(json).unwrap();
+    // `[{ key: …, value: … }, …]` as a map.
+    let pairs = |list: &Value, key: &str, value: &str| -> BTreeMap<String, String> {
+        let text = |item: &Value, field: &str| item[field].as_str().unwrap().to_owned();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|item| (text(item, key), text(item, value)))
+            .collect()
+    };
     doc["groups"]
         .as_array()
         .unwrap()
         .iter()
         .map(|g| {
             assert!(g["error"].is_null(), "group failed: {g}");
-            let targets = g["targets"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| {
-                    (
-                        t["name"].as_str().unwrap().to_owned(),
-                        t["account_id"].as_str().unwrap().to_owned(),
-                    )
-                })
-                .collect();
-            let skipped = g["skipped"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| {
-                    (
-                        a["account_id"].as_str().unwrap().to_owned(),
-                        a["reason"].as_str().unwrap().to_owned(),
-                    )
-                })
-                .collect();
+            let targets = pairs(&g["targets"], "name", "account_id");
+            let skipped = pairs(&g["skipped"], "account_id", "reason");
             (g["group"].as_str().unwrap().to_owned(), (targets, skipped))
         })
         .collect()

@@ -193,16 +193,17 @@ fn push_and_write(env: &Test, url: &str) -> Output {
 #[test]
 fn json_logs_carry_the_run_id_on_every_line_of_the_run() {
     let env = Test::quickstart();
-    let out = env.run(&[
-        "pipeline",
-        "-c",
-        QUICKSTART,
-        "--log-level",
-        "debug",
-        "--log-format",
-        "json",
-    ]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let out = env
+        .args(&[
+            "pipeline",
+            "-c",
+            QUICKSTART,
+            "--log-level",
+            "debug",
+            "--log-format",
+            "json",
+        ])
+        .code(0);
     let lines: Vec<Value> = out
         .stderr
         .lines()

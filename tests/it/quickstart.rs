@@ -117,15 +117,14 @@ fn json_report_and_github_outputs() {
 
     let github_output = env.path().join("github_output");
     let summary = env.path().join("step_summary");
-    let out = env.run_with(
-        &["plan", "-c", QUICKSTART, "--show-values"],
-        &[
+    let out = env
+        .args(&["plan", "-c", QUICKSTART, "--show-values"])
+        .vars(&[
             ("GITHUB_ACTIONS", "true"),
             ("GITHUB_OUTPUT", github_output.to_str().unwrap()),
             ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+        ])
+        .code(0);
     assert!(
         !out.stdout.contains("EXAMPLE"),
         "--show-values never reaches GitHub output"

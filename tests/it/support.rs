@@ -134,46 +134,9 @@ impl Test {
         self.path().join(rel).exists()
     }
 
-    /// Runs `secretsync args…` in the scratch dir with a clean, deterministic environment.
+    /// Runs `secretsync args…`, whatever its exit code.
     pub(crate) fn run(&self, args: &[&str]) -> Output {
-        self.run_with(args, &[])
-    }
-
-    /// [`Test::run`] with more variables.
-    pub(crate) fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = self.command(args, env);
-        let out = off_the_runtime(|| cmd.output()).expect("run secretsync");
-        let redact = |bytes: &[u8]| self.redact(&String::from_utf8_lossy(bytes));
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: redact(&out.stdout),
-            stderr: redact(&out.stderr),
-        }
-    }
-
-    /// The command [`Test::run_with`] runs, for tests that start it themselves.
-    pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_secretsync"));
-        cmd.args(args).current_dir(self.path());
-        for (key, _) in std::env::vars() {
-            let ours = ["SECRETSYNC_", "GITHUB_", "ACTIONS_", "VAULT_", "AWS_"]
-                .iter()
-                .any(|p| key.starts_with(p));
-            if ours || key == "NO_COLOR" {
-                cmd.env_remove(key);
-            }
-        }
-        // HOME is the scratch dir, so a developer's ~/.vault-token and ~/.aws are never used;
-        // the instance-metadata service is off, so no credential lookup leaves loopback.
-        cmd.env("HOME", self.path())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("SECRETSYNC_COLOR", "never")
-            .env("SECRETSYNC_NO_PROGRESS", "true");
-        cmd.envs(self.vars.iter().map(|(k, v)| (k, v)));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd
+        self.args(args).output()
     }
 
     fn redact(&self, text: &str) -> String {
@@ -181,7 +144,8 @@ impl Test {
     }
 }
 
-/// One run of the binary, as [`Test::args`] describes it.
+/// One run of the binary, as [`Test::args`] describes it: in the scratch dir, with a clean,
+/// deterministic environment plus the test's and the run's variables.
 #[must_use]
 pub(crate) struct Run<'a> {
     test: &'a Test,
@@ -196,6 +160,11 @@ impl Run<'_> {
         self
     }
 
+    /// This run also gets these variables.
+    pub(crate) fn vars(self, vars: &[(&str, &str)]) -> Self {
+        vars.iter().fold(self, |run, (key, value)| run.var(key, value))
+    }
+
     /// Runs it; asserts it exited with `code` (showing the whole run if not).
     #[track_caller]
     pub(crate) fn code(self, code: i32) -> Output {
@@ -206,8 +175,15 @@ impl Run<'_> {
 
     /// Runs it, whatever its exit code.
     pub(crate) fn output(self) -> Output {
-        let (args, vars) = self.parts();
-        self.test.run_with(&args, &vars)
+        let test = self.test;
+        let mut cmd = self.command();
+        let out = off_the_runtime(|| cmd.output()).expect("run secretsync");
+        let redact = |bytes: &[u8]| test.redact(&String::from_utf8_lossy(bytes));
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: redact(&out.stdout),
+            stderr: redact(&out.stderr),
+        }
     }
 
     /// Starts it with stdout and stderr piped.
@@ -221,15 +197,25 @@ impl Run<'_> {
 
     /// The command, for a test that starts it itself.
     pub(crate) fn command(self) -> Command {
-        let (args, vars) = self.parts();
-        self.test.command(&args, &vars)
-    }
-
-    fn parts(&self) -> (Vec<&str>, Vec<(&str, &str)>) {
-        (
-            self.args.iter().map(String::as_str).collect(),
-            self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
-        )
+        let test = self.test;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_secretsync"));
+        cmd.args(&self.args).current_dir(test.path());
+        for (key, _) in std::env::vars() {
+            let ours = ["SECRETSYNC_", "GITHUB_", "ACTIONS_", "VAULT_", "AWS_"]
+                .iter()
+                .any(|p| key.starts_with(p));
+            if ours || key == "NO_COLOR" {
+                cmd.env_remove(key);
+            }
+        }
+        // HOME is the scratch dir, so a developer's ~/.vault-token and ~/.aws are never used;
+        // the instance-metadata service is off, so no credential lookup leaves loopback.
+        cmd.env("HOME", test.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("SECRETSYNC_COLOR", "never")
+            .env("SECRETSYNC_NO_PROGRESS", "true");
+        cmd.envs(test.vars.iter().chain(&self.vars).map(|(k, v)| (k, v)));
+        cmd
     }
 }
 
