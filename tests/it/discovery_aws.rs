@@ -35,8 +35,9 @@ async fn ou(orgs: &aws_sdk_organizations::Client, parent: &str, name: &str) -> S
         .to_owned()
 }
 
-/// Root ─ Workloads ─ Prod ─ Team, Workloads ─ Dev, and Sandbox; accounts spread over them.
-async fn organization(s: &Services) -> Org {
+/// A new organization on moto, managed by a new account: that account, its SDK config and the
+/// organization's root.
+async fn new_organization(s: &Services) -> (AwsAccount, aws_config::SdkConfig, String) {
     let caller = s.aws_account().await;
     s.aws_organization(&caller).await;
     let config = sdk_config(&caller, &s.aws_endpoint).await;
@@ -45,6 +46,40 @@ async fn organization(s: &Services) -> Org {
         .id()
         .unwrap()
         .to_owned();
+    (caller, config, root)
+}
+
+/// A new account `name`, moved from the organization's `root` into `parent` when given; its id.
+async fn new_account(orgs: &aws_sdk_organizations::Client, root: &str, name: &str, parent: Option<&str>) -> String {
+    let created = orgs
+        .create_account()
+        .account_name(name)
+        .email(format!("{name}@example.com"))
+        .send()
+        .await
+        .unwrap();
+    let id = created
+        .create_account_status()
+        .unwrap()
+        .account_id()
+        .unwrap()
+        .to_owned();
+    if let Some(parent) = parent {
+        orgs.move_account()
+            .account_id(&id)
+            .source_parent_id(root)
+            .destination_parent_id(parent)
+            .send()
+            .await
+            .unwrap();
+    }
+    id
+}
+
+/// Root ─ Workloads ─ Prod ─ Team, Workloads ─ Dev, and Sandbox; accounts spread over them.
+async fn organization(s: &Services) -> Org {
+    let (caller, config, root) = new_organization(s).await;
+    let orgs = aws_sdk_organizations::Client::new(&config);
     let workloads = ou(&orgs, &root, "Workloads").await;
     let prod = ou(&orgs, &workloads, "Prod").await;
     let team = ou(&orgs, &prod, "Team").await;
@@ -53,19 +88,6 @@ async fn organization(s: &Services) -> Org {
     let mut ids = BTreeMap::new();
     for i in 0..32 {
         let name = format!("acct-{i:02}");
-        let created = orgs
-            .create_account()
-            .account_name(&name)
-            .email(format!("{name}@example.com"))
-            .send()
-            .await
-            .unwrap();
-        let id = created
-            .create_account_status()
-            .unwrap()
-            .account_id()
-            .unwrap()
-            .to_owned();
         let parent = match i {
             0..5 => Some(&team),
             5..10 => Some(&prod),
@@ -73,15 +95,7 @@ async fn organization(s: &Services) -> Org {
             18..26 => Some(&sandbox),
             _ => None,
         };
-        if let Some(parent) = parent {
-            orgs.move_account()
-                .account_id(&id)
-                .source_parent_id(&root)
-                .destination_parent_id(parent)
-                .send()
-                .await
-                .unwrap();
-        }
+        let id = new_account(&orgs, &root, &name, parent.map(String::as_str)).await;
         let env = match i {
             0 | 1 | 2 | 5 | 6 => Some("prod"),
             3 | 7 => Some("PRODUCTION"),
@@ -281,37 +295,12 @@ async fn every_method_finds_exactly_the_expected_accounts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovered_accounts_are_synced_and_a_second_run_writes_nothing() {
     let s = Services::get();
-    let caller = s.aws_account().await;
-    s.aws_organization(&caller).await;
-    let config = sdk_config(&caller, &s.aws_endpoint).await;
+    let (caller, config, root) = new_organization(&s).await;
     let orgs = aws_sdk_organizations::Client::new(&config);
-    let root = orgs.list_roots().send().await.unwrap().roots()[0]
-        .id()
-        .unwrap()
-        .to_owned();
     let apps = ou(&orgs, &root, "Apps").await;
     let mut ids = Vec::new();
     for name in ["payments", "search", "web"] {
-        let created = orgs
-            .create_account()
-            .account_name(name)
-            .email(format!("{name}@example.com"))
-            .send()
-            .await
-            .unwrap();
-        let id = created
-            .create_account_status()
-            .unwrap()
-            .account_id()
-            .unwrap()
-            .to_owned();
-        orgs.move_account()
-            .account_id(&id)
-            .source_parent_id(&root)
-            .destination_parent_id(&apps)
-            .send()
-            .await
-            .unwrap();
+        let id = new_account(&orgs, &root, name, Some(&apps)).await;
         ids.push((name, id));
     }
     let proxy = aws::proxy(&s).await;
