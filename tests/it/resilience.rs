@@ -30,7 +30,7 @@ impl Drop for KilledOnDrop {
 }
 
 /// The report entry of target `name`.
-fn target(report: &Value, name: &str) -> Value {
+fn target_in(report: &Value, name: &str) -> Value {
     report["targets"]
         .as_array()
         .expect("targets")
@@ -200,7 +200,7 @@ async fn a_denied_role_and_a_failing_endpoint_fail_only_their_targets_and_the_ne
     let failed = t.observed_pipeline(&["-o", "json"]);
     assert_eq!(failed.code, 2, "{}", failed.snapshot());
     let report = t.report();
-    let status = |name: &str| -> Value { target(&report, name) };
+    let status = |name: &str| -> Value { target_in(&report, name) };
     assert_eq!(status("Good")["status"], "ok", "{report:#}");
     let denied_error = status("Denied")["error"].as_str().unwrap().to_owned();
     assert!(
@@ -448,7 +448,7 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
         "the read of `beta` was tried 6 times against the sealed server, then given up"
     );
     let report = t.report();
-    let out_target = target(&report, "Out");
+    let out_target = target_in(&report, "Out");
     assert_eq!(out_target["status"], "failed", "{out_target:#}");
     let error = out_target["error"].as_str().unwrap();
     assert!(error.contains("status 503: Vault is sealed"), "{error}");
@@ -461,7 +461,7 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
         );
     }
     assert_eq!(
-        target(&report, "Other")["status"],
+        target_in(&report, "Other")["status"],
         "ok",
         "a target not importing Vault is synced"
     );
