@@ -4,23 +4,13 @@
 
 use std::sync::Arc;
 
-use crate::support::built;
 use secretsync::model::{SecretPath, SecretValue};
 use secretsync::store::{ErrorClass, Owner, WritableStore, conformance};
 use serde_json::json;
 use testbed::support::{AwsAccount, Services};
 
-/// The environment a run in `account` gets: its credentials, moto's endpoint, a region.
-pub(crate) fn aws_env(services: &Services, account: &AwsAccount, endpoint: &str) -> Vec<(String, String)> {
-    let _ = services;
-    vec![
-        ("AWS_ACCESS_KEY_ID".to_owned(), account.access_key_id.clone()),
-        ("AWS_SECRET_ACCESS_KEY".to_owned(), account.secret_access_key.clone()),
-        ("AWS_SESSION_TOKEN".to_owned(), account.session_token.clone()),
-        ("AWS_ENDPOINT_URL".to_owned(), endpoint.to_owned()),
-        ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
-    ]
-}
+use crate::support::aws::{self, env_vars};
+use crate::support::{built, p};
 
 /// A Secrets Manager target `T` in the caller's account with `fields` (YAML mapping entries).
 async fn sm_target(services: &Services, account: &AwsAccount, fields: &str) -> Arc<dyn WritableStore> {
@@ -29,15 +19,11 @@ async fn sm_target(services: &Services, account: &AwsAccount, fields: &str) -> A
          targets: {{ T: {{ imports: [s], account_id: \"{}\"{fields} }} }}\n",
         account.account_id
     );
-    let (pipeline, context) = built(&yaml, aws_env(services, account, &services.aws_endpoint));
+    let (pipeline, context) = built(&yaml, env_vars(account, &services.aws_endpoint));
     context
         .target(&pipeline.targets["T"])
         .await
         .unwrap_or_else(|e| panic!("building the Secrets Manager target failed: {e}"))
-}
-
-fn p(text: &str) -> SecretPath {
-    SecretPath::parse(text).unwrap()
 }
 
 #[tokio::test]
@@ -93,7 +79,7 @@ async fn secrets_manager_reports_tag_and_key_drift_and_fixes_it_without_a_new_ve
     );
     let value = rekeyed.get_many(&[p("db")]).await.unwrap()[0].1.clone().unwrap();
     rekeyed.put(&p("db"), &value, "T").await.unwrap();
-    let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await);
+    let sm = aws::secrets_manager(&account, &services.aws_endpoint).await;
     let described = sm.describe_secret().secret_id("db").send().await.unwrap();
     assert_eq!(described.kms_key_id(), Some("alias/rotated"));
     let versions = sm.list_secret_version_ids().secret_id("db").send().await.unwrap();
@@ -102,36 +88,6 @@ async fn secrets_manager_reports_tag_and_key_drift_and_fixes_it_without_a_new_ve
         1,
         "tags and key were fixed without a new version"
     );
-}
-
-/// An SDK client config for `account` on `endpoint`, for arranging and checking state.
-pub(crate) async fn sdk_config(account: &AwsAccount, endpoint: &str) -> aws_config::SdkConfig {
-    let credentials = aws_sdk_secretsmanager::config::Credentials::new(
-        &account.access_key_id,
-        &account.secret_access_key,
-        Some(account.session_token.clone()),
-        None,
-        "testbed",
-    );
-    aws_config::defaults(aws_config::BehaviorVersion::v2026_01_12())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(credentials)
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
-
-/// A new bucket in `account`.
-pub(crate) async fn bucket(services: &Services, account: &AwsAccount) -> String {
-    let config = sdk_config(account, &services.aws_endpoint).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
-    let name = format!("merge-{}", account.account_id);
-    s3.create_bucket().bucket(&name).send().await.unwrap();
-    name
 }
 
 async fn s3_merge_store(
@@ -156,7 +112,7 @@ async fn s3_merge_store_for(
          merge_store: {{ s3: {{ bucket: {bucket}, prefix: merged/{extra} }} }}\n\
          targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n"
     );
-    let (pipeline, context) = built(&yaml, aws_env(services, account, &services.aws_endpoint));
+    let (pipeline, context) = built(&yaml, env_vars(account, &services.aws_endpoint));
     context
         .with_lock_scope(lock_scope.map(str::to_owned))
         .merge_store(pipeline.merge_store.as_ref().unwrap())
@@ -168,7 +124,7 @@ async fn s3_merge_store_for(
 async fn s3_merge_scopes_pass_the_store_contract_and_keep_kinds_exact() {
     let services = Services::get();
     let account = services.aws_account().await;
-    let bucket = bucket(&services, &account).await;
+    let bucket = aws::bucket(&services, &account).await;
     let merge = s3_merge_store(&services, &account, &bucket, "").await;
     conformance::run(merge.for_target("T").as_ref()).await.unwrap();
     let scope = merge.for_target("Staging");
@@ -190,12 +146,7 @@ async fn s3_merge_scopes_pass_the_store_contract_and_keep_kinds_exact() {
     let back = scope.get(&p("certs/key.der")).await.unwrap().unwrap();
     assert!(matches!(&back, SecretValue::Binary(b) if b == &[0, 159, 146, 150, 255]));
 
-    let config = sdk_config(&account, &services.aws_endpoint).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = aws::s3(&account, &services.aws_endpoint).await;
     let object = s3
         .head_object()
         .bucket(&bucket)
@@ -218,7 +169,7 @@ async fn s3_merge_scopes_pass_the_store_contract_and_keep_kinds_exact() {
 async fn s3_writes_are_conditional_and_the_run_lock_names_its_holder() {
     let services = Services::get();
     let account = services.aws_account().await;
-    let bucket = bucket(&services, &account).await;
+    let bucket = aws::bucket(&services, &account).await;
     let merge = s3_merge_store(&services, &account, &bucket, "").await;
     let scope = merge.for_target("Prod");
     scope
@@ -313,7 +264,7 @@ async fn a_dead_runs_lock_is_shown_and_released_by_id_and_a_lost_lock_reply_is_o
     use testbed::proxy::{Fault, Rule};
     let services = Services::get();
     let account = services.aws_account().await;
-    let bucket = bucket(&services, &account).await;
+    let bucket = aws::bucket(&services, &account).await;
     let dead = s3_merge_store(&services, &account, &bucket, "").await;
     dead.lock().await.unwrap();
     let locks = dead.locks().await.unwrap().unwrap();
@@ -357,7 +308,7 @@ async fn a_dead_runs_lock_is_shown_and_released_by_id_and_a_lost_lock_reply_is_o
          merge_store: {{ s3: {{ bucket: {bucket}, prefix: merged/ }} }}\n\
          targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n"
     );
-    let (pipeline, context) = built(&yaml, aws_env(&services, &account, &services.aws_proxy));
+    let (pipeline, context) = built(&yaml, env_vars(&account, &services.aws_proxy));
     let through_proxy = context
         .merge_store(pipeline.merge_store.as_ref().unwrap())
         .await
@@ -375,7 +326,7 @@ async fn a_dead_runs_lock_is_shown_and_released_by_id_and_a_lost_lock_reply_is_o
 async fn secrets_manager_sources_filter_by_prefix_and_tags_and_skip_deleted_secrets() {
     let services = Services::get();
     let account = services.aws_account().await;
-    let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await);
+    let sm = aws::secrets_manager(&account, &services.aws_endpoint).await;
     let tag = |k: &str, v: &str| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build();
     sm.create_secret()
         .name("legacy/db")
@@ -424,7 +375,7 @@ async fn secrets_manager_sources_filter_by_prefix_and_tags_and_skip_deleted_secr
          targets: {{ T: {{ imports: [legacy], file: {{ path: ./out }} }} }}\n",
         account.account_id
     );
-    let (pipeline, context) = built(&yaml, aws_env(&services, &account, &services.aws_endpoint));
+    let (pipeline, context) = built(&yaml, env_vars(&account, &services.aws_endpoint));
     let source = context.source(&pipeline.sources["legacy"]).await.unwrap();
     let (_, set) = source.read_all().await.unwrap();
     let names: Vec<String> = set.keys().map(ToString::to_string).collect();
@@ -443,7 +394,7 @@ async fn secrets_manager_reads_a_pages_values_while_the_next_page_is_listed() {
     let services = Services::get();
     let account = services.aws_account().await;
     let prefix = format!("overlap-{}/", account.account_id);
-    let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await);
+    let sm = aws::secrets_manager(&account, &services.aws_endpoint).await;
     for i in 0..120 {
         sm.create_secret()
             .name(format!("{prefix}s{i:03}"))
@@ -473,7 +424,7 @@ async fn secrets_manager_reads_a_pages_values_while_the_next_page_is_listed() {
          targets: {{ T: {{ imports: [s], account_id: \"{}\", secret_prefix: {prefix} }} }}\n",
         account.account_id
     );
-    let (pipeline, context) = built(&yaml, aws_env(&services, &account, &services.aws_proxy));
+    let (pipeline, context) = built(&yaml, env_vars(&account, &services.aws_proxy));
     let store = context.target(&pipeline.targets["T"]).await.unwrap();
     let (listing, values) = store.list_and_read(&|_| true).await.unwrap();
     let values = values.unwrap();
@@ -501,7 +452,7 @@ async fn secrets_manager_reads_a_pages_values_while_the_next_page_is_listed() {
 async fn a_source_name_that_is_not_a_secret_path_is_reported_never_renamed() {
     let services = Services::get();
     let account = services.aws_account().await;
-    let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await);
+    let sm = aws::secrets_manager(&account, &services.aws_endpoint).await;
     for (name, value) in [("app/x//db", "double"), ("app/x/db", "single")] {
         sm.create_secret().name(name).secret_string(value).send().await.unwrap();
     }
@@ -510,7 +461,7 @@ async fn a_source_name_that_is_not_a_secret_path_is_reported_never_renamed() {
          targets: {{ T: {{ imports: [s], account_id: \"{}\", secret_prefix: app/ }} }}\n",
         account.account_id, account.account_id
     );
-    let (pipeline, context) = built(&yaml, aws_env(&services, &account, &services.aws_endpoint));
+    let (pipeline, context) = built(&yaml, env_vars(&account, &services.aws_endpoint));
     let source = context.source(&pipeline.sources["s"]).await.unwrap();
     let err = source.read_all().await.unwrap_err();
     assert_eq!(err.class, ErrorClass::Invalid);

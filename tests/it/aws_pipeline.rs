@@ -4,121 +4,32 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
-use testbed::proxy::{Count, Flavor, RunningProxy};
-use testbed::support::{AwsAccount, Services, random_account_id};
+use serde_json::json;
+use testbed::support::{Services, random_account_id};
 
-use crate::aws::sdk_config;
-use crate::support::{Output, TestEnv};
-
-/// Operations that change something in AWS.
-pub(crate) const WRITES: &[&str] = &[
-    "CreateSecret",
-    "PutSecretValue",
-    "UpdateSecret",
-    "TagResource",
-    "UntagResource",
-    "DeleteSecret",
-    "RestoreSecret",
-    "PutObject",
-    "DeleteObject",
-    "DeleteObjects",
-    "CopyObject",
-];
-
-/// A private proxy in front of moto, so this test's calls are counted apart from others'.
-pub(crate) async fn proxy(services: &Services) -> RunningProxy {
-    testbed::proxy::start("127.0.0.1:0".parse().unwrap(), &services.aws_endpoint, Flavor::Aws)
-        .await
-        .unwrap()
-}
-
-pub(crate) fn calls(proxy: &RunningProxy) -> BTreeMap<String, u64> {
-    proxy
-        .counts()
-        .into_iter()
-        .map(|((_, op), Count { requests, .. })| (op, requests))
-        .fold(BTreeMap::new(), |mut all, (op, n)| {
-            *all.entry(op).or_default() += n;
-            all
-        })
-}
-
-pub(crate) fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
-        .filter(|(_, n)| *n > 0)
-        .collect()
-}
-
-/// The binary as `account`, through `proxy`, with more variables.
-pub(crate) fn run(
-    env: &TestEnv,
-    args: &[&str],
-    account: &AwsAccount,
-    proxy: &RunningProxy,
-    more: &[(&str, &str)],
-) -> Output {
-    let endpoint = format!("http://{}", proxy.addr);
-    let mut vars: Vec<(&str, &str)> = vec![
-        ("AWS_ACCESS_KEY_ID", &account.access_key_id),
-        ("AWS_SECRET_ACCESS_KEY", &account.secret_access_key),
-        ("AWS_SESSION_TOKEN", &account.session_token),
-        ("AWS_ENDPOINT_URL", &endpoint),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    vars.extend_from_slice(more);
-    tokio::task::block_in_place(|| env.run_with(args, &vars))
-}
-
-/// Secrets Manager in `account_id`, read directly from moto.
-pub(crate) async fn secrets_in(services: &Services, account_id: &str) -> aws_sdk_secretsmanager::Client {
-    let account = services.aws_account_with_id(account_id).await;
-    aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &services.aws_endpoint).await)
-}
-
-pub(crate) async fn names(sm: &aws_sdk_secretsmanager::Client) -> Vec<String> {
-    let listed = sm.list_secrets().max_results(100).send().await.unwrap();
-    let mut names: Vec<String> = listed
-        .secret_list()
-        .iter()
-        .filter_map(|s| s.name().map(str::to_owned))
-        .collect();
-    names.sort();
-    names
-}
-
-pub(crate) async fn string_value(sm: &aws_sdk_secretsmanager::Client, name: &str) -> Value {
-    let out = sm.get_secret_value().secret_id(name).send().await.unwrap();
-    serde_json::from_str(out.secret_string().unwrap()).unwrap()
-}
-
-async fn tags(sm: &aws_sdk_secretsmanager::Client, name: &str) -> BTreeMap<String, String> {
-    let out = sm.describe_secret().secret_id(name).send().await.unwrap();
-    out.tags()
-        .iter()
-        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
-        .collect()
-}
+use crate::support::Test;
+use crate::support::aws::{self, WRITES, calls, endpoint, names, secrets_in, since, string_value, tags};
+use crate::support::scenario::Scenario;
+use crate::support::vault::Kv;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_sources_through_an_s3_merge_store_into_three_accounts() {
     let s = Services::get();
     let management = s.aws_account().await;
     let (staging, prod, review) = (random_account_id(), random_account_id(), random_account_id());
-    let bucket = crate::aws::bucket(&s, &management).await;
+    let bucket = aws::bucket(&s, &management).await;
     let mount = s.vault_mount(2).await;
     let nested = json!({ "user": "app", "pool": { "max": 10, "hosts": ["a", "b"] }, "ratio": 0.25 });
     for (path, data) in [("db", nested.clone()), ("api/keys", json!({ "stripe": "sk_test_1" }))] {
-        crate::vault::seed(&s, &mount, 2, path, data).await;
+        Kv::shared(&s, &mount, 2).seed(path, &data).await;
     }
     let der: Vec<u8> = (0..=255u8).rev().collect();
-    let env = TestEnv::new();
-    env.write("files/certs/client.der", &der);
-    env.write(
-        "config.yaml",
-        format!(
+    let proxy = aws::proxy(&s).await;
+    let t = Test::new()
+        .aws(&management, &endpoint(&proxy))
+        .vault_token(&s.vault_token)
+        .file("files/certs/client.der", &der)
+        .pipeline(format!(
             "vault: {{ address: {} }}\n\
              sources:\n\
              \x20 platform: {{ vault: {{ mount: {mount} }} }}\n\
@@ -129,13 +40,9 @@ async fn vault_sources_through_an_s3_merge_store_into_three_accounts() {
              \x20 Prod: {{ account_id: \"{prod}\", imports: [Staging], secret_prefix: prod/, tags: {{ env: prod }} }}\n\
              \x20 Review: {{ account_id: \"{review}\", imports: [Staging], description: Review copy }}\n",
             s.vault_addr
-        ),
-    );
-    let proxy = proxy(&s).await;
-    let vault = [("VAULT_TOKEN", s.vault_token.as_str())];
+        ));
 
-    let first = run(&env, &["pipeline"], &management, &proxy, &vault);
-    assert_eq!(first.code, 0, "{}", first.snapshot());
+    t.args(&["pipeline"]).code(0);
     let after_first = calls(&proxy);
     assert_eq!(
         after_first.get("AssumeRole"),
@@ -184,11 +91,7 @@ async fn vault_sources_through_an_s3_merge_store_into_three_accounts() {
     let described = sm.describe_secret().secret_id("api/keys").send().await.unwrap();
     assert_eq!(described.description(), Some("Review copy"));
 
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk_config(&management, &s.aws_endpoint).await)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = aws::s3(&management, &s.aws_endpoint).await;
     let objects = s3
         .list_objects_v2()
         .bucket(&bucket)
@@ -208,8 +111,7 @@ async fn vault_sources_through_an_s3_merge_store_into_three_accounts() {
     );
 
     // Nothing changed: the second run reads and writes nothing.
-    let second = run(&env, &["pipeline", "--exit-code"], &management, &proxy, &vault);
-    assert_eq!(second.code, 0, "{}", second.snapshot());
+    t.args(&["pipeline", "--exit-code"]).code(0);
     let made = since(&after_first, &calls(&proxy));
     let writes: Vec<(&String, &u64)> = made.iter().filter(|(op, _)| WRITES.contains(&op.as_str())).collect();
     assert!(writes.is_empty(), "a no-op run makes no write call: {made:?}");
@@ -222,77 +124,17 @@ async fn vault_sources_through_an_s3_merge_store_into_three_accounts() {
     assert_eq!(made.get("GetSecretValue"), None, "never one read per secret: {made:?}");
 }
 
-/// One account on moto behind a private proxy, and a scratch folder with a file source.
-pub(crate) struct Scenario {
-    pub(crate) s: Services,
-    pub(crate) caller: AwsAccount,
-    pub(crate) proxy: RunningProxy,
-    pub(crate) env: TestEnv,
-}
-
-impl Scenario {
-    pub(crate) async fn new() -> Self {
-        let s = Services::get();
-        let caller = s.aws_account().await;
-        let proxy = proxy(&s).await;
-        Self {
-            s,
-            caller,
-            proxy,
-            env: TestEnv::new(),
-        }
-    }
-
-    /// A pipeline syncing folder `src` into the caller's own account (`target` fields added).
-    fn config(&self, target: &str, pipeline: &str) {
-        self.env.write(
-            "config.yaml",
-            format!(
-                "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
-                 targets: {{ App: {{ account_id: \"{}\", imports: [files]{target} }} }}\n\
-                 pipeline: {{ {pipeline} }}\n",
-                self.caller.account_id
-            ),
-        );
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        run(&self.env, args, &self.caller, &self.proxy, &[])
-    }
-
-    /// A new bucket as the S3 merge store of a pipeline syncing folder `src` into target `App`
-    /// in the caller's account (`pipeline` settings added); the bucket's name.
-    async fn with_s3_merge_store(&self, pipeline: &str) -> String {
-        let bucket = crate::aws::bucket(&self.s, &self.caller).await;
-        self.env.write(
-            "config.yaml",
-            format!(
-                "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
-                 merge_store: {{ s3: {{ bucket: {bucket} }} }}\n\
-                 targets: {{ App: {{ account_id: \"{}\", imports: [files] }} }}\n\
-                 pipeline: {{ {pipeline} }}\n",
-                self.caller.account_id
-            ),
-        );
-        bucket
-    }
-
-    async fn sm(&self) -> aws_sdk_secretsmanager::Client {
-        aws_sdk_secretsmanager::Client::new(&sdk_config(&self.caller, &self.s.aws_endpoint).await)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desired_secret_scheduled_for_deletion_is_restored_then_updated() {
     let sc = Scenario::new().await;
-    sc.env.write("src/keep.json", r#"{"k": 1}"#);
-    sc.env.write("src/back.json", r#"{"v": 1}"#);
+    sc.write("src/keep.json", r#"{"k": 1}"#);
+    sc.write("src/back.json", r#"{"v": 1}"#);
     sc.config("", "sync: { delete_orphans: true, recovery_window_days: 7 }");
-    assert_eq!(sc.run(&["pipeline"]).code, 0);
-    sc.env.write("src/back.json", r#"{"v": 2}"#);
-    assert_eq!(sc.run(&["pipeline"]).code, 0);
+    sc.args(&["pipeline"]).code(0);
+    sc.write("src/back.json", r#"{"v": 2}"#);
+    sc.args(&["pipeline"]).code(0);
 
-    std::fs::remove_file(sc.env.path().join("src/back.json")).unwrap();
+    sc.remove("src/back.json");
     let deleted = sc.run(&["pipeline"]);
     assert!(deleted.stdout.contains("- back"), "{}", deleted.stdout);
     let sm = sc.sm().await;
@@ -304,9 +146,8 @@ async fn a_desired_secret_scheduled_for_deletion_is_restored_then_updated() {
 
     // Desired again with its first value: restored, and that value is current again (the
     // write is not mistaken for a retry of the first version's write).
-    sc.env.write("src/back.json", r#"{"v": 1}"#);
-    let restored = sc.run(&["pipeline"]);
-    assert_eq!(restored.code, 0, "{}", restored.snapshot());
+    sc.write("src/back.json", r#"{"v": 1}"#);
+    let restored = sc.args(&["pipeline"]).code(0);
     assert!(restored.stdout.contains("↺ back"), "{}", restored.stdout);
     assert!(
         sm.describe_secret()
@@ -324,7 +165,7 @@ async fn a_desired_secret_scheduled_for_deletion_is_restored_then_updated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_someone_else_owns_is_a_conflict_until_adopted() {
     let sc = Scenario::new().await;
-    sc.env.write("src/shared.json", r#"{"k": "ours"}"#);
+    sc.write("src/shared.json", r#"{"k": "ours"}"#);
     sc.config(", tags: { env: prod }", "");
     let sm = sc.sm().await;
     sm.create_secret()
@@ -340,37 +181,34 @@ async fn a_secret_someone_else_owns_is_a_conflict_until_adopted() {
         .await
         .unwrap();
 
-    let conflict = sc.run(&["pipeline"]);
-    assert_eq!(conflict.code, 2, "{}", conflict.snapshot());
+    let conflict = sc.args(&["pipeline"]).code(2);
     assert!(conflict.stdout.contains("! shared"), "{}", conflict.stdout);
     assert!(conflict.stdout.contains("pass `--adopt`"), "{}", conflict.stdout);
     assert_eq!(string_value(&sm, "shared").await, json!({ "k": "theirs" }), "untouched");
 
-    let adopted = sc.run(&["pipeline", "--adopt"]);
-    assert_eq!(adopted.code, 0, "{}", adopted.snapshot());
+    sc.args(&["pipeline", "--adopt"]).code(0);
     assert_eq!(string_value(&sm, "shared").await, json!({ "k": "ours" }));
     let now = tags(&sm, "shared").await;
     assert_eq!(now["managed-by"], "secretsync");
     assert_eq!(now["secretsync:target"], "App");
     assert_eq!(now["env"], "prod");
     assert_eq!(now["team"], "payments", "adoption keeps the tags that were there");
-    assert_eq!(sc.run(&["pipeline", "--exit-code"]).code, 0);
+    sc.args(&["pipeline", "--exit-code"]).code(0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_deletes_than_max_deletes_withholds_every_delete() {
     let sc = Scenario::new().await;
     for i in 0..4 {
-        sc.env.write(&format!("src/s{i}.json"), format!(r#"{{"i": {i}}}"#));
+        sc.write(&format!("src/s{i}.json"), format!(r#"{{"i": {i}}}"#));
     }
     sc.config("", "sync: { delete_orphans: true, max_deletes: 2 }");
-    assert_eq!(sc.run(&["pipeline"]).code, 0);
+    sc.args(&["pipeline"]).code(0);
     for i in 0..3 {
-        std::fs::remove_file(sc.env.path().join(format!("src/s{i}.json"))).unwrap();
+        sc.remove(&format!("src/s{i}.json"));
     }
     let before = calls(&sc.proxy);
-    let out = sc.run(&["pipeline"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = sc.args(&["pipeline"]).code(2);
     assert!(
         out.stdout
             .contains("3 deletes planned, more than `max_deletes` (2): every delete was withheld"),
@@ -386,7 +224,7 @@ async fn more_deletes_than_max_deletes_withholds_every_delete() {
 async fn a_failing_source_means_no_deletes_and_no_partial_push() {
     let sc = Scenario::new().await;
     let source_account = sc.s.aws_account().await;
-    let sm_source = aws_sdk_secretsmanager::Client::new(&sdk_config(&source_account, &sc.s.aws_endpoint).await);
+    let sm_source = aws::secrets_manager(&source_account, &sc.s.aws_endpoint).await;
     for (name, value) in [
         ("legacy/a", r#"{"a": 1}"#),
         ("legacy/b", r#"{"b": 1}"#),
@@ -400,8 +238,8 @@ async fn a_failing_source_means_no_deletes_and_no_partial_push() {
             .await
             .unwrap();
     }
-    sc.env.write("src/local.json", r#"{"l": 1}"#);
-    sc.env.write(
+    sc.write("src/local.json", r#"{"l": 1}"#);
+    sc.write(
         "config.yaml",
         format!(
             "sources:\n\
@@ -412,8 +250,7 @@ async fn a_failing_source_means_no_deletes_and_no_partial_push() {
             source_account.account_id, sc.caller.account_id
         ),
     );
-    let first = sc.run(&["pipeline"]);
-    assert_eq!(first.code, 0, "{}", first.snapshot());
+    sc.args(&["pipeline"]).code(0);
     let sm = sc.sm().await;
     assert_eq!(
         names(&sm).await,
@@ -422,7 +259,7 @@ async fn a_failing_source_means_no_deletes_and_no_partial_push() {
     );
 
     // The source's account now refuses to be read; a local secret changes meanwhile.
-    sc.env.write("src/local.json", r#"{"l": 2}"#);
+    sc.write("src/local.json", r#"{"l": 2}"#);
     let rule = testbed::proxy::Rule {
         operation: Some("BatchGetSecretValue".to_owned()),
         fault: testbed::proxy::Fault {
@@ -434,8 +271,7 @@ async fn a_failing_source_means_no_deletes_and_no_partial_push() {
     };
     let id = sc.proxy.add_rule(rule).unwrap();
     let before = calls(&sc.proxy);
-    let out = sc.run(&["pipeline"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = sc.args(&["pipeline"]).code(2);
     assert!(out.stdout.contains("cannot read source `legacy`"), "{}", out.stdout);
     let made = since(&before, &calls(&sc.proxy));
     let writes: Vec<&String> = made.keys().filter(|op| WRITES.contains(&op.as_str())).collect();
@@ -450,9 +286,8 @@ async fn a_to_b_to_a_makes_three_versions_and_a_70_kb_value_is_refused_in_the_pl
     sc.config("", "");
     let mut versions = Vec::new();
     for value in ["A", "B", "A"] {
-        sc.env.write("src/flip", value);
-        let out = sc.run(&["pipeline"]);
-        assert_eq!(out.code, 0, "{}", out.snapshot());
+        sc.write("src/flip", value);
+        sc.args(&["pipeline"]).code(0);
         let sm = sc.sm().await;
         let current = sm.get_secret_value().secret_id("flip").send().await.unwrap();
         assert_eq!(current.secret_string(), Some(value));
@@ -465,10 +300,9 @@ async fn a_to_b_to_a_makes_three_versions_and_a_70_kb_value_is_refused_in_the_pl
         "A→B→A is three versions, none swallowed: {versions:?}"
     );
 
-    sc.env.write("src/huge", "x".repeat(70 * 1024));
+    sc.write("src/huge", "x".repeat(70 * 1024));
     let before = calls(&sc.proxy);
-    let plan = sc.run(&["plan"]);
-    assert_eq!(plan.code, 2, "{}", plan.snapshot());
+    let plan = sc.args(&["plan"]).code(2);
     assert!(plan.stdout.contains("huge"), "{}", plan.stdout);
     assert!(
         plan.stdout
@@ -490,9 +324,8 @@ async fn the_same_write_in_two_runs_gets_unrelated_version_ids() {
     for _ in 0..2 {
         let sc = Scenario::new().await;
         sc.config("", "");
-        sc.env.write("src/weak", "1234");
-        let out = sc.run(&["pipeline"]);
-        assert_eq!(out.code, 0, "{}", out.snapshot());
+        sc.write("src/weak", "1234");
+        sc.args(&["pipeline"]).code(0);
         let current = sc.sm().await.get_secret_value().secret_id("weak").send().await.unwrap();
         ids.push(current.version_id().unwrap().to_owned());
     }
@@ -503,8 +336,8 @@ async fn the_same_write_in_two_runs_gets_unrelated_version_ids() {
 async fn a_role_that_cannot_be_assumed_fails_only_its_target_and_names_the_role() {
     let sc = Scenario::new().await;
     let (denied, fine) = (random_account_id(), random_account_id());
-    sc.env.write("src/x.json", r#"{"x": 1}"#);
-    sc.env.write(
+    sc.write("src/x.json", r#"{"x": 1}"#);
+    sc.write(
         "config.yaml",
         format!(
             "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
@@ -527,8 +360,7 @@ async fn a_role_that_cannot_be_assumed_fails_only_its_target_and_names_the_role(
             ..testbed::proxy::Rule::default()
         })
         .unwrap();
-    let out = sc.run(&["pipeline"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = sc.args(&["pipeline"]).code(2);
     assert!(sc.proxy.rule_stats(id).unwrap().fired >= 1);
     let role = format!("arn:aws:iam::{denied}:role/OrganizationAccountAccessRole");
     assert!(out.stdout.contains(&role), "the failing role is named: {}", out.stdout);
@@ -544,9 +376,9 @@ async fn a_role_that_cannot_be_assumed_fails_only_its_target_and_names_the_role(
 async fn check_aws_and_context_show_the_caller_the_organization_and_every_role() {
     let sc = Scenario::new().await;
     let org = sc.s.aws_organization(&sc.caller).await;
-    let bucket = crate::aws::bucket(&sc.s, &sc.caller).await;
+    let bucket = aws::bucket(&sc.s, &sc.caller).await;
     let (member, locked) = (random_account_id(), random_account_id());
-    sc.env.write(
+    sc.write(
         "config.yaml",
         format!(
             "aws: {{ execution_context: {{ type: management_account, account_id: \"{}\" }} }}\n\
@@ -571,8 +403,7 @@ async fn check_aws_and_context_show_the_caller_the_organization_and_every_role()
             ..testbed::proxy::Rule::default()
         })
         .unwrap();
-    let out = sc.run(&["validate", "--check-aws"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = sc.args(&["validate", "--check-aws"]).code(2);
     let lines: Vec<&str> = out.stdout.lines().skip_while(|l| *l != "AWS:").collect();
     let org_id = org["Id"].as_str().unwrap();
     let caller = &sc.caller.account_id;
@@ -592,8 +423,7 @@ async fn check_aws_and_context_show_the_caller_the_organization_and_every_role()
     );
     assert_eq!(lines[8], "✗ 1 of 6 AWS checks failed");
 
-    let context = sc.run(&["context"]);
-    assert_eq!(context.code, 2, "{}", context.snapshot());
+    let context = sc.args(&["context"]).code(2);
     assert!(
         context.stdout.starts_with("AWS execution context:\n  ✓ caller: "),
         "{}",
@@ -605,8 +435,8 @@ async fn check_aws_and_context_show_the_caller_the_organization_and_every_role()
 async fn roles_are_assumed_with_the_configured_external_id_and_session_name() {
     let sc = Scenario::new().await;
     let other = random_account_id();
-    sc.env.write("src/x.json", r#"{"x": 1}"#);
-    sc.env.write(
+    sc.write("src/x.json", r#"{"x": 1}"#);
+    sc.write(
         "config.yaml",
         format!(
             "aws: {{ external_id: ext-4711, role_session_name: nightly-sync, execution_context: {{ custom_role_pattern: \"arn:aws:iam::{{{{.AccountID}}}}:role/SecretsSync\" }} }}\n\
@@ -626,8 +456,7 @@ async fn roles_are_assumed_with_the_configured_external_id_and_session_name() {
             ..testbed::proxy::Rule::default()
         })
         .unwrap();
-    let out = sc.run(&["pipeline"]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    sc.args(&["pipeline"]).code(0);
     assert_eq!(
         sc.proxy.rule_stats(id).unwrap().matched,
         1,
@@ -639,19 +468,18 @@ async fn roles_are_assumed_with_the_configured_external_id_and_session_name() {
 async fn each_account_is_assumed_once_even_beyond_the_sdks_64_cached_identities() {
     use std::fmt::Write as _;
     let sc = Scenario::new().await;
-    sc.env.write("src/x.json", r#"{"x": 1}"#);
+    sc.write("src/x.json", r#"{"x": 1}"#);
     let accounts: Vec<String> = (0..70).map(|_| random_account_id()).collect();
     let mut targets = String::new();
     for (k, a) in accounts.iter().enumerate() {
         writeln!(targets, "  T{k:02}: {{ account_id: \"{a}\", imports: [files] }}").unwrap();
     }
-    sc.env.write(
+    sc.write(
         "config.yaml",
         format!("sources: {{ files: {{ file: {{ path: ./src }} }} }}\ntargets:\n{targets}"),
     );
     let before = calls(&sc.proxy);
-    let out = sc.run(&["pipeline"]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    sc.args(&["pipeline"]).code(0);
     let made = since(&before, &calls(&sc.proxy));
     assert_eq!(made.get("CreateSecret"), Some(&70), "{made:?}");
     assert_eq!(
@@ -668,7 +496,7 @@ async fn each_account_is_assumed_once_even_beyond_the_sdks_64_cached_identities(
 async fn server_error_text_cannot_start_workflow_commands_or_forge_lines() {
     let sc = Scenario::new().await;
     sc.config("", "");
-    sc.env.write("src/app", "v");
+    sc.write("src/app", "v");
     sc.proxy
         .add_rule(testbed::proxy::Rule {
             operation: Some("CreateSecret".into()),
@@ -681,8 +509,7 @@ async fn server_error_text_cannot_start_workflow_commands_or_forge_lines() {
             ..testbed::proxy::Rule::default()
         })
         .unwrap();
-    let github = run(&sc.env, &["pipeline", "-o", "github"], &sc.caller, &sc.proxy, &[]);
-    assert_eq!(github.code, 2, "{}", github.snapshot());
+    let github = sc.args(&["pipeline", "-o", "github"]).code(2);
     assert!(github.stdout.contains("refused"), "{}", github.stdout);
     for line in github.stdout.lines() {
         assert!(
@@ -692,8 +519,7 @@ async fn server_error_text_cannot_start_workflow_commands_or_forge_lines() {
         );
     }
     assert!(github.stdout.contains("%0A::stop-commands::pwned"), "{}", github.stdout);
-    let human = sc.run(&["pipeline"]);
-    assert_eq!(human.code, 2, "{}", human.snapshot());
+    let human = sc.args(&["pipeline"]).code(2);
     assert!(
         human.stdout.contains("refused ⏎ ::stop-commands::pwned"),
         "{}",
@@ -713,12 +539,12 @@ async fn server_error_text_cannot_start_workflow_commands_or_forge_lines() {
 async fn lost_replies_to_conditional_writes_locks_and_deletes_still_converge() {
     use testbed::proxy::{Fault, Rule};
     let sc = Scenario::new().await;
-    sc.env.write("src/keep.json", r#"{"k": 1}"#);
-    sc.env.write("src/gone", "old");
+    sc.write("src/keep.json", r#"{"k": 1}"#);
+    sc.write("src/gone", "old");
     let bucket = sc.with_s3_merge_store("sync: { delete_orphans: true }").await;
-    assert_eq!(sc.run(&["pipeline"]).code, 0);
-    std::fs::remove_file(sc.env.path().join("src/gone")).unwrap();
-    sc.env.write("src/keep.json", r#"{"k": 2}"#);
+    sc.args(&["pipeline"]).code(0);
+    sc.remove("src/gone");
+    sc.write("src/keep.json", r#"{"k": 2}"#);
     let lose = |operation: &str, path: Option<String>| Rule {
         operation: Some(operation.into()),
         path,
@@ -736,15 +562,13 @@ async fn lost_replies_to_conditional_writes_locks_and_deletes_still_converge() {
         lose("PutSecretValue", None),
     ]
     .map(|rule| sc.proxy.add_rule(rule).unwrap());
-    let out = sc.run(&["pipeline"]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    sc.args(&["pipeline"]).code(0);
     for rule in rules {
         assert_eq!(sc.proxy.rule_stats(rule).unwrap().fired, 1, "every reply was lost once");
     }
     let again = sc.run(&["pipeline", "--exit-code"]);
     assert_eq!(again.code, 0, "converged: {}", again.snapshot());
-    let status = sc.run(&["lock", "status", "-o", "json"]);
-    assert_eq!(status.code, 0, "{}", status.snapshot());
+    let status = sc.args(&["lock", "status", "-o", "json"]).code(0);
     assert_eq!(status.stdout.trim(), "[]", "no lock left behind");
     assert_eq!(string_value(&sc.sm().await, "keep").await, json!({ "k": 2 }));
 }
@@ -754,15 +578,11 @@ async fn lost_replies_to_conditional_writes_locks_and_deletes_still_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_only_runs_take_the_lock_and_release_needs_an_id() {
     let sc = Scenario::new().await;
-    sc.env.write("src/app", "v1");
+    sc.write("src/app", "v1");
     let bucket = sc.with_s3_merge_store("").await;
-    assert_eq!(sc.run(&["pipeline", "--merge-only"]).code, 0);
+    sc.args(&["pipeline", "--merge-only"]).code(0);
     // A run that died holding the lock.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk_config(&sc.caller, &sc.s.aws_endpoint).await)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = aws::s3(&sc.caller, &sc.s.aws_endpoint).await;
     s3.put_object()
         .bucket(&bucket)
         .key(".secretsync/lock.json")
@@ -775,8 +595,7 @@ async fn sync_only_runs_take_the_lock_and_release_needs_an_id() {
         .await
         .unwrap();
     let before = calls(&sc.proxy);
-    let blocked = sc.run(&["pipeline", "--sync-only"]);
-    assert_eq!(blocked.code, 2, "{}", blocked.snapshot());
+    let blocked = sc.args(&["pipeline", "--sync-only"]).code(2);
     assert!(
         blocked
             .stdout
@@ -795,18 +614,17 @@ async fn sync_only_runs_take_the_lock_and_release_needs_an_id() {
         status.stdout
     );
     assert_eq!(sc.run(&["lock", "release"]).code, 2, "refused without an id");
-    let released = sc.run(&["lock", "release", "--id", "dead-run-7"]);
-    assert_eq!(released.code, 0, "{}", released.snapshot());
-    assert_eq!(sc.run(&["pipeline", "--sync-only"]).code, 0);
+    sc.args(&["lock", "release", "--id", "dead-run-7"]).code(0);
+    sc.args(&["pipeline", "--sync-only"]).code(0);
 }
 
 /// A run renews its lock while it works, so a long run keeps it (S3's `LastModified` of the
 /// lock moves on) and a run that died is recognised by a lock that stopped moving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_run_renews_its_lock() {
-    use testbed::proxy::{Fault, Rule};
+    use testbed::proxy::Rule;
     let sc = Scenario::new().await;
-    sc.env.write("src/app", "v1");
+    sc.write("src/app", "v1");
     let bucket = sc.with_s3_merge_store("").await;
     let lock_writes = sc
         .proxy
@@ -816,24 +634,8 @@ async fn a_long_run_renews_its_lock() {
             ..Rule::default()
         })
         .unwrap();
-    sc.proxy
-        .add_rule(Rule {
-            operation: Some("CreateSecret".into()),
-            fault: Fault {
-                latency_ms: Some(3_500),
-                ..Fault::default()
-            },
-            ..Rule::default()
-        })
-        .unwrap();
-    let out = run(
-        &sc.env,
-        &["pipeline"],
-        &sc.caller,
-        &sc.proxy,
-        &[("SECRETSYNC_LOCK_RENEW_SECONDS", "1")],
-    );
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    sc.slow_creates(3_500);
+    sc.args(&["pipeline"]).var("SECRETSYNC_LOCK_RENEW_SECONDS", "1").code(0);
     let writes = sc.proxy.rule_stats(lock_writes).unwrap().matched;
     assert!(
         writes >= 3,

@@ -2,13 +2,13 @@
 //! precise message with `file:line:col`, exit code 2, never a panic; the messages are
 //! snapshot-tested. Also: configs users bring from jbcom/secretsync.
 
-use crate::support::{TestEnv, repo};
+use crate::support::{Test, repo};
 
 #[test]
 fn each_bad_config_gives_one_located_error() {
     insta::glob!("../fixtures/bad", "*.yaml", |path| {
         let name = path.file_name().unwrap().to_str().unwrap();
-        let env = TestEnv::new();
+        let env = Test::new();
         env.write(name, std::fs::read(path).unwrap());
         let out = env.run(&["validate", "-c", name]);
         assert_eq!(out.code, 2, "{name}: {}", out.snapshot());
@@ -50,7 +50,7 @@ fn each_bad_config_gives_one_located_error() {
 
 #[test]
 fn every_error_of_a_file_is_reported_at_once_in_order() {
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write(
         "many.yaml",
         "sources:\n  base: { file: { path: ./base } }\ntargets:\n  A:\n    improts: [base]\n    file: { path: ./a }\n  B:\n    account_id: \"123\"\n    imports: [nope]\n  C: { file: { path: ./c }, imports: [C] }\npipeline:\n  merge: { parallel: 0 }\n  sync: { prallel: 2 }\n",
@@ -62,21 +62,20 @@ fn every_error_of_a_file_is_reported_at_once_in_order() {
 
 #[test]
 fn jbcom_pipeline_config_validates_with_warnings_for_unused_keys() {
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write(
         "pipeline-config.yaml",
         std::fs::read(repo().join("tests/fixtures/jbcom/pipeline-config.yaml")).unwrap(),
     );
-    let out = env.run_with(
-        &["validate", "-c", "pipeline-config.yaml"],
-        &[("VAULT_ROLE_ID", "r"), ("VAULT_SECRET_ID", "s")],
-    );
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let out = env
+        .args(&["validate", "-c", "pipeline-config.yaml"])
+        .vars(&[("VAULT_ROLE_ID", "r"), ("VAULT_SECRET_ID", "s")])
+        .code(0);
     insta::assert_snapshot!(out.snapshot());
-    let graph = env.run_with(
-        &["graph", "-c", "pipeline-config.yaml"],
-        &[("VAULT_ROLE_ID", "r"), ("VAULT_SECRET_ID", "s")],
-    );
+    let graph = env
+        .args(&["graph", "-c", "pipeline-config.yaml"])
+        .vars(&[("VAULT_ROLE_ID", "r"), ("VAULT_SECRET_ID", "s")])
+        .output();
     assert!(
         graph.stdout.contains("level 3"),
         "inheritance Serverless_Stg -> Serverless_Prod -> livequery_demos:\n{}",
@@ -87,12 +86,15 @@ fn jbcom_pipeline_config_validates_with_warnings_for_unused_keys() {
 #[test]
 fn jbcom_configs_we_treat_differently_get_actionable_messages() {
     for file in ["readme-example.yaml"] {
-        let env = TestEnv::new();
+        let env = Test::new();
         env.write(
             file,
             std::fs::read(repo().join("tests/fixtures/jbcom").join(file)).unwrap(),
         );
-        let out = env.run_with(&["validate", "-c", file], &[("VAULT_TOKEN", "t")]);
+        let out = env
+            .args(&["validate", "-c", file])
+            .vars(&[("VAULT_TOKEN", "t")])
+            .output();
         assert_eq!(out.code, 2);
         assert!(out.stderr.lines().filter(|l| l.starts_with("error:")).count() >= 2);
         assert!(out.stderr.contains("hint:"));
@@ -104,7 +106,7 @@ fn jbcom_configs_we_treat_differently_get_actionable_messages() {
 /// text as written (`${…}`) instead.
 #[test]
 fn config_errors_never_echo_values_from_the_environment() {
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write(
         "env.yaml",
         "sources:\n  s: { vault: { mount: \"${MOUNT}\", paths: [\"${SUBTREE}\"] } }\n\
@@ -118,8 +120,7 @@ fn config_errors_never_echo_values_from_the_environment() {
         ("MOUNT", "mount/../canary"),
         ("SUBTREE", "subtree-canary/*"),
     ];
-    let out = env.run_with(&["validate", "-c", "env.yaml"], &secrets);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["validate", "-c", "env.yaml"]).vars(&secrets).code(2);
     for (_, value) in secrets {
         assert!(!out.stderr.contains(value), "`{value}` was echoed:\n{}", out.stderr);
     }
@@ -144,7 +145,7 @@ fn config_errors_never_echo_values_from_the_environment() {
 #[test]
 fn diamond_inheritance_is_bounded_and_names_the_target_and_secret() {
     use std::fmt::Write as _;
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write(
         "src/app.json",
         r#"{"hosts": ["a-fairly-long-host-name.internal.example"]}"#,
@@ -162,8 +163,7 @@ fn diamond_inheritance_is_bounded_and_names_the_target_and_secret() {
         }
     }
     env.write("config.yaml", &config);
-    let out = env.run(&["plan", "-o", "json"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["plan", "-o", "json"]).code(2);
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let failed: Vec<&serde_json::Value> = report["targets"]
         .as_array()
@@ -186,7 +186,7 @@ fn diamond_inheritance_is_bounded_and_names_the_target_and_secret() {
 /// in neighbouring sections: a type error never hides what follows it.
 #[test]
 fn ten_mistakes_are_all_reported_in_one_run() {
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write(
         "ten.yaml",
         "log: { level: loud }\n\
@@ -202,8 +202,7 @@ fn ten_mistakes_are_all_reported_in_one_run() {
          \x20   delete_orphan: true\n\
          \x20   dry_run: maybe\n",
     );
-    let out = env.run(&["validate", "-c", "ten.yaml"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["validate", "-c", "ten.yaml"]).code(2);
     let located: Vec<&str> = out
         .stderr
         .lines()
@@ -276,9 +275,9 @@ fn every_jbcom_config_validates_or_is_refused_in_one_sentence() {
         ("fixtures-targets.yaml", one_error("this is not a pipeline file")),
     ];
     for (file, refusal) in expected {
-        let env = TestEnv::new();
+        let env = Test::new();
         env.write(file, std::fs::read(dir.join(file)).unwrap());
-        let out = env.run_with(&["validate", "-c", file], &vars);
+        let out = env.args(&["validate", "-c", file]).vars(&vars).output();
         let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("error:")).collect();
         match refusal {
             None => assert_eq!(out.code, 0, "{file} validates unchanged:\n{}", out.snapshot()),
@@ -292,7 +291,7 @@ fn every_jbcom_config_validates_or_is_refused_in_one_sentence() {
     // The discovery example imports sources it never defines and uses placeholder OU ids
     // (`ou-xxxx-dev`): each is named, nothing else.
     let file = "examples-organizations-discovery.yaml";
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write(file, std::fs::read(dir.join(file)).unwrap());
     let out = env.run(&["validate", "-c", file]);
     assert_eq!(out.code, 2);
@@ -312,9 +311,9 @@ fn every_jbcom_config_validates_or_is_refused_in_one_sentence() {
     );
     // The shorthand and the alias are read, with warnings saying what to write.
     let file = "fixtures-pipeline-config.yaml";
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write(file, std::fs::read(dir.join(file)).unwrap());
-    let out = env.run_with(&["validate", "-c", file], &vars);
+    let out = env.args(&["validate", "-c", file]).vars(&vars).output();
     assert!(
         out.stderr.contains("`aws.endpoint` is read as `aws.endpoint_url`"),
         "{}",
@@ -325,9 +324,9 @@ fn every_jbcom_config_validates_or_is_refused_in_one_sentence() {
         "no value echoed"
     );
     let file = "examples-action-test-config.yaml";
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write(file, std::fs::read(dir.join(file)).unwrap());
-    let out = env.run_with(&["validate", "-c", file], &vars);
+    let out = env.args(&["validate", "-c", file]).vars(&vars).output();
     assert!(
         out.stderr.contains("`test/*` is read as the subtree `test/`"),
         "{}",

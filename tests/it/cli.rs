@@ -1,18 +1,10 @@
 //! The command line: help, version, errors, environment fallbacks, generated files.
 
-use crate::support::{TestEnv, repo};
-
-fn quickstart() -> TestEnv {
-    let env = TestEnv::new();
-    env.copy_from_repo("examples/quickstart");
-    env
-}
-
-const CONFIG: &str = "examples/quickstart/pipeline.yaml";
+use crate::support::{QUICKSTART, Test, repo};
 
 #[test]
 fn help_texts() {
-    let env = TestEnv::new();
+    let env = Test::new();
     for args in [
         &["--help"][..],
         &["pipeline", "--help"],
@@ -27,7 +19,7 @@ fn help_texts() {
 
 #[test]
 fn version_names_commit_and_build_date() {
-    let out = TestEnv::new().run(&["version"]);
+    let out = Test::new().run(&["version"]);
     assert_eq!(out.code, 0);
     let line = out.stdout.trim();
     assert!(
@@ -36,38 +28,38 @@ fn version_names_commit_and_build_date() {
     );
     assert!(line.contains(", built "), "{line}");
     assert_eq!(
-        TestEnv::new().run(&["--version"]).stdout,
+        Test::new().run(&["--version"]).stdout,
         out.stdout,
         "--version is the long form"
     );
-    let short = TestEnv::new().run(&["-V"]);
+    let short = Test::new().run(&["-V"]);
     assert_eq!(short.stdout.trim(), format!("secretsync {}", env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    let env = TestEnv::new();
+    let env = Test::new();
     let out = env.run(&["pipeline", "--shard", "3/3"]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("out of range"), "{}", out.stderr);
-    assert_eq!(env.run(&["pipeline", "--merge-only", "--sync-only"]).code, 2);
-    assert_eq!(env.run(&["frobnicate"]).code, 2);
+    env.args(&["pipeline", "--merge-only", "--sync-only"]).code(2);
+    env.args(&["frobnicate"]).code(2);
 }
 
 #[test]
 fn a_missing_config_says_how_to_name_one() {
-    let out = TestEnv::new().run(&["validate"]);
-    assert_eq!(out.code, 2);
+    let out = Test::new().args(&["validate"]).code(2);
     insta::assert_snapshot!(out.snapshot());
 }
 
 #[test]
 fn unknown_targets_are_listed_with_the_valid_names() {
-    let env = quickstart();
-    let out = env.run(&["plan", "-c", CONFIG, "--targets", "Prodution,Review,Nope"]);
-    assert_eq!(out.code, 2);
+    let env = Test::quickstart();
+    let out = env
+        .args(&["plan", "-c", QUICKSTART, "--targets", "Prodution,Review,Nope"])
+        .code(2);
     insta::assert_snapshot!(out.snapshot());
-    let out = env.run(&["plan", "-c", CONFIG, "--targets", "platform"]);
+    let out = env.run(&["plan", "-c", QUICKSTART, "--targets", "platform"]);
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.contains("`platform` is a source, not a target"),
@@ -78,28 +70,25 @@ fn unknown_targets_are_listed_with_the_valid_names() {
 
 #[test]
 fn flags_fall_back_to_secretsync_environment_variables() {
-    let env = quickstart();
-    let out = env.run_with(
-        &["pipeline"],
-        &[
-            ("SECRETSYNC_CONFIG", CONFIG),
+    let env = Test::quickstart();
+    let out = env
+        .args(&["pipeline"])
+        .vars(&[
+            ("SECRETSYNC_CONFIG", QUICKSTART),
             ("SECRETSYNC_DRY_RUN", "true"),
             ("SECRETSYNC_TARGETS", "Review"),
             ("SECRETSYNC_OUTPUT", "compact"),
             ("SECRETSYNC_EXIT_CODE", "1"),
-        ],
-    );
-    assert_eq!(out.code, 1, "{}", out.snapshot());
+        ])
+        .code(1);
     assert_eq!(out.stdout, "secretsync: dry run · 1 target · +5 ~0 -0 =0\n");
     assert!(
         !env.exists("examples/quickstart/targets/review"),
         "SECRETSYNC_DRY_RUN=true means nothing is written"
     );
-    let out = env.run_with(
-        &["pipeline", "-c", CONFIG, "-o", "compact"],
-        &[("SECRETSYNC_DRY_RUN", "false"), ("SECRETSYNC_TARGETS", "Review")],
-    );
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    env.args(&["pipeline", "-c", QUICKSTART, "-o", "compact"])
+        .vars(&[("SECRETSYNC_DRY_RUN", "false"), ("SECRETSYNC_TARGETS", "Review")])
+        .code(0);
     assert!(
         env.exists("examples/quickstart/targets/review"),
         "SECRETSYNC_DRY_RUN=false applies"
@@ -108,31 +97,32 @@ fn flags_fall_back_to_secretsync_environment_variables() {
 
 #[test]
 fn github_actions_defaults_to_github_output() {
-    let env = quickstart();
-    let out = env.run_with(&["plan", "-c", CONFIG], &[("GITHUB_ACTIONS", "true")]);
+    let env = Test::quickstart();
+    let out = env
+        .args(&["plan", "-c", QUICKSTART])
+        .vars(&[("GITHUB_ACTIONS", "true")])
+        .output();
     assert_eq!(out.code, 0);
     assert!(out.stdout.starts_with("::group::Staging"), "{}", out.stdout);
 }
 
 #[test]
 fn features_of_later_issues_fail_clearly() {
-    let env = quickstart();
-    let discover = env.run(&["discover", "-c", CONFIG]);
+    let env = Test::quickstart();
+    let discover = env.run(&["discover", "-c", QUICKSTART]);
     assert_eq!(discover.code, 2);
     assert!(
         discover.stderr.contains("the pipeline has no `dynamic_targets`"),
         "{}",
         discover.stderr
     );
-    let plan = env.run(&["plan", "-c", CONFIG, "--discover"]);
-    assert_eq!(plan.code, 0, "{}", plan.snapshot());
+    let plan = env.args(&["plan", "-c", QUICKSTART, "--discover"]).code(0);
     assert!(plan.stderr.contains("nothing to discover"), "{}", plan.stderr);
     env.write(
         "aws.yaml",
         "sources:\n  s: { file: { path: ./examples/quickstart/sources/platform } }\ntargets:\n  Prod: { account_id: \"111111111111\", imports: [s] }\n  Local: { file: { path: ./local }, imports: [s] }\n",
     );
-    let out = env.run(&["pipeline", "-c", "aws.yaml"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["pipeline", "-c", "aws.yaml"]).code(2);
     assert!(
         out.stdout.contains("cannot find usable AWS credentials") && out.stdout.contains("hint: give AWS credentials"),
         "{}",
@@ -144,7 +134,7 @@ fn features_of_later_issues_fail_clearly() {
 
 #[test]
 fn schema_is_generated_and_committed() {
-    let out = TestEnv::new().run(&["schema"]);
+    let out = Test::new().run(&["schema"]);
     assert_eq!(out.code, 0);
     let schema: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(schema["title"], "secretsync pipeline");
@@ -165,7 +155,7 @@ fn schema_is_generated_and_committed() {
 
 #[test]
 fn completions_are_generated() {
-    let out = TestEnv::new().run(&["completions", "bash"]);
+    let out = Test::new().run(&["completions", "bash"]);
     assert_eq!(out.code, 0);
     assert!(out.stdout.contains("secretsync"));
     assert!(out.stdout.contains("--dry-run"));
@@ -177,7 +167,7 @@ fn every_example_validates() {
         let dir = entry.unwrap().path();
         let config = dir.join("pipeline.yaml");
         if config.exists() {
-            let out = TestEnv::new().run(&["validate", "-c", config.to_str().unwrap()]);
+            let out = Test::new().run(&["validate", "-c", config.to_str().unwrap()]);
             assert_eq!(out.code, 0, "{}: {}", config.display(), out.snapshot());
         }
     }
@@ -218,9 +208,10 @@ fn collect_keys(node: &serde_json::Value, keys: &mut std::collections::BTreeSet<
 
 #[test]
 fn connectivity_checks_of_a_pipeline_without_cloud_stores_have_nothing_to_do() {
-    let env = quickstart();
-    let out = env.run(&["validate", "-c", CONFIG, "--check-aws", "--check-vault"]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let env = Test::quickstart();
+    let out = env
+        .args(&["validate", "-c", QUICKSTART, "--check-aws", "--check-vault"])
+        .code(0);
     assert!(
         out.stdout
             .contains("Vault: the pipeline uses no Vault store; nothing to check"),
@@ -241,14 +232,14 @@ fn connectivity_checks_of_a_pipeline_without_cloud_stores_have_nothing_to_do() {
 #[test]
 fn report_and_metrics_files_are_private_and_never_written_through_a_link() {
     use std::os::unix::fs::{PermissionsExt, symlink};
-    let env = quickstart();
+    let env = Test::quickstart();
     let outside = env.write("outside.txt", "untouched");
     symlink(&outside, env.path().join("report.json")).unwrap();
     symlink(&outside, env.path().join("metrics.prom")).unwrap();
     let out = env.run(&[
         "plan",
         "-c",
-        CONFIG,
+        QUICKSTART,
         "--report",
         "report.json",
         "--metrics-textfile",
@@ -268,7 +259,7 @@ fn report_and_metrics_files_are_private_and_never_written_through_a_link() {
 /// warn) stay off unless asked for with `SECRETSYNC_LOG_DEPENDENCIES`.
 #[test]
 fn dependency_logs_are_off_unless_asked_for() {
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write("src/a", "v");
     env.write(
         "config.yaml",
@@ -276,8 +267,7 @@ fn dependency_logs_are_off_unless_asked_for() {
     );
     // No credentials anywhere and a closed endpoint: the SDK's chain fails and says so.
     let closed = [("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
-    let quiet = env.run_with(&["plan"], &closed);
-    assert_eq!(quiet.code, 2, "{}", quiet.snapshot());
+    let quiet = env.args(&["plan"]).vars(&closed).code(2);
     assert!(
         !quiet.stderr.contains("ProviderError") && !quiet.stderr.contains("WARN aws"),
         "{}",
@@ -285,7 +275,7 @@ fn dependency_logs_are_off_unless_asked_for() {
     );
     let mut asked = closed.to_vec();
     asked.push(("SECRETSYNC_LOG_DEPENDENCIES", "aws_config=trace,aws_smithy=loudly"));
-    let loud = env.run_with(&["plan"], &asked);
+    let loud = env.args(&["plan"]).vars(&asked).output();
     assert!(loud.stderr.contains("default_credentials_chain"), "{}", loud.stderr);
     assert!(
         loud.stderr
@@ -300,7 +290,7 @@ fn dependency_logs_are_off_unless_asked_for() {
 /// says which checks need a flag.
 #[test]
 fn validate_checks_local_folders_and_says_what_it_did_not_check() {
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write("present/a", "v");
     env.write("a-file", "not a folder");
     env.write(
@@ -308,8 +298,7 @@ fn validate_checks_local_folders_and_says_what_it_did_not_check() {
         "sources:\n  here: { file: { path: ./present } }\n  gone: { file: { path: ./missing } }\n\
          targets:\n  T: { imports: [here] }\n  F: { imports: [gone], file: { path: ./a-file } }\n",
     );
-    let out = env.run(&["validate"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["validate"]).code(2);
     for line in [
         "✓ source `here` (./present): the folder exists",
         "✗ source `gone` (./missing): the folder does not exist",
@@ -325,7 +314,7 @@ fn validate_checks_local_folders_and_says_what_it_did_not_check() {
 /// (jbcom/secretsync's name), and the run says so.
 #[test]
 fn the_default_pipeline_file_is_pipeline_yaml_then_config_yaml() {
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write("src/a", "v");
     let pipeline = |out: &str| {
         format!(
@@ -333,8 +322,7 @@ fn the_default_pipeline_file_is_pipeline_yaml_then_config_yaml() {
         )
     };
     env.write("config.yaml", pipeline("from-config"));
-    let fallback = env.run(&["validate"]);
-    assert_eq!(fallback.code, 0, "{}", fallback.snapshot());
+    let fallback = env.args(&["validate"]).code(0);
     assert!(
         fallback
             .stderr
@@ -358,7 +346,7 @@ fn the_default_pipeline_file_is_pipeline_yaml_then_config_yaml() {
 /// Schema speaks to users.
 #[test]
 fn help_lists_what_applies_and_refuses_what_does_not() {
-    let env = TestEnv::new();
+    let env = Test::new();
     let plan = env.run(&["plan", "--help"]);
     assert_eq!(plan.code, 0);
     let offered = |flag: &str| plan.stdout.lines().any(|l| l.trim_start().starts_with(flag));

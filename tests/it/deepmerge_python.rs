@@ -11,7 +11,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 
-use crate::support::{TestEnv, repo};
+use crate::support::{Test, repo};
 
 fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -52,7 +52,7 @@ fn deep_merge_agrees_with_python_deepmerge() {
     let pairs: Vec<(Value, Value)> = (0..1000)
         .map(|_| strategy.new_tree(&mut runner).unwrap().current())
         .collect();
-    let env = TestEnv::new();
+    let env = Test::new();
     let input: String = pairs
         .iter()
         .map(|(a, b)| serde_json::to_string(&[a, b]).unwrap() + "\n")

@@ -1,7 +1,7 @@
 //! `secretsync discover` and discovery errors with an accounts list in a file (no AWS needed),
 //! and the discovery cache.
 
-use crate::support::TestEnv;
+use crate::support::Test;
 
 const ACCOUNTS: &str = "\
 - id: \"111111111111\"
@@ -14,8 +14,8 @@ const ACCOUNTS: &str = "\
   name: web-prod
 ";
 
-fn env_with(group: &str) -> TestEnv {
-    let env = TestEnv::new();
+fn env_with(group: &str) -> Test {
+    let env = Test::new();
     env.write("src/x.json", r#"{"a": 1}"#);
     env.write("accounts.yaml", ACCOUNTS);
     env.write(
@@ -40,11 +40,9 @@ const DATA_GROUP: &str = concat!(
 #[test]
 fn discover_lists_targets_and_skipped_accounts_as_text_and_json() {
     let env = env_with(DATA_GROUP);
-    let text = env.run(&["discover"]);
-    assert_eq!(text.code, 0, "{}", text.snapshot());
+    let text = env.args(&["discover"]).code(0);
     insta::assert_snapshot!("discover_text", text.snapshot());
-    let json = env.run(&["discover", "--output", "json"]);
-    assert_eq!(json.code, 0, "{}", json.snapshot());
+    let json = env.args(&["discover", "--output", "json"]).code(0);
     let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(parsed["discovery_version"], 1);
     insta::assert_snapshot!("discover_json", json.snapshot());
@@ -55,8 +53,7 @@ fn colliding_names_fail_the_group_and_name_both_accounts() {
     let env = env_with(
         "  data:\n    discovery: { accounts_list: { source: \"file:accounts.yaml\" } }\n    name_template: \"{{tag:team}}x\"\n    imports: [shared]\n",
     );
-    let out = env.run(&["discover"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["discover"]).code(2);
     assert!(
         out.stdout
             .contains("accounts 111111111111 and 222222222222 both get the target name `x`"),
@@ -70,8 +67,7 @@ fn a_discovered_name_equal_to_a_static_target_fails_the_group() {
     let env = env_with(
         "  data:\n    discovery: { accounts_list: { source: \"file:accounts.yaml\" } }\n    name_template: \"Base{{tag:none}}\"\n    imports: [shared]\n    exclude: [\"222222222222\", \"333333333333\", \"444444444444\"]\n",
     );
-    let out = env.run(&["discover"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["discover"]).code(2);
     assert!(
         out.stdout
             .contains("gets the target name `Base`, which a static target already has"),
@@ -85,8 +81,7 @@ fn a_failing_group_does_not_stop_static_targets() {
     let env = env_with(
         "  data:\n    discovery: { accounts_list: { source: \"file:missing.yaml\" } }\n    imports: [shared]\n",
     );
-    let out = env.run(&["pipeline", "--discover"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["pipeline", "--discover"]).code(2);
     assert!(
         out.stdout.contains(
             "error: discovery for `data` failed\n  caused by: cannot read the accounts list `missing.yaml`\n"
@@ -100,8 +95,7 @@ fn a_failing_group_does_not_stop_static_targets() {
 #[test]
 fn without_discover_the_run_says_how_to_enable_it() {
     let env = env_with(DATA_GROUP);
-    let out = env.run(&["pipeline"]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let out = env.args(&["pipeline"]).code(0);
     assert!(out.stderr.contains("are only synced with --discover"), "{}", out.stderr);
 }
 
@@ -150,7 +144,7 @@ fn an_edited_discovery_cache_is_checked_like_fresh_discovery() {
         "--discovery-cache",
         "cache/discovery.json",
     ];
-    assert_eq!(env.run(&args).code, 0);
+    env.args(&args).code(0);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -165,8 +159,7 @@ fn an_edited_discovery_cache_is_checked_like_fresh_discovery() {
     cache["accounts"]["data"] = serde_json::json!([account("555555555555", "../../escape")]);
     cache["accounts"]["ghost"] = serde_json::json!([account("666666666666", "ghost")]);
     env.write("cache/discovery.json", cache.to_string());
-    let out = env.run(&args);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let out = env.args(&args).code(0);
     let parsed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let groups = parsed["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 1, "a group the pipeline lacks is ignored: {groups:?}");
@@ -175,8 +168,9 @@ fn an_edited_discovery_cache_is_checked_like_fresh_discovery() {
 
     cache["accounts"]["data"] = serde_json::json!([account("../../etc", "x")]);
     env.write("cache/discovery.json", cache.to_string());
-    let out = env.run(&["discover", "--discovery-cache", "cache/discovery.json"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env
+        .args(&["discover", "--discovery-cache", "cache/discovery.json"])
+        .code(2);
     assert!(
         out.stdout
             .contains("`../../etc` (edited) is not a 12-digit AWS account id"),

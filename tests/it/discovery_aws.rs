@@ -9,8 +9,8 @@ use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use serde_json::Value;
 use testbed::support::{AwsAccount, Services};
 
-use crate::aws::sdk_config;
-use crate::support::{Output, TestEnv};
+use crate::support::Test;
+use crate::support::aws::{self, WRITES, calls, endpoint, sdk_config, since};
 
 /// An organization built for a test.
 struct Org {
@@ -35,8 +35,9 @@ async fn ou(orgs: &aws_sdk_organizations::Client, parent: &str, name: &str) -> S
         .to_owned()
 }
 
-/// Root ─ Workloads ─ Prod ─ Team, Workloads ─ Dev, and Sandbox; accounts spread over them.
-async fn organization(s: &Services) -> Org {
+/// A new organization on moto, managed by a new account: that account, its SDK config and the
+/// organization's root.
+async fn new_organization(s: &Services) -> (AwsAccount, aws_config::SdkConfig, String) {
     let caller = s.aws_account().await;
     s.aws_organization(&caller).await;
     let config = sdk_config(&caller, &s.aws_endpoint).await;
@@ -45,6 +46,40 @@ async fn organization(s: &Services) -> Org {
         .id()
         .unwrap()
         .to_owned();
+    (caller, config, root)
+}
+
+/// A new account `name`, moved from the organization's `root` into `parent` when given; its id.
+async fn new_account(orgs: &aws_sdk_organizations::Client, root: &str, name: &str, parent: Option<&str>) -> String {
+    let created = orgs
+        .create_account()
+        .account_name(name)
+        .email(format!("{name}@example.com"))
+        .send()
+        .await
+        .unwrap();
+    let id = created
+        .create_account_status()
+        .unwrap()
+        .account_id()
+        .unwrap()
+        .to_owned();
+    if let Some(parent) = parent {
+        orgs.move_account()
+            .account_id(&id)
+            .source_parent_id(root)
+            .destination_parent_id(parent)
+            .send()
+            .await
+            .unwrap();
+    }
+    id
+}
+
+/// Root ─ Workloads ─ Prod ─ Team, Workloads ─ Dev, and Sandbox; accounts spread over them.
+async fn organization(s: &Services) -> Org {
+    let (caller, config, root) = new_organization(s).await;
+    let orgs = aws_sdk_organizations::Client::new(&config);
     let workloads = ou(&orgs, &root, "Workloads").await;
     let prod = ou(&orgs, &workloads, "Prod").await;
     let team = ou(&orgs, &prod, "Team").await;
@@ -53,19 +88,6 @@ async fn organization(s: &Services) -> Org {
     let mut ids = BTreeMap::new();
     for i in 0..32 {
         let name = format!("acct-{i:02}");
-        let created = orgs
-            .create_account()
-            .account_name(&name)
-            .email(format!("{name}@example.com"))
-            .send()
-            .await
-            .unwrap();
-        let id = created
-            .create_account_status()
-            .unwrap()
-            .account_id()
-            .unwrap()
-            .to_owned();
         let parent = match i {
             0..5 => Some(&team),
             5..10 => Some(&prod),
@@ -73,15 +95,7 @@ async fn organization(s: &Services) -> Org {
             18..26 => Some(&sandbox),
             _ => None,
         };
-        if let Some(parent) = parent {
-            orgs.move_account()
-                .account_id(&id)
-                .source_parent_id(&root)
-                .destination_parent_id(parent)
-                .send()
-                .await
-                .unwrap();
-        }
+        let id = new_account(&orgs, &root, &name, parent.map(String::as_str)).await;
         let env = match i {
             0 | 1 | 2 | 5 | 6 => Some("prod"),
             3 | 7 => Some("PRODUCTION"),
@@ -177,50 +191,28 @@ async fn organization(s: &Services) -> Org {
     }
 }
 
-fn run(env: &TestEnv, args: &[&str], account: &AwsAccount, endpoint: &str) -> Output {
-    let vars = [
-        ("AWS_ACCESS_KEY_ID", account.access_key_id.as_str()),
-        ("AWS_SECRET_ACCESS_KEY", account.secret_access_key.as_str()),
-        ("AWS_SESSION_TOKEN", account.session_token.as_str()),
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    tokio::task::block_in_place(|| env.run_with(args, &vars))
-}
-
 /// Group name → (target names → account ids, skipped account ids → reasons).
 type Found = BTreeMap<String, (BTreeMap<String, String>, BTreeMap<String, String>)>;
 
 fn found(json: &str) -> Found {
     let doc: Value = serde_json::from_str(json).unwrap();
+    // `[{ key: …, value: … }, …]` as a map.
+    let pairs = |list: &Value, key: &str, value: &str| -> BTreeMap<String, String> {
+        let text = |item: &Value, field: &str| item[field].as_str().unwrap().to_owned();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|item| (text(item, key), text(item, value)))
+            .collect()
+    };
     doc["groups"]
         .as_array()
         .unwrap()
         .iter()
         .map(|g| {
             assert!(g["error"].is_null(), "group failed: {g}");
-            let targets = g["targets"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| {
-                    (
-                        t["name"].as_str().unwrap().to_owned(),
-                        t["account_id"].as_str().unwrap().to_owned(),
-                    )
-                })
-                .collect();
-            let skipped = g["skipped"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| {
-                    (
-                        a["account_id"].as_str().unwrap().to_owned(),
-                        a["reason"].as_str().unwrap().to_owned(),
-                    )
-                })
-                .collect();
+            let targets = pairs(&g["targets"], "name", "account_id");
+            let skipped = pairs(&g["skipped"], "account_id", "reason");
             (g["group"].as_str().unwrap().to_owned(), (targets, skipped))
         })
         .collect()
@@ -231,11 +223,10 @@ async fn every_method_finds_exactly_the_expected_accounts() {
     let s = Services::get();
     let org = organization(&s).await;
     let id = |n: u32| org.ids[&format!("acct-{n:02}")].clone();
-    let env = TestEnv::new();
-    env.write("src/x.json", r#"{"x": 1}"#);
-    env.write(
-        "config.yaml",
-        format!(
+    let t = Test::new()
+        .aws(&org.caller, &s.aws_endpoint)
+        .file("src/x.json", r#"{"x": 1}"#)
+        .pipeline(format!(
             "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
              targets: {{ Local: {{ file: {{ path: ./local }}, imports: [files] }} }}\n\
              dynamic_targets:\n\
@@ -248,10 +239,8 @@ async fn every_method_finds_exactly_the_expected_accounts() {
             org.prod_ou,
             org.ssm_parameter,
             id(18)
-        ),
-    );
-    let out = run(&env, &["discover", "-o", "json"], &org.caller, &s.aws_endpoint);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+        ));
+    let out = t.args(&["discover", "-o", "json"]).code(0);
     let found = found(&out.stdout);
     let targets = |group: &str| -> BTreeSet<String> { found[group].0.values().cloned().collect() };
     let ids = |ns: &[u32]| -> BTreeSet<String> { ns.iter().map(|n| id(*n)).collect() };
@@ -295,7 +284,7 @@ async fn every_method_finds_exactly_the_expected_accounts() {
         "18 excluded; 19, 24 and 25 match no pattern"
     );
 
-    let text = run(&env, &["discover"], &org.caller, &s.aws_endpoint);
+    let text = t.run(&["discover"]);
     assert!(
         text.stdout.contains("prod: 6 targets, 4 accounts skipped"),
         "{}",
@@ -306,59 +295,26 @@ async fn every_method_finds_exactly_the_expected_accounts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovered_accounts_are_synced_and_a_second_run_writes_nothing() {
     let s = Services::get();
-    let caller = s.aws_account().await;
-    s.aws_organization(&caller).await;
-    let config = sdk_config(&caller, &s.aws_endpoint).await;
+    let (caller, config, root) = new_organization(&s).await;
     let orgs = aws_sdk_organizations::Client::new(&config);
-    let root = orgs.list_roots().send().await.unwrap().roots()[0]
-        .id()
-        .unwrap()
-        .to_owned();
     let apps = ou(&orgs, &root, "Apps").await;
     let mut ids = Vec::new();
     for name in ["payments", "search", "web"] {
-        let created = orgs
-            .create_account()
-            .account_name(name)
-            .email(format!("{name}@example.com"))
-            .send()
-            .await
-            .unwrap();
-        let id = created
-            .create_account_status()
-            .unwrap()
-            .account_id()
-            .unwrap()
-            .to_owned();
-        orgs.move_account()
-            .account_id(&id)
-            .source_parent_id(&root)
-            .destination_parent_id(&apps)
-            .send()
-            .await
-            .unwrap();
+        let id = new_account(&orgs, &root, name, Some(&apps)).await;
         ids.push((name, id));
     }
-    let proxy = testbed::proxy::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &s.aws_endpoint,
-        testbed::proxy::Flavor::Aws,
-    )
-    .await
-    .unwrap();
-    let endpoint = format!("http://{}", proxy.addr);
-    let env = TestEnv::new();
-    env.write("src/db.json", r#"{"user": "app"}"#);
-    env.write("src/flags.json", r#"{"beta": true}"#);
-    env.write(
-        "config.yaml",
-        "sources: { files: { file: { path: ./src } } }\n\
+    let proxy = aws::proxy(&s).await;
+    let t = Test::new()
+        .aws(&caller, &endpoint(&proxy))
+        .file("src/db.json", r#"{"user": "app"}"#)
+        .file("src/flags.json", r#"{"beta": true}"#)
+        .pipeline(
+            "sources: { files: { file: { path: ./src } } }\n\
          targets: { Base: { file: { path: ./base }, imports: [files] } }\n\
          dynamic_targets:\n\
          \x20 apps: { discovery: { organizations: { ou: Apps } }, name_template: \"app-{{account_name}}\", imports: [Base], secret_prefix: shared/, tags: { owner: platform } }\n",
-    );
-    let first = run(&env, &["pipeline", "--discover"], &caller, &endpoint);
-    assert_eq!(first.code, 0, "{}", first.snapshot());
+        );
+    let first = t.args(&["pipeline", "--discover"]).code(0);
     for (name, id) in &ids {
         assert!(
             first.stdout.contains(&format!("app-{name} → aws: {id}")),
@@ -366,7 +322,7 @@ async fn discovered_accounts_are_synced_and_a_second_run_writes_nothing() {
             first.stdout
         );
         let account = s.aws_account_with_id(id).await;
-        let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&account, &s.aws_endpoint).await);
+        let sm = aws::secrets_manager(&account, &s.aws_endpoint).await;
         let listed = sm.list_secrets().send().await.unwrap();
         let mut names: Vec<&str> = listed.secret_list().iter().filter_map(|x| x.name()).collect();
         names.sort_unstable();
@@ -381,27 +337,9 @@ async fn discovered_accounts_are_synced_and_a_second_run_writes_nothing() {
                 .any(|t| t.key() == Some("secretsync:target") && t.value() == Some(&format!("app-{name}")))
         );
     }
-    let counts = |p: &testbed::proxy::RunningProxy| -> BTreeMap<String, u64> {
-        p.counts().into_iter().map(|((_, op), c)| (op, c.requests)).collect()
-    };
-    let before = counts(&proxy);
-    let second = run(&env, &["pipeline", "--discover", "--exit-code"], &caller, &endpoint);
-    assert_eq!(second.code, 0, "{}", second.snapshot());
-    let writes: Vec<(String, u64)> = counts(&proxy)
-        .into_iter()
-        .map(|(op, n)| (op.clone(), n - before.get(&op).copied().unwrap_or(0)))
-        .filter(|(op, n)| {
-            *n > 0
-                && [
-                    "CreateSecret",
-                    "PutSecretValue",
-                    "TagResource",
-                    "UntagResource",
-                    "UpdateSecret",
-                    "DeleteSecret",
-                ]
-                .contains(&op.as_str())
-        })
-        .collect();
+    let before = calls(&proxy);
+    t.args(&["pipeline", "--discover", "--exit-code"]).code(0);
+    let made = since(&before, &calls(&proxy));
+    let writes: Vec<(&String, &u64)> = made.iter().filter(|(op, _)| WRITES.contains(&op.as_str())).collect();
     assert!(writes.is_empty(), "a second run writes nothing: {writes:?}");
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{TestEnv, repo};
+use crate::support::{Test, repo};
 
 /// A tool installed in `.venv/bin` by `scripts/python-env`.
 fn venv_tool(name: &str) -> PathBuf {
@@ -155,7 +155,7 @@ fn action_yml_and_workflow_examples_follow_githubs_schemas() {
     );
     assert!(ok, "action.yml:\n{text}");
     // The validator does reject a broken action (so the check above means something).
-    let env = TestEnv::new();
+    let env = Test::new();
     let broken = std::fs::read_to_string(repo().join("action.yml"))
         .unwrap()
         .replace("using: docker", "using: dockr");
@@ -243,8 +243,8 @@ pub(crate) fn yaml_as_json(text: &str) -> serde_json::Value {
 
 /// Runs entrypoint.sh with `inputs` (as GitHub sets them) and a stand-in `secretsync` that
 /// records its arguments; returns (exit code, the arguments, stderr).
-fn entrypoint(inputs: &[(&str, &str)], args: &[&str]) -> (i32, Vec<String>, String, TestEnv) {
-    let env = TestEnv::new();
+fn entrypoint(inputs: &[(&str, &str)], args: &[&str]) -> (i32, Vec<String>, String, Test) {
+    let env = Test::new();
     let recorded = env.path().join("argv");
     let fake = env.write(
         "bin/secretsync",
@@ -413,7 +413,7 @@ fn every_file_under_examples_is_parsed_and_checked() {
                 assert!(!text.trim().is_empty(), "{name}: an empty README");
             }
             Some("yaml" | "yml") if file.file_name().is_some_and(|n| n == "pipeline.yaml") => {
-                let out = TestEnv::new().run(&["validate", "-c", repo().join(file).to_str().unwrap()]);
+                let out = Test::new().run(&["validate", "-c", repo().join(file).to_str().unwrap()]);
                 assert_eq!(out.code, 0, "{name}: {}", out.snapshot());
             }
             Some("yaml" | "yml") => {

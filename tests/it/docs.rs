@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{TestEnv, repo};
+use crate::support::{Test, repo};
 
 /// Markdown files with snippets.
 fn documents() -> Vec<PathBuf> {
@@ -107,7 +107,7 @@ fn every_yaml_snippet_in_the_docs_loads() {
 
 #[test]
 fn every_secretsync_command_in_the_docs_parses() {
-    let env = TestEnv::new();
+    let env = Test::new();
     let mut checked = 0;
     for doc in documents() {
         for (line, script) in blocks(&doc, &["sh", "bash", "shell", "console", "text"]) {

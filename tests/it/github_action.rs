@@ -16,7 +16,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::distribution::yaml_as_json;
-use crate::support::{TestEnv, repo};
+use crate::support::{Test, repo};
 
 /// What the runner needs from action.yml and the Dockerfile.
 struct Action {
@@ -228,7 +228,7 @@ impl Step {
 
 /// A workspace holding the offline example at `folder` (`""` for the root), its pipeline file
 /// named `config.yaml` (the `config` input's default).
-fn workspace(env: &TestEnv, folder: &str) -> PathBuf {
+fn workspace(env: &Test, folder: &str) -> PathBuf {
     let example = env.copy_from_repo("examples/quickstart");
     let root = env.path().join("workspace");
     let place = root.join(folder);
@@ -260,7 +260,7 @@ fn the_runner_model_follows_actions_runner() {
 
 #[test]
 fn with_default_inputs_the_action_syncs_and_writes_outputs_and_summary() {
-    let env = TestEnv::new();
+    let env = Test::new();
     let workspace = workspace(&env, "");
     let step = action().run(&workspace, &[]);
     assert_eq!(step.code, 0, "{}", step.show());
@@ -281,7 +281,7 @@ fn with_default_inputs_the_action_syncs_and_writes_outputs_and_summary() {
 
 #[test]
 fn a_dry_run_with_exit_code_flags_changes_and_writes_nothing() {
-    let env = TestEnv::new();
+    let env = Test::new();
     let workspace = workspace(&env, "");
     let before = crate::support::files(&workspace);
     let step = action().run(
@@ -300,7 +300,7 @@ fn a_dry_run_with_exit_code_flags_changes_and_writes_nothing() {
 
 #[test]
 fn the_args_input_reaches_secretsync_once_after_the_inputs_flags() {
-    let env = TestEnv::new();
+    let env = Test::new();
     let workspace = workspace(&env, "");
     // `--targets` in args and `--parallel`: each given once; a doubled flag is a clap error.
     let step = action().run(&workspace, &[("args", "--parallel 2 --targets Staging")]);
@@ -314,7 +314,7 @@ fn the_args_input_reaches_secretsync_once_after_the_inputs_flags() {
 
 #[test]
 fn working_directory_is_relative_to_the_workspace() {
-    let env = TestEnv::new();
+    let env = Test::new();
     let workspace = workspace(&env, "deploy/secrets");
     let step = action().run(
         &workspace,
@@ -335,7 +335,7 @@ fn working_directory_is_relative_to_the_workspace() {
 
 #[test]
 fn hostile_input_values_run_nothing_and_fail_with_an_annotation() {
-    let env = TestEnv::new();
+    let env = Test::new();
     let workspace = workspace(&env, "");
     let step = action().run(
         &workspace,
@@ -382,7 +382,7 @@ fn as_the_runner_masks(log: &str) -> String {
 
 #[test]
 fn show_values_in_actions_masks_every_value_it_prints_even_with_percent_and_short_values() {
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write("src/pct", "%25percent-secret");
     env.write("src/escaped-newline", "x%0Ay-looks-escaped");
     env.write("src/short", "ab");
@@ -392,8 +392,10 @@ fn show_values_in_actions_masks_every_value_it_prints_even_with_percent_and_shor
         "config.yaml",
         "sources: { s: { file: { path: ./src } } }\ntargets: { T: { file: { path: ./out }, imports: [s] } }\n",
     );
-    let out = env.run_with(&["plan", "--show-values", "-o", "human"], &[("GITHUB_ACTIONS", "true")]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let out = env
+        .args(&["plan", "--show-values", "-o", "human"])
+        .vars(&[("GITHUB_ACTIONS", "true")])
+        .code(0);
     let shown = as_the_runner_masks(&out.stdout);
     for value in [
         "%25percent-secret",

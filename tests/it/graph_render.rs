@@ -3,15 +3,13 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::support::TestEnv;
+use crate::support::{QUICKSTART, Test};
 
 #[test]
 #[expect(clippy::print_stderr, reason = "the fallback says why it did not render")]
 fn dot_output_renders_with_graphviz() {
-    let env = TestEnv::new();
-    env.copy_from_repo("examples/quickstart");
-    let out = env.run(&["graph", "-c", "examples/quickstart/pipeline.yaml", "--format", "dot"]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let env = Test::quickstart();
+    let out = env.args(&["graph", "-c", QUICKSTART, "--format", "dot"]).code(0);
     let names = ["Staging", "Production", "Review", "platform", "prod-overrides"];
     let Ok(mut dot) = Command::new("dot")
         .arg("-Tsvg")
@@ -60,10 +58,9 @@ fn dot_output_renders_with_graphviz() {
 
 #[test]
 fn every_graph_format() {
-    let env = TestEnv::new();
-    env.copy_from_repo("examples/quickstart");
+    let env = Test::quickstart();
     for format in ["text", "dot", "mermaid", "json"] {
-        let out = env.run(&["graph", "-c", "examples/quickstart/pipeline.yaml", "--format", format]);
+        let out = env.run(&["graph", "-c", QUICKSTART, "--format", format]);
         assert_eq!(out.code, 0);
         insta::assert_snapshot!(format!("graph_{format}"), out.stdout);
     }

@@ -4,13 +4,13 @@
 use serde_json::json;
 use testbed::support::{Services, random_account_id};
 
-use crate::aws_pipeline::{names, proxy, run, secrets_in, string_value};
-use crate::support::{TestEnv, repo};
-use crate::vault::seed;
+use crate::support::aws::{self, endpoint, names, secrets_in, string_value};
+use crate::support::vault::Kv;
+use crate::support::{Output, Test, repo};
 
 const EXAMPLE: &str = "examples/migrate/terraform-secretsmanager";
 
-fn migrate(env: &TestEnv, extra: &[&str]) -> crate::support::Output {
+fn migrate(env: &Test, extra: &[&str]) -> Output {
     let mut args = vec![
         "migrate",
         "--from",
@@ -30,7 +30,7 @@ fn migrate(env: &TestEnv, extra: &[&str]) -> crate::support::Output {
 
 #[test]
 fn the_example_converts_with_every_dropped_and_guessed_item_reported() {
-    let env = TestEnv::new();
+    let env = Test::new();
     for file in ["targets.yaml", "secrets.yaml", "accounts.yaml"] {
         env.write(
             &format!("in/{file}"),
@@ -50,8 +50,7 @@ fn the_example_converts_with_every_dropped_and_guessed_item_reported() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let validated = env.run(&["validate", "-c", "pipeline.yaml"]);
-    assert_eq!(validated.code, 0, "{}", validated.snapshot());
+    env.args(&["validate", "-c", "pipeline.yaml"]).code(0);
 
     let again = migrate(&env, &[]);
     assert_eq!(again.code, 2);
@@ -105,8 +104,8 @@ fn the_example_converts_with_every_dropped_and_guessed_item_reported() {
 async fn the_converted_example_syncs_from_vault_into_each_account() {
     let s = Services::get();
     let caller = s.aws_account().await;
-    let proxy = proxy(&s).await;
-    let env = TestEnv::new();
+    let proxy = aws::proxy(&s).await;
+    let env = Test::new().aws(&caller, &endpoint(&proxy)).vault_token(&s.vault_token);
     let mount = s.vault_mount(2).await;
     let (staging, production) = (random_account_id(), random_account_id());
     // The example, pointed at this test's mount and accounts.
@@ -131,14 +130,12 @@ async fn the_converted_example_syncs_from_vault_into_each_account() {
         ("payments/stripe", json!({ "api_key": "sk_test", "webhook": "wh" })),
         ("production/database", json!({ "host": "prod-db" })),
     ] {
-        seed(&s, &mount, 2, path, data).await;
+        Kv::shared(&s, &mount, 2).seed(path, &data).await;
     }
     let out = migrate(&env, &["--vault-addr", &s.vault_addr]);
     assert_eq!(out.code, 0, "{}", out.snapshot());
 
-    let vault = [("VAULT_TOKEN", s.vault_token.as_str())];
-    let first = run(&env, &["pipeline", "-c", "pipeline.yaml"], &caller, &proxy, &vault);
-    assert_eq!(first.code, 0, "{}", first.snapshot());
+    env.args(&["pipeline", "-c", "pipeline.yaml"]).code(0);
     let sm = secrets_in(&s, &staging).await;
     assert_eq!(names(&sm).await, ["payments/stripe", "platform/database"]);
     assert_eq!(
@@ -151,12 +148,6 @@ async fn the_converted_example_syncs_from_vault_into_each_account() {
         ["payments/stripe", "platform/database", "production/database"],
         "Production imports its own secret and Staging's"
     );
-    let second = run(
-        &env,
-        &["pipeline", "-c", "pipeline.yaml", "--exit-code"],
-        &caller,
-        &proxy,
-        &vault,
-    );
+    let second = env.run(&["pipeline", "-c", "pipeline.yaml", "--exit-code"]);
     assert_eq!(second.code, 0, "converges: {}", second.snapshot());
 }

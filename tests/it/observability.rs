@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::resilience::{Suite, count};
-use crate::support::TestEnv;
+use crate::resilience::count;
+use crate::support::scenario::Scenario;
+use crate::support::{Output, QUICKSTART, Test};
 
 /// `GET path` from `addr`: (status line, body). Plain HTTP/1.0 over loopback.
 fn get(addr: &str, path: &str) -> (String, String) {
@@ -24,11 +25,13 @@ fn get(addr: &str, path: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_while_the_run_applies() {
-    let t = Suite::new().await;
+    let t = Scenario::new().await;
     t.one_target(12, None);
     // Slow writes keep the run alive while it is scraped.
     t.slow_creates(250);
-    let mut child = t.spawn(&["pipeline", "--log-level", "info", "--metrics-port", "0"]);
+    let mut child = t
+        .args(&["pipeline", "--log-level", "info", "--metrics-port", "0"])
+        .spawn();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut addr = None;
     let mut line = String::new();
@@ -77,8 +80,7 @@ async fn metrics_are_served_while_the_run_applies() {
 
 #[test]
 fn metrics_are_pushed_to_a_pushgateway_and_written_as_a_textfile() {
-    let env = TestEnv::new();
-    env.copy_from_repo("examples/quickstart");
+    let env = Test::quickstart();
     let gateway = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/", gateway.local_addr().unwrap());
     let received = std::thread::spawn(move || {
@@ -153,13 +155,7 @@ fn metrics_are_pushed_to_a_pushgateway_and_written_as_a_textfile() {
     let url = format!("http://{}", gone.local_addr().unwrap());
     drop(gone);
     let with_secrets = url.replace("http://", "http://admin:pushpass@") + "/metrics/job/secretsync?auth=querytoken";
-    let out = env.run(&[
-        "pipeline",
-        "-c",
-        "examples/quickstart/pipeline.yaml",
-        "--metrics-push",
-        &with_secrets,
-    ]);
+    let out = env.run(&["pipeline", "-c", QUICKSTART, "--metrics-push", &with_secrets]);
     for secret in ["pushpass", "querytoken", "admin"] {
         assert!(
             !out.stdout.contains(secret) && !out.stderr.contains(secret),
@@ -182,11 +178,11 @@ fn metrics_are_pushed_to_a_pushgateway_and_written_as_a_textfile() {
 }
 
 /// The quickstart, pushing to `url` and writing `out/secretsync.prom`.
-fn push_and_write(env: &TestEnv, url: &str) -> crate::support::Output {
+fn push_and_write(env: &Test, url: &str) -> Output {
     env.run(&[
         "pipeline",
         "-c",
-        "examples/quickstart/pipeline.yaml",
+        QUICKSTART,
         "--metrics-push",
         url,
         "--metrics-textfile",
@@ -196,18 +192,18 @@ fn push_and_write(env: &TestEnv, url: &str) -> crate::support::Output {
 
 #[test]
 fn json_logs_carry_the_run_id_on_every_line_of_the_run() {
-    let env = TestEnv::new();
-    env.copy_from_repo("examples/quickstart");
-    let out = env.run(&[
-        "pipeline",
-        "-c",
-        "examples/quickstart/pipeline.yaml",
-        "--log-level",
-        "debug",
-        "--log-format",
-        "json",
-    ]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let env = Test::quickstart();
+    let out = env
+        .args(&[
+            "pipeline",
+            "-c",
+            QUICKSTART,
+            "--log-level",
+            "debug",
+            "--log-format",
+            "json",
+        ])
+        .code(0);
     let lines: Vec<Value> = out
         .stderr
         .lines()

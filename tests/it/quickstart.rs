@@ -1,21 +1,14 @@
 //! The bundled offline example, run the way the README tells users to run it.
 
-use crate::support::{TestEnv, files};
-
-const CONFIG: &str = "examples/quickstart/pipeline.yaml";
-
-fn quickstart() -> TestEnv {
-    let env = TestEnv::new();
-    env.copy_from_repo("examples/quickstart");
-    env
-}
+use crate::support::{QUICKSTART, Test, files};
 
 #[test]
 fn dry_run_shows_creates_updates_and_a_delete_and_exits_1() {
-    let env = quickstart();
+    let env = Test::quickstart();
     let before = files(&env.path().join("examples/quickstart"));
-    let out = env.run(&["pipeline", "-c", CONFIG, "--dry-run", "--exit-code"]);
-    assert_eq!(out.code, 1, "{}", out.snapshot());
+    let out = env
+        .args(&["pipeline", "-c", QUICKSTART, "--dry-run", "--exit-code"])
+        .code(1);
     assert!(out.stdout.contains("+ api/stripe"));
     assert!(out.stdout.contains("~ database/main"));
     assert!(out.stdout.contains("- legacy/old-api-token"));
@@ -33,9 +26,8 @@ fn dry_run_shows_creates_updates_and_a_delete_and_exits_1() {
 
 #[test]
 fn apply_then_rerun_is_a_no_op_then_deletes_only_owned_files() {
-    let env = quickstart();
-    let out = env.run(&["pipeline", "-c", CONFIG]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let env = Test::quickstart();
+    let out = env.args(&["pipeline", "-c", QUICKSTART]).code(0);
     insta::assert_snapshot!("quickstart_apply", out.snapshot());
 
     let staging = "examples/quickstart/targets/staging";
@@ -64,8 +56,9 @@ fn apply_then_rerun_is_a_no_op_then_deletes_only_owned_files() {
         "the merge store holds the merged result"
     );
 
-    let again = env.run(&["pipeline", "-c", CONFIG, "--exit-code", "-o", "json"]);
-    assert_eq!(again.code, 0, "{}", again.snapshot());
+    let again = env
+        .args(&["pipeline", "-c", QUICKSTART, "--exit-code", "-o", "json"])
+        .code(0);
     let report: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
     assert_eq!(report["summary"]["changes"], 0);
     assert_eq!(report["summary"]["applied"], 0, "zero writes on a re-run");
@@ -76,8 +69,7 @@ fn apply_then_rerun_is_a_no_op_then_deletes_only_owned_files() {
             .join("examples/quickstart/sources/payments/webhooks/signing-secret"),
     )
     .unwrap();
-    let out = env.run(&["pipeline", "-c", CONFIG, "--exit-code"]);
-    assert_eq!(out.code, 1, "{}", out.snapshot());
+    env.args(&["pipeline", "-c", QUICKSTART, "--exit-code"]).code(1);
     for target in ["staging", "production", "review"] {
         assert!(
             !env.exists(&format!("examples/quickstart/targets/{target}/webhooks/signing-secret")),
@@ -91,17 +83,17 @@ fn apply_then_rerun_is_a_no_op_then_deletes_only_owned_files() {
 
 #[test]
 fn sync_only_reads_the_merge_store() {
-    let env = quickstart();
-    let out = env.run(&["pipeline", "-c", CONFIG, "--sync-only"]);
+    let env = Test::quickstart();
+    let out = env.run(&["pipeline", "-c", QUICKSTART, "--sync-only"]);
     assert_eq!(out.code, 2, "no merged result yet: {}", out.snapshot());
     assert!(out.stdout.contains("run the merge phase first"), "{}", out.stdout);
-    assert_eq!(env.run(&["pipeline", "-c", CONFIG, "--merge-only"]).code, 0);
+    env.args(&["pipeline", "-c", QUICKSTART, "--merge-only"]).code(0);
     assert!(
         !env.exists("examples/quickstart/targets/review"),
         "--merge-only writes no target"
     );
-    let out = env.run(&["pipeline", "-c", CONFIG, "--sync-only", "--targets", "Review"]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    env.args(&["pipeline", "-c", QUICKSTART, "--sync-only", "--targets", "Review"])
+        .code(0);
     assert!(env.exists("examples/quickstart/targets/review/api/stripe.json"));
     assert!(
         !env.exists("examples/quickstart/targets/production/api"),
@@ -111,9 +103,10 @@ fn sync_only_reads_the_merge_store() {
 
 #[test]
 fn json_report_and_github_outputs() {
-    let env = quickstart();
-    let out = env.run(&["plan", "-c", CONFIG, "-o", "json", "--report", "report.json"]);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let env = Test::quickstart();
+    let out = env
+        .args(&["plan", "-c", QUICKSTART, "-o", "json", "--report", "report.json"])
+        .code(0);
     assert_eq!(
         out.stdout,
         env.read("report.json"),
@@ -124,15 +117,14 @@ fn json_report_and_github_outputs() {
 
     let github_output = env.path().join("github_output");
     let summary = env.path().join("step_summary");
-    let out = env.run_with(
-        &["plan", "-c", CONFIG, "--show-values"],
-        &[
+    let out = env
+        .args(&["plan", "-c", QUICKSTART, "--show-values"])
+        .vars(&[
             ("GITHUB_ACTIONS", "true"),
             ("GITHUB_OUTPUT", github_output.to_str().unwrap()),
             ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+        ])
+        .code(0);
     assert!(
         !out.stdout.contains("EXAMPLE"),
         "--show-values never reaches GitHub output"
@@ -144,8 +136,8 @@ fn json_report_and_github_outputs() {
 
 #[test]
 fn show_values_prints_value_diffs_only_when_asked() {
-    let env = quickstart();
-    let out = env.run(&["plan", "-c", CONFIG, "--targets", "Staging", "--show-values"]);
+    let env = Test::quickstart();
+    let out = env.run(&["plan", "-c", QUICKSTART, "--targets", "Staging", "--show-values"]);
     assert_eq!(out.code, 0);
     assert!(
         out.stdout.contains("- EXAMPLE-old-staging-password")
@@ -156,17 +148,18 @@ fn show_values_prints_value_diffs_only_when_asked() {
         out.stdout
     );
     assert!(out.stdout.contains("EXAMPLE-payments-staging-password"));
-    let compact = env.run(&["plan", "-c", CONFIG, "-o", "compact"]);
+    let compact = env.run(&["plan", "-c", QUICKSTART, "-o", "compact"]);
     assert_eq!(compact.stdout, "secretsync: dry run · 3 targets · +15 ~1 -1 =0\n");
 }
 
 #[test]
 fn shards_split_the_example_without_breaking_inheritance() {
-    let env = quickstart();
+    let env = Test::quickstart();
     let mut seen = Vec::new();
     for i in 0..3 {
-        let out = env.run(&["plan", "-c", CONFIG, "-o", "json", "--shard", &format!("{i}/3")]);
-        assert_eq!(out.code, 0, "{}", out.snapshot());
+        let out = env
+            .args(&["plan", "-c", QUICKSTART, "-o", "json", "--shard", &format!("{i}/3")])
+            .code(0);
         let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         for t in report["targets"]
             .as_array()
@@ -187,16 +180,15 @@ fn shards_split_the_example_without_breaking_inheritance() {
 
 #[test]
 fn a_missing_source_folder_fails_instead_of_deleting_everything() {
-    let env = quickstart();
-    assert_eq!(env.run(&["pipeline", "-c", CONFIG]).code, 0);
+    let env = Test::quickstart();
+    env.args(&["pipeline", "-c", QUICKSTART]).code(0);
     let before = files(&env.path().join("examples/quickstart/targets"));
     std::fs::rename(
         env.path().join("examples/quickstart/sources/payments"),
         env.path().join("examples/quickstart/sources/payments-renamed"),
     )
     .unwrap();
-    let out = env.run(&["pipeline", "-c", CONFIG]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["pipeline", "-c", QUICKSTART]).code(2);
     assert!(out.stdout.contains("cannot read source `payments`"), "{}", out.stdout);
     assert!(out.stdout.contains("the folder does not exist"), "{}", out.stdout);
     assert_eq!(

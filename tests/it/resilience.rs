@@ -12,128 +12,10 @@ use testbed::openbao::OpenBao;
 use testbed::proxy::{Fault, Flavor, Hold, Rule};
 use testbed::support::random_account_id;
 
-use crate::aws_pipeline::{WRITES, calls, names, run, secrets_in, since, string_value};
 use crate::support::Output;
-
-/// A value no output may contain.
-fn canary(n: usize) -> String {
-    format!("CANARY-{n:03}-d41d8cd98f00b204")
-}
-
-/// Fast retries, so the suite does not wait on production backoffs.
-pub(crate) const FAST: &str = "resilience: { retries: { max_attempts: 6, base_delay: 10ms, max_delay: 100ms } }";
-
-/// Observability flags every run of the suite uses.
-pub(crate) const OBSERVED: &[&str] = &[
-    "--log-level",
-    "trace",
-    "--log-format",
-    "json",
-    "--metrics-textfile",
-    "metrics.prom",
-    "--report",
-    "report.json",
-];
-
-/// The fault suite's scenario: one account on moto behind a private proxy and a scratch folder
-/// (`aws_pipeline`'s), with the helpers below.
-pub(crate) use crate::aws_pipeline::Scenario as Suite;
-
-impl Suite {
-    /// `count` file secrets (`s000`…), each holding a canary.
-    pub(crate) fn seed(&self, count: usize, version: u32) {
-        for n in 0..count {
-            self.env.write(
-                &format!("src/s{n:03}.json"),
-                json!({ "password": canary(n), "version": version }).to_string(),
-            );
-        }
-    }
-
-    /// `secretsync pipeline` with the suite's flags; asserts no canary leaked anywhere.
-    pub(crate) fn pipeline(&self, extra: &[&str]) -> Output {
-        let mut args = vec!["pipeline"];
-        args.extend_from_slice(OBSERVED);
-        args.extend_from_slice(extra);
-        let out = run(&self.env, &args, &self.caller, &self.proxy, &[]);
-        self.assert_no_canary(&out);
-        out
-    }
-
-    pub(crate) fn assert_no_canary(&self, out: &Output) {
-        let mut places = vec![("stdout", out.stdout.clone()), ("stderr", out.stderr.clone())];
-        for file in ["metrics.prom", "report.json"] {
-            if self.env.exists(file) {
-                places.push((file, self.env.read(file)));
-            }
-        }
-        for (place, text) in places {
-            assert!(!text.contains("CANARY-"), "a secret value leaked into {place}:\n{text}");
-        }
-    }
-
-    /// The AWS variables [`run`] sets, for runs the test starts itself.
-    pub(crate) fn aws_vars(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", self.caller.access_key_id.clone()),
-            ("AWS_SECRET_ACCESS_KEY", self.caller.secret_access_key.clone()),
-            ("AWS_SESSION_TOKEN", self.caller.session_token.clone()),
-            ("AWS_ENDPOINT_URL", format!("http://{}", self.proxy.addr)),
-            ("AWS_REGION", "us-east-1".to_owned()),
-        ]
-    }
-
-    /// One target `App` in a fresh account importing the `count` seeded secrets, with fast
-    /// retries (and `resilience` settings when given); returns the account.
-    pub(crate) fn one_target(&self, count: usize, resilience: Option<&str>) -> String {
-        let target = random_account_id();
-        self.seed(count, 1);
-        self.env.write(
-            "config.yaml",
-            format!(
-                "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
-                 targets: {{ App: {{ account_id: \"{target}\", imports: [files] }} }}\n\
-                 pipeline: {{ {} }}\n",
-                resilience.unwrap_or(FAST)
-            ),
-        );
-        target
-    }
-
-    /// Delays every `CreateSecret` by `ms`, so a run is still applying when the test acts.
-    pub(crate) fn slow_creates(&self, ms: u64) {
-        self.proxy
-            .add_rule(Rule {
-                operation: Some("CreateSecret".into()),
-                fault: Fault {
-                    latency_ms: Some(ms),
-                    ..Fault::default()
-                },
-                ..Rule::default()
-            })
-            .unwrap();
-    }
-
-    /// Starts `secretsync args…` as [`run`] would, with stdout and stderr piped.
-    pub(crate) fn spawn(&self, args: &[&str]) -> std::process::Child {
-        let owned = self.aws_vars();
-        let vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.env
-            .command(args, &vars)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start secretsync")
-    }
-
-    pub(crate) fn metrics(&self) -> String {
-        self.env.read("metrics.prom")
-    }
-
-    fn report(&self) -> Value {
-        serde_json::from_str(&self.env.read("report.json")).expect("report.json is JSON")
-    }
-}
+use crate::support::aws::{WRITES, calls, names, secrets_in, since, string_value};
+use crate::support::scenario::{OBSERVED, Scenario, canary};
+use crate::support::vault::Kv;
 
 /// A started run, killed (and reaped) if the test ends before it does.
 struct KilledOnDrop(std::process::Child);
@@ -148,7 +30,7 @@ impl Drop for KilledOnDrop {
 }
 
 /// The report entry of target `name`.
-fn target(report: &Value, name: &str) -> Value {
+fn target_in(report: &Value, name: &str) -> Value {
     report["targets"]
         .as_array()
         .expect("targets")
@@ -195,7 +77,7 @@ fn throttle(operation: &str, probability: f64) -> Rule {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttling_storm_on_reads_and_writes_is_ridden_out_and_counted() {
-    let t = Suite::new().await;
+    let t = Scenario::new().await;
     // Half of all calls are throttled, so a call fails six times in a row once in 64: with 45
     // writes in flight in any order, allow enough attempts that giving up is out of the question
     // (2^-20 per call).
@@ -203,15 +85,15 @@ async fn a_throttling_storm_on_reads_and_writes_is_ridden_out_and_counted() {
         45,
         Some("resilience: { retries: { max_attempts: 20, base_delay: 10ms, max_delay: 50ms } }"),
     );
-    let first = t.pipeline(&[]);
+    let first = t.observed_pipeline(&[]);
     assert_eq!(first.code, 0, "{}", first.snapshot());
 
     // Every value changes; half of all reads and writes are throttled.
-    t.seed(45, 2);
+    t.write_canaries(45, 2);
     let reads = t.proxy.add_rule(throttle("BatchGetSecretValue", 0.5)).unwrap();
     let writes = t.proxy.add_rule(throttle("PutSecretValue", 0.5)).unwrap();
     let before = calls(&t.proxy);
-    let stormy = t.pipeline(&[]);
+    let stormy = t.observed_pipeline(&[]);
     assert_eq!(stormy.code, 0, "{}", stormy.snapshot());
     let made = since(&before, &calls(&t.proxy));
     let reported = &t.report()["api_calls"]["secretsmanager"];
@@ -262,11 +144,11 @@ async fn a_throttling_storm_on_reads_and_writes_is_ridden_out_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_role_and_a_failing_endpoint_fail_only_their_targets_and_the_next_run_converges() {
-    let t = Suite::new().await;
+    let t = Scenario::new().await;
     let (good, denied, broken) = (random_account_id(), random_account_id(), random_account_id());
     let broken_account = broken.clone();
-    t.seed(5, 1);
-    t.env.write(
+    t.write_canaries(5, 1);
+    t.write(
         "config.yaml",
         format!(
             "sources:\n\
@@ -315,10 +197,10 @@ async fn a_denied_role_and_a_failing_endpoint_fail_only_their_targets_and_the_ne
         })
         .unwrap();
 
-    let failed = t.pipeline(&["-o", "json"]);
+    let failed = t.observed_pipeline(&["-o", "json"]);
     assert_eq!(failed.code, 2, "{}", failed.snapshot());
     let report = t.report();
-    let status = |name: &str| -> Value { target(&report, name) };
+    let status = |name: &str| -> Value { target_in(&report, name) };
     assert_eq!(status("Good")["status"], "ok", "{report:#}");
     let denied_error = status("Denied")["error"].as_str().unwrap().to_owned();
     assert!(
@@ -379,7 +261,7 @@ async fn a_denied_role_and_a_failing_endpoint_fail_only_their_targets_and_the_ne
     // The faults clear: the next run writes only what is missing.
     t.proxy.clear_rules();
     let before = calls(&t.proxy);
-    let healed = t.pipeline(&[]);
+    let healed = t.observed_pipeline(&[]);
     assert_eq!(healed.code, 0, "{}", healed.snapshot());
     let made = since(&before, &calls(&t.proxy));
     assert_eq!(
@@ -397,10 +279,10 @@ async fn a_denied_role_and_a_failing_endpoint_fail_only_their_targets_and_the_ne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_resets_and_latency_spikes_are_survived_and_the_call_timeout_holds() {
-    let t = Suite::new().await;
+    let t = Scenario::new().await;
     let target = random_account_id();
-    t.seed(25, 1);
-    t.env.write(
+    t.write_canaries(25, 1);
+    t.write(
         "config.yaml",
         format!(
             "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
@@ -409,8 +291,8 @@ async fn connection_resets_and_latency_spikes_are_survived_and_the_call_timeout_
              \x20 resilience: {{ retries: {{ max_attempts: 6, base_delay: 10ms, max_delay: 100ms }}, timeouts: {{ call: 1s }} }}\n"
         ),
     );
-    assert_eq!(t.pipeline(&[]).code, 0);
-    t.seed(25, 2);
+    assert_eq!(t.observed_pipeline(&[]).code, 0);
+    t.write_canaries(25, 2);
     let resets = t
         .proxy
         .add_rule(Rule {
@@ -435,7 +317,7 @@ async fn connection_resets_and_latency_spikes_are_survived_and_the_call_timeout_
             ..Rule::default()
         })
         .unwrap();
-    let out = t.pipeline(&[]);
+    let out = t.observed_pipeline(&[]);
     assert_eq!(out.code, 0, "{}", out.snapshot());
     assert_eq!(t.proxy.rule_stats(resets).unwrap().fired, 2);
     assert_eq!(t.proxy.rule_stats(spikes).unwrap().fired, 2);
@@ -463,26 +345,23 @@ async fn connection_resets_and_latency_spikes_are_survived_and_the_call_timeout_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_delete() {
-    let t = Suite::new().await;
+    let t = Scenario::new().await;
     // A private OpenBao (the test seals it) behind a private proxy.
     let vault = OpenBao::start("sealed-mid-run").await;
     let vault_proxy = testbed::proxy::start("127.0.0.1:0".parse().unwrap(), &vault.addr, Flavor::Vault)
         .await
         .unwrap();
     vault.mount_kv("platform", 2).await;
+    let kv = Kv::new(&vault.addr, &vault.root_token, "platform", 2);
     let write = |path: &'static str, n: usize, version: u32| {
-        let vault = &vault;
-        async move {
-            let body = json!({ "data": { "secret": canary(n), "version": version } });
-            let (status, answer) = vault.call("POST", &format!("platform/data/{path}"), Some(body)).await;
-            assert!(status < 300, "{answer}");
-        }
+        let kv = &kv;
+        async move { kv.seed(path, &json!({ "secret": canary(n), "version": version })).await }
     };
     for (n, path) in ["alpha", "beta", "gamma"].into_iter().enumerate() {
         write(path, n, 1).await;
     }
-    t.env.write("local/extra.json", r#"{"x": 1}"#);
-    t.env.write(
+    t.write("local/extra.json", r#"{"x": 1}"#);
+    t.write(
         "config.yaml",
         format!(
             "vault: {{ address: \"http://{}\" }}\n\
@@ -500,12 +379,10 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
             vault_proxy.addr
         ),
     );
-    let vault_token = [("VAULT_TOKEN", vault.root_token.as_str())];
-    let first = run(&t.env, &["pipeline"], &t.caller, &t.proxy, &vault_token);
-    assert_eq!(first.code, 0, "{}", first.snapshot());
+    t.args(&["pipeline"]).var("VAULT_TOKEN", &vault.root_token).code(0);
     let before: BTreeMap<String, String> = ["alpha", "beta", "gamma"]
         .iter()
-        .map(|p| ((*p).to_owned(), t.env.read(&format!("out/{p}.json"))))
+        .map(|p| ((*p).to_owned(), t.read(&format!("out/{p}.json"))))
         .collect();
 
     // Alpha changes; then the run reads `beta` only after the server was sealed: the proxy holds
@@ -535,15 +412,13 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
         .unwrap();
     let mut args = vec!["pipeline"];
     args.extend_from_slice(OBSERVED);
-    let mut vars = t.aws_vars();
-    vars.push(("VAULT_TOKEN", vault.root_token.clone()));
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // Output goes to files (a pipe nobody reads while the test waits could fill up and stall
     // the run); the run is killed if the test fails before it ends.
-    let (stdout, stderr) = (t.env.path().join("run.stdout"), t.env.path().join("run.stderr"));
+    let (stdout, stderr) = (t.path().join("run.stdout"), t.path().join("run.stderr"));
     let child = t
-        .env
-        .command(&args, &vars)
+        .args(&args)
+        .var("VAULT_TOKEN", &vault.root_token)
+        .command()
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
@@ -560,7 +435,7 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
         .unwrap();
     assert_eq!(released.status().as_u16(), 503, "the real server is sealed");
     let status = tokio::task::block_in_place(|| child.0.wait()).unwrap();
-    let out = crate::support::Output {
+    let out = Output {
         code: status.code().unwrap_or(-1),
         stdout: std::fs::read_to_string(&stdout).unwrap(),
         stderr: std::fs::read_to_string(&stderr).unwrap(),
@@ -573,35 +448,35 @@ async fn a_vault_sealed_mid_run_fails_its_importers_with_no_partial_push_and_no_
         "the read of `beta` was tried 6 times against the sealed server, then given up"
     );
     let report = t.report();
-    let out_target = target(&report, "Out");
+    let out_target = target_in(&report, "Out");
     assert_eq!(out_target["status"], "failed", "{out_target:#}");
     let error = out_target["error"].as_str().unwrap();
     assert!(error.contains("status 503: Vault is sealed"), "{error}");
     assert!(error.contains("gave up after 6 attempts"), "{error}");
     for (path, text) in &before {
         assert_eq!(
-            &t.env.read(&format!("out/{path}.json")),
+            &t.read(&format!("out/{path}.json")),
             text,
             "`{path}` untouched: no partial push (alpha's new value withheld) and no delete"
         );
     }
     assert_eq!(
-        target(&report, "Other")["status"],
+        target_in(&report, "Other")["status"],
         "ok",
         "a target not importing Vault is synced"
     );
-    assert!(t.env.exists("other/extra.json"));
+    assert!(t.exists("other/extra.json"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_apply_stops_new_writes_reports_and_a_rerun_converges() {
-    let t = Suite::new().await;
+    let t = Scenario::new().await;
     let target = t.one_target(30, None);
     // Slow writes, so the run is still applying when the signal comes.
     t.slow_creates(150);
     let mut args = vec!["pipeline", "-o", "json"];
     args.extend_from_slice(OBSERVED);
-    let child = t.spawn(&args);
+    let child = t.args(&args).spawn();
     // Wait until a few writes have gone out, then send what Kubernetes sends a pod.
     let creates = || calls(&t.proxy).get("CreateSecret").copied().unwrap_or(0);
     let deadline = std::time::Instant::now() + Duration::from_mins(1);
@@ -639,7 +514,7 @@ async fn sigterm_during_apply_stops_new_writes_reports_and_a_rerun_converges() {
     assert_eq!(names(&sm).await.len(), applied, "the report matches what was written");
 
     let before = calls(&t.proxy);
-    let rerun = t.pipeline(&[]);
+    let rerun = t.observed_pipeline(&[]);
     assert_eq!(rerun.code, 0, "{}", rerun.snapshot());
     let made = since(&before, &calls(&t.proxy));
     assert_eq!(

@@ -2,27 +2,20 @@
 //! proxies), brought up by `scripts/testbed up` if they are not running. Each test works in its
 //! own AWS account or Vault mount, so tests run in parallel without resets.
 
-use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
-use aws_sdk_secretsmanager::config::Credentials;
+use aws_config::retry::RetryConfig;
 use testbed::proxy::{Fault, Rule};
 use testbed::support::{AwsAccount, Services};
 
-async fn secrets_manager(account: &AwsAccount, endpoint: &str) -> aws_sdk_secretsmanager::Client {
-    let credentials = Credentials::new(
-        &account.access_key_id,
-        &account.secret_access_key,
-        Some(account.session_token.clone()),
-        None,
-        "testbed",
-    );
-    let config = aws_config::defaults(BehaviorVersion::v2026_01_12())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(credentials)
-        .endpoint_url(endpoint)
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await;
-    aws_sdk_secretsmanager::Client::new(&config)
+use crate::support::aws::sdk_config;
+
+/// Secrets Manager as `account` on `endpoint` with the SDK's standard retries (3 attempts),
+/// which the fault tests below count.
+async fn retrying_secrets_manager(account: &AwsAccount, endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&sdk_config(account, endpoint).await)
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .build(),
+    )
 }
 
 #[tokio::test]
@@ -31,8 +24,8 @@ async fn the_same_secret_name_in_two_accounts_is_two_secrets() {
     let (a, b) = (services.aws_account().await, services.aws_account().await);
     assert_ne!(a.account_id, b.account_id);
     let (sm_a, sm_b) = (
-        secrets_manager(&a, &services.aws_endpoint).await,
-        secrets_manager(&b, &services.aws_endpoint).await,
+        retrying_secrets_manager(&a, &services.aws_endpoint).await,
+        retrying_secrets_manager(&b, &services.aws_endpoint).await,
     );
     let arn_a = sm_a
         .create_secret()
@@ -82,7 +75,7 @@ async fn an_injected_throttle_is_retried_by_the_sdk_and_counted() {
         ..Rule::default()
     };
     let guard = services.aws_faults().add(&rule).await;
-    let sm = secrets_manager(&account, &services.aws_proxy).await;
+    let sm = retrying_secrets_manager(&account, &services.aws_proxy).await;
     let created = sm.create_secret().name(&marker).secret_string("v").send().await;
     assert!(created.is_ok(), "the third attempt succeeds: {created:?}");
     let stats = guard.stats().await;
@@ -118,7 +111,7 @@ async fn an_injected_throttle_is_retried_by_the_sdk_and_counted() {
 async fn a_connection_reset_is_retried_by_the_sdk() {
     let services = Services::get();
     let account = services.aws_account().await;
-    let sm = secrets_manager(&account, &services.aws_proxy).await;
+    let sm = retrying_secrets_manager(&account, &services.aws_proxy).await;
     let marker = format!("reset-{}", account.account_id);
     sm.create_secret()
         .name(&marker)

@@ -1,12 +1,30 @@
 //! Test harness: run the real `secretsync` binary in a temporary directory and capture what a
 //! user would see, with machine-specific parts (temp paths, timings) redacted for snapshots.
+//!
+//! [`Test`] is the one way a test sets up and runs the binary, so that setup is written once:
+//! `Test::new().pipeline(yaml).file(rel, contents).aws(&account, endpoint).vault_token(token)`,
+//! then `.args(&[…]).code(n)`, which asserts the exit code and returns the [`Output`] (whose
+//! `.snapshot()` is what snapshot tests compare). The [`aws`], [`vault`] and [`scenario`]
+//! modules hold what tests against the testbed share.
+
+pub(crate) mod aws;
+pub(crate) mod scenario;
+pub(crate) mod vault;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
-/// A scratch directory plus helpers to run the binary in it.
-pub(crate) struct TestEnv {
+use secretsync::model::SecretPath;
+use testbed::support::AwsAccount;
+
+/// The bundled offline example's pipeline file, as [`Test::quickstart`] copies it.
+pub(crate) const QUICKSTART: &str = "examples/quickstart/pipeline.yaml";
+
+/// A scratch directory and the variables every run in it gets; runs the binary there.
+#[must_use]
+pub(crate) struct Test {
     dir: tempfile::TempDir,
+    vars: Vec<(String, String)>,
 }
 
 /// What one run printed.
@@ -26,10 +44,55 @@ impl Output {
     }
 }
 
-impl TestEnv {
+impl Test {
     pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            vars: Vec::new(),
+        }
+    }
+
+    /// A scratch dir holding a copy of the bundled quickstart example ([`QUICKSTART`]).
+    pub(crate) fn quickstart() -> Self {
+        let test = Self::new();
+        test.copy_from_repo("examples/quickstart");
+        test
+    }
+
+    /// Writes `config.yaml`, the pipeline file runs read when no other is named.
+    pub(crate) fn pipeline(self, yaml: impl AsRef<[u8]>) -> Self {
+        self.file("config.yaml", yaml)
+    }
+
+    /// Writes a file (creating folders).
+    pub(crate) fn file(self, rel: &str, contents: impl AsRef<[u8]>) -> Self {
+        self.write(rel, contents);
+        self
+    }
+
+    /// Every run acts as `account`, with AWS reached at `endpoint` (moto or a proxy in front).
+    pub(crate) fn aws(mut self, account: &AwsAccount, endpoint: &str) -> Self {
+        self.vars.extend(aws::env_vars(account, endpoint));
+        self
+    }
+
+    /// Every run gets `token` as `VAULT_TOKEN`.
+    pub(crate) fn vault_token(self, token: &str) -> Self {
+        self.var("VAULT_TOKEN", token)
+    }
+
+    /// Every run gets the variable `key`.
+    pub(crate) fn var(mut self, key: &str, value: &str) -> Self {
+        self.vars.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A run of `secretsync args…`, started by [`Run::code`] or [`Run::output`].
+    pub(crate) fn args(&self, args: &[&str]) -> Run<'_> {
+        Run {
+            test: self,
+            args: args.iter().map(|&a| a.to_owned()).collect(),
+            vars: Vec::new(),
         }
     }
 
@@ -37,12 +100,17 @@ impl TestEnv {
         self.dir.path()
     }
 
-    /// Writes a file (creating folders).
+    /// Writes a file (creating folders), for a test that changes files between runs.
     pub(crate) fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, contents).unwrap();
         path
+    }
+
+    /// Deletes a file the test wrote.
+    pub(crate) fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.path().join(rel)).unwrap_or_else(|e| panic!("remove {rel}: {e}"));
     }
 
     /// Copies a folder of the repository (e.g. `examples/quickstart`) into the scratch dir.
@@ -57,18 +125,60 @@ impl TestEnv {
         std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
+    /// A file the run wrote, as JSON.
+    pub(crate) fn read_json(&self, rel: &str) -> serde_json::Value {
+        serde_json::from_str(&self.read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
     pub(crate) fn exists(&self, rel: &str) -> bool {
         self.path().join(rel).exists()
     }
 
-    /// Runs `secretsync args…` in the scratch dir with a clean, deterministic environment.
+    /// Runs `secretsync args…`, whatever its exit code.
     pub(crate) fn run(&self, args: &[&str]) -> Output {
-        self.run_with(args, &[])
+        self.args(args).output()
     }
 
-    pub(crate) fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let out = self.command(args, env).output().expect("run secretsync");
-        let redact = |bytes: &[u8]| self.redact(&String::from_utf8_lossy(bytes));
+    fn redact(&self, text: &str) -> String {
+        text.replace(&self.path().display().to_string(), "[TMP]")
+    }
+}
+
+/// One run of the binary, as [`Test::args`] describes it: in the scratch dir, with a clean,
+/// deterministic environment plus the test's and the run's variables.
+#[must_use]
+pub(crate) struct Run<'a> {
+    test: &'a Test,
+    args: Vec<String>,
+    vars: Vec<(String, String)>,
+}
+
+impl Run<'_> {
+    /// This run also gets the variable `key`.
+    pub(crate) fn var(mut self, key: &str, value: &str) -> Self {
+        self.vars.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// This run also gets these variables.
+    pub(crate) fn vars(self, vars: &[(&str, &str)]) -> Self {
+        vars.iter().fold(self, |run, (key, value)| run.var(key, value))
+    }
+
+    /// Runs it; asserts it exited with `code` (showing the whole run if not).
+    #[track_caller]
+    pub(crate) fn code(self, code: i32) -> Output {
+        let out = self.output();
+        assert_eq!(out.code, code, "{}", out.snapshot());
+        out
+    }
+
+    /// Runs it, whatever its exit code.
+    pub(crate) fn output(self) -> Output {
+        let test = self.test;
+        let mut cmd = self.command();
+        let out = off_the_runtime(|| cmd.output()).expect("run secretsync");
+        let redact = |bytes: &[u8]| test.redact(&String::from_utf8_lossy(bytes));
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: redact(&out.stdout),
@@ -76,10 +186,20 @@ impl TestEnv {
         }
     }
 
-    /// The command [`TestEnv::run_with`] runs, for tests that start it themselves.
-    pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+    /// Starts it with stdout and stderr piped.
+    pub(crate) fn spawn(self) -> Child {
+        self.command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start secretsync")
+    }
+
+    /// The command, for a test that starts it itself.
+    pub(crate) fn command(self) -> Command {
+        let test = self.test;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_secretsync"));
-        cmd.args(args).current_dir(self.path());
+        cmd.args(&self.args).current_dir(test.path());
         for (key, _) in std::env::vars() {
             let ours = ["SECRETSYNC_", "GITHUB_", "ACTIONS_", "VAULT_", "AWS_"]
                 .iter()
@@ -90,19 +210,29 @@ impl TestEnv {
         }
         // HOME is the scratch dir, so a developer's ~/.vault-token and ~/.aws are never used;
         // the instance-metadata service is off, so no credential lookup leaves loopback.
-        cmd.env("HOME", self.path())
+        cmd.env("HOME", test.path())
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("SECRETSYNC_COLOR", "never")
             .env("SECRETSYNC_NO_PROGRESS", "true");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        cmd.envs(test.vars.iter().chain(&self.vars).map(|(k, v)| (k, v)));
         cmd
     }
+}
 
-    fn redact(&self, text: &str) -> String {
-        text.replace(&self.path().display().to_string(), "[TMP]")
+/// Runs blocking `f` without stalling a multi-threaded runtime the test may be serving a proxy
+/// or stand-in on; elsewhere simply runs it.
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
+}
+
+/// A secret path (tests write them as text).
+pub(crate) fn p(text: &str) -> SecretPath {
+    SecretPath::parse(text).unwrap()
 }
 
 /// Replaces timings (which vary run to run) with `[MS]`.

@@ -7,13 +7,15 @@
 
 use std::sync::Arc;
 
-use crate::support::built;
-use secretsync::model::{SecretPath, SecretValue};
+use secretsync::model::SecretValue;
 use secretsync::store::{ErrorClass, Owner, WritableStore, conformance};
 use serde_json::{Value, json};
 use testbed::identity::{GitHubOidc, KubernetesApi, SigningKey, UNUSED_CA_PEM, now};
 use testbed::openbao::OpenBao;
 use testbed::support::{Services, random_account_id};
+
+use crate::support::vault::{Kv, namespace};
+use crate::support::{built, p};
 
 /// A pipeline with one Vault target `T` (`vault_block` is the target's `vault:` mapping) and
 /// the root token.
@@ -34,25 +36,8 @@ async fn target(services: &Services, vault_block: &str) -> Arc<dyn WritableStore
         .unwrap_or_else(|e| panic!("building the Vault target failed: {e}"))
 }
 
-fn p(text: &str) -> SecretPath {
-    SecretPath::parse(text).unwrap()
-}
-
 fn json_value(value: &Value) -> SecretValue {
     SecretValue::from_string(value.to_string())
-}
-
-/// Writes a KV secret through the HTTP API as root (`v2` wraps it in `data`).
-pub(crate) async fn seed(services: &Services, mount: &str, version: u8, path: &str, data: Value) {
-    let (api, body) = if version == 2 {
-        (format!("{mount}/data/{path}"), json!({ "data": data }))
-    } else {
-        (format!("{mount}/{path}"), data)
-    };
-    let (status, answer) = services
-        .vault_call("POST", &services.vault_addr, &api, Some(body))
-        .await;
-    assert!(status < 300, "seeding {api} failed: {status} {answer}");
 }
 
 #[tokio::test]
@@ -263,20 +248,7 @@ async fn stores_work_inside_a_namespace() {
     }
     let ns = format!("ns-{}", random_account_id());
     let root = &services.vault_addr;
-    assert_eq!(
-        services
-            .vault_call("POST", root, &format!("sys/namespaces/{ns}"), None)
-            .await
-            .0,
-        200
-    );
-    for (mount, version) in [("kv-two", "2"), ("kv-one", "1")] {
-        let body = json!({ "type": "kv", "options": { "version": version } });
-        let (status, answer) = services
-            .vault_call("POST", root, &format!("{ns}/sys/mounts/{mount}"), Some(body))
-            .await;
-        assert!(status < 300, "{answer}");
-    }
+    namespace(&services, &ns, &[("kv-two", 2), ("kv-one", 1)]).await;
     let yaml = format!(
         "vault: {{ address: {root}, namespace: {ns}, auth: {{ token: {{ token: '${{TOKEN}}' }} }} }}\n\
          sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\
@@ -390,18 +362,12 @@ async fn sources_read_subtrees_skip_soft_deleted_secrets_and_keep_values_exact()
     let services = Services::get();
     let mount = services.vault_mount(2).await;
     let exact = json!({ "port": 5432, "ratio": 0.1, "big": 12_345_678_901_234_567_u64, "list": [1, "two", null], "nested": { "deep": { "x": true } } });
-    seed(&services, &mount, 2, "team/app/db", exact.clone()).await;
-    seed(&services, &mount, 2, "team/app/l2/l3/l4/l5", json!({ "deep": "yes" })).await;
-    seed(
-        &services,
-        &mount,
-        2,
-        "team/ünï cödé/key with spaces",
-        json!({ "k": "v" }),
-    )
-    .await;
-    seed(&services, &mount, 2, "team/old", json!({ "k": "v" })).await;
-    seed(&services, &mount, 2, "other/not-read", json!({ "k": "v" })).await;
+    let kv = Kv::shared(&services, &mount, 2);
+    kv.seed("team/app/db", &exact).await;
+    kv.seed("team/app/l2/l3/l4/l5", &json!({ "deep": "yes" })).await;
+    kv.seed("team/ünï cödé/key with spaces", &json!({ "k": "v" })).await;
+    kv.seed("team/old", &json!({ "k": "v" })).await;
+    kv.seed("other/not-read", &json!({ "k": "v" })).await;
     let (status, _) = services
         .vault_call("DELETE", &services.vault_addr, &format!("{mount}/data/team/old"), None)
         .await;
@@ -454,8 +420,9 @@ async fn a_source_reads_secrets_while_deeper_folders_are_still_being_listed() {
     use testbed::proxy::Rule;
     let services = Services::get();
     let mount = services.vault_mount(2).await;
-    seed(&services, &mount, 2, "top", json!({ "k": "top" })).await;
-    seed(&services, &mount, 2, "deep/er/s", json!({ "k": "deep" })).await;
+    let kv = Kv::shared(&services, &mount, 2);
+    kv.seed("top", &json!({ "k": "top" })).await;
+    kv.seed("deep/er/s", &json!({ "k": "deep" })).await;
     // The listing of `deep/er/` is answered only once `top` has been read: a store that walks
     // the whole tree before reading anything gets a 504 there instead.
     let read_top = services
@@ -518,7 +485,9 @@ async fn listing_limits_and_missing_filters_are_errors_that_say_where() {
     let services = Services::get();
     let mount = services.vault_mount(1).await;
     for i in 0..3 {
-        seed(&services, &mount, 1, &format!("a/b/c/d/s{i}"), json!({ "k": i })).await;
+        Kv::shared(&services, &mount, 1)
+            .seed(&format!("a/b/c/d/s{i}"), &json!({ "k": i }))
+            .await;
     }
     let build = |block: String| {
         let yaml = format!(
@@ -580,7 +549,9 @@ async fn ownership_is_recorded_and_unmanaged_secrets_are_never_deleted() {
     let services = Services::get();
     for version in [2, 1] {
         let mount = services.vault_mount(version).await;
-        seed(&services, &mount, version, "app/hand-made", json!({ "k": "v" })).await;
+        Kv::shared(&services, &mount, version)
+            .seed("app/hand-made", &json!({ "k": "v" }))
+            .await;
         let store = target(&services, &format!("{{ mount: {mount}, path: app }}")).await;
         store
             .put(&p("ours"), &json_value(&json!({ "k": 1 })), "T")
@@ -619,7 +590,9 @@ async fn a_kv2_write_fails_when_the_secret_changed_after_it_was_read() {
     let store = target(&services, &format!("{{ mount: {mount} }}")).await;
     store.put(&p("db"), &json_value(&json!({ "v": 1 })), "T").await.unwrap();
     store.list().await.unwrap();
-    seed(&services, &mount, 2, "db", json!({ "v": "someone else" })).await;
+    Kv::shared(&services, &mount, 2)
+        .seed("db", &json!({ "v": "someone else" }))
+        .await;
     let err = store
         .put(&p("db"), &json_value(&json!({ "v": 2 })), "T")
         .await
@@ -958,15 +931,7 @@ async fn one_login_in_the_root_namespace_serves_stores_in_two_child_namespaces()
     let id = random_account_id();
     let (team_a, team_b) = (format!("team-a-{id}"), format!("team-b-{id}"));
     for ns in [&team_a, &team_b] {
-        let (status, answer) = services
-            .vault_call("POST", root, &format!("sys/namespaces/{ns}"), None)
-            .await;
-        assert!(status < 300, "{answer}");
-        let body = json!({ "type": "kv", "options": { "version": "2" } });
-        let (status, answer) = services
-            .vault_call("POST", root, &format!("{ns}/sys/mounts/kv"), Some(body))
-            .await;
-        assert!(status < 300, "{answer}");
+        namespace(&services, ns, &[("kv", 2)]).await;
     }
     // The AppRole and its policy live in the root namespace; the policy grants the child
     // namespaces' paths, as a platform team's would. Its secret id works once: a second login

@@ -3,44 +3,20 @@
 //! policies), a sealed server, JWT login with a GitHub Actions OIDC token, and
 //! `validate --check-vault`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use testbed::identity::{GITHUB_ISSUER, GitHubOidc};
 use testbed::openbao::OpenBao;
 use testbed::support::{Services, random_account_id, vault_request};
 
-use crate::support::{Output, TestEnv};
-
-/// Writes a KV secret through the HTTP API (`version` 2 wraps it in `data`).
-async fn seed(base: &str, token: &str, mount: &str, version: u8, path: &str, data: &Value) {
-    let (api, body) = if version == 2 {
-        (format!("{mount}/data/{path}"), json!({ "data": data }))
-    } else {
-        (format!("{mount}/{path}"), data.clone())
-    };
-    let (status, answer) = vault_request(base, token, "POST", &api, Some(body)).await;
-    assert!(status < 300, "seeding {api} failed: {status} {answer}");
-}
-
-/// Runs the binary without blocking the runtime (a test's proxy or stand-in may be serving on it).
-fn run(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    tokio::task::block_in_place(|| env.run_with(args, vars))
-}
+use crate::support::Test;
+use crate::support::vault::{Kv, namespace};
 
 /// A scratch folder whose pipeline syncs all of `mount` into the folder `out`.
-fn files_from_vault(s: &Services, mount: &str) -> TestEnv {
-    let env = TestEnv::new();
-    env.write(
-        "config.yaml",
-        format!(
-            "vault: {{ address: {} }}\nsources: {{ all: {{ vault: {{ mount: {mount} }} }} }}\ntargets: {{ Files: {{ imports: [all], file: {{ path: ./out }} }} }}\n",
-            s.vault_addr
-        ),
-    );
-    env
-}
-
-fn json_file(env: &TestEnv, rel: &str) -> Value {
-    serde_json::from_str(&env.read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+fn files_from_vault(s: &Services, mount: &str) -> Test {
+    Test::new().pipeline(format!(
+        "vault: {{ address: {} }}\nsources: {{ all: {{ vault: {{ mount: {mount} }} }} }}\ntargets: {{ Files: {{ imports: [all], file: {{ path: ./out }} }} }}\n",
+        s.vault_addr
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,53 +25,25 @@ async fn two_vault_sources_sync_to_file_and_vault_targets_with_inheritance() {
     let (addr, token) = (s.vault_addr.as_str(), s.vault_token.as_str());
     let (v2, v1, out) = (s.vault_mount(2).await, s.vault_mount(1).await, s.vault_mount(2).await);
     let deep = json!({ "x": [1, 2.5, "three"], "n": { "big": 9_007_199_254_740_993_u64 } });
-    seed(
-        addr,
-        token,
-        &v2,
-        2,
-        "platform/db",
-        &json!({ "port": 5432, "user": "app" }),
-    )
-    .await;
-    seed(addr, token, &v2, 2, "platform/a/b/c/d/e", &deep).await;
-    seed(
-        addr,
-        token,
-        &v2,
-        2,
-        "platform/ünï cödé/key with spaces",
-        &json!({ "k": "v" }),
-    )
-    .await;
-    seed(addr, token, &v2, 2, "platform/retired", &json!({ "k": "old" })).await;
+    let (platform, shared) = (Kv::shared(&s, &v2, 2), Kv::shared(&s, &v1, 1));
+    platform
+        .seed("platform/db", &json!({ "port": 5432, "user": "app" }))
+        .await;
+    platform.seed("platform/a/b/c/d/e", &deep).await;
+    platform
+        .seed("platform/ünï cödé/key with spaces", &json!({ "k": "v" }))
+        .await;
+    platform.seed("platform/retired", &json!({ "k": "old" })).await;
     let (status, _) = vault_request(addr, token, "DELETE", &format!("{v2}/data/platform/retired"), None).await;
     assert_eq!(status, 204, "soft-deleting the retired secret");
-    seed(
-        addr,
-        token,
-        &v1,
-        1,
-        "shared/db",
-        &json!({ "user": "from-shared", "pool": { "max": 10 } }),
-    )
-    .await;
-    seed(
-        addr,
-        token,
-        &v1,
-        1,
-        "shared/api/keys",
-        &json!({ "stripe": "sk_test_1" }),
-    )
-    .await;
-    seed(addr, token, &v1, 1, "elsewhere/not-read", &json!({ "k": "v" })).await;
+    shared
+        .seed("shared/db", &json!({ "user": "from-shared", "pool": { "max": 10 } }))
+        .await;
+    shared.seed("shared/api/keys", &json!({ "stripe": "sk_test_1" })).await;
+    shared.seed("elsewhere/not-read", &json!({ "k": "v" })).await;
 
-    let env = TestEnv::new();
-    env.write(
-        "config.yaml",
-        format!(
-            "vault: {{ address: {addr} }}\n\
+    let env = Test::new().vault_token(token).pipeline(format!(
+        "vault: {{ address: {addr} }}\n\
              sources:\n\
              \x20 platform: {{ vault: {{ mount: {v2}/platform }} }}\n\
              \x20 shared: {{ vault: {{ mount: {v1}, paths: [shared/] }} }}\n\
@@ -103,11 +51,8 @@ async fn two_vault_sources_sync_to_file_and_vault_targets_with_inheritance() {
              targets:\n\
              \x20 Staging: {{ imports: [platform, shared], file: {{ path: ./staging }} }}\n\
              \x20 Production: {{ imports: [Staging], vault: {{ mount: {out}, path: production }} }}\n"
-        ),
-    );
-    let vars = [("VAULT_TOKEN", token)];
-    let first = run(&env, &["pipeline"], &vars);
-    assert_eq!(first.code, 0, "{}", first.snapshot());
+    ));
+    let first = env.args(&["pipeline"]).code(0);
     assert!(
         first.stdout.contains(&format!(
             "warning: source `platform`: vault:{addr}/{v2}/platform: skipped `{v2}/data/platform/retired`"
@@ -134,11 +79,8 @@ async fn two_vault_sources_sync_to_file_and_vault_targets_with_inheritance() {
     let (_, held) = vault_request(addr, token, "GET", &format!("{v2}/data/platform/a/b/c/d/e"), None).await;
     let deep = held["data"]["data"].clone();
     assert_eq!(deep["n"]["big"].to_string(), "9007199254740992", "{deep}");
-    assert_eq!(json_file(&env, "staging/a/b/c/d/e.json"), deep);
-    assert_eq!(
-        json_file(&env, "staging/db.json"),
-        json!({ "port": 5432, "user": "app" })
-    );
+    assert_eq!(env.read_json("staging/a/b/c/d/e.json"), deep);
+    assert_eq!(env.read_json("staging/db.json"), json!({ "port": 5432, "user": "app" }));
 
     // The Vault target, read back over HTTP: values exact, ownership recorded.
     let read = |path: String| async move { vault_request(addr, token, "GET", &path, None).await };
@@ -158,8 +100,7 @@ async fn two_vault_sources_sync_to_file_and_vault_targets_with_inheritance() {
     assert_eq!(merged["data"]["keys"], json!(["Production/", "Staging/"]));
 
     // A second run has nothing to do.
-    let again = run(&env, &["pipeline", "--exit-code"], &vars);
-    assert_eq!(again.code, 0, "{}", again.snapshot());
+    let again = env.args(&["pipeline", "--exit-code"]).code(0);
     assert!(
         again.stdout.contains("0 created, 0 updated, 0 deleted, 10 unchanged"),
         "{}",
@@ -167,23 +108,15 @@ async fn two_vault_sources_sync_to_file_and_vault_targets_with_inheritance() {
     );
 
     // A change in a source reaches both targets (Production through Staging) in the plan…
-    seed(
-        addr,
-        token,
-        &v1,
-        1,
-        "shared/db",
-        &json!({ "user": "rotated", "pool": { "max": 10 } }),
-    )
-    .await;
-    let plan = run(&env, &["plan", "--exit-code"], &vars);
-    assert_eq!(plan.code, 1, "{}", plan.snapshot());
+    shared
+        .seed("shared/db", &json!({ "user": "rotated", "pool": { "max": 10 } }))
+        .await;
+    let plan = env.args(&["plan", "--exit-code"]).code(1);
     assert_eq!(plan.stdout.matches("~ shared/db").count(), 2, "{}", plan.stdout);
     assert!(!plan.stdout.contains("rotated"), "values are masked: {}", plan.stdout);
     // …and a dry run writes nothing, not even the merge store: `--sync-only` still finds the
     // merged results of the first run and has nothing to do.
-    let sync_only = run(&env, &["pipeline", "--sync-only", "--exit-code"], &vars);
-    assert_eq!(sync_only.code, 0, "{}", sync_only.snapshot());
+    env.args(&["pipeline", "--sync-only", "--exit-code"]).code(0);
     let (_, merged_db) = read(format!("{out}/data/merged/Staging/shared/db")).await;
     assert_eq!(merged_db["data"]["data"]["user"], "from-shared");
 }
@@ -215,24 +148,16 @@ async fn token_with_policy(s: &Services, rules: &str) -> (String, String) {
 async fn a_path_denied_by_acl_names_the_path_and_the_policy_problem() {
     let s = Services::get();
     let mount = s.vault_mount(2).await;
-    seed(&s.vault_addr, &s.vault_token, &mount, 2, "app/db", &json!({ "k": "v" })).await;
-    seed(
-        &s.vault_addr,
-        &s.vault_token,
-        &mount,
-        2,
-        "admin/root",
-        &json!({ "k": "v" }),
-    )
-    .await;
+    let kv = Kv::shared(&s, &mount, 2);
+    kv.seed("app/db", &json!({ "k": "v" })).await;
+    kv.seed("admin/root", &json!({ "k": "v" })).await;
     let (policy, token) = token_with_policy(
         &s,
         &format!("path \"{mount}/metadata/*\" {{ capabilities = [\"list\"] }}\npath \"{mount}/data/app/*\" {{ capabilities = [\"read\"] }}"),
     )
     .await;
-    let env = files_from_vault(&s, &mount);
-    let out = run(&env, &["pipeline"], &[("VAULT_TOKEN", &token)]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let env = files_from_vault(&s, &mount).vault_token(&token);
+    let out = env.args(&["pipeline"]).code(2);
     assert!(
         out.stdout.contains(&format!(
             "permission denied on `{mount}/data/admin/root`: the token's policies (default, {policy}) do not grant `read` there"
@@ -254,13 +179,12 @@ async fn a_path_denied_by_acl_names_the_path_and_the_policy_problem() {
 async fn a_refused_token_is_named_by_the_run_and_by_validate() {
     let s = Services::get();
     let mount = s.vault_mount(2).await;
-    seed(&s.vault_addr, &s.vault_token, &mount, 2, "app/db", &json!({ "k": "v" })).await;
-    let env = files_from_vault(&s, &mount);
+    Kv::shared(&s, &mount, 2).seed("app/db", &json!({ "k": "v" })).await;
     let dead = "hvs.not-a-live-token";
+    let env = files_from_vault(&s, &mount).vault_token(dead);
     // The token is not looked up before the first call; the refusal is told apart from a policy
     // problem when it comes.
-    let out = run(&env, &["pipeline"], &[("VAULT_TOKEN", dead)]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["pipeline"]).code(2);
     assert!(
         out.stdout.contains(&format!(
             "cannot use {}: the Vault token was refused (expired, revoked or wrong)",
@@ -273,8 +197,7 @@ async fn a_refused_token_is_named_by_the_run_and_by_validate() {
     );
     assert!(!env.exists("out"), "nothing is written");
 
-    let checked = run(&env, &["validate", "--check-vault"], &[("VAULT_TOKEN", dead)]);
-    assert_eq!(checked.code, 2, "{}", checked.snapshot());
+    let checked = env.args(&["validate", "--check-vault"]).code(2);
     assert!(
         checked.stdout.contains(&format!(
             "✗ {}: cannot use {}: the Vault token was refused (expired, revoked or wrong)",
@@ -298,28 +221,22 @@ async fn a_sealed_vault_fails_the_importing_targets_and_touches_nothing() {
     let (addr, root) = (vault.addr.clone(), vault.root_token.clone());
     vault.mount_kv("src", 2).await;
     vault.mount_kv("dst", 2).await;
-    seed(&addr, &root, "src", 2, "app/db", &json!({ "password": "first" })).await;
-    let env = TestEnv::new();
-    env.write(
-        "config.yaml",
-        format!(
-            "vault: {{ address: '{addr}' }}\n\
+    let kv = Kv::new(&addr, &root, "src", 2);
+    kv.seed("app/db", &json!({ "password": "first" })).await;
+    let env = Test::new().vault_token(&root).pipeline(format!(
+        "vault: {{ address: '{addr}' }}\n\
              sources: {{ app: {{ vault: {{ mount: src }} }} }}\n\
              targets:\n\
              \x20 Files: {{ imports: [app], file: {{ path: ./out }} }}\n\
              \x20 Mirror: {{ imports: [app], vault: {{ mount: dst, path: mirror }} }}\n\
              pipeline: {{ resilience: {{ retries: {{ base_delay: 10ms, max_delay: 50ms }} }} }}\n"
-        ),
-    );
-    let vars = [("VAULT_TOKEN", root.as_str())];
-    let first = run(&env, &["pipeline"], &vars);
-    assert_eq!(first.code, 0, "{}", first.snapshot());
+    ));
+    env.args(&["pipeline"]).code(0);
     let before = env.read("out/app/db.json");
 
-    seed(&addr, &root, "src", 2, "app/db", &json!({ "password": "second" })).await;
+    kv.seed("app/db", &json!({ "password": "second" })).await;
     vault.seal().await;
-    let sealed = run(&env, &["pipeline", "--exit-code"], &vars);
-    assert_eq!(sealed.code, 2, "{}", sealed.snapshot());
+    let sealed = env.args(&["pipeline", "--exit-code"]).code(2);
     assert_eq!(
         sealed.stdout.matches("Vault is sealed").count(),
         2,
@@ -330,8 +247,7 @@ async fn a_sealed_vault_fails_the_importing_targets_and_touches_nothing() {
     assert_eq!(env.read("out/app/db.json"), before, "the file target is untouched");
     assert!(!sealed.stdout.contains("second"), "values never appear");
 
-    let checked = run(&env, &["validate", "--check-vault"], &vars);
-    assert_eq!(checked.code, 2, "{}", checked.snapshot());
+    let checked = env.args(&["validate", "--check-vault"]).code(2);
     assert!(
         checked
             .stdout
@@ -347,10 +263,9 @@ async fn a_sealed_vault_fails_the_importing_targets_and_touches_nothing() {
         "the Vault target is untouched"
     );
     assert_eq!(mirrored["data"]["metadata"]["version"], 1, "and was not written at all");
-    let healthy = run(&env, &["validate", "--check-vault"], &vars);
+    let healthy = env.run(&["validate", "--check-vault"]);
     assert_eq!(healthy.code, 0, "unsealed, every check passes: {}", healthy.snapshot());
-    let synced = run(&env, &["pipeline"], &vars);
-    assert_eq!(synced.code, 0, "{}", synced.snapshot());
+    env.args(&["pipeline"]).code(0);
     assert!(
         env.read("out/app/db.json").contains("second"),
         "the change arrives once unsealed"
@@ -366,7 +281,7 @@ async fn validate_check_vault_reports_each_location() {
         &format!("path \"{mount}/*\" {{ capabilities = [\"read\", \"list\"] }}"),
     )
     .await;
-    let env = TestEnv::new();
+    let env = Test::new();
     env.write(
         "config.yaml",
         format!(
@@ -378,16 +293,20 @@ async fn validate_check_vault_reports_each_location() {
             s.vault_addr
         ),
     );
-    let as_root = run(&env, &["validate", "--check-vault"], &[("VAULT_TOKEN", &s.vault_token)]);
-    assert_eq!(as_root.code, 0, "{}", as_root.snapshot());
+    let as_root = env
+        .args(&["validate", "--check-vault"])
+        .var("VAULT_TOKEN", &s.vault_token)
+        .code(0);
     assert!(
         as_root.stdout.contains("✓ every Vault check passed"),
         "{}",
         as_root.stdout
     );
 
-    let as_reader = run(&env, &["validate", "--check-vault"], &[("VAULT_TOKEN", &reader)]);
-    assert_eq!(as_reader.code, 2, "{}", as_reader.snapshot());
+    let as_reader = env
+        .args(&["validate", "--check-vault"])
+        .var("VAULT_TOKEN", &reader)
+        .code(2);
     let vault_section = as_reader.stdout.split("\nVault:\n").nth(1).unwrap_or_default();
     let lines: Vec<&str> = std::iter::once("✓ (the Vault section)")
         .chain(vault_section.lines().filter(|l| l.contains('✓') || l.contains('✗')))
@@ -408,12 +327,11 @@ async fn validate_check_vault_reports_each_location() {
         "env.yaml",
         format!("sources: {{ app: {{ vault: {{ mount: {mount} }} }} }}\ntargets: {{ Files: {{ imports: [app], file: {{ path: ./out }} }} }}\n"),
     );
-    let nowhere = run(
-        &env,
-        &["validate", "-c", "env.yaml", "--check-vault"],
-        &[("VAULT_TOKEN", "x"), ("VAULT_ADDR", "http://127.0.0.1:9")],
-    );
-    assert_eq!(nowhere.code, 2, "{}", nowhere.snapshot());
+    let nowhere = env
+        .args(&["validate", "-c", "env.yaml", "--check-vault"])
+        .var("VAULT_TOKEN", "x")
+        .var("VAULT_ADDR", "http://127.0.0.1:9")
+        .code(2);
     assert!(
         nowhere.stdout.contains("✗ http://127.0.0.1:9: cannot reach Vault"),
         "{}",
@@ -432,7 +350,7 @@ async fn validate_check_vault_reports_each_location() {
 async fn orphans_are_soft_deleted_from_a_kv2_target_and_restored_when_desired_again() {
     let s = Services::get();
     let mount = s.vault_mount(2).await;
-    let env = TestEnv::new();
+    let env = Test::new().vault_token(&s.vault_token);
     env.write("src/keep.json", r#"{"k": 1}"#);
     env.write("src/gone.json", r#"{"k": 2}"#);
     env.write(
@@ -445,12 +363,10 @@ async fn orphans_are_soft_deleted_from_a_kv2_target_and_restored_when_desired_ag
             s.vault_addr
         ),
     );
-    let vars = [("VAULT_TOKEN", s.vault_token.as_str())];
-    assert_eq!(run(&env, &["pipeline"], &vars).code, 0);
+    env.args(&["pipeline"]).code(0);
 
     std::fs::remove_file(env.path().join("src/gone.json")).unwrap();
-    let deleted = run(&env, &["pipeline"], &vars);
-    assert_eq!(deleted.code, 0, "{}", deleted.snapshot());
+    let deleted = env.args(&["pipeline"]).code(0);
     assert!(deleted.stdout.contains("- gone"), "{}", deleted.stdout);
     let (status, _) = s
         .vault_call("GET", &s.vault_addr, &format!("{mount}/data/app/gone"), None)
@@ -465,14 +381,13 @@ async fn orphans_are_soft_deleted_from_a_kv2_target_and_restored_when_desired_ag
     );
 
     env.write("src/gone.json", r#"{"k": 3}"#);
-    let restored = run(&env, &["pipeline"], &vars);
-    assert_eq!(restored.code, 0, "{}", restored.snapshot());
+    let restored = env.args(&["pipeline"]).code(0);
     assert!(restored.stdout.contains("↺ gone"), "{}", restored.stdout);
     let (_, back) = s
         .vault_call("GET", &s.vault_addr, &format!("{mount}/data/app/gone"), None)
         .await;
     assert_eq!(back["data"]["data"], json!({ "k": 3 }));
-    let again = run(&env, &["pipeline", "--exit-code"], &vars);
+    let again = env.run(&["pipeline", "--exit-code"]);
     assert_eq!(again.code, 0, "converged: {}", again.snapshot());
 }
 
@@ -481,7 +396,7 @@ async fn ownership_costs_one_manifest_write_per_run_on_kv1_and_one_metadata_writ
     use testbed::proxy::{Fault, Rule};
     let s = Services::get();
     let (v1, v2) = (s.vault_mount(1).await, s.vault_mount(2).await);
-    let env = TestEnv::new();
+    let env = Test::new().vault_token(&s.vault_token);
     for i in 0..20 {
         env.write(&format!("src/s{i:02}.json"), format!(r#"{{"n": {i}}}"#));
     }
@@ -508,10 +423,8 @@ async fn ownership_costs_one_manifest_write_per_run_on_kv1_and_one_metadata_writ
         .add(&counter(format!("^/v1/{v1}/app/\\.secretsync-manifest$")))
         .await;
     let metadata_writes = faults.add(&counter(format!("^/v1/{v2}/metadata/app/"))).await;
-    let vars = [("VAULT_TOKEN", s.vault_token.as_str())];
 
-    let first = run(&env, &["pipeline"], &vars);
-    assert_eq!(first.code, 0, "{}", first.snapshot());
+    env.args(&["pipeline"]).code(0);
     assert_eq!(
         manifest_writes.stats().await.matched,
         1,
@@ -529,7 +442,7 @@ async fn ownership_costs_one_manifest_write_per_run_on_kv1_and_one_metadata_writ
             format!(r#"{{"n": {i}, "changed": true}}"#),
         );
     }
-    let second = run(&env, &["pipeline"], &vars);
+    let second = env.run(&["pipeline"]);
     assert!(second.stdout.contains("0 created, 10 updated"), "{}", second.stdout);
     assert_eq!(
         manifest_writes.stats().await.matched,
@@ -550,14 +463,6 @@ async fn ownership_costs_one_manifest_write_per_run_on_kv1_and_one_metadata_writ
     );
 }
 
-/// Creates namespace `ns` (with path `ns`) on the shared server.
-async fn namespace(s: &Services, ns: &str) {
-    let (status, answer) = s
-        .vault_call("POST", &s.vault_addr, &format!("sys/namespaces/{ns}"), None)
-        .await;
-    assert!(status < 300, "creating namespace {ns}: {status} {answer}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_platform_namespace_feeds_two_team_namespaces_through_a_root_merge_store() {
     let s = Services::get();
@@ -567,29 +472,16 @@ async fn a_platform_namespace_feeds_two_team_namespaces_through_a_root_merge_sto
     let (addr, token) = (s.vault_addr.as_str(), s.vault_token.as_str());
     let id = random_account_id();
     let (platform, team_a, team_b) = (format!("platform-{id}"), format!("team-a-{id}"), format!("team-b-{id}"));
-    for ns in [&platform, &team_a, &team_b] {
-        namespace(&s, ns).await;
-    }
-    for (ns, mount, version) in [(&platform, "shared", "2"), (&team_a, "kv", "1"), (&team_b, "kv", "2")] {
-        let body = json!({ "type": "kv", "options": { "version": version } });
-        let (status, answer) =
-            vault_request(addr, token, "POST", &format!("{ns}/sys/mounts/{mount}"), Some(body)).await;
-        assert!(status < 300, "{answer}");
+    for (ns, mount, version) in [(&platform, "shared", 2), (&team_a, "kv", 1), (&team_b, "kv", 2)] {
+        namespace(&s, ns, &[(mount, version)]).await;
     }
     let merged = s.vault_mount(2).await;
     let db = json!({ "password": "pl-secret", "port": 5432, "ratio": 0.25, "big": 9_007_199_254_740_993_u64, "tags": ["a", 1, null] });
-    seed(addr, token, &format!("{platform}/shared"), 2, "db", &db).await;
-    seed(
-        addr,
-        token,
-        &format!("{platform}/shared"),
-        2,
-        "api/key",
-        &json!({ "token": "pl-token" }),
-    )
-    .await;
+    let kv = Kv::shared(&s, &format!("{platform}/shared"), 2);
+    kv.seed("db", &db).await;
+    kv.seed("api/key", &json!({ "token": "pl-token" })).await;
 
-    let env = TestEnv::new();
+    let env = Test::new().vault_token(token);
     env.write(
         "config.yaml",
         format!(
@@ -602,9 +494,7 @@ async fn a_platform_namespace_feeds_two_team_namespaces_through_a_root_merge_sto
              \x20 TeamB: {{ imports: [platform], vault: {{ mount: kv, namespace: '{team_b}/' }} }}\n"
         ),
     );
-    let vars = [("VAULT_TOKEN", token)];
-    let checked = run(&env, &["validate", "--check-vault"], &vars);
-    assert_eq!(checked.code, 0, "{}", checked.snapshot());
+    let checked = env.args(&["validate", "--check-vault"]).code(0);
     for ns in [&platform, &team_a, &team_b] {
         assert!(
             checked.stdout.contains(&format!("✓ {addr} (namespace {ns}): Vault ")),
@@ -617,8 +507,7 @@ async fn a_platform_namespace_feeds_two_team_namespaces_through_a_root_merge_sto
         "`namespace: /` puts the merge store in the root: {}",
         checked.stdout
     );
-    let first = run(&env, &["pipeline"], &vars);
-    assert_eq!(first.code, 0, "{}", first.snapshot());
+    let first = env.args(&["pipeline"]).code(0);
 
     // Each target holds exactly what the platform namespace holds (as the server stores it).
     let (_, held) = vault_request(addr, token, "GET", &format!("{platform}/shared/data/db"), None).await;
@@ -657,7 +546,7 @@ async fn a_platform_namespace_feeds_two_team_namespaces_through_a_root_merge_sto
         404
     );
 
-    let again = run(&env, &["pipeline", "--exit-code"], &vars);
+    let again = env.run(&["pipeline", "--exit-code"]);
     assert_eq!(again.code, 0, "converged: {}", again.snapshot());
     assert!(
         again.stdout.contains("0 created, 0 updated, 0 deleted, 4 unchanged"),
@@ -676,34 +565,29 @@ async fn a_workflow_logs_in_with_its_github_oidc_token_and_syncs_with_no_stored_
     let s = Services::get();
     let (addr, root) = (s.vault_addr.as_str(), s.vault_token.as_str());
     let mount = s.vault_mount(2).await;
-    seed(addr, root, &mount, 2, "src/db", &json!({ "password": "from-ci" })).await;
+    Kv::shared(&s, &mount, 2)
+        .seed("src/db", &json!({ "password": "from-ci" }))
+        .await;
     let github = GitHubOidc::start("acme/platform").await;
     let auth = crate::vault::jwt_auth_mount(&s, &mount, &github.key, GITHUB_ISSUER).await;
-    let env = TestEnv::new();
-    env.write(
-        "config.yaml",
-        format!(
+    // What the runner sets in a job with `permissions: { id-token: write }`; no VAULT_TOKEN.
+    let env = Test::new()
+        .var("GITHUB_ACTIONS", "true")
+        .var("ACTIONS_ID_TOKEN_REQUEST_URL", &github.request_url)
+        .var("ACTIONS_ID_TOKEN_REQUEST_TOKEN", &github.request_token)
+        .pipeline(format!(
             "vault: {{ address: {addr}, auth: {{ jwt: {{ role: sync, mount_path: {auth}, audience: secretsync }} }} }}\n\
              sources: {{ app: {{ vault: {{ mount: {mount}, paths: [src/] }} }} }}\n\
              targets: {{ Mirror: {{ imports: [app], vault: {{ mount: {mount}, path: mirror }} }} }}\n"
-        ),
-    );
-    // What the runner sets in a job with `permissions: { id-token: write }`; no VAULT_TOKEN.
-    let runner = [
-        ("GITHUB_ACTIONS", "true"),
-        ("ACTIONS_ID_TOKEN_REQUEST_URL", github.request_url.as_str()),
-        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", github.request_token.as_str()),
-    ];
-    let out = run(&env, &["pipeline", "-o", "human"], &runner);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+        ));
+    let out = env.args(&["pipeline", "-o", "human"]).code(0);
     assert_eq!(github.issued(), 1, "one OIDC token for the run");
     let (status, mirrored) = vault_request(addr, root, "GET", &format!("{mount}/data/mirror/src/db"), None).await;
     assert_eq!(
         (status, &mirrored["data"]["data"]["password"]),
         (200, &json!("from-ci"))
     );
-    let checked = run(&env, &["validate", "--check-vault"], &runner);
-    assert_eq!(checked.code, 0, "{}", checked.snapshot());
+    let checked = env.args(&["validate", "--check-vault"]).code(0);
     assert!(
         checked.stdout.contains(&format!(
             "logged in with JWT role `sync` (auth/{auth}, the GitHub Actions OIDC token)"
@@ -764,9 +648,10 @@ async fn the_policies_in_docs_vault_md_are_enough_and_validate_says_so() {
         .vault_call("POST", addr, "auth/token/create", Some(json!({ "policies": granted })))
         .await;
     let token = created["auth"]["client_token"].as_str().unwrap().to_owned();
-    seed(addr, root, &mount, 2, "app/db", &json!({ "password": "v1" })).await;
-    seed(addr, root, &mount, 2, "app/api", &json!({ "key": "k1" })).await;
-    let env = TestEnv::new();
+    let kv = Kv::shared(&s, &mount, 2);
+    kv.seed("app/db", &json!({ "password": "v1" })).await;
+    kv.seed("app/api", &json!({ "key": "k1" })).await;
+    let env = Test::new().vault_token(&token);
     env.write(
         "config.yaml",
         format!(
@@ -777,23 +662,21 @@ async fn the_policies_in_docs_vault_md_are_enough_and_validate_says_so() {
              pipeline: {{ sync: {{ delete_orphans: true }} }}\n"
         ),
     );
-    let vars = [("VAULT_TOKEN", token.as_str())];
-    let checked = run(&env, &["validate", "--check-vault"], &vars);
-    assert_eq!(checked.code, 0, "{}", checked.snapshot());
+    env.args(&["validate", "--check-vault"]).code(0);
     let step = |what: &str, expect: &str| {
-        let out = run(&env, &["pipeline"], &vars);
+        let out = env.run(&["pipeline"]);
         assert_eq!(out.code, 0, "{what}: {}", out.snapshot());
         assert!(out.stdout.contains(expect), "{what}: {}", out.stdout);
     };
     step("create", "2 created");
-    seed(addr, root, &mount, 2, "app/db", &json!({ "password": "v2" })).await;
+    kv.seed("app/db", &json!({ "password": "v2" })).await;
     step("update", "1 updated");
     let (status, _) = vault_request(addr, root, "DELETE", &format!("{mount}/metadata/app/api"), None).await;
     assert_eq!(status, 204);
     step("delete", "1 deleted");
-    seed(addr, root, &mount, 2, "app/api", &json!({ "key": "k2" })).await;
+    kv.seed("app/api", &json!({ "key": "k2" })).await;
     step("restore", "↺ app/api");
-    let again = run(&env, &["pipeline", "--exit-code"], &vars);
+    let again = env.run(&["pipeline", "--exit-code"]);
     assert_eq!(again.code, 0, "converged: {}", again.snapshot());
     let (_, api) = vault_request(addr, root, "GET", &format!("{mount}/data/synced/app/api"), None).await;
     assert_eq!(api["data"]["data"]["key"], "k2");
@@ -803,7 +686,7 @@ async fn the_policies_in_docs_vault_md_are_enough_and_validate_says_so() {
 async fn a_number_vault_would_round_is_refused_while_planning_and_spelling_changes_converge() {
     let s = Services::get();
     let mount = s.vault_mount(2).await;
-    let env = TestEnv::new();
+    let env = Test::new().vault_token(&s.vault_token);
     env.write("src/db.json", r#"{"id": 12345678901234567, "port": 5432.0}"#);
     env.write("src/api.json", r#"{"ratio": 1e-1, "n": 1.0}"#);
     env.write(
@@ -815,9 +698,7 @@ async fn a_number_vault_would_round_is_refused_while_planning_and_spelling_chang
             s.vault_addr
         ),
     );
-    let vars = [("VAULT_TOKEN", s.vault_token.as_str())];
-    let out = run(&env, &["pipeline"], &vars);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = env.args(&["pipeline"]).code(2);
     assert!(
         out.stdout.contains("the number at `id` in `db`"),
         "the plan names the key: {}",
@@ -832,9 +713,8 @@ async fn a_number_vault_would_round_is_refused_while_planning_and_spelling_chang
     // Fixed as the message says; `1.0` and `1e-1` come back as `1` and `0.1` and still
     // compare equal, so the second run has nothing to do.
     env.write("src/db.json", r#"{"id": "12345678901234567", "port": 5432.0}"#);
-    let fixed = run(&env, &["pipeline"], &vars);
-    assert_eq!(fixed.code, 0, "{}", fixed.snapshot());
-    let again = run(&env, &["pipeline", "--exit-code"], &vars);
+    env.args(&["pipeline"]).code(0);
+    let again = env.run(&["pipeline", "--exit-code"]);
     assert_eq!(again.code, 0, "converged: {}", again.snapshot());
 }
 
@@ -845,7 +725,7 @@ async fn a_lost_reply_to_a_check_and_set_write_still_converges() {
     use testbed::proxy::{Fault, Rule};
     let s = Services::get();
     let v2 = s.vault_mount(2).await;
-    let env = TestEnv::new();
+    let env = Test::new().vault_token(&s.vault_token);
     env.write("src/db.json", r#"{"n": 1}"#);
     env.write(
         "config.yaml",
@@ -856,8 +736,7 @@ async fn a_lost_reply_to_a_check_and_set_write_still_converges() {
             s.vault_proxy
         ),
     );
-    let vars = [("VAULT_TOKEN", s.vault_token.as_str())];
-    assert_eq!(run(&env, &["pipeline"], &vars).code, 0);
+    env.args(&["pipeline"]).code(0);
     env.write("src/db.json", r#"{"n": 2}"#);
     let lost = s
         .vault_faults()
@@ -873,10 +752,9 @@ async fn a_lost_reply_to_a_check_and_set_write_still_converges() {
             ..Rule::default()
         })
         .await;
-    let out = run(&env, &["pipeline"], &vars);
-    assert_eq!(out.code, 0, "{}", out.snapshot());
+    env.args(&["pipeline"]).code(0);
     assert_eq!(lost.stats().await.fired, 1, "the reply was lost once");
-    let again = run(&env, &["pipeline", "--exit-code"], &vars);
+    let again = env.run(&["pipeline", "--exit-code"]);
     assert_eq!(again.code, 0, "converged: {}", again.snapshot());
     let (_, read) = s
         .vault_call("GET", &s.vault_addr, &format!("{v2}/data/app/db"), None)
