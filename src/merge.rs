@@ -72,7 +72,7 @@ pub const MAX_MERGED_VALUE: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the merged value of `{path}` would be larger than {} MiB", MAX_MERGED_VALUE / (1024 * 1024))]
 pub struct Oversized {
-    /// The secret.
+    /// The secret whose merged value is too large.
     pub path: crate::model::SecretPath,
 }
 

@@ -66,7 +66,7 @@ pub struct Migrated {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {message}")]
 pub struct MigrateError {
-    /// The file.
+    /// The input file the problem is in, as given on the command line.
     pub file: String,
     /// What is wrong with it.
     pub message: String,

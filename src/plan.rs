@@ -160,7 +160,7 @@ pub enum ApplyResult {
 /// One planned change.
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// The secret.
+    /// The secret's path in the target (before any `secret_prefix`).
     pub path: SecretPath,
     /// What to do.
     pub action: Action,

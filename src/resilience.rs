@@ -94,7 +94,7 @@ impl std::fmt::Display for ErrorClass {
             Self::Conflict => "conflict",
             Self::Unsupported => "unsupported",
             Self::Unavailable => "unavailable (circuit open)",
-            Self::Guarded => "held back by a safety guard",
+            Self::Guarded => "held back",
             Self::Fatal => "fatal",
         })
     }
@@ -198,9 +198,17 @@ fn trips_breaker(class: ErrorClass) -> bool {
     matches!(class, ErrorClass::Transient | ErrorClass::Fatal)
 }
 
-/// Rate limiters by endpoint, class and — for Secrets Manager reads, whose quotas are per API —
-/// operation (`""` where one bucket covers the class).
-type Limiters = BTreeMap<(Endpoint, ApiClass, &'static str), Option<Arc<DefaultDirectRateLimiter>>>;
+/// Which token bucket a call takes from, within its endpoint and API class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Bucket {
+    /// One bucket for every operation of the class.
+    Shared,
+    /// A bucket of this operation's own (Secrets Manager reads: each API has its own quota).
+    PerOperation(&'static str),
+}
+
+/// Rate limiters by endpoint, API class and bucket.
+type Limiters = BTreeMap<(Endpoint, ApiClass, Bucket), Option<Arc<DefaultDirectRateLimiter>>>;
 
 type Breaker = StateMachine<ConsecutiveFailures<std::iter::Repeat<Duration>>, BreakerLog>;
 
@@ -276,7 +284,7 @@ impl Resilience {
         &self.metrics
     }
 
-    /// The settings.
+    /// The retry, breaker and rate-limit settings this policy was made with.
     pub fn settings(&self) -> &ResilienceSettings {
         &self.settings
     }
@@ -326,11 +334,11 @@ impl Resilience {
         let (rate, bucket) = match (endpoint.service, class) {
             // AWS counts each read API against its own quota (ListSecrets 100/s and
             // BatchGetSecretValue 100/s, not 100/s between them), so each gets its own bucket.
-            ("secretsmanager", ApiClass::Read) => (self.settings.aws_reads_per_second, operation),
+            ("secretsmanager", ApiClass::Read) => (self.settings.aws_reads_per_second, Bucket::PerOperation(operation)),
             // Writes share one bucket: the quotas of some write APIs are shared, and one
             // 50/s bucket never exceeds any of them.
-            ("secretsmanager", ApiClass::Write) => (self.settings.aws_writes_per_second, ""),
-            ("vault", _) => (self.settings.vault_requests_per_second, ""),
+            ("secretsmanager", ApiClass::Write) => (self.settings.aws_writes_per_second, Bucket::Shared),
+            ("vault", _) => (self.settings.vault_requests_per_second, Bucket::Shared),
             // S3 allows thousands of requests per second per prefix; the merge store never
             // comes near that.
             _ => return None,

@@ -123,7 +123,7 @@ pub enum Command {
     Schema,
     /// Print shell completions
     Completions {
-        /// The shell.
+        /// The shell to print completions for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },

@@ -380,7 +380,7 @@ pub enum ImportKind {
 /// One entry of `imports`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Import {
-    /// The name.
+    /// The imported source or target, by its name in the pipeline.
     pub name: String,
     /// What it names.
     pub kind: ImportKind,
@@ -478,7 +478,7 @@ pub struct DynamicTarget {
 /// An account-name pattern.
 #[derive(Debug, Clone)]
 pub struct NamePattern {
-    /// The regex.
+    /// The regular expression account names are matched against (as written).
     pub pattern: String,
     /// Static target whose imports to use.
     pub target: Option<String>,

@@ -46,7 +46,7 @@ pub struct Account {
 pub struct DiscoveredTarget {
     /// The target's name.
     pub name: String,
-    /// The account.
+    /// The AWS account id (12 digits) the target syncs to.
     pub account_id: String,
     /// The account's name.
     pub account_name: String,
@@ -59,7 +59,7 @@ pub struct DiscoveredTarget {
 /// An account a group found but does not sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedAccount {
-    /// The account.
+    /// The AWS account id (12 digits).
     pub account_id: String,
     /// The account's name.
     pub account_name: String,
@@ -273,11 +273,12 @@ async fn collect(group: &DynamicTarget, clients: Option<&Clients>) -> Result<Vec
             AccountsList::Ssm(name) => accounts_list::from_ssm(&aws()?.ssm, name).await?,
             AccountsList::File(file) => {
                 let text = std::fs::read_to_string(&file.path).map_err(|e| {
-                    Failure::new(
-                        ErrorClass::Invalid,
-                        format!("cannot read the accounts list `{}`", file.written),
-                    )
-                    .caused_by(&e)
+                    let class = if e.kind() == std::io::ErrorKind::NotFound {
+                        ErrorClass::NotFound
+                    } else {
+                        ErrorClass::Invalid
+                    };
+                    Failure::new(class, format!("cannot read the accounts list `{}`", file.written)).caused_by(&e)
                 })?;
                 accounts_list::parse(&text, &format!("file:{}", file.written))?
             }

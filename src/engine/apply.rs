@@ -224,12 +224,17 @@ impl Engine<'_> {
                 let applied = execute(&mut plan, store.as_ref(), &name, &self.writer.interrupt, &progress)
                     .instrument(tracing::info_span!(parent: phase, "target", target = %name, phase = "apply"))
                     .await;
-                let status = (applied.failed > 0).then(|| TargetStatus::Failed {
-                    phase: Phase::Apply,
-                    failure: Failure::new(
-                        failed_class(&plan),
-                        format!("{} of {} writes failed", applied.failed, applied.failed + applied.ok),
-                    ),
+                let status = (applied.failed > 0).then(|| {
+                    // The class and hint of the first failed write: usually all fail alike.
+                    let first = first_failure(&plan);
+                    TargetStatus::Failed {
+                        phase: Phase::Apply,
+                        failure: Failure::new(
+                            first.map_or(ErrorClass::Fatal, |f| f.class),
+                            format!("{} of {} writes failed", applied.failed, applied.failed + applied.ok),
+                        )
+                        .or_hint(first.and_then(|f| f.hint.clone())),
+                    }
                 });
                 self.note_failure(status.as_ref());
                 (name, plan, store, status, t.elapsed())
@@ -248,15 +253,12 @@ impl Engine<'_> {
     }
 }
 
-/// The class of a target's failed writes: theirs when they agree, else the first one's.
-fn failed_class(plan: &TargetPlan) -> ErrorClass {
-    plan.changes
-        .iter()
-        .find_map(|c| match &c.result {
-            Some(ApplyResult::Failed(f)) => Some(f.class),
-            _ => None,
-        })
-        .unwrap_or(ErrorClass::Fatal)
+/// The first failed write of a plan.
+fn first_failure(plan: &TargetPlan) -> Option<&Failure> {
+    plan.changes.iter().find_map(|c| match &c.result {
+        Some(ApplyResult::Failed(f)) => Some(f),
+        _ => None,
+    })
 }
 
 /// Counts of what an apply did.

@@ -849,3 +849,81 @@ async fn a_prefetched_listing_that_failed_fails_its_target_and_changes_nothing()
     assert_eq!(target.lists.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(w.targets["T"].writes(), 0);
 }
+
+/// Issue #22: a failure keeps its class, causes and hint from the store to the human and the
+/// JSON report, in each phase (merge, plan, apply) and on each failed write.
+#[tokio::test]
+async fn every_failure_path_carries_class_message_and_hint_to_both_reports() {
+    let merge_and_apply = World::standard();
+    merge_and_apply.sources["extra"].fail(FailOn::List, ErrorClass::Auth);
+    merge_and_apply.targets["Other"].fail(FailOn::Write, ErrorClass::Throttled);
+    let plan = World::standard();
+    plan.targets["Other"].fail(FailOn::List, ErrorClass::Transient);
+    let no_color = crate::output::Styler { color: false };
+    let mut human = String::new();
+    let mut json = Vec::new();
+    for w in [&merge_and_apply, &plan] {
+        let report = w.run(&w.options()).await;
+        human.push_str(&crate::report::human::render(
+            &report,
+            no_color,
+            crate::report::human::HumanOptions::default(),
+        ));
+        crate::report::json::write(&report, "p.yaml", false, &mut json).unwrap();
+        json.push(b'\n');
+    }
+    for expected in [
+        "  ✗ failed (merge, permission denied): cannot read source `extra`\n    caused by: memory:extra: injected permission denied failure\n    hint: the test made List calls fail\n",
+        "  ✗ failed (apply, throttled): 2 of 2 writes failed\n    hint: the test made Write calls fail\n",
+        "  failed (throttled): memory:Other: injected throttled failure\n      hint: the test made Write calls fail\n",
+        "  ✗ failed (plan, transient): cannot read the target; nothing was changed\n    caused by: memory:Other: injected transient failure\n    hint: the test made List calls fail\n",
+    ] {
+        assert!(human.contains(expected), "missing\n{expected}in\n{human}");
+    }
+    let reports: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&json)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let target = |r: usize, name: &str| {
+        reports[r]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    for (r, name, phase, class) in [
+        (0, "Staging", "merge", "auth"),
+        (0, "Other", "apply", "throttled"),
+        (1, "Other", "plan", "transient"),
+    ] {
+        let t = target(r, name);
+        assert_eq!(
+            (t["status"].as_str(), t["phase"].as_str(), t["error_class"].as_str()),
+            (Some("failed"), Some(phase), Some(class)),
+            "{t}"
+        );
+        assert!(
+            t["hint"].as_str().is_some_and(|h| h.starts_with("the test made")),
+            "{t}"
+        );
+        assert!(t["error"].as_str().is_some_and(|e| !e.is_empty()), "{t}");
+    }
+    let failed_write = &target(0, "Other")["changes"][0];
+    assert_eq!(
+        (failed_write["result"].as_str(), failed_write["error_class"].as_str()),
+        (Some("failed"), Some("throttled")),
+        "{failed_write}"
+    );
+    assert_eq!(failed_write["hint"], "the test made Write calls fail");
+    for report in &reports {
+        for error in report["errors"].as_array().unwrap() {
+            let skipped = error["message"].as_str().is_some_and(|m| m.starts_with("skipped: "));
+            assert!(
+                skipped || (error["class"].is_string() && error["hint"].is_string()),
+                "{error}"
+            );
+        }
+    }
+}

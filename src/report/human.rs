@@ -48,7 +48,7 @@ pub fn render(report: &RunReport, style: Styler, options: HumanOptions) -> Strin
         render_target(&mut out, target, report, style, options);
     }
     for error in &report.errors {
-        error.render(&mut out, style, "", &style.red("error:"));
+        error.render(&mut out, style, "", &style.red(&format!("error ({}):", error.class)));
         out.push('\n');
     }
     for warning in &report.warnings {
@@ -79,7 +79,8 @@ fn render_target(out: &mut String, target: &TargetReport, report: &RunReport, st
     let _ = writeln!(out, "{}", header(target, style));
     match &target.status {
         TargetStatus::Failed { phase, failure } => {
-            failure.render(out, style, "  ", &style.red(&format!("✗ failed ({}):", phase.name())));
+            let label = format!("✗ failed ({}, {}):", phase.name(), failure.class);
+            failure.render(out, style, "  ", &style.red(&label));
         }
         TargetStatus::Skipped { because } => {
             let _ = writeln!(out, "  {} {}", style.yellow("○ skipped:"), one_line(because));
@@ -140,7 +141,8 @@ fn render_change(out: &mut String, change: &Change, style: Styler, options: Huma
     }
     match &change.result {
         Some(ApplyResult::Failed(failure)) => {
-            let _ = write!(line, "  {} {}", style.red("failed:"), failure.one_line());
+            let label = format!("failed ({}):", failure.class);
+            let _ = write!(line, "  {} {}", style.red(&label), failure.one_line());
         }
         Some(ApplyResult::NotAttempted(why)) if change.withheld.is_none() => {
             let _ = write!(line, "  {}", style.yellow(&format!("not applied: {}", one_line(why))));
@@ -260,12 +262,13 @@ fn render_summary(out: &mut String, report: &RunReport, style: Styler) {
         let _ = writeln!(out, "{}", style.red(&format!("{} writes failed", s.failed_writes)));
     }
     if let Some(w) = report.withheld_deletes {
-        w.failure().render(out, style, "", &style.red("error:"));
+        let failure = w.failure();
+        failure.render(out, style, "", &style.red(&format!("error ({}):", failure.class)));
     }
     for g in &report.guarded_deletes {
         let mut failure = g.failure();
         failure.message = format!("{}: {}", g.target, failure.message);
-        failure.render(out, style, "", &style.red("error:"));
+        failure.render(out, style, "", &style.red(&format!("error ({}):", failure.class)));
     }
     if report.interrupted {
         let _ = writeln!(

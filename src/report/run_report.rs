@@ -95,7 +95,7 @@ impl TargetReport {
 /// Deletes of one target held back because a source it reads came back empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardedDeletes {
-    /// The target.
+    /// The target whose deletes were held back.
     pub target: String,
     /// Deletes held back.
     pub deletes: u64,
@@ -119,7 +119,7 @@ impl GuardedDeletes {
 pub struct WithheldDeletes {
     /// Deletes planned in the run.
     pub planned: u64,
-    /// The limit.
+    /// `max_deletes` of the run (`--max-deletes` or `pipeline.sync.max_deletes`).
     pub max: u64,
 }
 
@@ -269,7 +269,7 @@ impl RunReport {
             || self.targets.iter().any(TargetReport::has_problems)
     }
 
-    /// The outcome.
+    /// How the run ended: interrupted, failed, changed something, or nothing to change.
     pub fn outcome(&self) -> Outcome {
         if self.interrupted {
             Outcome::Interrupted

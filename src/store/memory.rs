@@ -103,10 +103,10 @@ impl MemoryStore {
 
     fn check(&self, on: FailOn) -> Result<(), StoreError> {
         match self.state().failures.iter().find(|(f, _)| *f == on) {
-            Some((_, class)) => Err(StoreError::new(
-                *class,
-                format!("{}: injected {class} failure", self.describe()),
-            )),
+            Some((_, class)) => Err(
+                StoreError::new(*class, format!("{}: injected {class} failure", self.describe()))
+                    .with_hint(format!("the test made {on:?} calls fail")),
+            ),
             None => Ok(()),
         }
     }

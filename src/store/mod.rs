@@ -1,8 +1,8 @@
 //! Stores: where secrets are read from and written to.
 //!
 //! Two small traits — [`Store`] (list, get) and [`WritableStore`] (put, delete) — that every
-//! backend implements, so the engine, the conformance suite and the decorators (read-only,
-//! later retry/breaker) work with any of them. Stores know nothing about dry runs or delete
+//! backend implements, so the engine, the conformance suite and the read-only decorator work
+//! with any of them; every remote call inside a store goes through `resilience`. Stores know nothing about dry runs or delete
 //! policy: they do what they are told and classify their errors ([`ErrorClass`]); the engine
 //! decides.
 //!

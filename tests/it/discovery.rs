@@ -84,7 +84,7 @@ fn a_failing_group_does_not_stop_static_targets() {
     let out = env.args(&["pipeline", "--discover"]).code(2);
     assert!(
         out.stdout.contains(
-            "error: discovery for `data` failed\n  caused by: cannot read the accounts list `missing.yaml`\n"
+            "error (not found): discovery for `data` failed\n  caused by: cannot read the accounts list `missing.yaml`\n"
         ),
         "{}",
         out.stdout

@@ -57,9 +57,9 @@ pub struct CallerIdentity {
 pub(crate) struct Session {
     /// SDK configuration for the account and region (credentials, endpoint, retries).
     pub(crate) config: SdkConfig,
-    /// The account.
+    /// The AWS account id the session's credentials act in.
     pub(crate) account: String,
-    /// The region.
+    /// The region the session's clients call.
     pub(crate) region: String,
     /// The role assumed, if any.
     pub(crate) role: Option<String>,
