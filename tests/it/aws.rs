@@ -134,14 +134,7 @@ async fn s3_merge_scopes_pass_the_store_contract_and_keep_kinds_exact() {
     scope.put(&p("certs/key.der"), &binary, "Staging").await.unwrap();
     merge.commit("Staging").await.unwrap();
     assert!(merge.has_result("Staging").await.unwrap());
-    let listed: Vec<String> = scope
-        .list()
-        .await
-        .unwrap()
-        .entries
-        .keys()
-        .map(ToString::to_string)
-        .collect();
+    let listed = crate::support::listed(scope.as_ref()).await;
     assert_eq!(listed, ["certs/key.der"], "markers live outside the target's folder");
     let back = scope.get(&p("certs/key.der")).await.unwrap().unwrap();
     assert!(matches!(&back, SecretValue::Binary(b) if b == &[0, 159, 146, 150, 255]));
@@ -261,7 +254,7 @@ async fn s3_writes_are_conditional_and_the_run_lock_names_its_holder() {
 /// whose reply was lost is recognised as the run's own on retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_runs_lock_is_shown_and_released_by_id_and_a_lost_lock_reply_is_ours() {
-    use testbed::proxy::{Fault, Rule};
+    use testbed::proxy::Rule;
     let services = Services::get();
     let account = services.aws_account().await;
     let bucket = aws::bucket(&services, &account).await;
@@ -292,16 +285,10 @@ async fn a_dead_runs_lock_is_shown_and_released_by_id_and_a_lost_lock_reply_is_o
     // the run's own lock and goes on.
     let lost = services
         .aws_faults()
-        .add(&Rule {
-            operation: Some("PutObject".into()),
-            path: Some(format!("{bucket}/merged/\\.secretsync/lock\\.json")),
-            fault: Fault {
-                drop_reply: true,
-                ..Fault::default()
-            },
-            times: Some(1),
-            ..Rule::default()
-        })
+        .add(&Rule::lose_one_reply(
+            Some("PutObject"),
+            Some(format!("{bucket}/merged/\\.secretsync/lock\\.json")),
+        ))
         .await;
     let yaml = format!(
         "sources: {{ s: {{ file: {{ path: ./unused }} }} }}\n\

@@ -537,7 +537,7 @@ async fn server_error_text_cannot_start_workflow_commands_or_forge_lines() {
 /// and no lock is left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_replies_to_conditional_writes_locks_and_deletes_still_converge() {
-    use testbed::proxy::{Fault, Rule};
+    use testbed::proxy::Rule;
     let sc = Scenario::new().await;
     sc.write("src/keep.json", r#"{"k": 1}"#);
     sc.write("src/gone", "old");
@@ -545,21 +545,11 @@ async fn lost_replies_to_conditional_writes_locks_and_deletes_still_converge() {
     sc.args(&["pipeline"]).code(0);
     sc.remove("src/gone");
     sc.write("src/keep.json", r#"{"k": 2}"#);
-    let lose = |operation: &str, path: Option<String>| Rule {
-        operation: Some(operation.into()),
-        path,
-        fault: Fault {
-            drop_reply: true,
-            ..Fault::default()
-        },
-        times: Some(1),
-        ..Rule::default()
-    };
     let rules = [
-        lose("PutObject", Some(format!("{bucket}/\\.secretsync/lock"))),
-        lose("PutObject", Some(format!("{bucket}/App/keep"))),
-        lose("DeleteSecret", None),
-        lose("PutSecretValue", None),
+        Rule::lose_one_reply(Some("PutObject"), Some(format!("{bucket}/\\.secretsync/lock"))),
+        Rule::lose_one_reply(Some("PutObject"), Some(format!("{bucket}/App/keep"))),
+        Rule::lose_one_reply(Some("DeleteSecret"), None),
+        Rule::lose_one_reply(Some("PutSecretValue"), None),
     ]
     .map(|rule| sc.proxy.add_rule(rule).unwrap());
     sc.args(&["pipeline"]).code(0);

@@ -118,33 +118,23 @@ async fn organization(s: &Services) -> Org {
     let sso = aws_sdk_ssoadmin::Client::new(&config);
     let instance = sso.list_instances().send().await.unwrap().instances()[0].clone();
     let instance_arn = instance.instance_arn().unwrap();
-    let data = sso
-        .create_permission_set()
-        .instance_arn(instance_arn)
-        .name("DataAccess")
-        // moto answers a missing duration with a number where AWS sends text; give one.
-        .session_duration("PT1H")
-        .send()
-        .await
-        .unwrap()
-        .permission_set()
-        .unwrap()
-        .permission_set_arn()
-        .unwrap()
-        .to_owned();
-    let other = sso
-        .create_permission_set()
-        .instance_arn(instance_arn)
-        .name("ReadOnly")
-        .session_duration("PT1H")
-        .send()
-        .await
-        .unwrap()
-        .permission_set()
-        .unwrap()
-        .permission_set_arn()
-        .unwrap()
-        .to_owned();
+    let permission_set = async |name: &str| {
+        sso.create_permission_set()
+            .instance_arn(instance_arn)
+            .name(name)
+            // moto answers a missing duration with a number where AWS sends text; give one.
+            .session_duration("PT1H")
+            .send()
+            .await
+            .unwrap()
+            .permission_set()
+            .unwrap()
+            .permission_set_arn()
+            .unwrap()
+            .to_owned()
+    };
+    let data = permission_set("DataAccess").await;
+    let other = permission_set("ReadOnly").await;
     let store = aws_sdk_identitystore::Client::new(&config);
     let group = store
         .create_group()

@@ -310,3 +310,15 @@ pub(crate) fn built<K: Into<String>, V: Into<String>>(
     let context = secretsync::store::BuildContext::with_env(&pipeline, std::sync::Arc::new(lookup), None);
     (pipeline, context)
 }
+
+/// The paths a store lists, as text, in order.
+pub(crate) async fn listed(store: &dyn secretsync::store::Store) -> Vec<String> {
+    store
+        .list()
+        .await
+        .expect("the store lists")
+        .entries
+        .keys()
+        .map(ToString::to_string)
+        .collect()
+}

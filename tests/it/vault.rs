@@ -522,17 +522,7 @@ async fn listing_limits_and_missing_filters_are_errors_that_say_where() {
     );
 
     let (pipe, ctx) = build(format!("{{ mount: {mount}, paths: [a/b/c/d/s1] }}"));
-    let listed: Vec<String> = ctx
-        .source(&pipe.sources["s"])
-        .await
-        .unwrap()
-        .list()
-        .await
-        .unwrap()
-        .entries
-        .keys()
-        .map(ToString::to_string)
-        .collect();
+    let listed = crate::support::listed(ctx.source(&pipe.sources["s"]).await.unwrap().as_ref()).await;
     assert_eq!(listed, ["a/b/c/d/s1"], "a filter naming one secret reads that secret");
 
     let (pipe, ctx) = build("{ mount: no-such-mount }".to_owned());

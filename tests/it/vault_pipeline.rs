@@ -393,7 +393,7 @@ async fn orphans_are_soft_deleted_from_a_kv2_target_and_restored_when_desired_ag
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ownership_costs_one_manifest_write_per_run_on_kv1_and_one_metadata_write_per_secret_on_kv2() {
-    use testbed::proxy::{Fault, Rule};
+    use testbed::proxy::Rule;
     let s = Services::get();
     let (v1, v2) = (s.vault_mount(1).await, s.vault_mount(2).await);
     let env = Test::new().vault_token(&s.vault_token);
@@ -415,7 +415,7 @@ async fn ownership_costs_one_manifest_write_per_run_on_kv1_and_one_metadata_writ
         service: Some("vault".to_owned()),
         method: Some("POST".to_owned()),
         path: Some(path),
-        fault: Fault::default(),
+        fault: testbed::proxy::Fault::default(),
         ..Rule::default()
     };
     let faults = s.vault_faults();
@@ -722,7 +722,7 @@ async fn a_number_vault_would_round_is_refused_while_planning_and_spelling_chang
 /// version mismatch, finds its own value there, and counts the write as done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_reply_to_a_check_and_set_write_still_converges() {
-    use testbed::proxy::{Fault, Rule};
+    use testbed::proxy::Rule;
     let s = Services::get();
     let v2 = s.vault_mount(2).await;
     let env = Test::new().vault_token(&s.vault_token);
@@ -743,13 +743,7 @@ async fn a_lost_reply_to_a_check_and_set_write_still_converges() {
         .add(&Rule {
             service: Some("vault".to_owned()),
             method: Some("POST".to_owned()),
-            path: Some(format!("^/v1/{v2}/data/app/db$")),
-            fault: Fault {
-                drop_reply: true,
-                ..Fault::default()
-            },
-            times: Some(1),
-            ..Rule::default()
+            ..Rule::lose_one_reply(None, Some(format!("^/v1/{v2}/data/app/db$")))
         })
         .await;
     env.args(&["pipeline"]).code(0);

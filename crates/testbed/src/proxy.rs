@@ -104,6 +104,24 @@ pub struct Rule {
     pub seed: Option<u64>,
 }
 
+impl Rule {
+    /// Forwards the first request that matches `operation` (an AWS API name, or `None` for any)
+    /// and `path` (a regex, or `None`), then drops the connection before the reply: the write
+    /// happened, but the client never heard.
+    pub fn lose_one_reply(operation: Option<&str>, path: Option<String>) -> Self {
+        Self {
+            operation: operation.map(str::to_owned),
+            path,
+            fault: Fault {
+                drop_reply: true,
+                ..Fault::default()
+            },
+            times: Some(1),
+            ..Self::default()
+        }
+    }
+}
+
 /// How often a rule matched and fired.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RuleStats {
