@@ -1,7 +1,7 @@
 //! The invariants of `ARCHITECTURE.md` that the compiler cannot check, checked over the source
-//! text (test code excluded): layers only look down, the environment is read in one place, and
-//! only `engine/apply.rs` writes and decides what a dry run skips. A failure names the file and
-//! line that broke the rule.
+//! text (test code excluded): layers only look down, the environment is read in one place, only
+//! `engine/apply.rs` writes and decides what a dry run skips, and only `output.rs` prints. A
+//! failure names the file and line that broke the rule.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -266,4 +266,28 @@ fn the_scanner_reads_grouped_and_nested_uses() {
     );
     assert_eq!(crate_references("let x = crate::store::aws::thing();"), ["store"]);
     assert_eq!(crate_references("no reference"), Vec::<String>::new());
+}
+
+#[test]
+fn only_output_prints() {
+    let mut offences = Vec::new();
+    for (file, text) in product_sources() {
+        // `commands/` hands stderr to the log subscriber and asks whether it is a terminal.
+        if file == Path::new("output.rs") || file.starts_with("commands") {
+            continue;
+        }
+        for (number, code) in code_lines(&text) {
+            if ["io::stdout", "io::stderr", "print!(", "println!(", "eprint"]
+                .iter()
+                .any(|p| code.contains(p))
+            {
+                offences.push(format!("src/{}:{number}: {}", file.display(), code.trim()));
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "print through `output::Printer` (the engine emits events, renderers return strings):\n{}",
+        offences.join("\n")
+    );
 }
