@@ -551,6 +551,8 @@ impl Store for FileStore {
 
 #[async_trait]
 impl WritableStore for FileStore {
+    /// Relies on nothing from a preceding `list`: each write reads the manifest and the folder
+    /// itself (the crash-consistency steps are in `Inner::put`).
     async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
         let (path, value, owner) = (path.clone(), value.clone(), owner.to_owned());
         self.blocking(move |inner| inner.put(&path, &value, &owner)).await

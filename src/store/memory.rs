@@ -168,6 +168,7 @@ impl Store for MemoryStore {
 
 #[async_trait]
 impl WritableStore for MemoryStore {
+    /// Relies on nothing from a preceding `list`: the map is the state.
     async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
         self.check(FailOn::Write)?;
         let mut state = self.state();

@@ -769,6 +769,9 @@ impl Store for S3Scope {
 
 #[async_trait]
 impl WritableStore for S3Scope {
+    /// Relies on the preceding `list` (or `get`): the `ETag` it saw makes the write conditional
+    /// (`If-Match`; `If-None-Match: *` for an object it did not see), so a concurrent change is
+    /// refused instead of overwritten.
     async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
         self.bucket.still_locked()?;
         self.owned_by(path, owner)?;
