@@ -1,40 +1,47 @@
 //! HashiCorp Vault KV (v1 and v2) as a source, a target and a merge store.
 //!
-//! Listing is a breadth-first walk with bounded concurrency, depth and count limits and a
-//! visited set; it either completes or fails, never returning part of a tree (deletes are
+//! Listing is a breadth-first walk (`walk.rs`) with bounded concurrency, depth and count limits
+//! and a visited set; it either completes or fails, never returning part of a tree (deletes are
 //! planned from it). A source reads each secret as soon as the walk finds it, in the same
-//! concurrency slots, so a deep tree's listing and the reads overlap. Keys Vault returns with `..` or NUL are errors; `//` is normalised. KV v2
+//! concurrency slots, so a deep tree's listing and the reads overlap. Keys Vault returns with
+//! `..` or NUL are errors; `//` is normalised. KV v2
 //! secrets whose latest version is deleted or destroyed are skipped when reading a source and
 //! reported. Values are JSON objects, kept exactly (numbers included).
 //!
-//! Ownership: on KV v2 in each secret's `custom_metadata` (`managed-by: secretsync`,
+//! Ownership (`ownership.rs`): on KV v2 in each secret's `custom_metadata` (`managed-by: secretsync`,
 //! `secretsync:target: <target>`); on KV v1 in a manifest secret `.secretsync-manifest` next to
 //! the secrets. Only a secret owned by the caller can be deleted. Every KV v2 write uses
 //! check-and-set against the version last read, so two runs cannot silently interleave.
 //! Deleting (from a target or the merge store) is a soft delete on KV v2: the history stays and
-//! `vault kv undelete` recovers it.
+//! `vault kv undelete` recovers it. The merge store is `merge_store.rs`; the connection (settings,
+//! login, raw API, error classes) is `connection/`.
 
 mod check;
 mod connection;
+mod merge_store;
+mod ownership;
+mod walk;
 
 pub use check::check_pipeline;
 
 use connection::VaultError;
+pub use merge_store::VaultMergeStore;
+use ownership::Seen;
+
 pub(crate) use connection::{TOKEN_HINT, VaultConnection, VaultEndpoint, VaultLogin, endpoint};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use futures_util::future::Either;
-use futures_util::stream::{self, FuturesUnordered, StreamExt};
+use futures_util::stream::{self, StreamExt};
 use serde_json::{Map, Value};
 use vaultrs::api::kv2::requests::{SetSecretMetadataRequest, SetSecretRequestOptions};
 
 use super::{
-    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, OWNER_TAG, OWNER_VALUE, Owner, Store,
-    StoreError, TARGET_TAG, WritableStore,
+    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, OWNER_TAG, OWNER_VALUE, Owner, Store, StoreError,
+    TARGET_TAG, WritableStore,
 };
 use crate::model::{SecretPath, SecretSet, SecretValue};
 
@@ -67,7 +74,8 @@ pub(crate) struct Limits {
 pub struct VaultStore {
     conn: Arc<VaultConnection>,
     mount: String,
-    version: u8,
+    /// KV engine version of the mount: 1 or 2.
+    kv_version: u8,
     /// The folder (inside the mount) this store's paths are relative to.
     base: Option<String>,
     /// Subtrees to read (sources), relative to `base`; empty = everything.
@@ -82,39 +90,17 @@ pub struct VaultStore {
     manifest: tokio::sync::Mutex<Option<BTreeMap<String, String>>>,
 }
 
-/// What a KV v2 metadata read told us about a secret.
-#[derive(Debug, Clone)]
-struct Seen {
-    version: u64,
-    owner: Owner,
-}
-
 impl std::fmt::Debug for VaultStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
     }
 }
 
-enum Folder {
-    Keys(Vec<String>),
-    Missing,
-}
-
-/// Secrets read during a walk, by path: the value, `None` when it vanished (or, KV v2, its
-/// latest version is deleted) between listing and reading.
-type ReadAlong = HashMap<SecretPath, Result<Option<SecretValue>, StoreError>>;
-
-/// What finished in a walk: a folder's listing or a secret's read.
-enum WalkStep {
-    Listed(Result<(String, Folder), VaultError>),
-    Read(SecretPath, Result<Option<SecretValue>, StoreError>),
-}
-
 impl VaultStore {
     pub(crate) fn new(
         conn: Arc<VaultConnection>,
         mount: &str,
-        version: u8,
+        kv_version: u8,
         base: Option<String>,
         filters: Vec<SecretPath>,
         role: Role,
@@ -124,7 +110,7 @@ impl VaultStore {
         Self {
             conn,
             mount: mount.trim_matches('/').to_owned(),
-            version,
+            kv_version,
             base,
             filters,
             role,
@@ -146,7 +132,7 @@ impl VaultStore {
     /// The API path of a secret, for messages (`secret/data/app/db`).
     fn api_path(&self, full: &str, section: &str) -> String {
         let full = full.trim_matches('/');
-        match (self.version, full.is_empty()) {
+        match (self.kv_version, full.is_empty()) {
             (2, true) => format!("{}/{section}", self.mount),
             (2, false) => format!("{}/{section}/{full}", self.mount),
             (_, true) => self.mount.clone(),
@@ -166,317 +152,11 @@ impl VaultStore {
         e
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<SecretPath, Seen>> {
-        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn seen_of(&self, path: &SecretPath) -> Option<Seen> {
-        self.seen().get(path).cloned()
-    }
-
-    fn remember(&self, path: &SecretPath, version: u64, owner: Owner) {
-        self.seen().insert(path.clone(), Seen { version, owner });
-    }
-
-    async fn list_folder(&self, folder: String) -> Result<(String, Folder), VaultError> {
-        let what = self.api_path(&folder, "metadata");
-        let (mount, path, v2) = (self.mount.as_str(), folder.as_str(), self.version == 2);
-        let result = self
-            .conn
-            .call(&what, "list", |c| async move {
-                if v2 {
-                    vaultrs::kv2::list(&*c, mount, path).await
-                } else {
-                    vaultrs::kv1::list(&*c, mount, path).await.map(|r| r.data.keys)
-                }
-            })
-            .await;
-        match result {
-            Ok(keys) => Ok((folder, Folder::Keys(keys))),
-            Err(e) if e.is_not_found() => Ok((folder, Folder::Missing)),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Whether a single secret exists at `full` (also when soft-deleted).
-    async fn exists(&self, full: &str) -> Result<bool, VaultError> {
-        let what = self.api_path(full, "metadata");
-        let (mount, path) = (self.mount.as_str(), full);
-        let result = if self.version == 2 {
-            self.conn
-                .call(&what, "read", |c| async move {
-                    vaultrs::kv2::read_metadata(&*c, mount, path).await.map(|_| ())
-                })
-                .await
-        } else {
-            self.conn
-                .call(&what, "read", |c| async move {
-                    vaultrs::kv1::get_raw(&*c, mount, path).await.map(|_| ())
-                })
-                .await
-        };
-        match result {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Walks the store's scope breadth first; returns every secret's path relative to `base`.
-    async fn walk(&self) -> Result<BTreeSet<SecretPath>, StoreError> {
-        Ok(self.walk_reading(false).await?.0)
-    }
-
-    /// Walks the store's scope breadth first, returning every secret's path relative to `base`;
-    /// with `read`, each secret is also read as soon as its folder is listed, sharing the
-    /// `list_concurrency` slots with the listing (folders first, so the walk never waits behind
-    /// reads) instead of waiting for the whole tree: a deep tree's last levels no longer delay
-    /// every read. The reads are answered per path; which one failed first is left to the caller
-    /// (in path order, so the error is the same whatever order the answers came in).
-    async fn walk_reading(&self, read: bool) -> Result<(BTreeSet<SecretPath>, ReadAlong), StoreError> {
-        let roots: Vec<(String, bool)> = if self.filters.is_empty() {
-            vec![(self.full(""), false)]
-        } else {
-            self.filters.iter().map(|f| (self.full(f.as_str()), true)).collect()
-        };
-        let depth_of = |folder: &str| folder.trim_matches('/').split('/').filter(|s| !s.is_empty()).count() as u64;
-        let base_depth = self.base.as_deref().map_or(0, depth_of);
-        let mut queue: VecDeque<String> = VecDeque::new();
-        let mut to_read: VecDeque<SecretPath> = VecDeque::new();
-        let mut read_along = ReadAlong::new();
-        let mut visited: HashSet<String> = HashSet::new();
-        let mut filter_roots: HashSet<String> = HashSet::new();
-        for (root, is_filter) in roots {
-            if visited.insert(root.clone()) {
-                if is_filter {
-                    filter_roots.insert(root.clone());
-                }
-                queue.push_back(root);
-            }
-        }
-        let mut found: BTreeSet<String> = BTreeSet::new();
-        let mut in_flight = FuturesUnordered::new();
-        loop {
-            while in_flight.len() < self.limits.concurrency.max(1) {
-                if let Some(folder) = queue.pop_front() {
-                    in_flight.push(Either::Left(self.list_step(folder)));
-                } else if let Some(path) = to_read.pop_front() {
-                    in_flight.push(Either::Right(self.read_step(path)));
-                } else {
-                    break;
-                }
-            }
-            let Some(step) = in_flight.next().await else { break };
-            let (folder, listed) = match step {
-                WalkStep::Read(path, value) => {
-                    read_along.insert(path, value);
-                    continue;
-                }
-                WalkStep::Listed(result) => result.map_err(|e| self.error(&e, "list", None))?,
-            };
-            let keys = match listed {
-                Folder::Keys(keys) => keys,
-                Folder::Missing if filter_roots.contains(&folder) => {
-                    if self.exists(&folder).await.map_err(|e| self.error(&e, "read", None))? {
-                        if read && let Some(Ok(path)) = self.relative(&folder) {
-                            to_read.push_back(path);
-                        }
-                        found.insert(folder.clone());
-                        continue;
-                    }
-                    return Err(StoreError::new(
-                        ErrorClass::NotFound,
-                        format!(
-                            "{}: nothing at `{}`: no secret and no folder holding secrets (Vault folders exist only while they hold secrets); check `paths`",
-                            self.describe(),
-                            self.api_path(&folder, "metadata")
-                        ),
-                    ));
-                }
-                // The scope's root with nothing in it, or a folder emptied since its parent was listed.
-                Folder::Missing => continue,
-            };
-            for key in keys {
-                let (child, is_folder) = child_of(&folder, &key).map_err(|problem| {
-                    StoreError::new(
-                        ErrorClass::Invalid,
-                        format!(
-                            "{}: Vault listed a key `{}` under `{folder}/`: {problem}",
-                            self.describe(),
-                            key.escape_debug()
-                        ),
-                    )
-                })?;
-                if is_folder {
-                    let depth = depth_of(&child) - base_depth;
-                    if depth > self.limits.max_depth {
-                        return Err(StoreError::new(
-                            ErrorClass::Invalid,
-                            format!(
-                                "{}: the tree is deeper than {} folders at `{}` (vault.max_traversal_depth); raise the limit or narrow `paths`",
-                                self.describe(),
-                                self.limits.max_depth,
-                                self.api_path(&child, "metadata")
-                            ),
-                        ));
-                    }
-                    if visited.insert(child.clone()) {
-                        queue.push_back(child);
-                    }
-                } else {
-                    // A key that is no valid path is reported below, in path order.
-                    if read && let Some(Ok(path)) = self.relative(&child) {
-                        to_read.push_back(path);
-                    }
-                    found.insert(child);
-                    if found.len() as u64 > self.limits.max_secrets {
-                        return Err(StoreError::new(
-                            ErrorClass::Invalid,
-                            format!(
-                                "{}: more than {} secrets found (reached at `{}`; vault.max_secrets_per_mount); raise the limit or narrow `paths`",
-                                self.describe(),
-                                self.limits.max_secrets,
-                                self.api_path(&folder, "metadata")
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        let paths = found
-            .iter()
-            .filter_map(|full| self.relative(full))
-            .collect::<Result<_, _>>()?;
-        Ok((paths, read_along))
-    }
-
-    /// A walk's listing of one folder.
-    async fn list_step(&self, folder: String) -> WalkStep {
-        WalkStep::Listed(self.list_folder(folder).await)
-    }
-
-    /// A walk's read of one secret it found.
-    async fn read_step(&self, path: SecretPath) -> WalkStep {
-        let value = self.read(&path).await;
-        WalkStep::Read(path, value)
-    }
-
-    /// The store path of the secret at `full` (a path inside the mount): `None` when it is
-    /// outside `base` or a name secretsync keeps for itself here; an error when it is no valid
-    /// path.
-    fn relative(&self, full: &str) -> Option<Result<SecretPath, StoreError>> {
-        let rel = match &self.base {
-            Some(base) => full.strip_prefix(&format!("{base}/"))?,
-            None => full,
-        };
-        if self.role != Role::Source && (rel == MANIFEST || rel == MERGED_MARKER) {
-            return None;
-        }
-        Some(SecretPath::parse(rel).map_err(|e| {
-            StoreError::new(
-                ErrorClass::Invalid,
-                format!("{}: Vault key `{full}`: {e}", self.describe()),
-            )
-        }))
-    }
-
-    /// KV v2 metadata of one secret: (owner, latest version deleted, current version).
-    async fn metadata(&self, path: &SecretPath) -> Result<Option<(Owner, bool, u64)>, StoreError> {
-        let full = &self.full(path.as_str());
-        let what = self.api_path(full, "metadata");
-        let mount = self.mount.as_str();
-        let result = self
-            .conn
-            .call(&what, "read", |c| async move {
-                vaultrs::kv2::read_metadata(&*c, mount, full).await
-            })
-            .await;
-        let meta = match result {
-            Ok(meta) => meta,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(self.error(&e, "read the metadata of", Some(path))),
-        };
-        let custom = meta.custom_metadata.unwrap_or_default();
-        let owner = match (custom.get(OWNER_TAG).map(String::as_str), custom.get(TARGET_TAG)) {
-            (Some(OWNER_VALUE), Some(target)) => Owner::Target(target.as_str().into()),
-            _ => Owner::Unmanaged,
-        };
-        let latest = meta.versions.get(&meta.current_version.to_string());
-        let deleted = latest.is_none_or(|v| v.destroyed || !v.deletion_time.is_empty());
-        self.remember(path, meta.current_version, owner.clone());
-        Ok(Some((owner, deleted, meta.current_version)))
-    }
-
-    async fn read_manifest(&self) -> Result<BTreeMap<String, String>, StoreError> {
-        let full = &self.full(MANIFEST);
-        let what = self.api_path(full, "data");
-        let mount = self.mount.as_str();
-        let result = self
-            .conn
-            .call(&what, "read", |c| async move {
-                vaultrs::kv1::get::<Map<String, Value>>(&*c, mount, full).await
-            })
-            .await;
-        match result {
-            Ok(map) => Ok(map
-                .get("managed")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| v.as_str().map(|t| (k.clone(), t.to_owned())))
-                        .collect()
-                })
-                .unwrap_or_default()),
-            Err(e) if e.is_not_found() => Ok(BTreeMap::new()),
-            Err(e) => Err(self.error(&e, "read the ownership manifest", None)),
-        }
-    }
-
-    async fn write_manifest(&self, managed: &BTreeMap<String, String>) -> Result<(), StoreError> {
-        let data = serde_json::json!({ "managed": managed });
-        self.write_raw(MANIFEST, &data)
-            .await
-            .map_err(|e| self.error(&e, "write the ownership manifest", None))
-    }
-
-    /// The cached manifest, read on first use.
-    async fn manifest_in<'m>(
-        &self,
-        cached: &'m mut Option<BTreeMap<String, String>>,
-    ) -> Result<&'m BTreeMap<String, String>, StoreError> {
-        if cached.is_none() {
-            *cached = Some(self.read_manifest().await?);
-        }
-        Ok(cached.get_or_insert_with(BTreeMap::new))
-    }
-
-    /// Records `owner` for every path in one manifest write (none if nothing changes).
-    async fn claim(&self, owner: &str, paths: &[SecretPath]) -> Result<(), StoreError> {
-        if self.version != 1 {
-            return Ok(());
-        }
-        let mut cached = self.manifest.lock().await;
-        let managed = self.manifest_in(&mut cached).await?;
-        if paths
-            .iter()
-            .all(|p| managed.get(p.as_str()).map(String::as_str) == Some(owner))
-        {
-            return Ok(());
-        }
-        let mut updated = managed.clone();
-        for path in paths {
-            updated.insert(path.to_string(), owner.to_owned());
-        }
-        self.write_manifest(&updated).await?;
-        *cached = Some(updated);
-        Ok(())
-    }
-
     /// Writes without check-and-set (manifest and markers).
     async fn write_raw(&self, rel: &str, data: &Value) -> Result<(), VaultError> {
         let full = &self.full(rel);
         let what = self.api_path(full, "data");
-        let (mount, v2) = (self.mount.as_str(), self.version == 2);
+        let (mount, v2) = (self.mount.as_str(), self.kv_version == 2);
         self.conn
             .call(&what, "update", |c| async move {
                 if v2 {
@@ -492,31 +172,10 @@ impl VaultStore {
             .await
     }
 
-    /// Removes the merge marker for good (KV v2: every version, so `exists` sees it gone).
-    async fn remove_marker(&self) -> Result<(), VaultError> {
-        let full = &self.full(MERGED_MARKER);
-        let what = self.api_path(full, if self.version == 2 { "metadata" } else { "data" });
-        let (mount, v2) = (self.mount.as_str(), self.version == 2);
-        let result = self
-            .conn
-            .call(&what, "delete", |c| async move {
-                if v2 {
-                    vaultrs::kv2::delete_metadata(&*c, mount, full).await
-                } else {
-                    vaultrs::kv1::delete(&*c, mount, full).await
-                }
-            })
-            .await;
-        match result {
-            Err(e) if !e.is_not_found() => Err(e),
-            _ => Ok(()),
-        }
-    }
-
     async fn read(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
         let full = &self.full(path.as_str());
         let what = self.api_path(full, "data");
-        let (mount, v2) = (self.mount.as_str(), self.version == 2);
+        let (mount, v2) = (self.mount.as_str(), self.kv_version == 2);
         let result = self
             .conn
             .call(&what, "read", |c| async move {
@@ -533,13 +192,6 @@ impl VaultStore {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(self.error(&e, "read", Some(path))),
         }
-    }
-
-    async fn current_version(&self, path: &SecretPath) -> Result<u64, StoreError> {
-        if let Some(seen) = self.seen_of(path) {
-            return Ok(seen.version);
-        }
-        Ok(self.metadata(path).await?.map_or(0, |(_, _, v)| v))
     }
 }
 
@@ -559,7 +211,7 @@ impl Store for VaultStore {
             ownership: self.role != Role::Source,
             binary: false,
             hierarchical: false,
-            soft_delete: self.version == 2 && self.role != Role::Source,
+            soft_delete: self.kv_version == 2 && self.role != Role::Source,
             json_only: true,
         }
     }
@@ -567,7 +219,7 @@ impl Store for VaultStore {
     async fn list(&self) -> Result<Listing, StoreError> {
         let paths = self.walk().await?;
         let mut listing = Listing::default();
-        match (self.role, self.version) {
+        match (self.role, self.kv_version) {
             (Role::Source, _) => {
                 listing.entries = paths.into_iter().map(|p| (p, EntryMeta::unmanaged())).collect();
             }
@@ -721,6 +373,10 @@ fn number_vault_would_change(map: &Map<String, Value>) -> Option<String> {
 
 #[async_trait]
 impl WritableStore for VaultStore {
+    /// Relies on the preceding `list` (or `get`): on KV v2 the version it saw ([`Seen`]) is the
+    /// check-and-set version, so a secret changed since is refused instead of overwritten, and
+    /// the owner it saw spares rewriting ownership already recorded (without a listing, `put`
+    /// reads the metadata first); on KV v1 the manifest as last read, kept under a lock.
     async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
         self.check_value(path, value)
             .map_err(|m| StoreError::new(ErrorClass::Invalid, format!("{}: {m}", self.describe())).at(path))?;
@@ -729,7 +385,7 @@ impl WritableStore for VaultStore {
         };
         let full = &self.full(path.as_str());
         let data = &Value::Object(map.clone());
-        if self.version == 2 {
+        if self.kv_version == 2 {
             let cas = self.current_version(path).await?;
             let what = self.api_path(full, "data");
             let mount = self.mount.as_str();
@@ -795,7 +451,7 @@ impl WritableStore for VaultStore {
     }
 
     async fn prepare(&self, owner: &str, paths: &[SecretPath]) -> Result<(), StoreError> {
-        if self.version == 1 && self.role != Role::Source {
+        if self.kv_version == 1 && self.role != Role::Source {
             self.claim(owner, paths).await?;
         }
         Ok(())
@@ -814,7 +470,7 @@ impl WritableStore for VaultStore {
             .at(path)
         };
         let mount = self.mount.as_str();
-        if self.version == 2 {
+        if self.kv_version == 2 {
             match self.metadata(path).await? {
                 None => return Ok(()),
                 Some((Owner::Target(t), _, _)) if &*t == owner => {}
@@ -859,7 +515,7 @@ impl WritableStore for VaultStore {
     }
 
     async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
-        if self.version != 2 {
+        if self.kv_version != 2 {
             return Err(StoreError::new(
                 ErrorClass::Unsupported,
                 format!("{}: KV v1 cannot restore deleted secrets", self.describe()),
@@ -876,142 +532,5 @@ impl WritableStore for VaultStore {
             })
             .await
             .map_err(|e| self.error(&e, "restore", Some(path)))
-    }
-}
-
-/// A Vault merge store: `{mount}/{prefix}{target}/…`.
-#[derive(Debug)]
-pub struct VaultMergeStore {
-    conn: Arc<VaultConnection>,
-    mount: String,
-    version: u8,
-    prefix: Option<String>,
-    limits: Limits,
-}
-
-impl VaultMergeStore {
-    pub(crate) fn new(
-        conn: Arc<VaultConnection>,
-        mount: String,
-        version: u8,
-        prefix: Option<String>,
-        limits: Limits,
-    ) -> Self {
-        Self {
-            conn,
-            mount,
-            version,
-            prefix: prefix.map(|p| p.trim_matches('/').to_owned()).filter(|p| !p.is_empty()),
-            limits,
-        }
-    }
-
-    fn scope(&self, target: &str) -> VaultStore {
-        let base = match &self.prefix {
-            Some(prefix) => format!("{prefix}/{target}"),
-            None => target.to_owned(),
-        };
-        VaultStore::new(
-            Arc::clone(&self.conn),
-            &self.mount,
-            self.version,
-            Some(base),
-            Vec::new(),
-            Role::Merge,
-            self.limits,
-        )
-    }
-}
-
-#[async_trait]
-impl MergeStore for VaultMergeStore {
-    fn describe(&self) -> String {
-        let mut at = format!("vault:{}/{}", self.conn.describe(), self.mount);
-        if let Some(prefix) = &self.prefix {
-            at.push('/');
-            at.push_str(prefix);
-        }
-        at
-    }
-
-    fn for_target(&self, target: &str) -> Arc<dyn WritableStore> {
-        Arc::new(self.scope(target))
-    }
-
-    async fn has_result(&self, target: &str) -> Result<bool, StoreError> {
-        let scope = self.scope(target);
-        scope
-            .exists(&scope.full(MERGED_MARKER))
-            .await
-            .map_err(|e| scope.error(&e, "read the merge marker of", None))
-    }
-
-    async fn begin(&self, target: &str) -> Result<(), StoreError> {
-        let scope = self.scope(target);
-        scope
-            .remove_marker()
-            .await
-            .map_err(|e| scope.error(&e, "remove the merge marker of", None))
-    }
-
-    async fn commit(&self, target: &str) -> Result<(), StoreError> {
-        let scope = self.scope(target);
-        let marker = serde_json::json!({ "committed_at": crate::store::vault::now() });
-        scope
-            .write_raw(MERGED_MARKER, &marker)
-            .await
-            .map_err(|e| scope.error(&e, "write the merge marker of", None))
-    }
-}
-
-/// The path of `key` as listed under `folder`, and whether it is a folder (ends in `/`).
-/// Empty segments (`a//b`) are dropped; `.`, `..` and NUL are refused, since a path built from
-/// them could point outside the folder being walked.
-fn child_of(folder: &str, key: &str) -> Result<(String, bool), &'static str> {
-    if key.contains('\0') {
-        return Err("it contains a NUL byte");
-    }
-    let segments: Vec<&str> = key.split('/').filter(|s| !s.is_empty()).collect();
-    if segments.iter().any(|s| *s == ".." || *s == ".") {
-        return Err("`.` and `..` are not allowed in secret paths");
-    }
-    if segments.is_empty() {
-        return Err("it is empty");
-    }
-    let name = segments.join("/");
-    let child = if folder.is_empty() {
-        name
-    } else {
-        format!("{folder}/{name}")
-    };
-    Ok((child, key.ends_with('/')))
-}
-
-/// Seconds since the epoch, as text (for markers).
-fn now() -> String {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::child_of;
-
-    #[test]
-    fn listed_keys_become_paths_or_errors() {
-        assert_eq!(child_of("", "db"), Ok(("db".to_owned(), false)));
-        assert_eq!(child_of("app", "nested/"), Ok(("app/nested".to_owned(), true)));
-        assert_eq!(
-            child_of("app", "a//b"),
-            Ok(("app/a/b".to_owned(), false)),
-            "`//` is normalised"
-        );
-        assert_eq!(child_of("app", "ünï cödé/"), Ok(("app/ünï cödé".to_owned(), true)));
-        assert!(child_of("app", "../escape").unwrap_err().contains("`..`"));
-        assert!(child_of("app", "a/./b").is_err());
-        assert!(child_of("app", "nul\0byte").unwrap_err().contains("NUL"));
-        assert!(child_of("app", "/").is_err());
     }
 }
