@@ -373,7 +373,7 @@ fn number_vault_would_change(map: &Map<String, Value>) -> Option<String> {
 
 #[async_trait]
 impl WritableStore for VaultStore {
-    /// Relies on the preceding `list` (or `get`): on KV v2 the version it saw ([`Seen`]) is the
+    /// Relies on the preceding `list` (or `get`): on KV v2 the version it saw (`Seen`) is the
     /// check-and-set version, so a secret changed since is refused instead of overwritten, and
     /// the owner it saw spares rewriting ownership already recorded (without a listing, `put`
     /// reads the metadata first); on KV v1 the manifest as last read, kept under a lock.
