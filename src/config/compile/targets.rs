@@ -1,0 +1,184 @@
+//! `targets:` — AWS, Vault and file targets, their imports and tags.
+
+use std::collections::BTreeMap;
+
+use super::{Compiler, Names};
+use crate::config::checks;
+use crate::config::de::Spanned;
+use crate::config::diagnostics::Mark;
+use crate::config::pipeline::{AwsTarget, Import, ImportKind, Target, TargetKind, VaultLocation};
+use crate::config::raw::RawTarget;
+use crate::suggest;
+
+impl Compiler<'_> {
+    pub(super) fn imports(
+        &mut self,
+        owner: &str,
+        path: &str,
+        raw: Option<&Vec<Spanned<String>>>,
+        names: &Names,
+    ) -> Vec<Import> {
+        let mut out = Vec::new();
+        let mut seen: BTreeMap<&str, Mark> = BTreeMap::new();
+        for import in raw.into_iter().flatten() {
+            let name = import.value.as_str();
+            if let Some(first) = seen.get(name) {
+                self.error(
+                    import.mark,
+                    format!("`{name}` is imported twice in `{path}` (first at line {})", first.line),
+                )
+                .hint = Some("importing it again would merge it twice (lists would repeat); remove one".to_owned());
+                continue;
+            }
+            seen.insert(name, import.mark);
+            let kind = if names.sources.contains(name) {
+                ImportKind::Source
+            } else if names.targets.contains(name) {
+                if name == owner {
+                    self.error(import.mark, format!("target `{owner}` imports itself")).hint =
+                        Some("a target cannot inherit from itself; remove it from `imports`".to_owned());
+                    continue;
+                }
+                ImportKind::Target
+            } else if names.dynamic.contains(name) {
+                self.error(
+                    import.mark,
+                    format!("`{name}` is a dynamic target group and cannot be imported"),
+                )
+                .hint =
+                    Some("its targets are discovered at run time; import the sources it imports instead".to_owned());
+                continue;
+            } else {
+                let suggestion = suggest::closest(name, names.all());
+                self.error(
+                    import.mark,
+                    format!("`{path}` imports `{name}`, which is neither a source nor a target"),
+                )
+                .hint = Some(match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("define it under `sources:`, e.g. `{name}: {{ vault: {{ mount: {name} }} }}`"),
+                });
+                continue;
+            };
+            out.push(Import {
+                name: name.to_owned(),
+                kind,
+            });
+        }
+        out
+    }
+
+    pub(super) fn aws_target(&mut self, path: &str, raw: &crate::config::raw::RawTargetFields) -> AwsTarget {
+        AwsTarget {
+            account_id: self.checked(
+                raw.account_id.as_ref(),
+                &format!("`{path}.account_id`"),
+                checks::account_id,
+            ),
+            region: self.checked(raw.region.as_ref(), &format!("`{path}.region`"), checks::region),
+            secret_prefix: self
+                .checked(
+                    raw.secret_prefix.as_ref(),
+                    &format!("`{path}.secret_prefix`"),
+                    checks::secret_prefix,
+                )
+                .unwrap_or_default(),
+            role_arn: self.checked(raw.role_arn.as_ref(), &format!("`{path}.role_arn`"), checks::role_arn),
+            tags: self.tags(raw.tags.as_ref(), path),
+            kms_key_id: raw.kms_key_id.as_ref().map(|k| k.value.clone()),
+            description: self.checked(
+                raw.description.as_ref(),
+                &format!("`{path}.description`"),
+                checks::description,
+            ),
+        }
+    }
+
+    pub(super) fn tags(
+        &mut self,
+        raw: Option<&Spanned<std::collections::BTreeMap<String, String>>>,
+        path: &str,
+    ) -> BTreeMap<String, String> {
+        let Some(tags) = raw else { return BTreeMap::new() };
+        for (k, v) in tags.iter() {
+            if let Err(message) = checks::tag(k, v) {
+                self.error(tags.mark, format!("`{path}.tags`: {message}"));
+            }
+        }
+        tags.value.clone()
+    }
+
+    pub(super) fn target(&mut self, name: &Spanned<String>, raw: &RawTarget, names: &Names) -> Option<Target> {
+        let path = format!("targets.{}", name.value);
+        let f = &raw.fields;
+        let imports = self.imports(&name.value, &format!("{path}.imports"), f.imports.as_ref(), names);
+        let kinds: Vec<&str> = [
+            f.account_id.as_ref().map(|_| "account_id"),
+            f.vault.as_ref().map(|_| "vault"),
+            f.file.as_ref().map(|_| "file"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if kinds.len() > 1 {
+            self.error(
+                name.mark,
+                format!(
+                    "target `{}` has {} kinds ({}); a target syncs to exactly one place",
+                    name.value,
+                    kinds.len(),
+                    kinds.join(", ")
+                ),
+            )
+            .hint = Some("split it into one target per destination; both can import the same sources".to_owned());
+            return None;
+        }
+        let kind = if let Some(v) = &f.vault {
+            self.aws_only_keys(f, &path);
+            let mount = self.mount(v.mount.as_ref(), v.mark, &format!("{path}.vault"));
+            let folder = v
+                .path
+                .as_ref()
+                .and_then(|p| self.subtree(p, &format!("`{path}.vault.path`")));
+            let (address, namespace) =
+                self.vault_connection_overrides(v.address.as_ref(), v.namespace.as_ref(), &format!("{path}.vault"));
+            TargetKind::Vault(VaultLocation {
+                mark: v.mark,
+                mount: mount?,
+                paths: folder.into_iter().collect(),
+                kv_version: self.kv_version(v.kv_version.as_ref(), &format!("{path}.vault")),
+                address,
+                namespace,
+                max_traversal_depth: None,
+                max_secrets_per_mount: None,
+            })
+        } else if let Some(file) = &f.file {
+            self.aws_only_keys(f, &path);
+            TargetKind::File(self.location(file, &format!("{path}.file"))?)
+        } else {
+            TargetKind::Aws(self.aws_target(&path, f))
+        };
+        Some(Target {
+            name: name.value.clone(),
+            imports,
+            kind,
+        })
+    }
+
+    pub(super) fn aws_only_keys(&mut self, f: &crate::config::raw::RawTargetFields, path: &str) {
+        let marks = [
+            ("region", f.region.as_ref().map(|v| v.mark)),
+            ("secret_prefix", f.secret_prefix.as_ref().map(|v| v.mark)),
+            ("role_arn", f.role_arn.as_ref().map(|v| v.mark)),
+            ("tags", f.tags.as_ref().map(|v| v.mark)),
+            ("kms_key_id", f.kms_key_id.as_ref().map(|v| v.mark)),
+            ("description", f.description.as_ref().map(|v| v.mark)),
+        ];
+        for (key, mark) in marks {
+            if let Some(mark) = mark {
+                self.error(mark, format!("`{path}.{key}` applies to AWS targets only"))
+                    .hint = Some("remove it, or make this an AWS target with `account_id`".to_owned());
+            }
+        }
+    }
+}
