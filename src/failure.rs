@@ -54,7 +54,7 @@ impl Failure {
 
     /// The failure with `hint` when there is one, else its own.
     #[must_use]
-    pub fn or_hint(mut self, hint: Option<String>) -> Self {
+    pub fn with_optional_hint(mut self, hint: Option<String>) -> Self {
         if hint.is_some() {
             self.hint = hint;
         }

@@ -233,7 +233,7 @@ impl Engine<'_> {
                             first.map_or(ErrorClass::Fatal, |f| f.class),
                             format!("{} of {} writes failed", applied.failed, applied.failed + applied.ok),
                         )
-                        .or_hint(first.and_then(|f| f.hint.clone())),
+                        .with_optional_hint(first.and_then(|f| f.hint.clone())),
                     }
                 });
                 self.note_failure(status.as_ref());

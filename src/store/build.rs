@@ -115,7 +115,7 @@ impl BuildContext {
             let hint = (e.class == ErrorClass::Auth).then(|| {
                 "give AWS credentials: AWS_PROFILE (after `aws sso login` if it uses SSO), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a role from the environment (GitHub OIDC, ECS, EC2)".to_owned()
             });
-            e.failure().or_hint(hint)
+            e.failure().with_optional_hint(hint)
         })
     }
 

@@ -55,7 +55,7 @@ impl StoreError {
     /// The failure as the report carries it: class, message, hint, and the underlying error's
     /// texts that the message does not already say.
     pub fn failure(&self) -> Failure {
-        let failure = Failure::new(self.class, self.message.clone()).or_hint(self.hint.clone());
+        let failure = Failure::new(self.class, self.message.clone()).with_optional_hint(self.hint.clone());
         match &self.source {
             Some(source) => failure.caused_by(source.as_ref()),
             None => failure,

@@ -84,7 +84,7 @@ impl VaultLogin {
                     ErrorClass::Auth,
                     format!("cannot log in to {}: {}", at.describe(), e.detail),
                 )
-                .or_hint(e.hint)
+                .with_optional_hint(e.hint)
             })?;
         }
         Ok(login)

@@ -75,7 +75,7 @@ pub(crate) type ConnectError = crate::failure::Failure;
 
 /// Settings that cannot work (an address, a login method, a CA file).
 pub(super) fn connect_error(message: impl Into<String>, hint: Option<&str>) -> ConnectError {
-    ConnectError::new(ErrorClass::Invalid, message).or_hint(hint.map(str::to_owned))
+    ConnectError::new(ErrorClass::Invalid, message).with_optional_hint(hint.map(str::to_owned))
 }
 
 impl VaultConnection {
@@ -107,7 +107,7 @@ impl VaultConnection {
                 ErrorClass::Auth,
                 format!("cannot use {}: {}", self.describe(), e.detail),
             )
-            .or_hint(e.hint)
+            .with_optional_hint(e.hint)
         })
     }
 
