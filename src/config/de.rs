@@ -666,7 +666,7 @@ impl<'de> de::MapAccess<'de> for SpannedDe<'_, '_> {
 pub struct Spanned<T> {
     /// Where the value starts.
     pub mark: Mark,
-    /// The value.
+    /// The deserialised value (after `${VAR}` interpolation for strings).
     pub value: T,
     /// The text as written when it holds `${…}`: the value came (partly) from the environment
     /// and must not be echoed in messages; they show this instead.

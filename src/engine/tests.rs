@@ -850,8 +850,9 @@ async fn a_prefetched_listing_that_failed_fails_its_target_and_changes_nothing()
     assert_eq!(w.targets["T"].writes(), 0);
 }
 
-/// Issue #22: a failure keeps its class, causes and hint from the store to the human and the
-/// JSON report, in each phase (merge, plan, apply) and on each failed write.
+/// Issue #22: a failure keeps its class, causes and hint from the store to the human and JSON
+/// reports and the GitHub annotations, in each phase (merge, plan, apply) and on each failed
+/// write.
 #[tokio::test]
 async fn every_failure_path_carries_class_message_and_hint_to_both_reports() {
     let merge_and_apply = World::standard();
@@ -862,8 +863,10 @@ async fn every_failure_path_carries_class_message_and_hint_to_both_reports() {
     let no_color = crate::output::Styler { color: false };
     let mut human = String::new();
     let mut json = Vec::new();
+    let mut github = String::new();
     for w in [&merge_and_apply, &plan] {
         let report = w.run(&w.options()).await;
+        github.push_str(&crate::report::github::render(&report));
         human.push_str(&crate::report::human::render(
             &report,
             no_color,
@@ -879,6 +882,12 @@ async fn every_failure_path_carries_class_message_and_hint_to_both_reports() {
         "  ✗ failed (plan, transient): cannot read the target; nothing was changed\n    caused by: memory:Other: injected transient failure\n    hint: the test made List calls fail\n",
     ] {
         assert!(human.contains(expected), "missing\n{expected}in\n{human}");
+    }
+    for expected in [
+        "::error title=secretsync%3A Staging (permission denied)::cannot read source `extra`: memory:extra: injected permission denied failure (hint: the test made List calls fail)\n",
+        "::error title=secretsync%3A Other (transient)::cannot read the target; nothing was changed: memory:Other: injected transient failure (hint: the test made List calls fail)\n",
+    ] {
+        assert!(github.contains(expected), "missing\n{expected}in\n{github}");
     }
     let reports: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&json)
         .into_iter()

@@ -28,21 +28,21 @@ impl Phase {
 pub enum Event {
     /// A phase starts with this many units of work (targets, or changes for apply).
     PhaseStarted {
-        /// The phase.
+        /// Which phase starts.
         phase: Phase,
         /// Units of work.
         total: u64,
     },
     /// One unit of work of a phase finished.
     Progress {
-        /// The phase.
+        /// The phase the unit belongs to.
         phase: Phase,
         /// The target concerned.
         target: String,
     },
     /// A phase ended.
     PhaseFinished {
-        /// The phase.
+        /// Which phase ended.
         phase: Phase,
     },
 }

@@ -52,9 +52,12 @@ pub fn render(report: &RunReport) -> String {
         let _ = writeln!(out, "::endgroup::");
     }
     for problem in report.problems() {
-        let title = problem
+        let mut title = problem
             .target
             .map_or_else(|| "secretsync".to_owned(), |t| format!("secretsync: {t}"));
+        if let Some(class) = problem.class {
+            title = format!("{title} ({class})");
+        }
         let hint = problem.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default();
         let _ = writeln!(
             out,
