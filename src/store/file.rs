@@ -551,8 +551,10 @@ impl Store for FileStore {
 
 #[async_trait]
 impl WritableStore for FileStore {
-    /// Relies on nothing from a preceding `list`: each write reads the manifest and the folder
-    /// itself (the crash-consistency steps are in `Inner::put`).
+    /// Relies on the ownership manifest as the store last read it (the preceding `list` reads
+    /// it; without one, `put` does), kept in memory and written back with every claim; the
+    /// secret's current file is looked up in the folder itself. The crash-consistency steps are
+    /// in `Inner::put`.
     async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
         let (path, value, owner) = (path.clone(), value.clone(), owner.to_owned());
         self.blocking(move |inner| inner.put(&path, &value, &owner)).await
