@@ -3,7 +3,7 @@
 //! `docs/environment.md` is generated from [`ALL`] (a test fails when it is stale), every flag's
 //! `env = …` names a constant here, and the stores read `VAULT_*`, `AWS_*`, `HOME` and
 //! `HOSTNAME` through a [`Lookup`] handed to them (tests give their own). No other module calls
-//! `std::env::var` (`tests/it/architecture.rs` checks), so the names in the code, the help and the
+//! `std::env::var` (`src/architecture.rs` checks), so the names in the code, the help and the
 //! docs cannot drift apart.
 
 use std::fmt::Write as _;

@@ -30,7 +30,7 @@ pub enum CliError {
     },
     /// A store could not be built or reached (the merge store, for `lock`): the failure says
     /// what, why and how to fix it.
-    #[error("{}", .0.message)]
+    #[error(transparent)]
     Failed(crate::failure::Failure),
     /// An input file could not be read.
     #[error("cannot read {what} {path}")]

@@ -55,7 +55,7 @@ pub(super) async fn run(global: &GlobalArgs, args: &DiscoverArgs, printer: Print
 /// The versioned JSON document.
 pub(crate) fn json(discovered: &Discovered) -> String {
     let document = serde_json::json!({
-        "discovery_version": 1,
+        "discovery_version": 2,
         "groups": discovered.groups,
     });
     let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
@@ -77,7 +77,7 @@ fn text(discovered: &Discovered, printer: Printer) -> String {
             if group.skipped.len() == 1 { "" } else { "s" }
         );
         if let Some(error) = &group.error {
-            let _ = writeln!(out, "  {} {error}", s.red("✗ failed:"));
+            error.render(&mut out, s, "  ", &s.red(&format!("✗ failed ({}):", error.class)));
         }
         let width = group.targets.iter().map(|t| t.name.len()).max().unwrap_or(0);
         for t in &group.targets {

@@ -1,5 +1,5 @@
 //! Pure checks of single values (account ids, regions, ARNs, bucket names, templates).
-//! Each returns a message for the user on failure; `compile.rs` attaches the location.
+//! Each returns a message for the user on failure; `compile/` attaches the location.
 //! Values checked here are identifiers, never secrets, so messages may quote them.
 
 use std::sync::LazyLock;

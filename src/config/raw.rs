@@ -1,6 +1,6 @@
 //! Serde types that mirror the pipeline file one-to-one; the JSON Schema is generated from them.
 //!
-//! Nothing here is validated beyond shape: `compile.rs` turns these into a [`Pipeline`]
+//! Nothing here is validated beyond shape: `compile/` turns these into a [`Pipeline`]
 //! and checks meaning. Doc comments become the schema's descriptions, so they are written for
 //! users. Keys that jbcom/secretsync accepted but never used are accepted here too ([`Ignored`])
 //! and produce a warning saying so.

@@ -273,12 +273,8 @@ async fn collect(group: &DynamicTarget, clients: Option<&Clients>) -> Result<Vec
             AccountsList::Ssm(name) => accounts_list::from_ssm(&aws()?.ssm, name).await?,
             AccountsList::File(file) => {
                 let text = std::fs::read_to_string(&file.path).map_err(|e| {
-                    let class = if e.kind() == std::io::ErrorKind::NotFound {
-                        ErrorClass::NotFound
-                    } else {
-                        ErrorClass::Invalid
-                    };
-                    Failure::new(class, format!("cannot read the accounts list `{}`", file.written)).caused_by(&e)
+                    crate::store::StoreError::from_io(format!("cannot read the accounts list `{}`", file.written), e)
+                        .failure()
                 })?;
                 accounts_list::parse(&text, &format!("file:{}", file.written))?
             }

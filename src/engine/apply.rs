@@ -138,15 +138,15 @@ impl<'a> Writer<'a> {
                 Some(ApplyResult::Failed(e)) => Some(e.clone()),
                 _ => None,
             });
-            let context = format!("cannot write the merged result to {}", merge.describe());
+            let context = "cannot write the merged result to the merge store";
             return Err(first
                 .unwrap_or_else(|| Failure::new(ErrorClass::Fatal, "interrupted"))
                 .context(context));
         }
-        merge.commit(name).await.map_err(|e| {
-            e.failure()
-                .context(format!("cannot commit the merged result to {}", merge.describe()))
-        })?;
+        merge
+            .commit(name)
+            .await
+            .map_err(|e| e.failure().context("cannot commit the merged result"))?;
         Ok(applied.ok)
     }
 }

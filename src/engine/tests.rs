@@ -174,7 +174,10 @@ async fn a_failed_source_fails_its_importers_and_skips_their_dependents() {
 #[tokio::test]
 async fn a_dry_run_writes_nothing_anywhere() {
     let mut w = World::standard();
-    w.merge = Some(Arc::new(MemoryMergeStore::default()));
+    let merge_store = Arc::new(MemoryMergeStore::default());
+    // A tripwire: taking the run lock would fail every target.
+    merge_store.hold_lock_elsewhere("a run that must not be waited for");
+    w.merge = Some(merge_store);
     w.targets["Staging"].insert(&p("old"), SecretValue::Text("x".into()), Some("Staging"));
     let options = RunOptions {
         dry_run: true,
@@ -183,6 +186,7 @@ async fn a_dry_run_writes_nothing_anywhere() {
     };
     let report = w.run(&options).await;
     assert!(report.summary().changes > 0);
+    assert!(!report.has_problems(), "no lock was taken: {:?}", report.problems());
     assert_eq!(report.exit_code(true), 1);
     assert_eq!(report.exit_code(false), 0);
     for store in w.targets.values() {
@@ -867,6 +871,7 @@ async fn every_failure_path_carries_class_message_and_hint_to_both_reports() {
     for w in [&merge_and_apply, &plan] {
         let report = w.run(&w.options()).await;
         github.push_str(&crate::report::github::render(&report));
+        github.push_str(&crate::report::github::step_summary(&report));
         human.push_str(&crate::report::human::render(
             &report,
             no_color,
@@ -889,6 +894,10 @@ async fn every_failure_path_carries_class_message_and_hint_to_both_reports() {
     ] {
         assert!(github.contains(expected), "missing\n{expected}in\n{github}");
     }
+    assert!(
+        github.contains("- `Staging`: cannot read source `extra`: memory:extra: injected permission denied failure (permission denied) — hint: the test made List calls fail\n"),
+        "the step summary names class and hint:\n{github}"
+    );
     let reports: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&json)
         .into_iter()
         .collect::<Result<_, _>>()
@@ -935,4 +944,32 @@ async fn every_failure_path_carries_class_message_and_hint_to_both_reports() {
             );
         }
     }
+}
+
+/// A `--sync-only --dry-run` run — the one dry run that builds the merge store — reads the
+/// merged results and plans, but takes no lock, begins and commits nothing, writes nothing.
+#[tokio::test]
+async fn a_sync_only_dry_run_reads_the_merge_store_and_writes_nothing() {
+    let mut w = World::standard();
+    let merge_store = Arc::new(MemoryMergeStore::default());
+    w.merge = Some(Arc::clone(&merge_store));
+    let merge_only = RunOptions {
+        sync_phase: false,
+        ..w.options()
+    };
+    assert!(!w.run(&merge_only).await.has_problems());
+    let merged_writes = merge_store.scope("Staging").writes();
+    assert!(merge_store.has_result("Staging").await.unwrap());
+    merge_store.hold_lock_elsewhere("a run that must not be waited for");
+    let sync_only_dry = RunOptions {
+        dry_run: true,
+        merge_phase: false,
+        ..w.options()
+    };
+    let report = w.run(&sync_only_dry).await;
+    assert!(!report.has_problems(), "{:?}", report.problems());
+    assert!(report.summary().counts.create > 0, "planned from the merged results");
+    assert!(w.targets.values().all(|t| t.writes() == 0));
+    assert_eq!(merge_store.scope("Staging").writes(), merged_writes);
+    assert!(merge_store.has_result("Staging").await.unwrap(), "not begun again");
 }

@@ -193,9 +193,10 @@ pub fn step_summary(report: &RunReport) -> String {
                 .hint
                 .map(|h| format!(" — hint: {}", cell(&h)))
                 .unwrap_or_default();
+            let class = problem.class.map(|c| format!(" ({c})")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "- {}{}{hint}",
+                "- {}{}{class}{hint}",
                 problem.target.map(|t| format!("`{}`: ", cell(&t))).unwrap_or_default(),
                 cell(&problem.message)
             );

@@ -21,9 +21,6 @@ use crate::failure::Failure;
 use crate::model::SecretPath;
 use crate::resilience::Resilience;
 
-/// Why a store could not be built (credentials, a login, a mount): a [`Failure`] with a hint.
-pub type BuildError = Failure;
-
 /// A Vault mount as found by the preflight: the real mount, its KV version, and the folder inside
 /// it when the configured "mount" went deeper than the mount itself (`secret/team-a`).
 #[derive(Debug, Clone)]
@@ -45,9 +42,9 @@ pub struct BuildContext {
     pub(crate) env: crate::env::Lookup,
     home: Option<PathBuf>,
     /// One login per Vault address, shared by its connections (one per namespace).
-    logins: Mutex<BTreeMap<String, Result<Arc<VaultLogin>, BuildError>>>,
-    connections: Mutex<BTreeMap<VaultEndpoint, Result<Arc<VaultConnection>, BuildError>>>,
-    mounts: Mutex<BTreeMap<MountKey, Result<ResolvedMount, BuildError>>>,
+    logins: Mutex<BTreeMap<String, Result<Arc<VaultLogin>, Failure>>>,
+    connections: Mutex<BTreeMap<VaultEndpoint, Result<Arc<VaultConnection>, Failure>>>,
+    mounts: Mutex<BTreeMap<MountKey, Result<ResolvedMount, Failure>>>,
 }
 
 impl std::fmt::Debug for BuildContext {
@@ -110,7 +107,7 @@ impl BuildContext {
         account: Option<&str>,
         role: Option<&str>,
         region: Option<&str>,
-    ) -> Result<Session, BuildError> {
+    ) -> Result<Session, Failure> {
         self.aws.session(account, role, region).await.map_err(|e| {
             let hint = (e.class == ErrorClass::Auth).then(|| {
                 "give AWS credentials: AWS_PROFILE (after `aws sso login` if it uses SSO), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a role from the environment (GitHub OIDC, ECS, EC2)".to_owned()
@@ -120,7 +117,7 @@ impl BuildContext {
     }
 
     /// The store for a source.
-    pub async fn source(&self, source: &Source) -> Result<Arc<dyn Store>, BuildError> {
+    pub async fn source(&self, source: &Source) -> Result<Arc<dyn Store>, Failure> {
         match source {
             Source::File(f) => Ok(Arc::new(FileStore::source(&f.path, &f.written))),
             Source::Vault(location) => {
@@ -151,7 +148,7 @@ impl BuildContext {
     }
 
     /// The store for a target.
-    pub async fn target(&self, target: &Target) -> Result<Arc<dyn WritableStore>, BuildError> {
+    pub async fn target(&self, target: &Target) -> Result<Arc<dyn WritableStore>, Failure> {
         match &target.kind {
             TargetKind::File(f) => Ok(Arc::new(FileStore::new(&f.path, &f.written))),
             TargetKind::Vault(location) => {
@@ -187,7 +184,7 @@ impl BuildContext {
     }
 
     /// The merge store.
-    pub async fn merge_store(&self, spec: &MergeStoreSpec) -> Result<Arc<dyn MergeStore>, BuildError> {
+    pub async fn merge_store(&self, spec: &MergeStoreSpec) -> Result<Arc<dyn MergeStore>, Failure> {
         match spec {
             MergeStoreSpec::File(f) => Ok(Arc::new(FileMergeStore::new(&f.path, &f.written))),
             MergeStoreSpec::Vault(location) => {
@@ -253,7 +250,7 @@ impl BuildContext {
     }
 
     /// Where a location connects to.
-    pub(crate) fn vault_endpoint(&self, location: &VaultLocation) -> Result<VaultEndpoint, BuildError> {
+    pub(crate) fn vault_endpoint(&self, location: &VaultLocation) -> Result<VaultEndpoint, Failure> {
         super::vault::endpoint(
             &self.vault,
             location.address.as_deref(),
@@ -263,7 +260,7 @@ impl BuildContext {
     }
 
     /// The (shared) connection to `endpoint`, connecting on first use.
-    pub(crate) async fn vault_connection(&self, endpoint: &VaultEndpoint) -> Result<Arc<VaultConnection>, BuildError> {
+    pub(crate) async fn vault_connection(&self, endpoint: &VaultEndpoint) -> Result<Arc<VaultConnection>, Failure> {
         let mut connections = self.connections.lock().await;
         if let Some(known) = connections.get(endpoint) {
             return known.clone();
@@ -277,7 +274,7 @@ impl BuildContext {
     }
 
     /// The (shared) login to the Vault at `address`, logging in on first use.
-    async fn vault_login(&self, address: &str) -> Result<Arc<VaultLogin>, BuildError> {
+    async fn vault_login(&self, address: &str) -> Result<Arc<VaultLogin>, Failure> {
         let mut logins = self.logins.lock().await;
         if let Some(known) = logins.get(address) {
             return known.clone();
@@ -291,7 +288,7 @@ impl BuildContext {
     pub(crate) async fn vault_parts(
         &self,
         location: &VaultLocation,
-    ) -> Result<(Arc<VaultConnection>, ResolvedMount), BuildError> {
+    ) -> Result<(Arc<VaultConnection>, ResolvedMount), Failure> {
         let endpoint = self.vault_endpoint(location)?;
         let conn = self.vault_connection(&endpoint).await?;
         let mount = self.resolve_mount(&conn, &endpoint, location).await?;
@@ -304,7 +301,7 @@ impl BuildContext {
         conn: &VaultConnection,
         endpoint: &VaultEndpoint,
         location: &VaultLocation,
-    ) -> Result<ResolvedMount, BuildError> {
+    ) -> Result<ResolvedMount, Failure> {
         if let Some(version) = location.kv_version {
             return Ok(ResolvedMount {
                 mount: location.mount.clone(),
@@ -324,7 +321,7 @@ impl BuildContext {
 }
 
 /// Asks Vault which mount `configured` is in and which KV version it runs.
-pub(crate) async fn preflight(conn: &VaultConnection, configured: &str) -> Result<ResolvedMount, BuildError> {
+pub(crate) async fn preflight(conn: &VaultConnection, configured: &str) -> Result<ResolvedMount, Failure> {
     let at = conn.describe();
     let info = conn.mount_of(configured).await.map_err(|e| match e.class {
         ErrorClass::Auth if conn.token_refused() => Failure::new(e.class, format!("cannot use {at}: {}", e.detail))

@@ -21,7 +21,7 @@ pub mod memory;
 mod read_only;
 pub mod vault;
 
-pub use build::{BuildContext, BuildError};
+pub use build::BuildContext;
 pub use error::{ErrorClass, StoreError};
 pub use file::{FileMergeStore, FileStore, MANIFEST_FILE};
 pub use memory::{MemoryMergeStore, MemoryStore};

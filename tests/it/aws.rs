@@ -272,8 +272,10 @@ async fn a_dead_runs_lock_is_shown_and_released_by_id_and_a_lost_lock_reply_is_o
     let next = s3_merge_store(&services, &account, &bucket, "").await;
     let err = next.lock().await.unwrap_err();
     assert!(
-        err.to_string().contains(&format!("secretsync lock release --id {run}")),
-        "{err}"
+        err.hint
+            .as_deref()
+            .is_some_and(|h| h.contains(&format!("secretsync lock release --id {run}"))),
+        "{err:?}"
     );
     assert_eq!(
         next.release_lock("not-a-run").await.unwrap_err().class,

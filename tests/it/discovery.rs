@@ -44,7 +44,7 @@ fn discover_lists_targets_and_skipped_accounts_as_text_and_json() {
     insta::assert_snapshot!("discover_text", text.snapshot());
     let json = env.args(&["discover", "--output", "json"]).code(0);
     let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(parsed["discovery_version"], 1);
+    assert_eq!(parsed["discovery_version"], 2);
     insta::assert_snapshot!("discover_json", json.snapshot());
 }
 

@@ -36,7 +36,7 @@ const READ_CONCURRENCY: usize = 8;
 const LOCK_STALE_SECONDS: u64 = 10 * 60;
 
 /// How this run takes its lock, from the environment (`store::build` makes it).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LockSettings {
     /// `shard-2-of-4` for a sharded run: its lock covers its own shard only.
     pub scope: Option<String>,
@@ -354,7 +354,7 @@ impl S3MergeStore {
         StoreError::new(
             ErrorClass::Conflict,
             format!(
-                "the merge store {} is locked by another run ({}, run id `{}`, since {}; {}); wait for it to finish — `secretsync lock status` shows it, and `secretsync lock release --id {}` breaks it if that run died",
+                "the merge store {} is locked by another run ({}, run id `{}`, since {}; {})",
                 self.describe(),
                 if info.holder.is_empty() {
                     "unknown holder"
@@ -364,9 +364,12 @@ impl S3MergeStore {
                 info.run,
                 crate::duration::utc(info.acquired_at),
                 self.bucket.url(key),
-                if info.run.is_empty() { "<id>" } else { &info.run },
             ),
         )
+        .with_hint(format!(
+            "wait for it to finish — `secretsync lock status` shows it, and `secretsync lock release --id {}` breaks it if that run died",
+            if info.run.is_empty() { "<id>" } else { &info.run },
+        ))
     }
 }
 

@@ -83,16 +83,20 @@ impl CallError for VaultError {
 /// A failed login.
 #[derive(Debug)]
 pub(super) struct LoginFailure {
+    /// Auth when Vault refused the credentials; Transient when it could not be asked; Invalid
+    /// when the settings cannot work (a missing JWT file).
+    pub(super) class: ErrorClass,
     pub(super) detail: String,
     pub(super) hint: Option<String>,
 }
 
 impl LoginFailure {
+    pub(super) fn new(class: ErrorClass, detail: String, hint: Option<String>) -> Self {
+        Self { class, detail, hint }
+    }
+
     pub(super) fn static_token() -> Self {
-        Self {
-            detail: "a fixed token cannot log in again".to_owned(),
-            hint: None,
-        }
+        Self::new(ErrorClass::Auth, "a fixed token cannot log in again".to_owned(), None)
     }
 }
 

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use vaultrs::client::{VaultClient, VaultClientSettings};
 
 use super::{
-    ConnectError, JwtFrom, Login, LoginFailure, TOKEN_HINT, VaultEndpoint, VaultError, client, default_namespace,
-    resolve_login, transport_detail,
+    JwtFrom, Login, LoginFailure, TOKEN_HINT, VaultEndpoint, VaultError, client, default_namespace, resolve_login,
+    transport_detail,
 };
 use crate::config::VaultSettings;
+use crate::failure::Failure;
 use crate::store::ErrorClass;
 
 /// A token and how to get it again, shared by every connection to one Vault address: one
@@ -58,7 +59,7 @@ impl VaultLogin {
         address: &str,
         env: &dyn Fn(&str) -> Option<String>,
         home: Option<&PathBuf>,
-    ) -> Result<Arc<Self>, ConnectError> {
+    ) -> Result<Arc<Self>, Failure> {
         let (token, login) = resolve_login(settings, env, home)?;
         let namespace = default_namespace(settings, env);
         let at = VaultEndpoint {
@@ -80,11 +81,8 @@ impl VaultLogin {
         });
         if !matches!(login.login, Login::Static) {
             login.log_in(0).await.map_err(|e| {
-                ConnectError::new(
-                    ErrorClass::Auth,
-                    format!("cannot log in to {}: {}", at.describe(), e.detail),
-                )
-                .with_optional_hint(e.hint)
+                Failure::new(e.class, format!("cannot log in to {}: {}", at.describe(), e.detail))
+                    .with_optional_hint(e.hint)
             })?;
         }
         Ok(login)
@@ -115,7 +113,7 @@ impl VaultLogin {
         // No token on the login request: the old one is dead or absent.
         let client = self
             .client_for(self.namespace.as_deref(), "")
-            .map_err(|detail| LoginFailure { detail, hint: None })?;
+            .map_err(|detail| LoginFailure::new(ErrorClass::Invalid, detail, None))?;
         let info = match &self.login {
             Login::Static => return Err(LoginFailure::static_token()),
             Login::AppRole {
@@ -124,12 +122,15 @@ impl VaultLogin {
                 secret_id,
             } => vaultrs::auth::approle::login(&client, mount, role_id, secret_id).await,
             Login::Kubernetes { mount, role, jwt_path } => {
-                let jwt = std::fs::read_to_string(jwt_path).map_err(|e| LoginFailure {
-                    detail: format!(
-                        "cannot read the Kubernetes service-account token `{}`: {e}",
-                        jwt_path.display()
-                    ),
-                    hint: Some("set `vault.auth.kubernetes.jwt_path`".to_owned()),
+                let jwt = std::fs::read_to_string(jwt_path).map_err(|e| {
+                    LoginFailure::new(
+                        ErrorClass::Invalid,
+                        format!(
+                            "cannot read the Kubernetes service-account token `{}`: {e}",
+                            jwt_path.display()
+                        ),
+                        Some("set `vault.auth.kubernetes.jwt_path`".to_owned()),
+                    )
                 })?;
                 vaultrs::auth::kubernetes::login(&client, mount, role, jwt.trim()).await
             }
@@ -141,10 +142,11 @@ impl VaultLogin {
         };
         let info = info.map_err(|e| {
             let err = VaultError::from_client(&e);
-            LoginFailure {
-                detail: format!("{} login failed ({})", self.login.describe(), err.summary()),
-                hint: None,
-            }
+            LoginFailure::new(
+                err.class,
+                format!("{} login failed ({})", self.login.describe(), err.summary()),
+                None,
+            )
         })?;
         self.policies
             .lock()
@@ -160,7 +162,7 @@ impl VaultLogin {
     pub(super) async fn check_token(&self) -> Result<(), LoginFailure> {
         let client = self
             .client_for(self.namespace.as_deref(), &self.token())
-            .map_err(|detail| LoginFailure { detail, hint: None })?;
+            .map_err(|detail| LoginFailure::new(ErrorClass::Invalid, detail, None))?;
         match vaultrs::token::lookup_self(&client).await {
             Ok(me) => {
                 *self.policies.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = me.policies;
@@ -183,7 +185,7 @@ impl VaultLogin {
                 } else {
                     (format!("Vault did not answer as expected — {}", err.summary()), None)
                 };
-                Err(LoginFailure { detail, hint })
+                Err(LoginFailure::new(err.class, detail, hint))
             }
         }
     }
@@ -194,17 +196,23 @@ pub(super) async fn fetch_jwt(jwt: &JwtFrom, timeout: std::time::Duration) -> Re
     match jwt {
         JwtFrom::File(path) => std::fs::read_to_string(path)
             .map(|text| text.trim().to_owned())
-            .map_err(|e| LoginFailure {
-                detail: format!("cannot read the JWT file `{}`: {e}", path.display()),
-                hint: Some("set `vault.auth.jwt.jwt_path`".to_owned()),
+            .map_err(|e| {
+                LoginFailure::new(
+                    ErrorClass::Invalid,
+                    format!("cannot read the JWT file `{}`: {e}", path.display()),
+                    Some("set `vault.auth.jwt.jwt_path`".to_owned()),
+                )
             }),
         JwtFrom::Env { jwt, .. } => Ok(jwt.clone()),
         JwtFrom::GitHubActions { url, bearer, audience } => {
             github_oidc_token(url, bearer, audience.as_deref(), timeout)
                 .await
-                .map_err(|detail| LoginFailure {
-                    detail: format!("cannot get the GitHub Actions OIDC token: {detail}"),
-                    hint: Some("the job needs `permissions: { id-token: write }`".to_owned()),
+                .map_err(|detail| {
+                    LoginFailure::new(
+                        ErrorClass::Auth,
+                        format!("cannot get the GitHub Actions OIDC token: {detail}"),
+                        Some("the job needs `permissions: { id-token: write }`".to_owned()),
+                    )
                 })
         }
     }

@@ -43,6 +43,7 @@ use vaultrs::error::ClientError;
 
 use crate::config::VaultSettings;
 use crate::env::EnvVars;
+use crate::failure::Failure;
 use crate::resilience::{self, ApiClass, Resilience};
 use crate::store::ErrorClass;
 
@@ -70,12 +71,9 @@ impl std::fmt::Debug for VaultConnection {
 /// The hint for a refused fixed token.
 pub(crate) const TOKEN_HINT: &str = "log in again (`vault login`) and set VAULT_TOKEN, or configure `vault.auth` (AppRole, Kubernetes or JWT) so secretsync logs in itself";
 
-/// Why a connection could not be made: a [`Failure`](crate::failure::Failure) with a hint.
-pub(crate) type ConnectError = crate::failure::Failure;
-
 /// Settings that cannot work (an address, a login method, a CA file).
-pub(super) fn connect_error(message: impl Into<String>, hint: Option<&str>) -> ConnectError {
-    ConnectError::new(ErrorClass::Invalid, message).with_optional_hint(hint.map(str::to_owned))
+pub(super) fn connect_error(message: impl Into<String>, hint: Option<&str>) -> Failure {
+    Failure::new(ErrorClass::Invalid, message).with_optional_hint(hint.map(str::to_owned))
 }
 
 impl VaultConnection {
@@ -85,11 +83,11 @@ impl VaultConnection {
         endpoint: &VaultEndpoint,
         login: Arc<VaultLogin>,
         resilience: Arc<Resilience>,
-    ) -> Result<Self, ConnectError> {
+    ) -> Result<Self, Failure> {
         let generation = login.generation();
         let client = login
             .client_for(endpoint.namespace.as_deref(), &login.token())
-            .map_err(|message| ConnectError::new(ErrorClass::Invalid, message))?;
+            .map_err(|message| Failure::new(ErrorClass::Invalid, message))?;
         Ok(Self {
             address: endpoint.address.clone(),
             namespace: endpoint.namespace.clone(),
@@ -101,13 +99,9 @@ impl VaultConnection {
 
     /// Looks the token up now: is it alive, and which policies does it carry (shown by
     /// [`VaultConnection::policies`]). A run does this only when a call is refused.
-    pub(crate) async fn verify(&self) -> Result<(), ConnectError> {
+    pub(crate) async fn verify(&self) -> Result<(), Failure> {
         self.login.check_token().await.map_err(|e| {
-            ConnectError::new(
-                ErrorClass::Auth,
-                format!("cannot use {}: {}", self.describe(), e.detail),
-            )
-            .with_optional_hint(e.hint)
+            Failure::new(e.class, format!("cannot use {}: {}", self.describe(), e.detail)).with_optional_hint(e.hint)
         })
     }
 
@@ -211,6 +205,7 @@ impl VaultConnection {
         }
         tracing::info!(vault = %self.describe(), "the Vault token expired; logging in again");
         login.log_in(generation).await.map_err(|f| VaultError {
+            class: f.class,
             detail: f.detail,
             ..err.clone()
         })?;
@@ -276,7 +271,7 @@ pub(super) fn client(
     endpoint: &VaultEndpoint,
     env: &dyn Fn(&str) -> Option<String>,
     token: String,
-) -> Result<VaultClient, ConnectError> {
+) -> Result<VaultClient, Failure> {
     let mut builder = VaultClientSettingsBuilder::default();
     builder
         .address(&endpoint.address)

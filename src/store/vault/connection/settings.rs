@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
-use super::{ConnectError, connect_error};
+use super::connect_error;
 use crate::config::{JwtSource, VaultAuth, VaultSettings};
 use crate::env::EnvVars;
+use crate::failure::Failure;
 
 /// Where and how to connect, resolved from the file and the environment.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,7 +37,7 @@ pub(crate) fn endpoint(
     address: Option<&str>,
     namespace: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<VaultEndpoint, ConnectError> {
+) -> Result<VaultEndpoint, Failure> {
     let address = address
         .map(str::to_owned)
         .or_else(|| settings.address.clone())
@@ -138,7 +139,7 @@ pub(super) fn resolve_login(
     settings: &VaultSettings,
     env: &dyn Fn(&str) -> Option<String>,
     home: Option<&PathBuf>,
-) -> Result<(String, Login), ConnectError> {
+) -> Result<(String, Login), Failure> {
     let token_file = || {
         home.and_then(|h| std::fs::read_to_string(h.join(".vault-token")).ok())
             .map(|t| t.trim().to_owned())
@@ -238,7 +239,7 @@ pub(super) fn resolve_login(
 
 /// Where the JWT comes from, checked against the environment now (a missing variable fails the
 /// connection, before any target is touched).
-pub(super) fn resolve_jwt(source: &JwtSource, env: &dyn Fn(&str) -> Option<String>) -> Result<JwtFrom, ConnectError> {
+pub(super) fn resolve_jwt(source: &JwtSource, env: &dyn Fn(&str) -> Option<String>) -> Result<JwtFrom, Failure> {
     match source {
         JwtSource::File(path) => Ok(JwtFrom::File(path.clone())),
         JwtSource::Env(name) => match env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
