@@ -104,6 +104,8 @@ env_vars! {
     LOCK_RENEW_SECONDS = "SECRETSYNC_LOCK_RENEW_SECONDS";
     /// Make the deletes of targets whose sources read no secrets (`--allow-empty-sources`).
     ALLOW_EMPTY_SOURCES = "SECRETSYNC_ALLOW_EMPTY_SOURCES";
+    /// Append a hash-chained, value-free record of every write to this file (`pipeline --audit-log`).
+    AUDIT_LOG = "SECRETSYNC_AUDIT_LOG";
     /// Also write the JSON report to this file (`--report`).
     REPORT = "SECRETSYNC_REPORT";
     /// Run shard `I` of `N` (`--shard I/N`).
@@ -128,6 +130,16 @@ env_vars! {
     ACTIONS_ID_TOKEN_REQUEST_URL = "ACTIONS_ID_TOKEN_REQUEST_URL";
     /// Set by GitHub Actions with the URL above: the bearer token for that request.
     ACTIONS_ID_TOKEN_REQUEST_TOKEN = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+    /// Operating-system user, recorded as who ran a run in the audit log.
+    USER = "USER";
+    /// Set by GitHub Actions: who started the workflow (recorded in the audit log).
+    GITHUB_ACTOR = "GITHUB_ACTOR";
+    /// Set by GitHub Actions: `owner/repo` (recorded in the audit log).
+    GITHUB_REPOSITORY = "GITHUB_REPOSITORY";
+    /// Set by GitHub Actions: the workflow's name (recorded in the audit log).
+    GITHUB_WORKFLOW = "GITHUB_WORKFLOW";
+    /// Set by GitHub Actions: the commit the workflow runs on (recorded in the audit log).
+    GITHUB_SHA = "GITHUB_SHA";
     /// Vault's address, when the `vault:` block has no `address` (as the Vault CLI reads it).
     VAULT_ADDR = "VAULT_ADDR";
     /// Vault namespace of the `vault:` block, when it has no `namespace`.

@@ -46,6 +46,9 @@ pub enum CliError {
     /// `migrate` could not convert its input.
     #[error(transparent)]
     Migrate(#[from] crate::migrate::MigrateError),
+    /// An audit log could not be appended to or did not verify.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// Pushing metrics to the Pushgateway failed (after the run's results were printed).
     #[error(transparent)]
     Push(#[from] crate::metrics::export::PushError),
@@ -86,6 +89,10 @@ impl CliError {
             Self::Failed(failure) => failure.hint.clone(),
             Self::Output { .. } => Some("check that the directory exists and is writable".to_owned()),
             Self::Input { .. } => Some("check the path".to_owned()),
+            Self::Audit(crate::audit::AuditError::Broken { .. } | crate::audit::AuditError::Unreadable { .. }) => Some(
+                "the log was changed after it was written; compare it with a copy or the head hash you kept, and start a new log file for the next runs".to_owned(),
+            ),
+            Self::Audit(_) => Some("check the path (`--audit-log FILE`) and that its folder is writable".to_owned()),
             Self::Migrate(_) => Some("fix the input file; see docs/migration.md for the formats".to_owned()),
             Self::Push(_) => Some(
                 "check --metrics-push (a Pushgateway base URL such as http://pushgateway:9091) and that it is reachable; the run itself finished as reported above".to_owned(),

@@ -6,6 +6,7 @@
 //! target's actual state, plan the difference, print it, and apply it unless it is a dry run.
 //! See `ARCHITECTURE.md` for the code map and the invariants.
 
+pub mod audit;
 pub mod cli;
 mod commands;
 pub mod config;

@@ -119,6 +119,9 @@ pub enum Command {
     /// Show or break the merge store's run lock
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Check an audit log written by `pipeline --audit-log`
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print the JSON Schema of the pipeline file
     Schema,
     /// Print shell completions
@@ -182,6 +185,9 @@ pub struct PipelineArgs {
     /// Show which keys change in each secret (human output).
     #[arg(long, env = EnvVars::DIFF, value_parser = clap::builder::BoolishValueParser::new())]
     pub diff: bool,
+    /// Append a hash-chained, value-free record of every write this run makes to FILE (JSON Lines; check it with `secretsync audit verify FILE`).
+    #[arg(long, env = EnvVars::AUDIT_LOG, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
     /// The flags `plan` shares.
     #[command(flatten)]
     pub run: RunArgs,
@@ -200,6 +206,7 @@ impl From<&RunArgs> for PipelineArgs {
         Self {
             dry_run: true,
             diff: true,
+            audit_log: None,
             run: run.clone(),
         }
     }
@@ -313,6 +320,17 @@ pub enum GraphFormat {
     Mermaid,
     /// Machine-readable.
     Json,
+}
+
+/// `secretsync audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check that no line of the log was removed, changed or moved; print its head hash
+    Verify {
+        /// The audit log.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// `secretsync lock …`.

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each is glue: load the config, build what it needs, run, render,
 //! return the exit code. Shared steps (loading, logging) live here.
 
+mod audit;
 mod context;
 mod discover;
 mod graph;
@@ -29,6 +30,10 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
         Command::Discover(args) => Box::pin(discover::run(global, args, printer)).await,
         Command::Context => Box::pin(context::run(global, printer)).await,
         Command::Lock(command) => Box::pin(lock::run(global, command, printer)).await,
+        Command::Audit(command) => {
+            init_logging(global, None);
+            audit::run(command, printer)
+        }
         Command::Migrate(args) => {
             init_logging(global, None);
             migrate::run(args, printer)

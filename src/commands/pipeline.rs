@@ -31,7 +31,7 @@ pub(super) async fn run(
     // one scheduled run can be told from the next one's.
     let run_id = format!("{:016x}", fastrand::u64(..));
     let span = tracing::info_span!("run", run_id = %run_id);
-    Box::pin(execute(global, args, plan_command, printer, pipeline))
+    Box::pin(execute(global, args, plan_command, printer, pipeline, &run_id))
         .instrument(span)
         .await
 }
@@ -42,6 +42,7 @@ async fn execute(
     plan_command: bool,
     printer: Printer,
     mut pipeline: Pipeline,
+    run_id: &str,
 ) -> Result<u8, CliError> {
     let dry_run = plan_command || args.dry_run || pipeline.settings.dry_run;
     let context = store::BuildContext::new(&pipeline)
@@ -137,6 +138,10 @@ async fn execute(
     let show_progress =
         !global.no_progress && output == OutputFormat::Human && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let events: &dyn EventSink = if show_progress { &bars } else { &NoEvents };
+    // A broken audit log stops the run before it writes, not after.
+    if let (Some(path), false) = (&args.audit_log, args.dry_run) {
+        crate::audit::check_appendable(path)?;
+    }
     let mut report = Engine::new(&pipeline, &stores, &options, events, interrupt).run().await;
     report.errors.extend(discovery_errors);
     report.api_calls = metrics.call_counts();
@@ -153,6 +158,11 @@ async fn execute(
                 path: path.display().to_string(),
                 source,
             })?;
+    }
+    // A dry run writes nothing, so it adds nothing to the audit log.
+    if let (Some(path), false) = (&args.audit_log, report.dry_run) {
+        let events = crate::audit::events_of(&report, crate::audit::Identity::from_env(), &config);
+        crate::audit::append(path, run_id, events)?;
     }
     if output == OutputFormat::Github {
         let report_path = args.report.as_ref().map(|p| p.display().to_string());

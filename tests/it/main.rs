@@ -2,6 +2,7 @@
 //!
 //! One test binary (not one per file) so the crate is linked once.
 
+mod audit;
 mod aws;
 mod aws_pipeline;
 mod bad_configs;
