@@ -61,15 +61,7 @@ fn the_audit_log_records_every_write_without_values_and_verify_finds_tampering()
     for value in &values {
         assert!(!log.contains(value.as_str()), "a secret value is in the audit log");
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(test.path().join("audit.jsonl"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
+    test.assert_private_file("audit.jsonl");
 
     // A second run (nothing to change) chains onto the first.
     test.args(&["pipeline", "-c", QUICKSTART, "--audit-log", "audit.jsonl"])

@@ -231,7 +231,7 @@ fn connectivity_checks_of_a_pipeline_without_cloud_stores_have_nothing_to_do() {
 #[cfg(unix)]
 #[test]
 fn report_and_metrics_files_are_private_and_never_written_through_a_link() {
-    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::os::unix::fs::symlink;
     let env = Test::quickstart();
     let outside = env.write("outside.txt", "untouched");
     symlink(&outside, env.path().join("report.json")).unwrap();
@@ -248,9 +248,7 @@ fn report_and_metrics_files_are_private_and_never_written_through_a_link() {
     assert!(matches!(out.code, 0 | 1), "{}", out.snapshot());
     assert_eq!(env.read("outside.txt"), "untouched");
     for written in ["report.json", "metrics.prom"] {
-        let meta = std::fs::symlink_metadata(env.path().join(written)).unwrap();
-        assert!(meta.file_type().is_file(), "{written} replaced the link");
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{written}");
+        env.assert_private_file(written);
     }
     assert!(env.read("report.json").contains("\"report_version\""));
 }

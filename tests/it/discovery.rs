@@ -145,15 +145,7 @@ fn an_edited_discovery_cache_is_checked_like_fresh_discovery() {
         "cache/discovery.json",
     ];
     env.args(&args).code(0);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(env.path().join("cache/discovery.json"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
+    env.assert_private_file("cache/discovery.json");
     let mut cache: serde_json::Value = serde_json::from_str(&env.read("cache/discovery.json")).unwrap();
     let account = |id: &str, name: &str| serde_json::json!({ "id": id, "name": name, "status": "ACTIVE", "tags": {}, "found_by": "edited" });
     cache["accounts"]["data"] = serde_json::json!([account("555555555555", "../../escape")]);

@@ -41,15 +41,7 @@ fn the_example_converts_with_every_dropped_and_guessed_item_reported() {
     assert_eq!(out.code, 0, "{}", out.snapshot());
     insta::assert_snapshot!("migrate_stdout", out.stdout);
     insta::assert_snapshot!("migrate_pipeline", env.read("pipeline.yaml"));
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(env.path().join("pipeline.yaml"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
+    env.assert_private_file("pipeline.yaml");
     env.args(&["validate", "-c", "pipeline.yaml"]).code(0);
 
     let again = migrate(&env, &[]);

@@ -130,6 +130,17 @@ impl Test {
         serde_json::from_str(&self.read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
     }
 
+    /// Asserts that the run wrote `rel` as a private (0600) regular file, not through a link.
+    pub(crate) fn assert_private_file(&self, rel: &str) {
+        let meta = std::fs::symlink_metadata(self.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        assert!(meta.file_type().is_file(), "{rel} is a regular file, not a link");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{rel} is private");
+        }
+    }
+
     pub(crate) fn exists(&self, rel: &str) -> bool {
         self.path().join(rel).exists()
     }
