@@ -144,6 +144,7 @@ async fn execute(
     }
     let mut report = Engine::new(&pipeline, &stores, &options, events, interrupt).run().await;
     report.errors.extend(discovery_errors);
+    run_id.clone_into(&mut report.run_id);
     report.api_calls = metrics.call_counts();
     report::metrics::record(&report, &metrics);
 
@@ -162,7 +163,7 @@ async fn execute(
     // A dry run writes nothing, so it adds nothing to the audit log.
     if let (Some(path), false) = (&args.audit_log, report.dry_run) {
         let events = crate::audit::events_of(&report, crate::audit::Identity::from_env(), &config);
-        crate::audit::append(path, run_id, events)?;
+        crate::audit::append(path, &report.run_id, events)?;
     }
     if output == OutputFormat::Github {
         let report_path = args.report.as_ref().map(|p| p.display().to_string());

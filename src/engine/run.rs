@@ -239,6 +239,7 @@ impl<'a> Engine<'a> {
 
         let report_targets = self.assemble(&involved, plans, statuses);
         RunReport {
+            run_id: String::new(),
             dry_run: self.writer.is_dry_run(),
             merge_phase: opts.merge_phase,
             sync_phase: opts.sync_phase,

@@ -52,6 +52,7 @@ mod tests {
         m.breaker_rejected("s3", "x");
         record(
             &RunReport {
+                run_id: String::new(),
                 dry_run: false,
                 merge_phase: true,
                 sync_phase: true,

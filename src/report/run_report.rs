@@ -201,6 +201,9 @@ pub struct Summary {
 /// Everything a run did.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// The run's id: the `run_id` of its log lines and the `run` of its audit-log lines (empty
+    /// when the engine runs outside a command, as in tests).
+    pub run_id: String,
     /// Nothing was written.
     pub dry_run: bool,
     /// The merge phase ran.

@@ -44,6 +44,12 @@ fn the_audit_log_records_every_write_without_values_and_verify_finds_tampering()
     let log = test.read("audit.jsonl");
     let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let writes: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "write").collect();
+    let run_id = report["run_id"].as_str().unwrap();
+    assert_eq!(run_id.len(), 16, "{report}");
+    assert!(
+        lines.iter().all(|l| l["run"] == run_id),
+        "the log and the report name one run"
+    );
     assert_eq!(
         writes.len() as u64,
         report["summary"]["applied"].as_u64().unwrap(),

@@ -249,7 +249,26 @@ pub(crate) fn p(text: &str) -> SecretPath {
 /// Replaces timings (which vary run to run) with `[MS]`.
 pub(crate) fn redact_timings(text: &str) -> String {
     let ms = regex_lite_replace(text, "\"duration_ms\": ", "[MS]");
-    regex_lite_replace(&ms, "\"total_ms\": ", "[MS]")
+    let ms = regex_lite_replace(&ms, "\"total_ms\": ", "[MS]");
+    redact_run_ids(&ms)
+}
+
+/// Replaces each run id (`"run_id": "5d0b3c8e1f2a4b6c"`, drawn per run) with `[RUN ID]`.
+fn redact_run_ids(text: &str) -> String {
+    let marker = "\"run_id\": \"";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        out.push_str(&rest[..at + marker.len()]);
+        rest = &rest[at + marker.len()..];
+        let id = rest.chars().take_while(char::is_ascii_hexdigit).count();
+        if id > 0 {
+            out.push_str("[RUN ID]");
+            rest = &rest[id..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Replaces the number after each `marker` with `with`.
