@@ -177,12 +177,17 @@ fn head_of(existing: &str) -> Result<(String, u64), AuditError> {
 }
 
 /// Appends `events` of run `run` to the log at `path`, chained onto its last line, and syncs the
-/// file. An existing log must verify first: a run never chains onto a broken log.
+/// file. An existing log must verify first: a run never chains onto a broken log. The file is
+/// locked (an exclusive advisory lock) from reading its head to the sync, so runs sharing one log
+/// (the shards of a sharded job on one machine) append one after the other, each onto the head
+/// the previous one wrote.
 pub fn append(path: &Path, run: &str, events: Vec<Event>) -> Result<(), AuditError> {
     let io = |source| AuditError::Io {
         path: path.display().to_string(),
         source,
     };
+    let mut file = crate::files::append_private(path).map_err(io)?;
+    file.lock().map_err(io)?;
     let existing = crate::files::read_regular(path).map_err(io)?.unwrap_or_default();
     let existing = String::from_utf8(existing).map_err(|_| AuditError::Unreadable { line: 0 })?;
     verify_text(&existing)?;
@@ -207,7 +212,6 @@ pub fn append(path: &Path, run: &str, events: Vec<Event>) -> Result<(), AuditErr
         text.push_str(&json);
         text.push('\n');
     }
-    let mut file = crate::files::append_private(path).map_err(io)?;
     file.write_all(text.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)
 }
@@ -378,6 +382,27 @@ mod tests {
             outcome: "changes".to_owned(),
         });
         events
+    }
+
+    /// Shards of one job appending to one log at once each chain onto the other's head.
+    #[test]
+    fn concurrent_runs_append_one_after_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::thread::scope(|scope| {
+            for shard in 0..4 {
+                let path = &path;
+                scope.spawn(move || {
+                    for run_number in 0..5 {
+                        let writes: Vec<Event> =
+                            (0..3).map(|i| write(&format!("T{shard}"), &format!("s{i}"))).collect();
+                        append(path, &format!("shard{shard}-run{run_number}"), run(&writes)).unwrap();
+                    }
+                });
+            }
+        });
+        let verified = verify(&path).unwrap();
+        assert_eq!((verified.runs, verified.lines), (20, 20 * 5));
     }
 
     #[test]
