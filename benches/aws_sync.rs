@@ -65,6 +65,7 @@ async fn run(pipeline: &Pipeline, vars: Vec<(String, String)>) -> (Duration, Str
         allow_empty_sources: false,
         adopt: false,
         keep_values: false,
+        rollback: None,
     };
     let report = Engine::new(pipeline, &stores, &options, &NoEvents, CancellationToken::new())
         .run()

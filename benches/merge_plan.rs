@@ -344,6 +344,7 @@ fn main() {
         allow_empty_sources: false,
         adopt: false,
         keep_values: false,
+        rollback: None,
     };
     let baseline_kb = status_kb("VmRSS:").unwrap_or(0);
     let peak_measurable = reset_peak();

@@ -25,40 +25,7 @@ use crate::report::RunReport;
 /// `prev` of a file's first line.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Who ran a run, as far as this machine can tell without a network call.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// The operating-system user (`USER`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub os_user: Option<String>,
-    /// In GitHub Actions: the actor, repository, workflow and commit.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub github_actor: Option<String>,
-    /// `owner/repo`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub github_repository: Option<String>,
-    /// The workflow's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub github_workflow: Option<String>,
-    /// The commit the workflow runs on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub github_sha: Option<String>,
-}
-
-impl Identity {
-    /// The identity from the process environment.
-    pub fn from_env() -> Self {
-        use crate::env::{EnvVars, var};
-        let set = |name: &str| var(name).filter(|v| !v.is_empty());
-        Self {
-            os_user: set(EnvVars::USER),
-            github_actor: set(EnvVars::GITHUB_ACTOR),
-            github_repository: set(EnvVars::GITHUB_REPOSITORY),
-            github_workflow: set(EnvVars::GITHUB_WORKFLOW),
-            github_sha: set(EnvVars::GITHUB_SHA),
-        }
-    }
-}
+pub use crate::history::Identity;
 
 /// What a line records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -106,6 +106,12 @@ env_vars! {
     ALLOW_EMPTY_SOURCES = "SECRETSYNC_ALLOW_EMPTY_SOURCES";
     /// Append a hash-chained, value-free record of every write to this file (`pipeline --audit-log`).
     AUDIT_LOG = "SECRETSYNC_AUDIT_LOG";
+    /// Only this target's revisions (`history --target`, `diff --target`).
+    HISTORY_TARGET = "SECRETSYNC_HISTORY_TARGET";
+    /// Output format of `history` and `diff`: `text` or `json`.
+    HISTORY_OUTPUT = "SECRETSYNC_HISTORY_OUTPUT";
+    /// The revision `rollback` goes back to (`rollback --to`).
+    ROLLBACK_TO = "SECRETSYNC_ROLLBACK_TO";
     /// Also write the JSON report to this file (`--report`).
     REPORT = "SECRETSYNC_REPORT";
     /// Run shard `I` of `N` (`--shard I/N`).

@@ -19,6 +19,7 @@ pub mod error_chain;
 pub mod failure;
 pub mod files;
 pub mod graph;
+pub mod history;
 pub mod merge;
 pub mod metrics;
 pub mod migrate;

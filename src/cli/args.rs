@@ -122,6 +122,12 @@ pub enum Command {
     /// Check an audit log written by `pipeline --audit-log`
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// List the revisions of the merged results, newest first: who, when, what changed
+    History(HistoryArgs),
+    /// Show the key-level difference between two revisions of the merged results
+    Diff(DiffArgs),
+    /// Put the targets back to an earlier revision (a normal, reviewable run; no source read)
+    Rollback(RollbackArgs),
     /// Print the JSON Schema of the pipeline file
     Schema,
     /// Print shell completions
@@ -322,6 +328,49 @@ pub enum GraphFormat {
     Json,
 }
 
+/// Flags of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only revisions that changed this target.
+    #[arg(long, env = EnvVars::HISTORY_TARGET, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Output format.
+    #[arg(long, short, env = EnvVars::HISTORY_OUTPUT, value_enum, default_value = "text")]
+    pub output: LockOutput,
+}
+
+/// Flags of `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older revision (a number, `latest` or `previous`).
+    #[arg(value_name = "REV_A")]
+    pub from: String,
+    /// The newer revision (a number, `latest` or `previous`).
+    #[arg(value_name = "REV_B")]
+    pub to: String,
+    /// Only this target.
+    #[arg(long, env = EnvVars::HISTORY_TARGET, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Show changed values (human output only; never in JSON).
+    #[arg(long, env = EnvVars::SHOW_VALUES, value_parser = clap::builder::BoolishValueParser::new())]
+    pub show_values: bool,
+    /// Output format.
+    #[arg(long, short, env = EnvVars::HISTORY_OUTPUT, value_enum, default_value = "text")]
+    pub output: LockOutput,
+}
+
+/// Flags of `rollback`: the revision, and the flags of a `pipeline` run (always with
+/// `--sync-only` semantics: no source is read).
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The revision to go back to (a number from `secretsync history`, or `previous`).
+    #[arg(long, env = EnvVars::ROLLBACK_TO, value_name = "REV")]
+    pub to: String,
+    /// The run's flags (`--targets`, `--dry-run`, `--max-deletes`, …).
+    #[command(flatten)]
+    pub run: PipelineArgs,
+}
+
 /// `secretsync audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -350,7 +399,7 @@ pub enum LockCommand {
     },
 }
 
-/// Output formats of `lock status`.
+/// Output formats of `lock status`, `history` and `diff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LockOutput {
     /// One line per lock.

@@ -13,17 +13,7 @@ use crate::store::MergeStore;
 pub(super) async fn run(global: &GlobalArgs, command: &LockCommand, printer: Printer) -> Result<u8, CliError> {
     let pipeline = load(global, printer)?;
     init_logging(global, Some(&pipeline));
-    let Some(spec) = &pipeline.merge_store else {
-        return Err(CliError::usage(
-            "the pipeline has no `merge_store`, so no run lock",
-            Some("runs lock the merge store they share; configure `merge_store` to have one"),
-        ));
-    };
-    let context = crate::store::BuildContext::new(&pipeline);
-    let merge = context
-        .merge_store(spec)
-        .await
-        .map_err(|e| CliError::Failed(e.context("cannot use the merge store")))?;
+    let merge = super::merge_store_of(&pipeline, "run lock", "runs lock the merge store they share").await?;
     let failed = |e: crate::store::StoreError| CliError::Failed(e.failure().context("cannot use the merge store"));
     match command {
         LockCommand::Status { output } => {

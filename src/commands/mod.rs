@@ -5,6 +5,7 @@ mod audit;
 mod context;
 mod discover;
 mod graph;
+mod history;
 mod lock;
 mod migrate;
 mod pipeline;
@@ -30,6 +31,9 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
         Command::Discover(args) => Box::pin(discover::run(global, args, printer)).await,
         Command::Context => Box::pin(context::run(global, printer)).await,
         Command::Lock(command) => Box::pin(lock::run(global, command, printer)).await,
+        Command::History(args) => Box::pin(history::history(global, args, printer)).await,
+        Command::Diff(args) => Box::pin(history::diff(global, args, printer)).await,
+        Command::Rollback(args) => Box::pin(pipeline::rollback(global, args, printer)).await,
         Command::Audit(command) => {
             init_logging(global, None);
             audit::run(command, printer)
@@ -135,6 +139,25 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
             EnvVars::LOG_DEPENDENCIES
         );
     }
+}
+
+/// The pipeline's merge store, for commands that only use it (`lock`, `history`, `diff`):
+/// `needs` names what the command wants from it, `why` what a merge store gives.
+async fn merge_store_of(
+    pipeline: &Pipeline,
+    needs: &str,
+    why: &str,
+) -> Result<std::sync::Arc<dyn crate::store::MergeStore>, CliError> {
+    let Some(spec) = &pipeline.merge_store else {
+        return Err(CliError::usage(
+            format!("the pipeline has no `merge_store`, so no {needs}"),
+            Some(&format!("configure `merge_store`: {why}")),
+        ));
+    };
+    crate::store::BuildContext::new(pipeline)
+        .merge_store(spec)
+        .await
+        .map_err(|e| CliError::Failed(e.context("cannot use the merge store")))
 }
 
 /// The config path as the user wrote it, for messages and reports.

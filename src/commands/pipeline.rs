@@ -1,7 +1,7 @@
 //! `secretsync pipeline` and `secretsync plan`: select targets, build stores, run the engine,
 //! render the report, write the report file and GitHub outputs, return the exit code.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -9,12 +9,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::{init_logging, load, shown};
-use crate::cli::{EnvVars, GlobalArgs, OutputFormat, PipelineArgs};
+use crate::cli::{EnvVars, GlobalArgs, OutputFormat, PipelineArgs, RollbackArgs};
 use crate::config::{ImportKind, Pipeline};
 use crate::engine::{Engine, RunOptions, Stores};
 use crate::error::CliError;
+use crate::failure::{ErrorClass, Failure};
 use crate::graph::GraphError;
+use crate::history::{self, History, Identify, Identity, Recording, StateAt};
 use crate::metrics::export::{self, Readiness};
+use crate::model::SecretSet;
 use crate::output::Printer;
 use crate::report::{self, EventSink, NoEvents, RunReport};
 use crate::store;
@@ -31,9 +34,77 @@ pub(super) async fn run(
     // one scheduled run can be told from the next one's.
     let run_id = format!("{:016x}", fastrand::u64(..));
     let span = tracing::info_span!("run", run_id = %run_id);
-    Box::pin(execute(global, args, plan_command, printer, pipeline, &run_id))
+    Box::pin(execute(global, args, plan_command, printer, pipeline, &run_id, None))
         .instrument(span)
         .await
+}
+
+/// `secretsync rollback --to REV`: a `--sync-only` run whose merged results are REV's.
+pub(super) async fn rollback(global: &GlobalArgs, args: &RollbackArgs, printer: Printer) -> Result<u8, CliError> {
+    let pipeline = load(global, printer)?;
+    init_logging(global, Some(&pipeline));
+    if pipeline.merge_store.is_none() {
+        return Err(CliError::usage(
+            "`rollback` goes back to a revision kept in the merge store, but the pipeline has no `merge_store`",
+            Some("configure `merge_store` (its `history` keeps revisions)"),
+        ));
+    }
+    if args.run.merge_only {
+        return Err(CliError::usage(
+            "`rollback` cannot take `--merge-only`: it syncs the targets to an earlier merged result",
+            Some("leave out `--merge-only` (add `--dry-run` to review the plan first)"),
+        ));
+    }
+    let mut run = args.run.clone();
+    run.run.sync_only = true;
+    let run_id = format!("{:016x}", fastrand::u64(..));
+    let span = tracing::info_span!("run", run_id = %run_id);
+    Box::pin(execute(global, &run, false, printer, pipeline, &run_id, Some(&args.to)))
+        .instrument(span)
+        .await
+}
+
+/// Who ran a run, asked when its revision is recorded.
+struct RunIdentity<'a>(&'a store::BuildContext);
+
+#[async_trait::async_trait]
+impl Identify for RunIdentity<'_> {
+    async fn identify(&self) -> Identity {
+        let (aws, vault) = self.0.used_identities().await;
+        Identity {
+            aws_caller_arn: aws,
+            vault_identity: vault,
+            ..Identity::from_env()
+        }
+    }
+}
+
+/// Each selected target's merged result at revision `to` (`rollback`).
+async fn rollback_states(
+    merge: &dyn store::MergeStore,
+    to: &str,
+    selected: &BTreeSet<String>,
+) -> Result<(u64, BTreeMap<String, Result<Arc<SecretSet>, Failure>>), CliError> {
+    let history = History::load(merge).await.map_err(CliError::Failed)?;
+    let revision = history.resolve(to).map_err(CliError::Failed)?;
+    let mut states = BTreeMap::new();
+    for name in selected {
+        let state = match history.state_at(name, revision) {
+            StateAt::Current => continue,
+            StateAt::Snapshot(record) => history::read_snapshot(merge, &record).await.map(Arc::new),
+            StateAt::Unknown { first } => Err(Failure::new(
+                ErrorClass::NotFound,
+                format!(
+                    "`{name}` has no recorded state at revision {revision} (its history begins at revision {first})"
+                ),
+            )
+            .with_hint(format!(
+                "roll back to revision {first} or later, or leave `{name}` out with --targets"
+            ))),
+        };
+        states.insert(name.clone(), state);
+    }
+    Ok((revision, states))
 }
 
 async fn execute(
@@ -43,6 +114,7 @@ async fn execute(
     printer: Printer,
     mut pipeline: Pipeline,
     run_id: &str,
+    rollback_to: Option<&str>,
 ) -> Result<u8, CliError> {
     let dry_run = plan_command || args.dry_run || pipeline.settings.dry_run;
     let context = store::BuildContext::new(&pipeline)
@@ -104,6 +176,13 @@ async fn execute(
     let merge_phase = !args.sync_only;
     let sync_phase = !args.merge_only;
     let stores = build_stores(&pipeline, &context, &selected, merge_phase, sync_phase, dry_run).await?;
+    let (rolled_back_to, rollback) = match (rollback_to, &stores.merge) {
+        (Some(to), Some(merge)) => {
+            let (revision, states) = rollback_states(merge.as_ref(), to, &selected).await?;
+            (Some(revision), Some(states))
+        }
+        _ => (None, None),
+    };
     let settings = &pipeline.settings;
     let parallel = args.parallel.map(usize::from);
     let options = RunOptions {
@@ -119,6 +198,7 @@ async fn execute(
         allow_empty_sources: args.allow_empty_sources,
         adopt: args.adopt || settings.adopt_existing,
         keep_values: args.show_values,
+        rollback,
     };
 
     let interrupt = CancellationToken::new();
@@ -142,7 +222,19 @@ async fn execute(
     if let (Some(path), false) = (&args.audit_log, args.dry_run) {
         crate::audit::check_appendable(path)?;
     }
-    let mut report = Engine::new(&pipeline, &stores, &options, events, interrupt).run().await;
+    let config_sha256 = crate::history::sha256_hex(&std::fs::read(global.config()).unwrap_or_default());
+    let identify = RunIdentity(&context);
+    let mut engine = Engine::new(&pipeline, &stores, &options, events, interrupt);
+    if pipeline.history_keep > 0 {
+        engine = engine.recording(Recording {
+            keep: pipeline.history_keep,
+            run_id,
+            config_sha256: &config_sha256,
+            rollback_to: rolled_back_to,
+            identify: &identify,
+        });
+    }
+    let mut report = engine.run().await;
     report.errors.extend(discovery_errors);
     run_id.clone_into(&mut report.run_id);
     report.api_calls = metrics.call_counts();

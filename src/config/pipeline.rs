@@ -30,6 +30,8 @@ pub struct Pipeline {
     pub sources: BTreeMap<String, Source>,
     /// The merge store, if any.
     pub merge_store: Option<MergeStoreSpec>,
+    /// Revisions of the merged results to keep (`merge_store.history.keep`; 0: none).
+    pub history_keep: u32,
     /// Static targets by name.
     pub targets: BTreeMap<String, Target>,
     /// Dynamic target groups by name.
@@ -332,6 +334,12 @@ pub struct AwsSource {
     /// Role override.
     pub role_arn: Option<String>,
 }
+
+/// Revisions kept when `merge_store.history.keep` is not given.
+pub const DEFAULT_HISTORY_KEEP: u32 = 50;
+
+/// Most revisions `merge_store.history.keep` may ask for (each run lists every record).
+pub const MAX_HISTORY_KEEP: u32 = 10_000;
 
 /// The merge store.
 #[derive(Debug, Clone)]

@@ -378,6 +378,17 @@ pub struct RawMergeStore {
     pub vault: Option<Spanned<RawVaultMergeStore>>,
     /// A local directory: `{path}/{target}/…`.
     pub file: Option<Spanned<RawFileLocation>>,
+    /// Revisions of the merged results kept for `history`, `diff` and `rollback`.
+    pub history: Option<Spanned<RawHistory>>,
+}
+
+/// `merge_store.history:`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    /// Revisions kept (default 50; 0 records none). Older ones are pruned, but never a
+    /// target's current state.
+    pub keep: Option<Spanned<u64>>,
 }
 
 /// `merge_store.s3:`.

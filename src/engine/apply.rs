@@ -12,7 +12,7 @@
 //! the resilience layer's rate limiter paces them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
@@ -22,6 +22,7 @@ use tracing::Instrument as _;
 
 use super::run::{ApplyOutcome, Engine, Planned};
 use crate::failure::{ErrorClass, Failure};
+use crate::history::{self, RecordName, Recording, Revision, TargetChange};
 use crate::model::{SecretPath, SecretSet, SecretValue};
 use crate::plan::{Action, ApplyResult, PlanOptions, TargetPlan, Withheld, plan};
 use crate::report::{Event, Phase, TargetStatus, WithheldDeletes};
@@ -38,6 +39,15 @@ pub(crate) struct Writer<'a> {
     /// that needed it.
     lock: OnceCell<Result<(), Failure>>,
     interrupt: CancellationToken,
+    /// How this run records its revision (`None`: no history).
+    pub(super) recording: Option<Recording<'a>>,
+    /// The history's record names and this run's revision number, listed at the first
+    /// snapshot.
+    numbering: OnceCell<Result<(u64, Vec<RecordName>), Failure>>,
+    /// What this run changed in each target's merged result, for its revision record.
+    recorded: Mutex<BTreeMap<String, TargetChange>>,
+    /// Merged results written whose snapshot could not be.
+    history_errors: Mutex<Vec<Failure>>,
 }
 
 impl<'a> Writer<'a> {
@@ -48,6 +58,10 @@ impl<'a> Writer<'a> {
             merge,
             lock: OnceCell::new(),
             interrupt,
+            recording: None,
+            numbering: OnceCell::new(),
+            recorded: Mutex::new(BTreeMap::new()),
+            history_errors: Mutex::new(Vec::new()),
         }
     }
 
@@ -147,8 +161,117 @@ impl<'a> Writer<'a> {
             .commit(name)
             .await
             .map_err(|e| e.failure().context("cannot commit the merged result"))?;
+        if self.recording.is_some()
+            && let Err(failure) = self.snapshot(merge, name, desired, &merged_plan).await
+        {
+            locked(&self.history_errors).push(failure.context(format!(
+                "the merged result of `{name}` was written, but its revision could not be recorded"
+            )));
+        }
         Ok(applied.ok)
     }
+
+    /// Writes `name`'s merged result as this run's snapshot of it, and notes what changed.
+    async fn snapshot(
+        &self,
+        merge: &dyn MergeStore,
+        name: &str,
+        desired: &SecretSet,
+        merged_plan: &TargetPlan,
+    ) -> Result<(), Failure> {
+        let (seq, _) = self
+            .numbering
+            .get_or_init(|| async {
+                let names = merge
+                    .history_names()
+                    .await
+                    .map_err(|e| e.failure().context("cannot list the merge store's history"))?;
+                let names: Vec<RecordName> = names.iter().filter_map(|n| RecordName::parse(n)).collect();
+                Ok((history::next_revision(&names), names))
+            })
+            .await
+            .clone()?;
+        let record = history::snapshot_record(name, seq, desired);
+        let version = merge
+            .history_write(&RecordName::Snapshot(seq, name.to_owned()).to_string(), &record)
+            .await
+            .map_err(|e| e.failure())?;
+        let mut change = TargetChange {
+            sha256: history::content_hash(desired),
+            secrets: desired.len(),
+            snapshot_version: version,
+            ..TargetChange::default()
+        };
+        for c in &merged_plan.changes {
+            let list = match c.action {
+                // A restored secret was not in the previous merged result: it comes back.
+                Action::Create | Action::Restore => &mut change.created,
+                Action::Delete => &mut change.deleted,
+                Action::Update | Action::Adopt => &mut change.updated,
+                _ => continue,
+            };
+            if c.result == Some(ApplyResult::Applied) {
+                list.push(c.path.to_string());
+            }
+        }
+        locked(&self.recorded).insert(name.to_owned(), change);
+        Ok(())
+    }
+
+    /// Writes this run's revision record (when it changed a merged result) and prunes what
+    /// retention lets go; run-level errors for whatever could not be done. Under the run lock.
+    pub(crate) async fn record_revision(&self) -> Vec<Failure> {
+        let mut errors = std::mem::take(&mut *locked(&self.history_errors));
+        let (Some(merge), Some(recording), Some(Ok((seq, listed)))) =
+            (self.merge, self.recording.as_ref(), self.numbering.get())
+        else {
+            return errors;
+        };
+        let targets = std::mem::take(&mut *locked(&self.recorded));
+        if targets.is_empty() {
+            return errors;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut names = listed.clone();
+        names.extend(targets.keys().map(|t| RecordName::Snapshot(*seq, t.clone())));
+        let revision = Revision {
+            revision: *seq,
+            run_id: recording.run_id.to_owned(),
+            time: crate::duration::utc(now),
+            rollback_to: recording.rollback_to,
+            identity: recording.identify.identify().await,
+            config_sha256: recording.config_sha256.to_owned(),
+            targets,
+        };
+        let record = serde_json::to_value(&revision).unwrap_or_default();
+        if let Err(e) = merge
+            .history_write(&RecordName::Revision(*seq).to_string(), &record)
+            .await
+        {
+            errors.push(e.failure().context(format!(
+                "the merged results were written, but revision {seq} could not be recorded"
+            )));
+            return errors;
+        }
+        tracing::info!(revision = seq, "revision recorded");
+        names.push(RecordName::Revision(*seq));
+        for old in history::to_prune(&names, recording.keep) {
+            if let Err(e) = merge.history_remove(&old.to_string()).await {
+                errors.push(
+                    e.failure()
+                        .context(format!("revision {seq} was recorded, but `{old}` could not be pruned")),
+                );
+                break;
+            }
+        }
+        errors
+    }
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Withholds every delete of the run when there are more than `max` (deletes already withheld

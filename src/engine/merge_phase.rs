@@ -64,7 +64,13 @@ impl Engine<'_> {
             match &self.stores.merge {
                 Some(merge) => {
                     let results: Vec<(String, Merged)> = stream::iter(&opts.selected)
-                        .map(|name| async move { (name.clone(), self.load_merged(merge.as_ref(), name).await) })
+                        .map(|name| async move {
+                            let merged = match opts.rollback.as_ref().and_then(|r| r.get(name)) {
+                                Some(earlier) => self.roll_back(name, earlier.clone()).await,
+                                None => self.load_merged(merge.as_ref(), name).await,
+                            };
+                            (name.clone(), merged)
+                        })
                         .buffer_unordered(opts.sync_parallel.max(1))
                         .collect()
                         .await;
@@ -180,6 +186,28 @@ impl Engine<'_> {
                 failure,
             })?;
         tracing::debug!(target = name, secrets = desired.len(), "merged");
+        Ok((desired, report))
+    }
+
+    /// A rollback's target: the merged result of the revision gone back to becomes the
+    /// current one again (written to the merge store, recorded as this run's revision).
+    async fn roll_back(&self, name: &str, earlier: Result<Arc<SecretSet>, Failure>) -> Merged {
+        let failed = |failure: Failure| TargetStatus::Failed {
+            phase: Phase::Merge,
+            failure,
+        };
+        let desired = earlier.map_err(failed)?;
+        let store_writes = self
+            .writer
+            .write_merged(name, &desired, async |scope| {
+                self.read_actual(scope, &desired, None).await
+            })
+            .await
+            .map_err(failed)?;
+        let report = MergeReport {
+            secrets: desired.len(),
+            store_writes,
+        };
         Ok((desired, report))
     }
 

@@ -62,6 +62,10 @@ pub struct RunOptions {
     /// Keep the current values of changed secrets in the report (for `--show-values`);
     /// otherwise they are dropped right after planning.
     pub keep_values: bool,
+    /// For `rollback` (with `merge_phase` off): each selected target's merged result at the
+    /// revision gone back to, or why it has none; a target not here keeps its current merged
+    /// result. These are written to the merge store, then synced like any merged result.
+    pub rollback: Option<BTreeMap<String, Result<Arc<SecretSet>, Failure>>>,
 }
 
 /// A target's merged result and what the merge phase did, or why it has none.
@@ -155,11 +159,19 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Runs both phases and reports; the merge store's run lock, if the run took it, is given
-    /// back at the end.
+    /// Records a revision of the merged results this run changes (`history`).
+    #[must_use]
+    pub fn recording(mut self, recording: crate::history::Recording<'a>) -> Self {
+        self.writer.recording = Some(recording);
+        self
+    }
+
+    /// Runs both phases and reports; the run's revision is recorded and the merge store's run
+    /// lock, if the run took it, given back at the end.
     pub async fn run(&self) -> RunReport {
         let started = Instant::now();
         let mut report = self.run_phases(started).await;
+        report.errors.extend(self.writer.record_revision().await);
         report.errors.extend(self.writer.release().await);
         report
     }

@@ -104,6 +104,7 @@ impl World {
             allow_empty_sources: false,
             adopt: false,
             keep_values: false,
+            rollback: None,
         }
     }
 

@@ -199,7 +199,7 @@ pub struct Summary {
 }
 
 /// Everything a run did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunReport {
     /// The run's id: the `run_id` of its log lines and the `run` of its audit-log lines (empty
     /// when the engine runs outside a command, as in tests).

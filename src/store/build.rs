@@ -97,6 +97,31 @@ impl BuildContext {
         self.resilience.metrics()
     }
 
+    /// The identities the run's credentials belong to, for revision records: the AWS caller's
+    /// ARN when the run used AWS, and each Vault login's token identity. Asked only when a
+    /// revision is recorded; a lookup that fails is left out, never an error.
+    pub async fn used_identities(&self) -> (Option<String>, Option<String>) {
+        let aws = if self.aws.was_used() {
+            self.aws.caller().await.ok().map(|c| c.arn)
+        } else {
+            None
+        };
+        let logins: Vec<Arc<VaultLogin>> = self
+            .logins
+            .lock()
+            .await
+            .values()
+            .filter_map(|l| l.as_ref().ok().cloned())
+            .collect();
+        let mut vault = Vec::new();
+        for login in logins {
+            if let Some(who) = login.who().await {
+                vault.push(who);
+            }
+        }
+        (aws, (!vault.is_empty()).then(|| vault.join("; ")))
+    }
+
     /// The AWS side (credentials, roles, sessions).
     pub fn aws(&self) -> &AwsClients {
         &self.aws

@@ -37,6 +37,9 @@ pub const MANIFEST_FILE: &str = ".secretsync-manifest.json";
 /// Folder of a file merge store holding one empty file per target whose merged result is
 /// complete.
 const COMMITTED_DIR: &str = ".secretsync-committed";
+/// `{root}/.secretsync-history/`: revision records and snapshots (`history`), outside every
+/// target's folder.
+const HISTORY_DIR: &str = ".secretsync-history";
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Manifest {
@@ -650,9 +653,96 @@ impl MergeStore for FileMergeStore {
             )
         })
     }
+
+    async fn history_names(&self) -> Result<Vec<String>, StoreError> {
+        let (root, dir) = (self.root.clone(), self.root.join(HISTORY_DIR));
+        self.history_io("list", dir.clone(), move || {
+            files::check_no_links_below(&root, &dir)?;
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let name = entry?.file_name();
+                if let Some(name) = name.to_str().and_then(|n| n.strip_suffix(".json")) {
+                    names.push(name.to_owned());
+                }
+            }
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn history_read(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let (root, file) = (self.root.clone(), self.history_file(name));
+        let bytes = self
+            .history_io("read", file.clone(), move || {
+                files::check_no_links_below(&root, &file)?;
+                files::read_regular(&file)
+            })
+            .await?;
+        bytes
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    StoreError::new(
+                        ErrorClass::Invalid,
+                        format!("{}: the history record `{name}` is not JSON: {e}", self.describe()),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    async fn history_write(&self, name: &str, record: &serde_json::Value) -> Result<Option<String>, StoreError> {
+        let (root, file) = (self.root.clone(), self.history_file(name));
+        let bytes = serde_json::to_vec(record).unwrap_or_default();
+        self.history_io("write", file.clone(), move || {
+            files::check_no_links_below(&root, &file)?;
+            files::create_private_dirs(files::parent(&file))?;
+            files::write_atomic(&file, &bytes)
+        })
+        .await?;
+        Ok(None)
+    }
+
+    async fn history_remove(&self, name: &str) -> Result<(), StoreError> {
+        let (root, file) = (self.root.clone(), self.history_file(name));
+        self.history_io("remove", file.clone(), move || {
+            files::check_no_links_below(&root, &file)?;
+            match fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
 }
 
 impl FileMergeStore {
+    fn history_file(&self, name: &str) -> PathBuf {
+        self.root.join(HISTORY_DIR).join(format!("{name}.json"))
+    }
+
+    /// Runs blocking history I/O on `path`, naming the store and the file in its error.
+    async fn history_io<T: Send + 'static>(
+        &self,
+        doing: &str,
+        path: PathBuf,
+        work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|err| StoreError::new(ErrorClass::Fatal, format!("file store task failed: {err}")))?
+            .map_err(|e| {
+                StoreError::from_io(
+                    format!("{}: cannot {doing} `{}`: {e}", self.describe(), path.display()),
+                    e,
+                )
+            })
+    }
+
     /// The store holding `target`'s merged result; a link at `{root}/{target}` is refused.
     fn scope(&self, target: &str) -> FileStore {
         let store = FileStore::new(self.root.join(target), format!("{}/{target}", self.display));

@@ -226,6 +226,8 @@ pub struct MemoryMergeStore {
     committed: Mutex<BTreeSet<String>>,
     /// When set, `lock` fails as if another run held the lock.
     held_elsewhere: Mutex<Option<String>>,
+    /// History records by name.
+    history: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 impl MemoryMergeStore {
@@ -294,6 +296,30 @@ impl MergeStore for MemoryMergeStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(target.to_owned());
         Ok(())
+    }
+
+    async fn history_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.history_records().keys().cloned().collect())
+    }
+
+    async fn history_read(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self.history_records().get(name).cloned())
+    }
+
+    async fn history_write(&self, name: &str, record: &serde_json::Value) -> Result<Option<String>, StoreError> {
+        self.history_records().insert(name.to_owned(), record.clone());
+        Ok(None)
+    }
+
+    async fn history_remove(&self, name: &str) -> Result<(), StoreError> {
+        self.history_records().remove(name);
+        Ok(())
+    }
+}
+
+impl MemoryMergeStore {
+    fn history_records(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, serde_json::Value>> {
+        self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -304,6 +304,21 @@ pub trait MergeStore: Send + Sync + fmt::Debug {
     /// Marks `target`'s merged result as complete.
     async fn commit(&self, target: &str) -> Result<(), StoreError>;
 
+    /// The names of the history records kept beside the merged results (`history` names
+    /// them: `00000012`, `00000012@staging`), in any order. A store with no history yet
+    /// returns none.
+    async fn history_names(&self) -> Result<Vec<String>, StoreError>;
+
+    /// One history record (a JSON object); `None` when it is not there.
+    async fn history_read(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Writes a history record (a JSON object, kept as privately as the merged results);
+    /// returns the store's own version of it where the store keeps versions.
+    async fn history_write(&self, name: &str, record: &serde_json::Value) -> Result<Option<String>, StoreError>;
+
+    /// Removes a history record for good (a missing record is fine).
+    async fn history_remove(&self, name: &str) -> Result<(), StoreError>;
+
     /// Takes the run lock before a run writes (stores shared between machines, such as S3):
     /// an error names who holds it. Local stores need none.
     async fn lock(&self) -> Result<(), StoreError> {

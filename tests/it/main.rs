@@ -14,6 +14,7 @@ mod distribution;
 mod docs;
 mod github_action;
 mod graph_render;
+mod history;
 mod migrate;
 mod observability;
 mod quickstart;

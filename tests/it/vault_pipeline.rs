@@ -97,7 +97,11 @@ async fn two_vault_sources_sync_to_file_and_vault_targets_with_inheritance() {
     assert_eq!(meta["data"]["custom_metadata"]["secretsync:target"], "Production");
     assert_eq!(read(format!("{out}/data/production/retired")).await.0, 404);
     let (_, merged) = vault_request(addr, token, "LIST", &format!("{out}/metadata/merged"), None).await;
-    assert_eq!(merged["data"]["keys"], json!(["Production/", "Staging/"]));
+    // One folder per target, and the revisions `history` lists beside them.
+    assert_eq!(
+        merged["data"]["keys"],
+        json!([".secretsync-history/", "Production/", "Staging/"])
+    );
 
     // A second run has nothing to do.
     let again = env.args(&["pipeline", "--exit-code"]).code(0);

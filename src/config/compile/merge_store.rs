@@ -3,7 +3,7 @@
 use super::Compiler;
 use crate::config::checks;
 use crate::config::diagnostics::Mark;
-use crate::config::pipeline::{MergeStoreSpec, VaultLocation};
+use crate::config::pipeline::{DEFAULT_HISTORY_KEEP, MAX_HISTORY_KEEP, MergeStoreSpec, VaultLocation};
 use crate::config::raw::RawMergeStore;
 
 impl Compiler<'_> {
@@ -85,5 +85,26 @@ impl Compiler<'_> {
         }
         let file = raw.file.as_ref()?;
         self.location(file, "merge_store.file").map(MergeStoreSpec::File)
+    }
+
+    /// `merge_store.history.keep`: revisions kept, 0 for none.
+    pub(super) fn history_keep(&mut self, raw: Option<&RawMergeStore>) -> u32 {
+        let Some(keep) = raw.and_then(|m| m.history.as_ref()).and_then(|h| h.keep.as_ref()) else {
+            return DEFAULT_HISTORY_KEEP;
+        };
+        match u32::try_from(keep.value) {
+            Ok(n) if n <= MAX_HISTORY_KEEP => n,
+            _ => {
+                self.error(
+                    keep.mark,
+                    format!(
+                        "`merge_store.history.keep` is {}; at most {MAX_HISTORY_KEEP}",
+                        keep.value
+                    ),
+                )
+                .hint = Some("keep fewer revisions (0 records none)".to_owned());
+                DEFAULT_HISTORY_KEEP
+            }
+        }
     }
 }

@@ -70,6 +70,8 @@ pub(crate) fn compile(
         .as_ref()
         .and_then(|m| m.value.valid().and_then(|v| c.merge_store(v, m.mark)));
 
+    let history_keep = c.history_keep(raw.merge_store.as_ref().and_then(|m| m.value.valid()));
+
     let mut targets = BTreeMap::new();
     let mut target_imports: BTreeMap<String, Vec<Spanned<String>>> = BTreeMap::new();
     for (name, entry) in &raw_targets.0 {
@@ -110,6 +112,7 @@ pub(crate) fn compile(
             aws,
             sources,
             merge_store,
+            history_keep,
             targets,
             dynamic_targets,
             settings,

@@ -392,6 +392,11 @@ impl AwsClients {
             .await
     }
 
+    /// Whether the run has used AWS at all (its SDK configuration was loaded).
+    pub fn was_used(&self) -> bool {
+        self.base.initialized()
+    }
+
     /// Who the run's credentials belong to (`sts:GetCallerIdentity`, once per run).
     pub async fn caller(&self) -> Result<CallerIdentity, StoreError> {
         self.caller

@@ -184,6 +184,15 @@ impl Bucket {
         }
     }
 
+    /// `{prefix}.secretsync/history/{name}.json` (`name` empty: the folder).
+    fn history_key(&self, name: &str) -> String {
+        if name.is_empty() {
+            format!("{}.secretsync/history/", self.prefix)
+        } else {
+            format!("{}.secretsync/history/{name}.json", self.prefix)
+        }
+    }
+
     fn marker(&self, target: &str) -> String {
         format!("{}.secretsync/committed/{target}", self.prefix)
     }
@@ -430,6 +439,74 @@ impl MergeStore for S3MergeStore {
             Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => Ok(()),
             Err(e) => Err(self.bucket.error("write the merge marker", &e)),
         }
+    }
+
+    async fn history_names(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = self.bucket.history_key("");
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let request = self
+                .bucket
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket.name)
+                .prefix(&prefix)
+                .set_continuation_token(token.clone());
+            let page = self
+                .bucket
+                .session
+                .call(SERVICE, "ListObjectsV2", ApiClass::Read, || request.clone().send())
+                .await
+                .map_err(|e| self.bucket.error("list the history", &e))?;
+            names.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key()?.strip_prefix(&prefix)?.strip_suffix(".json").map(str::to_owned)),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(names),
+            }
+        }
+    }
+
+    async fn history_read(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let key = self.bucket.history_key(name);
+        let Some((body, _, _)) = self.bucket.read(&key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&body).map(Some).map_err(|e| {
+            StoreError::new(
+                ErrorClass::Invalid,
+                format!("{} is not a JSON history record: {e}", self.bucket.url(&key)),
+            )
+        })
+    }
+
+    async fn history_write(&self, name: &str, record: &serde_json::Value) -> Result<Option<String>, StoreError> {
+        self.bucket.still_locked()?;
+        let key = self.bucket.history_key(name);
+        let body = serde_json::to_vec(record).unwrap_or_default();
+        match self
+            .bucket
+            .session
+            .call(SERVICE, "PutObject", ApiClass::Write, || {
+                self.bucket.put_request(&key, body.clone(), "json", None).send()
+            })
+            .await
+        {
+            Ok(out) => Ok(out.version_id().map(str::to_owned)),
+            // Records are never rewritten: one already there is this run's own earlier attempt
+            // whose reply was lost.
+            Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => Ok(None),
+            Err(e) => Err(self.bucket.error(&format!("write the history record `{name}`"), &e)),
+        }
+    }
+
+    async fn history_remove(&self, name: &str) -> Result<(), StoreError> {
+        self.bucket.still_locked()?;
+        self.bucket.remove(&self.bucket.history_key(name)).await
     }
 
     async fn lock(&self) -> Result<(), StoreError> {

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::connection::VaultError;
+use super::walk::Folder;
 use super::{Limits, MERGED_MARKER, Role, VaultConnection, VaultStore};
-use crate::store::{MergeStore, StoreError, WritableStore};
+use crate::model::{SecretPath, SecretValue};
+use crate::store::{ErrorClass, MergeStore, StoreError, WritableStore};
 
 /// A Vault merge store: `{mount}/{prefix}{target}/…`.
 #[derive(Debug)]
@@ -79,7 +81,7 @@ impl MergeStore for VaultMergeStore {
     async fn begin(&self, target: &str) -> Result<(), StoreError> {
         let scope = self.scope(target);
         scope
-            .remove_marker()
+            .remove_for_good(MERGED_MARKER)
             .await
             .map_err(|e| scope.error(&e, "remove the merge marker of", None))
     }
@@ -90,14 +92,60 @@ impl MergeStore for VaultMergeStore {
         scope
             .write_raw(MERGED_MARKER, &marker)
             .await
+            .map(|_| ())
             .map_err(|e| scope.error(&e, "write the merge marker of", None))
+    }
+
+    async fn history_names(&self) -> Result<Vec<String>, StoreError> {
+        let scope = self.scope(HISTORY_FOLDER);
+        match scope.list_folder(scope.full("")).await {
+            Ok((_, Folder::Keys(keys))) => Ok(keys.into_iter().filter(|k| !k.ends_with('/')).collect()),
+            Ok((_, Folder::Missing)) => Ok(Vec::new()),
+            Err(e) => Err(scope.error(&e, "list the history in", None)),
+        }
+    }
+
+    async fn history_read(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let scope = self.scope(HISTORY_FOLDER);
+        let path = SecretPath::parse(name).map_err(|e| {
+            StoreError::new(
+                ErrorClass::Invalid,
+                format!("`{name}` is not a history record name: {e}"),
+            )
+        })?;
+        Ok(scope.read(&path).await?.and_then(|value| match value {
+            SecretValue::Json(map) => Some(serde_json::Value::Object(map)),
+            _ => None,
+        }))
+    }
+
+    async fn history_write(&self, name: &str, record: &serde_json::Value) -> Result<Option<String>, StoreError> {
+        let scope = self.scope(HISTORY_FOLDER);
+        scope
+            .write_raw(name, record)
+            .await
+            .map(|version| version.map(|v| v.to_string()))
+            .map_err(|e| scope.error(&e, &format!("write the history record `{name}` in"), None))
+    }
+
+    async fn history_remove(&self, name: &str) -> Result<(), StoreError> {
+        let scope = self.scope(HISTORY_FOLDER);
+        scope
+            .remove_for_good(name)
+            .await
+            .map_err(|e| scope.error(&e, &format!("remove the history record `{name}` from"), None))
     }
 }
 
+/// The folder beside the targets' folders that holds revision records and snapshots (target
+/// names start with a letter or digit, so no target's folder is this one).
+const HISTORY_FOLDER: &str = ".secretsync-history";
+
 impl VaultStore {
-    /// Removes the merge marker for good (KV v2: every version, so `exists` sees it gone).
-    pub(super) async fn remove_marker(&self) -> Result<(), VaultError> {
-        let full = &self.full(MERGED_MARKER);
+    /// Removes a bookkeeping secret (the merge marker, a history record) for good — KV v2:
+    /// every version, so `exists` sees it gone.
+    pub(super) async fn remove_for_good(&self, rel: &str) -> Result<(), VaultError> {
+        let full = &self.full(rel);
         let what = self.api_path(full, if self.kv_version == 2 { "metadata" } else { "data" });
         let (mount, v2) = (self.mount.as_str(), self.kv_version == 2);
         let result = self

@@ -152,21 +152,24 @@ impl VaultStore {
         e
     }
 
-    /// Writes without check-and-set (manifest and markers).
-    async fn write_raw(&self, rel: &str, data: &Value) -> Result<(), VaultError> {
+    /// Writes without check-and-set (manifest, markers, history records); returns the KV v2
+    /// version written (`None` on KV v1).
+    async fn write_raw(&self, rel: &str, data: &Value) -> Result<Option<u64>, VaultError> {
         let full = &self.full(rel);
         let what = self.api_path(full, "data");
         let (mount, v2) = (self.mount.as_str(), self.kv_version == 2);
         self.conn
             .call(&what, "update", |c| async move {
                 if v2 {
-                    vaultrs::kv2::set(&*c, mount, full, &data).await.map(|_| ())
+                    vaultrs::kv2::set(&*c, mount, full, &data)
+                        .await
+                        .map(|m| Some(m.version))
                 } else {
                     let map: HashMap<&str, &Value> = data
                         .as_object()
                         .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
                         .unwrap_or_default();
-                    vaultrs::kv1::set(&*c, mount, full, &map).await
+                    vaultrs::kv1::set(&*c, mount, full, &map).await.map(|()| None)
                 }
             })
             .await
@@ -447,6 +450,7 @@ impl WritableStore for VaultStore {
         self.claim(owner, std::slice::from_ref(path)).await?;
         self.write_raw(path.as_str(), data)
             .await
+            .map(|_| ())
             .map_err(|e| self.error(&e, "write", Some(path)))
     }
 

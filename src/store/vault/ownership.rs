@@ -86,6 +86,7 @@ impl VaultStore {
         let data = serde_json::json!({ "managed": managed });
         self.write_raw(MANIFEST, &data)
             .await
+            .map(|_| ())
             .map_err(|e| self.error(&e, "write the ownership manifest", None))
     }
 

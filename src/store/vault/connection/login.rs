@@ -159,6 +159,30 @@ impl VaultLogin {
     }
 
     /// Looks the token up (is it alive, which policies does it carry), where it was issued.
+    /// Who the token belongs to, for revision records: `token-display (entity ID, role R)`
+    /// from a token lookup (never the token or its accessor); `None` when the lookup fails.
+    pub(crate) async fn who(&self) -> Option<String> {
+        let client = self.client_for(self.namespace.as_deref(), &self.token()).ok()?;
+        let me = vaultrs::token::lookup_self(&client).await.ok()?;
+        let mut about = Vec::new();
+        if !me.entity_id.is_empty() {
+            about.push(format!("entity {}", me.entity_id));
+        }
+        if let Some(role) = me.role.filter(|r| !r.is_empty()) {
+            about.push(format!("role {role}"));
+        }
+        let name = if me.display_name.is_empty() {
+            me.path
+        } else {
+            me.display_name
+        };
+        Some(if about.is_empty() {
+            name
+        } else {
+            format!("{name} ({})", about.join(", "))
+        })
+    }
+
     pub(super) async fn check_token(&self) -> Result<(), LoginFailure> {
         let client = self
             .client_for(self.namespace.as_deref(), &self.token())

@@ -1,0 +1,290 @@
+//! Revisions, `history`, `diff` and `rollback` end to end: a bad push undone on moto (S3 merge
+//! store, Secrets Manager target) and on the real Vault server (KV v2 merge store and target),
+//! with the source unavailable during the rollback; retention at its boundary on a folder
+//! merge store.
+
+use serde_json::{Value, json};
+use testbed::support::{Services, vault_request};
+
+use crate::support::Test;
+use crate::support::aws::string_value;
+use crate::support::scenario::{Scenario, canary};
+use crate::support::vault::Kv;
+
+/// The changes of a `--report` JSON file: `(target, secret, action)`, sorted.
+fn changes(report: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for target in report["targets"].as_array().into_iter().flatten() {
+        for change in target["changes"].as_array().into_iter().flatten() {
+            out.push((
+                target["name"].as_str().unwrap_or_default().to_owned(),
+                change["path"].as_str().unwrap_or_default().to_owned(),
+                change["action"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn triple(target: &str, secret: &str, action: &str) -> (String, String, String) {
+    (target.to_owned(), secret.to_owned(), action.to_owned())
+}
+
+/// Asserts the steps every scenario shares after runs A and B: `history` lists both with who
+/// ran them, `diff 1 2` is exactly B's change, and `rollback --to 1 --dry-run` plans exactly
+/// its inverse (`restore_action`: how the removed secret comes back).
+fn assert_history_diff_and_dry_rollback(test: &Test, target: &str, who: &str, restore_action: &str) {
+    let history = test.args(&["history"]).code(0);
+    let listed = &history.stdout;
+    let (two, one) = (
+        listed.find("revision 2 ").expect("revision 2 listed"),
+        listed.find("revision 1 ").expect("revision 1 listed"),
+    );
+    assert!(two < one, "newest first:\n{listed}");
+    assert!(listed.contains("by tester ("), "the OS user:\n{listed}");
+    assert!(listed.contains(who), "the service identity `{who}`:\n{listed}");
+    assert!(
+        listed.contains(&format!(
+            "  {target}: 0 created, 1 updated, 1 deleted (1 secrets)\n    ~ db\n    - api\n"
+        )),
+        "{listed}"
+    );
+    let json: Value = serde_json::from_str(&test.args(&["history", "-o", "json"]).code(0).stdout).unwrap();
+    let revisions = json["revisions"].as_array().unwrap();
+    assert_eq!(revisions.len(), 2);
+    assert_eq!(revisions[0]["targets"][target]["deleted"], json!(["api"]));
+    assert_eq!(revisions[1]["targets"][target]["created"], json!(["api", "db"]));
+    assert_eq!(revisions[0]["identity"]["os_user"], "tester");
+
+    let diff = test.args(&["diff", "1", "2", "-o", "json"]).code(0);
+    assert_eq!(
+        changes(&serde_json::from_str(&diff.stdout).unwrap()),
+        [triple(target, "api", "delete"), triple(target, "db", "update")],
+        "the diff is exactly run B's change"
+    );
+    let human = test.args(&["diff", "1", "2"]).code(0);
+    assert!(
+        human.stdout.contains("  - api\n  ~ db\n      keys: ~password"),
+        "{}",
+        human.stdout
+    );
+
+    test.args(&["rollback", "--to", "1", "--dry-run", "--report", "plan.json"])
+        .code(0);
+    assert_eq!(
+        changes(&test.read_json("plan.json")),
+        [triple(target, "api", restore_action), triple(target, "db", "update")],
+        "the rollback plans exactly the inverse"
+    );
+    let after_dry = test.args(&["history", "-o", "json"]).code(0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&after_dry.stdout).unwrap()["revisions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "a dry run records no revision"
+    );
+}
+
+/// After the rollback: a rollback revision on top, nothing left to do, no value anywhere.
+fn assert_rolled_back(test: &Test, target: &str) {
+    let again = test.args(&["rollback", "--to", "1", "--exit-code"]).code(0);
+    assert!(
+        again.stdout.contains("0 created, 0 updated, 0 deleted"),
+        "{}",
+        again.stdout
+    );
+    test.args(&["pipeline", "--sync-only", "--exit-code"]).code(0);
+    let history = test.args(&["history"]).code(0).stdout;
+    assert!(history.starts_with("revision 3 "), "{history}");
+    assert!(history.lines().next().unwrap().contains("rollback to 1"), "{history}");
+    assert!(
+        history.contains(&format!("  {target}: 1 created, 1 updated, 0 deleted (2 secrets)")),
+        "{history}"
+    );
+    for out in [history, test.args(&["diff", "1", "3", "--show-values"]).code(0).stdout] {
+        assert!(
+            !out.contains("CANARY-"),
+            "no value in history or a value-free diff:\n{out}"
+        );
+    }
+    let same = test.args(&["diff", "1", "3", "-o", "json"]).code(0);
+    assert_eq!(
+        changes(&serde_json::from_str(&same.stdout).unwrap()),
+        [],
+        "revision 3 holds revision 1's merged result"
+    );
+}
+
+/// Moto: S3 merge store, Secrets Manager target with deletes on. Run A, run B (a value changed,
+/// a secret removed), then back to A with the source folder gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_push_is_rolled_back_on_moto_while_the_source_is_down() {
+    let sc = Scenario::new().await;
+    sc.write("src/db.json", json!({ "password": canary(1) }).to_string());
+    sc.write("src/api.json", json!({ "key": canary(2) }).to_string());
+    sc.with_s3_merge_store("sync: { delete_orphans: true }").await;
+    let run = |args: &[&str]| sc.args(args).var("USER", "tester").code(0);
+    run(&["pipeline"]);
+    sc.write("src/db.json", json!({ "password": canary(3) }).to_string());
+    sc.remove("src/api.json");
+    run(&["pipeline"]);
+    let sm = sc.sm().await;
+    assert_eq!(string_value(&sm, "db").await, json!({ "password": canary(3) }));
+
+    let who = format!("aws arn:aws:sts::{}:", sc.caller.account_id);
+    assert_history_diff_and_dry_rollback(&sc, "App", &who, "restore");
+
+    // The source goes away: a rollback reads no source.
+    std::fs::rename(sc.path().join("src"), sc.path().join("src-gone")).unwrap();
+    let rolled = run(&["rollback", "--to", "1"]);
+    assert!(rolled.stdout.contains("↺ api"), "{}", rolled.stdout);
+    assert_eq!(string_value(&sm, "db").await, json!({ "password": canary(1) }));
+    assert_eq!(string_value(&sm, "api").await, json!({ "key": canary(2) }));
+    assert_rolled_back(&sc, "App");
+    // A full run needs the source, which is down: it fails and writes nothing.
+    let down = sc.args(&["pipeline"]).code(2);
+    assert!(down.stdout.contains("cannot read source `files`"), "{}", down.stdout);
+}
+
+/// The real Vault server: KV v2 merge store and target, a Vault source whose mount is removed
+/// before the rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_push_is_rolled_back_on_vault_while_the_source_mount_is_gone() {
+    let s = Services::get();
+    let (addr, token) = (s.vault_addr.as_str(), s.vault_token.as_str());
+    let (source, out) = (s.vault_mount(2).await, s.vault_mount(2).await);
+    let kv = Kv::shared(&s, &source, 2);
+    kv.seed("db", &json!({ "password": canary(1) })).await;
+    kv.seed("api", &json!({ "key": canary(2) })).await;
+    let test = Test::new().vault_token(token).pipeline(format!(
+        "vault: {{ address: {addr} }}\n\
+         sources: {{ base: {{ vault: {{ mount: {source} }} }} }}\n\
+         merge_store: {{ vault: {{ mount: {out}, prefix: merged }} }}\n\
+         targets: {{ App: {{ imports: [base], vault: {{ mount: {out}, path: app }} }} }}\n\
+         pipeline: {{ sync: {{ delete_orphans: true }} }}\n"
+    ));
+    let run = |args: &[&str]| test.args(args).var("USER", "tester").code(0);
+    run(&["pipeline"]);
+    kv.seed("db", &json!({ "password": canary(3) })).await;
+    let (status, _) = vault_request(addr, token, "DELETE", &format!("{source}/metadata/api"), None).await;
+    assert_eq!(status, 204);
+    run(&["pipeline"]);
+    let read = |path: String| async move { vault_request(addr, token, "GET", &path, None).await };
+    assert_eq!(read(format!("{out}/data/app/api")).await.0, 404, "run B removed it");
+
+    assert_history_diff_and_dry_rollback(&test, "App", "vault token", "restore");
+
+    let (status, _) = vault_request(addr, token, "DELETE", &format!("sys/mounts/{source}"), None).await;
+    assert_eq!(status, 204, "the source mount is gone");
+    let rolled = run(&["rollback", "--to", "1"]);
+    assert!(rolled.stdout.contains("↺ api"), "{}", rolled.stdout);
+    assert_eq!(
+        read(format!("{out}/data/app/db")).await.1["data"]["data"],
+        json!({ "password": canary(1) })
+    );
+    assert_eq!(
+        read(format!("{out}/data/app/api")).await.1["data"]["data"],
+        json!({ "key": canary(2) })
+    );
+    assert_rolled_back(&test, "App");
+}
+
+/// `keep: 2`: the third revision prunes the first, but a target that has not changed since
+/// then keeps its snapshot (its current state), and rollback names what is gone.
+#[test]
+fn retention_prunes_old_revisions_but_never_a_targets_current_state() {
+    let test = Test::new()
+        .file("src/a/v.json", r#"{"n": 1}"#)
+        .file("src/b/v.json", r#"{"n": 1}"#)
+        .pipeline(
+            "sources: { a: { file: { path: ./src/a } }, b: { file: { path: ./src/b } } }\n\
+             merge_store: { file: { path: ./merged }, history: { keep: 2 } }\n\
+             targets:\n\
+             \x20 A: { imports: [a], file: { path: ./out/a } }\n\
+             \x20 B: { imports: [b], file: { path: ./out/b } }\n",
+        );
+    let records = || {
+        let mut names: Vec<String> = std::fs::read_dir(test.path().join("merged/.secretsync-history"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    test.args(&["pipeline"]).code(0);
+    test.write("src/a/v.json", r#"{"n": 2}"#);
+    test.args(&["pipeline"]).code(0);
+    // Exactly `keep` revisions: nothing pruned yet.
+    assert_eq!(
+        records(),
+        [
+            "00000001.json",
+            "00000001@A.json",
+            "00000001@B.json",
+            "00000002.json",
+            "00000002@A.json"
+        ]
+    );
+    test.write("src/a/v.json", r#"{"n": 3}"#);
+    test.args(&["pipeline"]).code(0);
+    // One over: revision 1 and A's first snapshot go; B's only snapshot is its current state.
+    assert_eq!(
+        records(),
+        [
+            "00000001@B.json",
+            "00000002.json",
+            "00000002@A.json",
+            "00000003.json",
+            "00000003@A.json"
+        ]
+    );
+    test.assert_private_file("merged/.secretsync-history/00000003@A.json");
+    let gone = test.args(&["rollback", "--to", "1"]).code(2);
+    assert!(
+        gone.stderr.contains("no revision `1` in the history"),
+        "{}",
+        gone.stderr
+    );
+    assert!(gone.stderr.contains("hint: newest revisions: 3, 2;"), "{}", gone.stderr);
+    // Revision 2 is still whole: A goes back to n=2, B (unchanged since 1) stays.
+    test.args(&["rollback", "--to", "2"]).code(0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&test.read("out/a/v.json")).unwrap()["n"],
+        2
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&test.read("out/b/v.json")).unwrap()["n"],
+        1
+    );
+}
+
+/// `history` and `diff` explain what is missing instead of failing obscurely.
+#[test]
+fn history_commands_explain_a_pipeline_without_revisions() {
+    let none = Test::new().file("src/v", "x").pipeline(
+        "sources: { s: { file: { path: ./src } } }\ntargets: { T: { imports: [s], file: { path: ./out } } }\n",
+    );
+    let out = none.args(&["history"]).code(2);
+    assert!(
+        out.stderr.contains("the pipeline has no `merge_store`, so no history"),
+        "{}",
+        out.stderr
+    );
+    let empty = Test::new()
+        .file("src/v", "x")
+        .pipeline("sources: { s: { file: { path: ./src } } }\nmerge_store: { file: { path: ./m } }\ntargets: { T: { imports: [s], file: { path: ./out } } }\n");
+    let out = empty.args(&["history"]).code(0);
+    assert!(out.stdout.contains("no revisions yet"), "{}", out.stdout);
+    let out = empty.args(&["diff", "1", "2"]).code(2);
+    assert!(out.stderr.contains("no revision `1` in the history"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the merge store has no revisions yet"),
+        "{}",
+        out.stderr
+    );
+    let out = empty.args(&["rollback", "--to", "previous", "--merge-only"]).code(2);
+    assert!(out.stderr.contains("cannot take `--merge-only`"), "{}", out.stderr);
+}
