@@ -201,10 +201,10 @@ impl Store for Synthetic {
 
 #[async_trait]
 impl WritableStore for Synthetic {
-    async fn put(&self, _: &SecretPath, _: &SecretValue, _: &str) -> Result<(), StoreError> {
+    async fn put(&self, _: &SecretPath, _: &SecretValue, _: &str) -> Result<secretsync::store::Receipt, StoreError> {
         unreachable!("the benchmark is a dry run")
     }
-    async fn delete(&self, _: &SecretPath, _: &str) -> Result<(), StoreError> {
+    async fn delete(&self, _: &SecretPath, _: &str) -> Result<secretsync::store::Receipt, StoreError> {
         unreachable!("the benchmark is a dry run")
     }
 }

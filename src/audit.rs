@@ -21,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::plan::ApplyResult;
 use crate::report::RunReport;
+use crate::store::Receipt;
 
 /// `prev` of a file's first line.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -53,6 +54,23 @@ pub enum Event {
         /// The failure's class, for a failed write.
         #[serde(skip_serializing_if = "Option::is_none")]
         error_class: Option<String>,
+        /// The calls an applied write made, with the provider's request ids (tag and KMS
+        /// changes of a Secrets Manager secret are calls of their own), and the version it left
+        /// current.
+        #[serde(default, flatten)]
+        receipt: Receipt,
+    },
+    /// The run took the merge store's run lock (stores shared between machines: S3).
+    LockTaken {
+        /// The merge store.
+        merge_store: String,
+    },
+    /// The run gave its lock back (or could not: `released` false — the lock then expires).
+    LockReleased {
+        /// The merge store.
+        merge_store: String,
+        /// Whether the release succeeded.
+        released: bool,
     },
     /// Writes of merged results to the merge store, per target.
     MergeStoreWrites {
@@ -63,7 +81,7 @@ pub enum Event {
     },
     /// The run's writes are all recorded.
     RunFinished {
-        /// `write` and `merge_store_writes` lines of this run.
+        /// The run's lines between `run_started` and this one.
         lines: u64,
         /// The run's outcome (`changes`, `no_changes`, `failed`, `interrupted`).
         outcome: String,
@@ -101,6 +119,11 @@ pub fn events_of(report: &RunReport, identity: Identity, config: &str) -> Vec<Ev
         identity,
         config: config.to_owned(),
     }];
+    if let Some(lock) = &report.run_lock {
+        events.push(Event::LockTaken {
+            merge_store: lock.store.clone(),
+        });
+    }
     for target in &report.targets {
         if let Some(merge) = target.merge.as_ref().filter(|m| m.store_writes > 0) {
             events.push(Event::MergeStoreWrites {
@@ -121,8 +144,15 @@ pub fn events_of(report: &RunReport, identity: Identity, config: &str) -> Vec<Ev
                 action: change.action.name().to_owned(),
                 result: result.to_owned(),
                 error_class,
+                receipt: change.receipt.as_deref().cloned().unwrap_or_default(),
             });
         }
+    }
+    if let Some(lock) = &report.run_lock {
+        events.push(Event::LockReleased {
+            merge_store: lock.store.clone(),
+            released: lock.released,
+        });
     }
     let lines = events.len() as u64 - 1;
     events.push(Event::RunFinished {
@@ -241,7 +271,10 @@ pub fn verify_text(text: &str) -> Result<Verified, AuditError> {
                 open_run = Some((line.run.clone(), 0));
                 runs += 1;
             }
-            Event::Write { .. } | Event::MergeStoreWrites { .. } => match &mut open_run {
+            Event::Write { .. }
+            | Event::MergeStoreWrites { .. }
+            | Event::LockTaken { .. }
+            | Event::LockReleased { .. } => match &mut open_run {
                 Some((run, n)) if *run == line.run => *n += 1,
                 _ => {
                     return Err(AuditError::Broken {
@@ -335,6 +368,7 @@ mod tests {
             action: "create".to_owned(),
             result: "applied".to_owned(),
             error_class: None,
+            receipt: Receipt::of("PutSecretValue", Some("req-1")).with_version(Some("v1".to_owned())),
         }
     }
 

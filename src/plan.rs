@@ -188,6 +188,9 @@ pub struct Change {
     pub actual: Option<Arc<SecretValue>>,
     /// Set by `engine::apply`.
     pub result: Option<ApplyResult>,
+    /// What the provider said about an applied write (request ids, version), for the audit
+    /// log; boxed, since most changes of a large plan never get one.
+    pub receipt: Option<Box<crate::store::Receipt>>,
 }
 
 /// Which top-level keys a change adds, removes or changes (names only), borrowed from the
@@ -280,6 +283,7 @@ impl Change {
             desired: None,
             actual: None,
             result: None,
+            receipt: None,
         }
     }
 }

@@ -254,7 +254,7 @@ async fn execute(
     }
     // A dry run writes nothing, so it adds nothing to the audit log.
     if let (Some(path), false) = (&args.audit_log, report.dry_run) {
-        let events = crate::audit::events_of(&report, crate::audit::Identity::from_env(), &config);
+        let events = crate::audit::events_of(&report, identify.identify().await, &config);
         crate::audit::append(path, &report.run_id, events)?;
     }
     if output == OutputFormat::Github {

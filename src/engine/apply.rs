@@ -25,8 +25,8 @@ use crate::failure::{ErrorClass, Failure};
 use crate::history::{self, RecordName, Recording, Revision, TargetChange};
 use crate::model::{SecretPath, SecretSet, SecretValue};
 use crate::plan::{Action, ApplyResult, PlanOptions, TargetPlan, Withheld, plan};
-use crate::report::{Event, Phase, TargetStatus, WithheldDeletes};
-use crate::store::{Listing, MergeStore, ReadOnly, Store, StoreError, WritableStore};
+use crate::report::{Event, Phase, RunLock, TargetStatus, WithheldDeletes};
+use crate::store::{Listing, MergeStore, ReadOnly, Receipt, Store, StoreError, WritableStore};
 
 /// A listing and the current values of the desired secrets in it.
 pub(crate) type Actual = (Listing, BTreeMap<SecretPath, Arc<SecretValue>>);
@@ -85,16 +85,21 @@ impl<'a> Writer<'a> {
             .clone()
     }
 
-    /// Gives the run lock back at the end of the run, if this run took it.
-    pub(crate) async fn release(&self) -> Option<Failure> {
+    /// Gives the run lock back at the end of the run, if this run took it: the lock (for the
+    /// audit log, stores with a real lock only) and why it could not be released.
+    pub(crate) async fn release(&self) -> (Option<RunLock>, Option<Failure>) {
         let (Some(merge), Some(Ok(()))) = (self.merge, self.lock.get()) else {
-            return None;
+            return (None, None);
         };
-        let err = merge.unlock().await.err()?;
-        Some(
+        let failed = merge.unlock().await.err().map(|err| {
             err.failure()
-                .context("the merge store's run lock could not be released"),
-        )
+                .context("the merge store's run lock could not be released")
+        });
+        let lock = merge.has_run_lock().then(|| RunLock {
+            store: merge.describe(),
+            released: failed.is_none(),
+        });
+        (lock, failed)
     }
 
     /// Persists `name`'s merged result (nothing in a dry run, or without a merge store). `read`
@@ -431,9 +436,10 @@ pub(crate) async fn execute(
     for group in [puts, deletes] {
         let changes = &plan.changes;
         let prepared = &prepared;
-        let results: Vec<(usize, ApplyResult)> = stream::iter(group)
+        let results: Vec<(usize, ApplyResult, Option<Box<Receipt>>)> = stream::iter(group)
             .map(|i| async move {
                 let change = &changes[i];
+                let mut receipt = None;
                 let result = if let Some(withheld) = change.withheld {
                     ApplyResult::NotAttempted(format!("withheld: {}", withheld.reason()))
                 } else if cancel.is_cancelled() {
@@ -445,26 +451,32 @@ pub(crate) async fn execute(
                     let outcome = match change.action {
                         Action::Delete => store.delete(&change.path, owner).await,
                         Action::Restore => match store.restore(&change.path).await {
-                            Ok(()) if change.write_value => put(store, change, owner).await,
+                            Ok(restored) if change.write_value => {
+                                put(store, change, owner).await.map(|written| restored.then(written))
+                            }
                             other => other,
                         },
                         _ => put(store, change, owner).await,
                     };
                     on_write();
                     match outcome {
-                        Ok(()) => ApplyResult::Applied,
+                        Ok(written) => {
+                            receipt = (written != Receipt::default()).then(|| Box::new(written));
+                            ApplyResult::Applied
+                        }
                         Err(err) => {
                             tracing::warn!(path = %change.path, class = %err.class, "write failed: {err}");
                             ApplyResult::Failed(err.failure())
                         }
                     }
                 };
-                (i, result)
+                (i, result, receipt)
             })
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        for (i, result) in results {
+        for (i, result, receipt) in results {
+            plan.changes[i].receipt = receipt;
             match &result {
                 ApplyResult::Applied => applied.ok += 1,
                 ApplyResult::Failed(_) => applied.failed += 1,
@@ -493,13 +505,9 @@ pub(crate) async fn execute(
     applied
 }
 
-async fn put(
-    store: &dyn WritableStore,
-    change: &crate::plan::Change,
-    owner: &str,
-) -> Result<(), crate::store::StoreError> {
+async fn put(store: &dyn WritableStore, change: &crate::plan::Change, owner: &str) -> Result<Receipt, StoreError> {
     match &change.desired {
         Some(value) => store.put(&change.path, value, owner).await,
-        None => Ok(()),
+        None => Ok(Receipt::default()),
     }
 }

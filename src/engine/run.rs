@@ -172,7 +172,9 @@ impl<'a> Engine<'a> {
         let started = Instant::now();
         let mut report = self.run_phases(started).await;
         report.errors.extend(self.writer.record_revision().await);
-        report.errors.extend(self.writer.release().await);
+        let (lock, failed) = self.writer.release().await;
+        report.run_lock = lock;
+        report.errors.extend(failed);
         report
     }
 
@@ -267,6 +269,7 @@ impl<'a> Engine<'a> {
                 warnings
             },
             duration: started.elapsed(),
+            run_lock: None,
             api_calls: BTreeMap::new(),
         }
     }

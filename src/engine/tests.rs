@@ -649,7 +649,12 @@ impl Store for ConcurrentTarget {
 
 #[async_trait::async_trait]
 impl WritableStore for ConcurrentTarget {
-    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), crate::store::StoreError> {
+    async fn put(
+        &self,
+        path: &SecretPath,
+        value: &SecretValue,
+        owner: &str,
+    ) -> Result<crate::store::Receipt, crate::store::StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
         self.most.fetch_max(now, SeqCst);
@@ -660,7 +665,7 @@ impl WritableStore for ConcurrentTarget {
         self.in_flight.fetch_sub(1, SeqCst);
         result
     }
-    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), crate::store::StoreError> {
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<crate::store::Receipt, crate::store::StoreError> {
         if self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
             self.delete_during_puts.store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -770,10 +775,15 @@ impl Store for CountsListings {
 
 #[async_trait::async_trait]
 impl WritableStore for CountsListings {
-    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), crate::store::StoreError> {
+    async fn put(
+        &self,
+        path: &SecretPath,
+        value: &SecretValue,
+        owner: &str,
+    ) -> Result<crate::store::Receipt, crate::store::StoreError> {
         self.inner.put(path, value, owner).await
     }
-    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), crate::store::StoreError> {
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<crate::store::Receipt, crate::store::StoreError> {
         self.inner.delete(path, owner).await
     }
 }

@@ -59,12 +59,18 @@ pub fn render(report: &RunReport) -> String {
             title = format!("{title} ({class})");
         }
         let hint = problem.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default();
+        let run = if report.run_id.is_empty() {
+            String::new()
+        } else {
+            format!(" [run {}]", report.run_id)
+        };
         let _ = writeln!(
             out,
-            "::error title={}::{}{}",
+            "::error title={}::{}{}{}",
             escape_property(&title),
             escape_data(&problem.message),
-            escape_data(&hint)
+            escape_data(&hint),
+            escape_data(&run)
         );
     }
     for warning in &report.warnings {

@@ -279,4 +279,14 @@ fn render_summary(out: &mut String, report: &RunReport, style: Styler) {
     } else if report.dry_run {
         let _ = writeln!(out, "{}", style.dimmed("Dry run: nothing was written."));
     }
+    if report.has_problems() && !report.run_id.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.dimmed(&format!(
+                "Run id {}: its log lines, JSON report and audit-log lines carry it.",
+                report.run_id
+            ))
+        );
+    }
 }

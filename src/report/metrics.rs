@@ -74,6 +74,7 @@ mod tests {
                 errors: Vec::new(),
                 warnings: Vec::new(),
                 duration: Duration::from_millis(9),
+                run_lock: None,
                 api_calls: std::collections::BTreeMap::new(),
             },
             &m,

@@ -14,5 +14,6 @@ mod run_report;
 
 pub use events::{Event, EventSink, NoEvents, Phase};
 pub use run_report::{
-    GuardedDeletes, MergeReport, Outcome, Problem, RunReport, Summary, TargetReport, TargetStatus, WithheldDeletes,
+    GuardedDeletes, MergeReport, Outcome, Problem, RunLock, RunReport, Summary, TargetReport, TargetStatus,
+    WithheldDeletes,
 };

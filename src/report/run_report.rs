@@ -198,6 +198,15 @@ pub struct Summary {
     pub failed_writes: u64,
 }
 
+/// A run lock a run took (for the audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLock {
+    /// The merge store it locked.
+    pub store: String,
+    /// Whether the run gave it back.
+    pub released: bool,
+}
+
 /// Everything a run did.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
@@ -224,6 +233,8 @@ pub struct RunReport {
     pub warnings: Vec<String>,
     /// Total time.
     pub duration: Duration,
+    /// The merge store's run lock, when this run took one.
+    pub run_lock: Option<RunLock>,
     /// API call attempts by service, then operation (filled in from the run's metrics).
     pub api_calls: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }

@@ -28,7 +28,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, Store, StoreError, WritableStore};
+use super::{
+    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, Receipt, Store, StoreError, WritableStore,
+};
 use crate::files::{self, TMP_PREFIX};
 use crate::model::{SecretPath, SecretSet, SecretValue};
 
@@ -558,14 +560,16 @@ impl WritableStore for FileStore {
     /// it; without one, `put` does), kept in memory and written back with every claim; the
     /// secret's current file is looked up in the folder itself. The crash-consistency steps are
     /// in `Inner::put`.
-    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<Receipt, StoreError> {
         let (path, value, owner) = (path.clone(), value.clone(), owner.to_owned());
-        self.blocking(move |inner| inner.put(&path, &value, &owner)).await
+        self.blocking(move |inner| inner.put(&path, &value, &owner)).await?;
+        Ok(Receipt::default())
     }
 
-    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<Receipt, StoreError> {
         let (path, owner) = (path.clone(), owner.to_owned());
-        self.blocking(move |inner| inner.delete(&path, &owner)).await
+        self.blocking(move |inner| inner.delete(&path, &owner)).await?;
+        Ok(Receipt::default())
     }
 
     async fn prepare(&self, owner: &str, paths: &[SecretPath]) -> Result<(), StoreError> {

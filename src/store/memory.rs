@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, Owner, Store, StoreError, WritableStore,
+    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, MergeStore, Owner, Receipt, Store, StoreError, WritableStore,
 };
 use crate::model::{SecretPath, SecretValue};
 
@@ -169,7 +169,8 @@ impl Store for MemoryStore {
 #[async_trait]
 impl WritableStore for MemoryStore {
     /// Relies on nothing from a preceding `list`: the map is the state.
-    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
+    /// The receipt's version counts the store's writes (a stand-in for a provider's version).
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<Receipt, StoreError> {
         self.check(FailOn::Write)?;
         let mut state = self.state();
         let owner = Owner::Target(state.owner(owner));
@@ -177,18 +178,18 @@ impl WritableStore for MemoryStore {
             .secrets
             .insert(path.clone(), (Arc::new(value.clone()), owner, false));
         state.writes += 1;
-        Ok(())
+        Ok(Receipt::default().with_version(Some(state.writes.to_string())))
     }
 
-    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<Receipt, StoreError> {
         self.check(FailOn::Write)?;
         let mut state = self.state();
         match state.secrets.get(path) {
-            None => Ok(()),
+            None => Ok(Receipt::default()),
             Some((_, Owner::Target(t), _)) if &**t == owner => {
                 state.secrets.remove(path);
                 state.writes += 1;
-                Ok(())
+                Ok(Receipt::default())
             }
             Some(_) => Err(StoreError::new(
                 ErrorClass::Conflict,
@@ -201,14 +202,14 @@ impl WritableStore for MemoryStore {
         }
     }
 
-    async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
+    async fn restore(&self, path: &SecretPath) -> Result<Receipt, StoreError> {
         self.check(FailOn::Write)?;
         let mut state = self.state();
         match state.secrets.get_mut(path) {
             Some(entry) => {
                 entry.2 = false;
                 state.writes += 1;
-                Ok(())
+                Ok(Receipt::default())
             }
             None => Err(StoreError::new(
                 ErrorClass::NotFound,

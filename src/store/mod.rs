@@ -218,15 +218,72 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
 }
 
+/// What a write did, as the provider tells it: the calls that changed something, with their
+/// request ids (to find them in `CloudTrail` or a Vault audit device), and the version the write
+/// left current. Never a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Receipt {
+    /// The calls that changed something, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<ProviderCall>,
+    /// The version now current (Secrets Manager `VersionId`, KV v2 version, S3 `VersionId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One call of a write.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProviderCall {
+    /// The API operation (`PutSecretValue`, `TagResource`, `kv2 write`).
+    pub operation: String,
+    /// The provider's request id, where it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl Receipt {
+    /// A receipt of one call.
+    pub fn of(operation: &str, request_id: Option<&str>) -> Self {
+        let mut receipt = Self::default();
+        receipt.push(operation, request_id);
+        receipt
+    }
+
+    /// Records one more call.
+    pub fn push(&mut self, operation: &str, request_id: Option<&str>) {
+        self.calls.push(ProviderCall {
+            operation: operation.to_owned(),
+            request_id: request_id.map(str::to_owned),
+        });
+    }
+
+    /// Appends `later`'s calls; its version, when it has one, is the current one.
+    #[must_use]
+    pub fn then(mut self, later: Self) -> Self {
+        self.calls.extend(later.calls);
+        if later.version.is_some() {
+            self.version = later.version;
+        }
+        self
+    }
+
+    /// The same receipt with `version` current.
+    #[must_use]
+    pub fn with_version(mut self, version: Option<String>) -> Self {
+        self.version = version;
+        self
+    }
+}
+
 /// A place secrets can also be written to.
 #[async_trait]
 pub trait WritableStore: Store {
     /// Creates or replaces a secret and records `owner` as its owner. Idempotent.
-    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError>;
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<Receipt, StoreError>;
 
     /// Deletes a secret owned by `owner`. Deleting a missing secret is `Ok`; deleting a secret
     /// owned by anyone else is an error of class [`ErrorClass::Conflict`].
-    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError>;
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<Receipt, StoreError>;
 
     /// Called once before a batch of writes for `owner`, with every path about to be put, so a
     /// store that records ownership in one place (a KV v1 manifest) claims them in one write
@@ -250,7 +307,7 @@ pub trait WritableStore: Store {
     }
 
     /// Cancels a pending deletion (stores with [`Capabilities::soft_delete`]).
-    async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
+    async fn restore(&self, path: &SecretPath) -> Result<Receipt, StoreError> {
         Err(StoreError::new(
             ErrorClass::Unsupported,
             format!("{} cannot restore deleted secrets", self.describe()),
@@ -323,6 +380,11 @@ pub trait MergeStore: Send + Sync + fmt::Debug {
     /// an error names who holds it. Local stores need none.
     async fn lock(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Whether [`MergeStore::lock`] takes a real lock (a store shared between machines).
+    fn has_run_lock(&self) -> bool {
+        false
     }
 
     /// Gives the run lock back (a no-op when this run does not hold it).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Capabilities, ErrorClass, Fetched, Listing, Store, StoreError, WantedValue, WritableStore};
+use super::{Capabilities, ErrorClass, Fetched, Listing, Receipt, Store, StoreError, WantedValue, WritableStore};
 use crate::model::{SecretPath, SecretSet, SecretValue};
 
 /// Read-only view of a writable store.
@@ -61,13 +61,13 @@ impl Store for ReadOnly {
 
 #[async_trait]
 impl WritableStore for ReadOnly {
-    async fn put(&self, path: &SecretPath, _value: &SecretValue, _owner: &str) -> Result<(), StoreError> {
+    async fn put(&self, path: &SecretPath, _value: &SecretValue, _owner: &str) -> Result<Receipt, StoreError> {
         Err(self.refuse(path))
     }
-    async fn delete(&self, path: &SecretPath, _owner: &str) -> Result<(), StoreError> {
+    async fn delete(&self, path: &SecretPath, _owner: &str) -> Result<Receipt, StoreError> {
         Err(self.refuse(path))
     }
-    async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
+    async fn restore(&self, path: &SecretPath) -> Result<Receipt, StoreError> {
         Err(self.refuse(path))
     }
 }

@@ -118,6 +118,85 @@ fn assert_rolled_back(test: &Test, target: &str) {
     );
 }
 
+/// The audit log of runs A, B and the rollback: every mutation with its request ids and the
+/// version it made, the lock taken and released, no value, and a chain that verifies.
+fn assert_audit_log_lists_every_mutation(test: &Test) {
+    let log = test.read("audit.jsonl");
+    assert!(!log.contains("CANARY-"), "no value in the audit log:\n{log}");
+    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let writes: Vec<(String, String, Vec<String>)> = lines
+        .iter()
+        .filter(|l| l["event"] == "write")
+        .map(|l| {
+            assert_eq!(l["result"], "applied", "{l}");
+            let calls = l["calls"].as_array().cloned().unwrap_or_default();
+            for call in &calls {
+                let id = call["request_id"].as_str().unwrap_or_default();
+                assert!(!id.is_empty(), "every AWS call has its request id: {l}");
+            }
+            if l["action"] != "delete" {
+                assert!(
+                    l["version"].as_str().is_some_and(|v| !v.is_empty()),
+                    "the version written: {l}"
+                );
+            }
+            let operations = calls
+                .iter()
+                .map(|c| c["operation"].as_str().unwrap().to_owned())
+                .collect();
+            (
+                l["secret"].as_str().unwrap().to_owned(),
+                l["action"].as_str().unwrap().to_owned(),
+                operations,
+            )
+        })
+        .collect();
+    let op = |names: &[&str]| names.iter().map(|&n| n.to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        writes,
+        [
+            // Run A.
+            ("api".to_owned(), "create".to_owned(), op(&["CreateSecret"])),
+            ("db".to_owned(), "create".to_owned(), op(&["CreateSecret"])),
+            // Run B (lines follow the plan, in path order).
+            ("api".to_owned(), "delete".to_owned(), op(&["DeleteSecret"])),
+            ("db".to_owned(), "update".to_owned(), op(&["PutSecretValue"])),
+            // The rollback: api restored (and its value written back), db updated.
+            (
+                "api".to_owned(),
+                "restore".to_owned(),
+                op(&["RestoreSecret", "PutSecretValue"])
+            ),
+            ("db".to_owned(), "update".to_owned(), op(&["PutSecretValue"])),
+        ]
+    );
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(events.iter().filter(|e| **e == "lock_taken").count(), 3, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| **e == "lock_released").count(),
+        3,
+        "{events:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["event"] != "lock_released" || l["released"] == true)
+    );
+    let started = lines.iter().find(|l| l["event"] == "run_started").unwrap();
+    assert!(
+        started["identity"]["aws_caller_arn"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("arn:aws:sts::")),
+        "{started}"
+    );
+    let verified = test.args(&["audit", "verify", "audit.jsonl"]).code(0);
+    assert!(
+        verified.stdout.contains("of 3 runs, chain intact"),
+        "{}",
+        verified.stdout
+    );
+}
+
 /// Moto: S3 merge store, Secrets Manager target with deletes on. Run A, run B (a value changed,
 /// a secret removed), then back to A with the source folder gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +205,11 @@ async fn a_bad_push_is_rolled_back_on_moto_while_the_source_is_down() {
     sc.write("src/db.json", json!({ "password": canary(1) }).to_string());
     sc.write("src/api.json", json!({ "key": canary(2) }).to_string());
     sc.with_s3_merge_store("sync: { delete_orphans: true }").await;
-    let run = |args: &[&str]| sc.args(args).var("USER", "tester").code(0);
+    let run = |args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend(["--audit-log", "audit.jsonl"]);
+        sc.args(&args).var("USER", "tester").code(0)
+    };
     run(&["pipeline"]);
     sc.write("src/db.json", json!({ "password": canary(3) }).to_string());
     sc.remove("src/api.json");
@@ -144,6 +227,7 @@ async fn a_bad_push_is_rolled_back_on_moto_while_the_source_is_down() {
     assert_eq!(string_value(&sm, "db").await, json!({ "password": canary(1) }));
     assert_eq!(string_value(&sm, "api").await, json!({ "key": canary(2) }));
     assert_rolled_back(&sc, "App");
+    assert_audit_log_lists_every_mutation(&sc);
     // A full run needs the source, which is down: it fails and writes nothing.
     let down = sc.args(&["pipeline"]).code(2);
     assert!(down.stdout.contains("cannot read source `files`"), "{}", down.stdout);
@@ -287,4 +371,41 @@ fn history_commands_explain_a_pipeline_without_revisions() {
     );
     let out = empty.args(&["rollback", "--to", "previous", "--merge-only"]).code(2);
     assert!(out.stderr.contains("cannot take `--merge-only`"), "{}", out.stderr);
+}
+
+/// A failure names the provider's request id (to find the call in `CloudTrail`), and a GitHub
+/// annotation names the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_names_its_request_id_and_annotations_name_the_run() {
+    let sc = Scenario::new().await;
+    sc.write("src/db.json", json!({ "password": canary(1) }).to_string());
+    sc.write(
+        "config.yaml",
+        format!(
+            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             merge_store: {{ s3: {{ bucket: no-such-bucket-{} }} }}\n\
+             targets: {{ App: {{ account_id: \"{}\", imports: [files] }} }}\n",
+            sc.caller.account_id, sc.caller.account_id
+        ),
+    );
+    let out = sc
+        .args(&["pipeline", "-o", "github", "--report", "report.json"])
+        .code(2);
+    let error = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_else(|| panic!("an error annotation:\n{}", out.stdout));
+    assert!(error.contains("NoSuchBucket"), "{error}");
+    let request_id = error
+        .split("(request id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_default();
+    assert!(request_id.len() >= 8, "moto's request id: {error}");
+    let report = sc.read_json("report.json");
+    let run_id = report["run_id"].as_str().unwrap();
+    assert!(error.ends_with(&format!(" [run {run_id}]")), "{error}");
+    let text = serde_json::to_string(&report).unwrap();
+    assert!(text.contains(request_id), "the JSON report carries the request id too");
 }

@@ -253,17 +253,34 @@ pub(crate) fn redact_timings(text: &str) -> String {
     redact_run_ids(&ms)
 }
 
-/// Replaces each run id (`"run_id": "5d0b3c8e1f2a4b6c"`, drawn per run) with `[RUN ID]`.
+/// Replaces ids drawn per run — run ids (`"run_id": "5d0b3c8e1f2a4b6c"`, `Run id …`, `[run …]`)
+/// and provider request ids (`request id …`) — with `[RUN ID]` / `[REQUEST ID]`.
 fn redact_run_ids(text: &str) -> String {
-    let marker = "\"run_id\": \"";
+    let mut out = text.to_owned();
+    for (marker, with) in [
+        ("\"run_id\": \"", "[RUN ID]"),
+        ("Run id ", "[RUN ID]"),
+        ("[run ", "[RUN ID]"),
+        ("request id ", "[REQUEST ID]"),
+    ] {
+        out = replace_ids_after(&out, marker, with);
+    }
+    out
+}
+
+/// Replaces the id (letters, digits, `-`) after each `marker` with `with`.
+fn replace_ids_after(text: &str, marker: &str, with: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(marker) {
         out.push_str(&rest[..at + marker.len()]);
         rest = &rest[at + marker.len()..];
-        let id = rest.chars().take_while(char::is_ascii_hexdigit).count();
+        let id = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .count();
         if id > 0 {
-            out.push_str("[RUN ID]");
+            out.push_str(with);
             rest = &rest[id..];
         }
     }

@@ -96,6 +96,18 @@ impl<E: ProvideErrorMetadata> AwsFailure<E> {
         }
     }
 
+    /// The request id the service answered with (`x-amzn-RequestId`; S3: `x-amz-request-id`),
+    /// to find the call in `CloudTrail`.
+    pub(crate) fn request_id(&self) -> Option<&str> {
+        let Self::Sdk(SdkError::ServiceError(service), _) = self else {
+            return None;
+        };
+        let headers = service.raw().headers();
+        headers
+            .get("x-amzn-requestid")
+            .or_else(|| headers.get("x-amz-request-id"))
+    }
+
     /// The HTTP status the service answered with.
     pub(crate) fn status(&self) -> Option<u16> {
         match self {
@@ -193,10 +205,14 @@ impl Session {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        match failure {
+        let error = match failure {
             AwsFailure::Sdk(e, None) => self.error(at, doing, e),
             AwsFailure::Sdk(e, Some(note)) => self.error(at, doing, e).with_note(note),
             AwsFailure::Policy(p) => StoreError::new(p.class, format!("{at}: cannot {doing}: {}", p.message)),
+        };
+        match failure.request_id() {
+            Some(id) => error.with_note(&format!("request id {id}")),
+            None => error,
         }
     }
 

@@ -22,7 +22,8 @@ use super::{AwsFailure, Session};
 use crate::model::{SecretPath, SecretValue, ValueKind};
 use crate::resilience::ApiClass;
 use crate::store::{
-    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, LockInfo, MergeStore, Store, StoreError, WritableStore,
+    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, LockInfo, MergeStore, Receipt, Store, StoreError,
+    WritableStore,
 };
 
 /// The service name in metrics and breaker endpoints.
@@ -441,6 +442,10 @@ impl MergeStore for S3MergeStore {
         }
     }
 
+    fn has_run_lock(&self) -> bool {
+        true
+    }
+
     async fn history_names(&self) -> Result<Vec<String>, StoreError> {
         let prefix = self.bucket.history_key("");
         let mut names = Vec::new();
@@ -852,7 +857,7 @@ impl WritableStore for S3Scope {
     /// Relies on the preceding `list` (or `get`): the `ETag` it saw makes the write conditional
     /// (`If-Match`; `If-None-Match: *` for an object it did not see), so a concurrent change is
     /// refused instead of overwritten.
-    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<Receipt, StoreError> {
         self.bucket.still_locked()?;
         self.owned_by(path, owner)?;
         let (body, kind) = match value {
@@ -868,7 +873,7 @@ impl WritableStore for S3Scope {
                 if let Some(new_etag) = new_etag {
                     self.etags().insert(path.clone(), new_etag);
                 }
-                Ok(())
+                Ok(Receipt::default())
             }
             Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => {
                 // A retry after a lost reply finds its own write: the object already holds
@@ -881,7 +886,7 @@ impl WritableStore for S3Scope {
                             self.etags().insert(path.clone(), new_etag);
                         }
                         tracing::debug!(key, "a conditional write found its own earlier attempt applied");
-                        Ok(())
+                        Ok(Receipt::default())
                     }
                     _ => Err(StoreError::new(
                         ErrorClass::Conflict,
@@ -897,11 +902,11 @@ impl WritableStore for S3Scope {
         }
     }
 
-    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<Receipt, StoreError> {
         self.bucket.still_locked()?;
         self.owned_by(path, owner)?;
         self.bucket.remove(&self.key(path)).await?;
         self.etags().remove(path);
-        Ok(())
+        Ok(Receipt::default())
     }
 }

@@ -40,7 +40,7 @@ use serde_json::{Map, Value};
 use vaultrs::api::kv2::requests::{SetSecretMetadataRequest, SetSecretRequestOptions};
 
 use super::{
-    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, OWNER_TAG, OWNER_VALUE, Owner, Store, StoreError,
+    Capabilities, EntryMeta, ErrorClass, Fetched, Listing, OWNER_TAG, OWNER_VALUE, Owner, Receipt, Store, StoreError,
     TARGET_TAG, WritableStore,
 };
 use crate::model::{SecretPath, SecretSet, SecretValue};
@@ -380,7 +380,9 @@ impl WritableStore for VaultStore {
     /// check-and-set version, so a secret changed since is refused instead of overwritten, and
     /// the owner it saw spares rewriting ownership already recorded (without a listing, `put`
     /// reads the metadata first); on KV v1 the manifest as last read, kept under a lock.
-    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
+    /// Vault's request ids are not exposed by its client library: receipts name the KV
+    /// operation and the version written.
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<Receipt, StoreError> {
         self.check_value(path, value)
             .map_err(|m| StoreError::new(ErrorClass::Invalid, format!("{}: {m}", self.describe())).at(path))?;
         let SecretValue::Json(map) = value else {
@@ -427,8 +429,9 @@ impl WritableStore for VaultStore {
                 .is_some_and(|seen| matches!(&seen.owner, Owner::Target(t) if &**t == owner));
             let recorded = Owner::Target(owner.into());
             self.remember(path, version, recorded);
+            let mut receipt = Receipt::of("kv2 write", None).with_version(Some(version.to_string()));
             if already_ours {
-                return Ok(());
+                return Ok(receipt);
             }
             let custom = &HashMap::from([
                 (OWNER_TAG.to_owned(), OWNER_VALUE.to_owned()),
@@ -443,14 +446,15 @@ impl WritableStore for VaultStore {
                 })
                 .await
                 .map_err(|e| self.error(&e, "record ownership of", Some(path)))?;
-            return Ok(());
+            receipt.push("kv2 metadata", None);
+            return Ok(receipt);
         }
         // Ownership is claimed before the write: a failure in between leaves a claim on a
         // secret that may not exist (harmless), never a secret of ours recorded as nobody's.
         self.claim(owner, std::slice::from_ref(path)).await?;
         self.write_raw(path.as_str(), data)
             .await
-            .map(|_| ())
+            .map(|_| Receipt::of("kv1 write", None))
             .map_err(|e| self.error(&e, "write", Some(path)))
     }
 
@@ -461,7 +465,7 @@ impl WritableStore for VaultStore {
         Ok(())
     }
 
-    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<Receipt, StoreError> {
         let full = &self.full(path.as_str());
         let refuse = || {
             StoreError::new(
@@ -476,7 +480,7 @@ impl WritableStore for VaultStore {
         let mount = self.mount.as_str();
         if self.kv_version == 2 {
             match self.metadata(path).await? {
-                None => return Ok(()),
+                None => return Ok(Receipt::default()),
                 Some((Owner::Target(t), _, _)) if &*t == owner => {}
                 Some(_) => return Err(refuse()),
             }
@@ -489,7 +493,7 @@ impl WritableStore for VaultStore {
                 .await
                 .map_err(|e| self.error(&e, "delete", Some(path)))?;
             self.seen().remove(path);
-            return Ok(());
+            return Ok(Receipt::of("kv2 delete", None));
         }
         let mut cached = self.manifest.lock().await;
         let managed = self.manifest_in(&mut cached).await?;
@@ -501,7 +505,7 @@ impl WritableStore for VaultStore {
             {
                 Err(refuse())
             } else {
-                Ok(())
+                Ok(Receipt::default())
             };
         }
         let what = self.api_path(full, "data");
@@ -515,10 +519,10 @@ impl WritableStore for VaultStore {
         updated.remove(path.as_str());
         self.write_manifest(&updated).await?;
         *cached = Some(updated);
-        Ok(())
+        Ok(Receipt::of("kv1 delete", None))
     }
 
-    async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
+    async fn restore(&self, path: &SecretPath) -> Result<Receipt, StoreError> {
         if self.kv_version != 2 {
             return Err(StoreError::new(
                 ErrorClass::Unsupported,
@@ -535,6 +539,7 @@ impl WritableStore for VaultStore {
                 vaultrs::kv2::undelete_versions(&*c, mount, full, vec![version]).await
             })
             .await
+            .map(|()| Receipt::of("kv2 undelete", None).with_version(Some(version.to_string())))
             .map_err(|e| self.error(&e, "restore", Some(path)))
     }
 }

@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use aws_sdk_secretsmanager::operation::RequestId as _;
 use aws_sdk_secretsmanager::types::Tag;
 
 use super::{SERVICE, SecretsManagerStore, SmMode};
 use crate::model::{SecretPath, SecretValue};
 use crate::resilience::ApiClass;
 use crate::store::aws::TAGS_TAG;
-use crate::store::{OWNER_TAG, OWNER_VALUE, Owner, StoreError, TARGET_TAG};
+use crate::store::{OWNER_TAG, OWNER_VALUE, Owner, Receipt, StoreError, TARGET_TAG};
 
 /// What the last listing or read said about one secret.
 #[derive(Debug, Clone, Default)]
@@ -168,9 +169,10 @@ impl SecretsManagerStore {
     }
 
     /// Brings tags and the KMS key in line for a secret `owner` now owns.
-    pub(super) async fn align_metadata(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+    pub(super) async fn align_metadata(&self, path: &SecretPath, owner: &str) -> Result<Receipt, StoreError> {
+        let mut receipt = Receipt::default();
         let Some(known) = self.known().get(path).cloned() else {
-            return Ok(());
+            return Ok(receipt);
         };
         let name = self.name(path);
         let id = known.arn.clone().unwrap_or_else(|| name.clone());
@@ -181,7 +183,8 @@ impl SecretsManagerStore {
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
         if !missing.is_empty() {
-            self.session
+            let out = self
+                .session
                 .call(SERVICE, "TagResource", ApiClass::Write, || {
                     self.client
                         .tag_resource()
@@ -191,6 +194,7 @@ impl SecretsManagerStore {
                 })
                 .await
                 .map_err(|e| self.failed(&format!("tag `{name}`"), &e).at(path))?;
+            receipt.push("TagResource", out.request_id());
         }
         // Only tags secretsync itself set from an earlier configuration are removed; tags
         // others added (before an adoption, or since) stay.
@@ -201,7 +205,8 @@ impl SecretsManagerStore {
             for key in &stale {
                 tags.remove(key);
             }
-            self.session
+            let out = self
+                .session
                 .call(SERVICE, "UntagResource", ApiClass::Write, || {
                     self.client
                         .untag_resource()
@@ -211,6 +216,7 @@ impl SecretsManagerStore {
                 })
                 .await
                 .map_err(|e| self.failed(&format!("untag `{name}`"), &e).at(path))?;
+            receipt.push("UntagResource", out.request_id());
         }
         let mut kms = known.kms.clone();
         if let SmMode::Target {
@@ -218,18 +224,20 @@ impl SecretsManagerStore {
         } = &self.mode
             && !same_kms_key(want, known.kms.as_deref())
         {
-            self.session
+            let out = self
+                .session
                 .call(SERVICE, "UpdateSecret", ApiClass::Write, || {
                     self.client.update_secret().secret_id(&id).kms_key_id(want).send()
                 })
                 .await
                 .map_err(|e| self.failed(&format!("change the KMS key of `{name}`"), &e).at(path))?;
+            receipt.push("UpdateSecret (KMS key)", out.request_id());
             kms = Some(want.clone());
         }
         if let Some(entry) = self.known().get_mut(path) {
             entry.tags = tags;
             entry.kms = kms;
         }
-        Ok(())
+        Ok(receipt)
     }
 }

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use aws_sdk_secretsmanager::operation::RequestId as _;
 use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_secretsmanager::types::Tag;
 use futures_util::stream::{self, StreamExt};
@@ -35,7 +36,9 @@ use super::{AwsFailure, Session};
 use crate::config::Deletion;
 use crate::model::{SecretPath, SecretValue};
 use crate::resilience::ApiClass;
-use crate::store::{Capabilities, ErrorClass, Fetched, Listing, Store, StoreError, WantedValue, WritableStore};
+use crate::store::{
+    Capabilities, ErrorClass, Fetched, Listing, Receipt, Store, StoreError, WantedValue, WritableStore,
+};
 use metadata::Known;
 
 /// Values per `BatchGetSecretValue` call (the API's limit).
@@ -136,7 +139,7 @@ impl SecretsManagerStore {
         payload: &Payload,
         value: &SecretValue,
         owner: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Receipt, StoreError> {
         let name = self.name(path);
         let SmMode::Target {
             kms_key_id,
@@ -186,7 +189,7 @@ impl SecretsManagerStore {
                         value: Some(Arc::new(value.clone())),
                     },
                 );
-                Ok(())
+                Ok(Receipt::of("CreateSecret", out.request_id()).with_version(out.version_id().map(str::to_owned)))
             }
             Err(e) => {
                 let (code, message) = (e.code().unwrap_or_default(), e.message().unwrap_or_default());
@@ -214,8 +217,8 @@ impl SecretsManagerStore {
                     .at(path));
                 }
                 self.remember(path, found);
-                self.restore(path).await?;
-                self.put(path, value, owner).await
+                let restored = self.restore(path).await?;
+                Ok(restored.then(self.put(path, value, owner).await?))
             }
         }
     }
@@ -345,7 +348,7 @@ impl WritableStore for SecretsManagerStore {
     /// decides between create, restore, value write and metadata alignment, and a completed
     /// listing lets a secret it did not see be created without a `DescribeSecret`. Without a
     /// listing, `put` describes the secret first.
-    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<(), StoreError> {
+    async fn put(&self, path: &SecretPath, value: &SecretValue, owner: &str) -> Result<Receipt, StoreError> {
         self.check_value(path, value)
             .map_err(|m| StoreError::new(ErrorClass::Invalid, format!("{}: {m}", self.describe())).at(path))?;
         let payload = Payload::of(value);
@@ -366,8 +369,9 @@ impl WritableStore for SecretsManagerStore {
                 None => return self.create(path, &payload, value, owner).await,
             },
         };
+        let mut receipt = Receipt::default();
         if known.deleted {
-            self.restore(path).await?;
+            receipt = self.restore(path).await?;
         }
         let name = self.name(path);
         let unchanged = known
@@ -396,15 +400,17 @@ impl WritableStore for SecretsManagerStore {
                 .call(SERVICE, "PutSecretValue", ApiClass::Write, || request.clone().send())
                 .await
                 .map_err(|e| self.failed(&format!("write `{name}`"), &e).at(path))?;
+            receipt.push("PutSecretValue", out.request_id());
+            receipt.version = out.version_id().map(str::to_owned);
             if let Some(entry) = self.known().get_mut(path) {
-                entry.version = out.version_id().map(str::to_owned);
+                entry.version.clone_from(&receipt.version);
                 entry.value = Some(Arc::new(value.clone()));
             }
         }
-        self.align_metadata(path, owner).await
+        Ok(receipt.then(self.align_metadata(path, owner).await?))
     }
 
-    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<(), StoreError> {
+    async fn delete(&self, path: &SecretPath, owner: &str) -> Result<Receipt, StoreError> {
         let SmMode::Target { deletion, .. } = &self.mode else {
             return Err(StoreError::new(
                 ErrorClass::Unsupported,
@@ -417,9 +423,11 @@ impl WritableStore for SecretsManagerStore {
             Some(known) => Some(known),
             None => self.describe_secret(&name).await?,
         };
-        let Some(known) = known else { return Ok(()) };
+        let Some(known) = known else {
+            return Ok(Receipt::default());
+        };
         if known.deleted {
-            return Ok(());
+            return Ok(Receipt::default());
         }
         if !known.owned_by(owner) {
             return Err(StoreError::new(
@@ -443,12 +451,14 @@ impl WritableStore for SecretsManagerStore {
             .session
             .call(SERVICE, "DeleteSecret", ApiClass::Write, || request.clone().send())
             .await;
-        match deleted {
-            Ok(_) => {}
+        let receipt = match deleted {
+            Ok(out) => Receipt::of("DeleteSecret", out.request_id()),
             // An earlier attempt of this very call went through before its answer was lost.
-            Err(e) if is_pending_deletion_error(e.code().unwrap_or_default(), e.message().unwrap_or_default()) => {}
+            Err(e) if is_pending_deletion_error(e.code().unwrap_or_default(), e.message().unwrap_or_default()) => {
+                Receipt::of("DeleteSecret", e.request_id())
+            }
             Err(e) => return Err(self.failed(&format!("delete `{name}`"), &e).at(path)),
-        }
+        };
         let mut entries = self.known();
         match deletion {
             Deletion::Force => {
@@ -461,21 +471,22 @@ impl WritableStore for SecretsManagerStore {
                 }
             }
         }
-        Ok(())
+        Ok(receipt)
     }
 
     fn write_concurrency(&self) -> usize {
         WRITE_CONCURRENCY
     }
 
-    async fn restore(&self, path: &SecretPath) -> Result<(), StoreError> {
+    async fn restore(&self, path: &SecretPath) -> Result<Receipt, StoreError> {
         let name = self.name(path);
         let id = self
             .known()
             .get(path)
             .and_then(|k| k.arn.clone())
             .unwrap_or_else(|| name.clone());
-        self.session
+        let out = self
+            .session
             .call(SERVICE, "RestoreSecret", ApiClass::Write, || {
                 self.client.restore_secret().secret_id(&id).send()
             })
@@ -484,6 +495,6 @@ impl WritableStore for SecretsManagerStore {
         if let Some(entry) = self.known().get_mut(path) {
             entry.deleted = false;
         }
-        Ok(())
+        Ok(Receipt::of("RestoreSecret", out.request_id()))
     }
 }
