@@ -188,7 +188,20 @@ pub fn append(path: &Path, run: &str, events: Vec<Event>) -> Result<(), AuditErr
     let existing = crate::files::read_regular(path).map_err(io)?.unwrap_or_default();
     let existing = String::from_utf8(existing).map_err(|_| AuditError::Unreadable { line: 0 })?;
     verify_text(&existing)?;
-    let (mut prev, mut seq) = head_of(&existing)?;
+    let (prev, seq) = head_of(&existing)?;
+    let text = chain(run, events, prev, seq);
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// A run's events as a log of their own (chained from the first line), the text the merge store
+/// keeps beside the run's revision; `audit verify` checks it once saved to a file.
+pub fn standalone(run: &str, events: Vec<Event>) -> String {
+    chain(run, events, GENESIS.to_owned(), 0)
+}
+
+/// `events` as JSON Lines chained onto the line hashed `prev`, numbered after `seq`.
+fn chain(run: &str, events: Vec<Event>, mut prev: String, mut seq: u64) -> String {
     let time = crate::duration::utc(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -209,8 +222,7 @@ pub fn append(path: &Path, run: &str, events: Vec<Event>) -> Result<(), AuditErr
         text.push_str(&json);
         text.push('\n');
     }
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)
+    text
 }
 
 /// Checks, before a run writes anything, that the log at `path` can be appended to: absent, or

@@ -188,30 +188,34 @@ pub enum RecordName {
     Revision(u64),
     /// `00000012@staging`: `staging`'s merged result as revision 12 left it.
     Snapshot(u64, String),
+    /// `00000012-audit-5d0b3c8e1f2a4b6c`: the audit lines of run `5d0b…`, made when revision
+    /// 12 was the newest (pruned with it).
+    Audit(u64, String),
 }
 
 impl RecordName {
     /// Parses a record name; `None` for names that are not history records.
     pub fn parse(name: &str) -> Option<Self> {
-        let (number, target) = match name.split_once('@') {
-            Some((n, t)) if !t.is_empty() => (n, Some(t)),
-            Some(_) => return None,
-            None => (name, None),
-        };
-        if number.len() != 8 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        let number = name.get(..8)?;
+        if !number.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         let seq = number.parse().ok()?;
-        Some(match target {
-            Some(t) => Self::Snapshot(seq, t.to_owned()),
-            None => Self::Revision(seq),
-        })
+        let rest = &name[8..];
+        if rest.is_empty() {
+            return Some(Self::Revision(seq));
+        }
+        if let Some(target) = rest.strip_prefix('@').filter(|t| !t.is_empty()) {
+            return Some(Self::Snapshot(seq, target.to_owned()));
+        }
+        let run = rest.strip_prefix("-audit-").filter(|r| !r.is_empty())?;
+        Some(Self::Audit(seq, run.to_owned()))
     }
 
     /// The revision number.
     pub fn seq(&self) -> u64 {
         match self {
-            Self::Revision(seq) | Self::Snapshot(seq, _) => *seq,
+            Self::Revision(seq) | Self::Snapshot(seq, _) | Self::Audit(seq, _) => *seq,
         }
     }
 }
@@ -221,6 +225,7 @@ impl std::fmt::Display for RecordName {
         match self {
             Self::Revision(seq) => write!(f, "{seq:08}"),
             Self::Snapshot(seq, target) => write!(f, "{seq:08}@{target}"),
+            Self::Audit(seq, run) => write!(f, "{seq:08}-audit-{run}"),
         }
     }
 }
@@ -240,7 +245,7 @@ pub fn to_prune(names: &[RecordName], keep: u32) -> Vec<RecordName> {
         .iter()
         .filter_map(|n| match n {
             RecordName::Revision(seq) => Some(*seq),
-            RecordName::Snapshot(..) => None,
+            RecordName::Snapshot(..) | RecordName::Audit(..) => None,
         })
         .collect();
     revisions.sort_unstable_by(|a, b| b.cmp(a));
@@ -261,7 +266,7 @@ pub fn to_prune(names: &[RecordName], keep: u32) -> Vec<RecordName> {
     let mut prune: Vec<RecordName> = names
         .iter()
         .filter(|name| match name {
-            RecordName::Revision(seq) => *seq < oldest_kept,
+            RecordName::Revision(seq) | RecordName::Audit(seq, _) => *seq < oldest_kept,
             RecordName::Snapshot(seq, target) => {
                 *seq < oldest_kept && state_at_oldest.get(target.as_str()) != Some(seq)
             }
@@ -456,7 +461,7 @@ impl History {
             .iter()
             .filter_map(|n| match n {
                 RecordName::Snapshot(_, t) => Some(t.clone()),
-                RecordName::Revision(_) => None,
+                RecordName::Revision(_) | RecordName::Audit(..) => None,
             })
             .collect()
     }
@@ -499,10 +504,28 @@ mod tests {
 
     #[test]
     fn record_names_round_trip_and_foreign_names_are_ignored() {
-        for name in ["00000001", "00000012@staging", "00000012@a.b-c_d"] {
+        for name in [
+            "00000001",
+            "00000012@staging",
+            "00000012@a.b-c_d",
+            "00000012-audit-5d0b3c8e1f2a4b6c",
+            "00000012@x-audit-y",
+        ] {
             assert_eq!(RecordName::parse(name).unwrap().to_string(), name);
         }
-        for other in ["1", "0000001x", "00000001@", "lock.json", "000000001"] {
+        assert_eq!(
+            RecordName::parse("00000012@x-audit-y"),
+            Some(RecordName::Snapshot(12, "x-audit-y".to_owned()))
+        );
+        for other in [
+            "1",
+            "0000001x",
+            "00000001@",
+            "lock.json",
+            "000000001",
+            "00000001-audit-",
+            "00000001-x",
+        ] {
             assert_eq!(RecordName::parse(other), None, "{other}");
         }
         assert_eq!(next_revision(&names(&["00000003", "00000007@a"])), 8);
@@ -511,9 +534,11 @@ mod tests {
 
     #[test]
     fn retention_keeps_the_newest_revisions_and_every_targets_state_at_the_oldest_kept() {
-        // Revisions 1..=4; `a` changed in 1, 2 and 4; `b` only in 1.
+        // Revisions 1..=4; `a` changed in 1, 2 and 4; `b` only in 1; the audit lines of runs
+        // made while 1 and 4 were the newest.
         let all = names(&[
             "00000001",
+            "00000001-audit-r1",
             "00000001@a",
             "00000001@b",
             "00000002",
@@ -521,19 +546,33 @@ mod tests {
             "00000003",
             "00000004",
             "00000004@a",
+            "00000004-audit-r4",
         ]);
         // keep 4 (exactly the number there is): nothing goes.
         assert!(to_prune(&all, 4).is_empty());
         assert!(to_prune(&all, 5).is_empty());
         // keep 3: revision 1's record goes; `a`@1 goes (a@2 is its state at 2); `b`@1 stays
         // (b's current state).
-        assert_eq!(shown(&to_prune(&all, 3)), ["00000001", "00000001@a"]);
+        assert_eq!(
+            shown(&to_prune(&all, 3)),
+            ["00000001", "00000001-audit-r1", "00000001@a"]
+        );
         // keep 2 (oldest kept = 3): a@2 is a's state at 3, so it stays.
-        assert_eq!(shown(&to_prune(&all, 2)), ["00000001", "00000001@a", "00000002"]);
+        assert_eq!(
+            shown(&to_prune(&all, 2)),
+            ["00000001", "00000001-audit-r1", "00000001@a", "00000002"]
+        );
         // keep 1: only revision 4; a@4 is current, b@1 is b's state.
         assert_eq!(
             shown(&to_prune(&all, 1)),
-            ["00000001", "00000001@a", "00000002", "00000002@a", "00000003"]
+            [
+                "00000001",
+                "00000001-audit-r1",
+                "00000001@a",
+                "00000002",
+                "00000002@a",
+                "00000003"
+            ]
         );
         // keep 0 is treated as 1: the current revision is never pruned.
         assert_eq!(to_prune(&all, 0), to_prune(&all, 1));

@@ -224,8 +224,16 @@ async fn execute(
     }
     let config_sha256 = crate::history::sha256_hex(&std::fs::read(global.config()).unwrap_or_default());
     let identify = RunIdentity(&context);
+    let config = shown(&global.config());
+    // The merge store keeps each run's audit lines beside its revision (the second sink).
+    let audit_lines = |report: &RunReport| {
+        let events = crate::audit::events_of(report, Identity::from_env(), &config);
+        // Only `run_started` and `run_finished`: the run wrote nothing.
+        (events.len() > 2).then(|| crate::audit::standalone(run_id, events))
+    };
     let mut engine = Engine::new(&pipeline, &stores, &options, events, interrupt);
     if pipeline.history_keep > 0 {
+        engine = engine.audit_to_merge_store(&audit_lines);
         engine = engine.recording(Recording {
             keep: pipeline.history_keep,
             run_id,
@@ -240,7 +248,6 @@ async fn execute(
     report.api_calls = metrics.call_counts();
     report::metrics::record(&report, &metrics);
 
-    let config = shown(&global.config());
     render(&report, output, args, plan_command, &config, printer);
     if let Some(path) = &args.report {
         let mut bytes = Vec::new();

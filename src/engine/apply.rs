@@ -25,7 +25,7 @@ use crate::failure::{ErrorClass, Failure};
 use crate::history::{self, RecordName, Recording, Revision, TargetChange};
 use crate::model::{SecretPath, SecretSet, SecretValue};
 use crate::plan::{Action, ApplyResult, PlanOptions, TargetPlan, Withheld, plan};
-use crate::report::{Event, Phase, RunLock, TargetStatus, WithheldDeletes};
+use crate::report::{Event, Phase, RunLock, RunReport, TargetStatus, WithheldDeletes};
 use crate::store::{Listing, MergeStore, ReadOnly, Receipt, Store, StoreError, WritableStore};
 
 /// A listing and the current values of the desired secrets in it.
@@ -48,7 +48,13 @@ pub(crate) struct Writer<'a> {
     recorded: Mutex<BTreeMap<String, TargetChange>>,
     /// Merged results written whose snapshot could not be.
     history_errors: Mutex<Vec<Failure>>,
+    /// Makes the run's audit lines (JSON Lines) from its report, for the merge store to keep
+    /// beside the revision; `None` when the run wrote nothing.
+    pub(super) audit_lines: Option<&'a AuditLines<'a>>,
 }
+
+/// Makes a run's audit lines from its report (`None`: nothing to record).
+pub type AuditLines<'a> = dyn Fn(&RunReport) -> Option<String> + Send + Sync + 'a;
 
 impl<'a> Writer<'a> {
     /// A writer for a run; `merge` is the run's merge store.
@@ -62,6 +68,7 @@ impl<'a> Writer<'a> {
             numbering: OnceCell::new(),
             recorded: Mutex::new(BTreeMap::new()),
             history_errors: Mutex::new(Vec::new()),
+            audit_lines: None,
         }
     }
 
@@ -225,11 +232,29 @@ impl<'a> Writer<'a> {
 
     /// Writes this run's revision record (when it changed a merged result) and prunes what
     /// retention lets go; run-level errors for whatever could not be done. Under the run lock.
-    pub(crate) async fn record_revision(&self) -> Vec<Failure> {
+    pub(crate) async fn record_revision(&self, report: &RunReport) -> Vec<Failure> {
         let mut errors = std::mem::take(&mut *locked(&self.history_errors));
-        let (Some(merge), Some(recording), Some(Ok((seq, listed)))) =
-            (self.merge, self.recording.as_ref(), self.numbering.get())
-        else {
+        let (Some(merge), Some(recording), false) = (self.merge, self.recording.as_ref(), self.dry_run) else {
+            return errors;
+        };
+        let audit = self.audit_lines.and_then(|lines| lines(report));
+        let Some(Ok((seq, listed))) = self.numbering.get() else {
+            if let Some(audit) = audit {
+                // No revision this run (its merged results did not change), but it wrote
+                // targets: its audit lines go beside the newest revision.
+                let names = match merge.history_names().await {
+                    Ok(names) => names.iter().filter_map(|n| RecordName::parse(n)).collect::<Vec<_>>(),
+                    Err(e) => {
+                        errors.push(
+                            e.failure()
+                                .context("the run's audit lines could not be kept in the merge store"),
+                        );
+                        return errors;
+                    }
+                };
+                let newest = history::next_revision(&names) - 1;
+                errors.extend(self.keep_audit(merge, recording, newest, audit).await);
+            }
             return errors;
         };
         let targets = std::mem::take(&mut *locked(&self.recorded));
@@ -262,6 +287,9 @@ impl<'a> Writer<'a> {
         }
         tracing::info!(revision = seq, "revision recorded");
         names.push(RecordName::Revision(*seq));
+        if let Some(audit) = audit {
+            errors.extend(self.keep_audit(merge, recording, *seq, audit).await);
+        }
         for old in history::to_prune(&names, recording.keep) {
             if let Err(e) = merge.history_remove(&old.to_string()).await {
                 errors.push(
@@ -272,6 +300,24 @@ impl<'a> Writer<'a> {
             }
         }
         errors
+    }
+}
+
+impl Writer<'_> {
+    /// Writes a run's audit lines beside revision `seq` (`{seq}-audit-{run}`).
+    async fn keep_audit(
+        &self,
+        merge: &dyn MergeStore,
+        recording: &Recording<'_>,
+        seq: u64,
+        lines: String,
+    ) -> Option<Failure> {
+        let name = RecordName::Audit(seq, recording.run_id.to_owned()).to_string();
+        let record = serde_json::json!({ "run_id": recording.run_id, "jsonl": lines });
+        merge.history_write(&name, &record).await.err().map(|e| {
+            e.failure()
+                .context("the run's audit lines could not be kept in the merge store")
+        })
     }
 }
 

@@ -13,4 +13,5 @@ mod run;
 #[cfg(test)]
 mod tests;
 
+pub use apply::AuditLines;
 pub use run::{Engine, RunOptions, Stores};

@@ -166,12 +166,21 @@ impl<'a> Engine<'a> {
         self
     }
 
+    /// Keeps the run's audit lines (made by `lines` from the report) in the merge store,
+    /// beside its revision.
+    #[must_use]
+    pub fn audit_to_merge_store(mut self, lines: &'a super::apply::AuditLines<'a>) -> Self {
+        self.writer.audit_lines = Some(lines);
+        self
+    }
+
     /// Runs both phases and reports; the run's revision is recorded and the merge store's run
     /// lock, if the run took it, given back at the end.
     pub async fn run(&self) -> RunReport {
         let started = Instant::now();
         let mut report = self.run_phases(started).await;
-        report.errors.extend(self.writer.record_revision().await);
+        let recorded = self.writer.record_revision(&report).await;
+        report.errors.extend(recorded);
         let (lock, failed) = self.writer.release().await;
         report.run_lock = lock;
         report.errors.extend(failed);

@@ -204,7 +204,7 @@ async fn a_bad_push_is_rolled_back_on_moto_while_the_source_is_down() {
     let sc = Scenario::new().await;
     sc.write("src/db.json", json!({ "password": canary(1) }).to_string());
     sc.write("src/api.json", json!({ "key": canary(2) }).to_string());
-    sc.with_s3_merge_store("sync: { delete_orphans: true }").await;
+    let bucket = sc.with_s3_merge_store("sync: { delete_orphans: true }").await;
     let run = |args: &[&str]| {
         let mut args = args.to_vec();
         args.extend(["--audit-log", "audit.jsonl"]);
@@ -228,6 +228,41 @@ async fn a_bad_push_is_rolled_back_on_moto_while_the_source_is_down() {
     assert_eq!(string_value(&sm, "api").await, json!({ "key": canary(2) }));
     assert_rolled_back(&sc, "App");
     assert_audit_log_lists_every_mutation(&sc);
+    // The merge store keeps each writing run's audit lines beside its revision.
+    let s3 = crate::support::aws::s3(&sc.caller, &sc.s.aws_endpoint).await;
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix(".secretsync/history/")
+        .send()
+        .await
+        .unwrap();
+    let mut audits: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .filter(|k| k.contains("-audit-"))
+        .map(str::to_owned)
+        .collect();
+    audits.sort();
+    assert_eq!(audits.len(), 3, "runs A, B and the rollback: {audits:?}");
+    assert!(
+        audits[2].starts_with(".secretsync/history/00000003-audit-"),
+        "{audits:?}"
+    );
+    let object = s3.get_object().bucket(&bucket).key(&audits[2]).send().await.unwrap();
+    let body = object.body.collect().await.unwrap().into_bytes();
+    let record: Value = serde_json::from_slice(&body).unwrap();
+    let jsonl = record["jsonl"].as_str().unwrap();
+    assert!(!jsonl.contains("CANARY-"), "{jsonl}");
+    assert!(jsonl.contains("\"action\":\"restore\""), "{jsonl}");
+    sc.write("rollback-audit.jsonl", jsonl);
+    let verified = sc.args(&["audit", "verify", "rollback-audit.jsonl"]).code(0);
+    assert!(
+        verified.stdout.contains("of 1 run, chain intact"),
+        "{}",
+        verified.stdout
+    );
     // A full run needs the source, which is down: it fails and writes nothing.
     let down = sc.args(&["pipeline"]).code(2);
     assert!(down.stdout.contains("cannot read source `files`"), "{}", down.stdout);
@@ -290,13 +325,21 @@ fn retention_prunes_old_revisions_but_never_a_targets_current_state() {
              \x20 A: { imports: [a], file: { path: ./out/a } }\n\
              \x20 B: { imports: [b], file: { path: ./out/b } }\n",
         );
-    let records = || {
+    let all = || {
         let mut names: Vec<String> = std::fs::read_dir(test.path().join("merged/.secretsync-history"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
         names
+    };
+    // Revision records and snapshots; the runs' audit lines, by the revision they sit beside.
+    let records = || all().into_iter().filter(|n| !n.contains("-audit-")).collect::<Vec<_>>();
+    let audits = || {
+        all()
+            .into_iter()
+            .filter_map(|n| n.split_once("-audit-").map(|(seq, _)| seq.to_owned()))
+            .collect::<Vec<_>>()
     };
     test.args(&["pipeline"]).code(0);
     test.write("src/a/v.json", r#"{"n": 2}"#);
@@ -324,6 +367,11 @@ fn retention_prunes_old_revisions_but_never_a_targets_current_state() {
             "00000003.json",
             "00000003@A.json"
         ]
+    );
+    assert_eq!(
+        audits(),
+        ["00000002", "00000003"],
+        "run 1's audit lines went with revision 1"
     );
     test.assert_private_file("merged/.secretsync-history/00000003@A.json");
     let gone = test.args(&["rollback", "--to", "1"]).code(2);
