@@ -423,6 +423,13 @@ impl History {
                 format!("newest revisions: {}", shown.join(", "))
             }
         };
+        if text.trim() == "live" {
+            return Err(Failure::new(
+                ErrorClass::Invalid,
+                "`live` is not a revision: history holds merged results, not what the targets hold now",
+            )
+            .with_hint("to compare revision N with the live targets, run `secretsync rollback --to N --dry-run`: its plan is the difference"));
+        }
         let wanted = match text.trim().trim_start_matches(['r', '#']) {
             "latest" => newest.first().copied(),
             "previous" => newest.get(1).copied(),
@@ -647,6 +654,14 @@ mod tests {
         assert_eq!(history.resolve("r2").unwrap(), 2);
         assert_eq!(history.resolve("latest").unwrap(), 3);
         assert_eq!(history.resolve("previous").unwrap(), 2);
+        assert!(
+            history
+                .resolve("live")
+                .unwrap_err()
+                .hint
+                .unwrap()
+                .contains("rollback --to N --dry-run")
+        );
         let missing = history.resolve("9").unwrap_err();
         assert_eq!(missing.class, ErrorClass::NotFound);
         assert!(missing.hint.unwrap().contains("3, 2, 1"));

@@ -702,12 +702,24 @@ impl MergeStore for FileMergeStore {
     async fn history_write(&self, name: &str, record: &serde_json::Value) -> Result<Option<String>, StoreError> {
         let (root, file) = (self.root.clone(), self.history_file(name));
         let bytes = serde_json::to_vec(record).unwrap_or_default();
-        self.history_io("write", file.clone(), move || {
-            files::check_no_links_below(&root, &file)?;
-            files::create_private_dirs(files::parent(&file))?;
-            files::write_atomic(&file, &bytes)
-        })
-        .await?;
+        let written = self
+            .history_io("write", file.clone(), move || {
+                files::check_no_links_below(&root, &file)?;
+                files::create_private_dirs(files::parent(&file))?;
+                // Records are never rewritten: the same bytes are this run's own earlier write.
+                match files::read_regular(&file)? {
+                    Some(held) => Ok(held == bytes),
+                    None => files::write_atomic(&file, &bytes).map(|()| true),
+                }
+            })
+            .await?;
+        if !written {
+            return Err(StoreError::new(
+                ErrorClass::Conflict,
+                format!("{}: another run recorded the history record `{name}`", self.describe()),
+            )
+            .with_hint("run one job at a time against a folder merge store; run again to record a revision"));
+        }
         Ok(None)
     }
 
@@ -769,6 +781,33 @@ mod tests {
 
     fn p(s: &str) -> SecretPath {
         SecretPath::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn history_records_are_private_listed_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let merge = FileMergeStore::new(dir.path().join("m"), "m");
+        assert!(
+            merge.history_names().await.unwrap().is_empty(),
+            "no folder yet: no records"
+        );
+        let record = serde_json::json!({ "revision": 1 });
+        merge.history_write("00000001", &record).await.unwrap();
+        // The same bytes again: a retry of this run's own write.
+        merge.history_write("00000001", &record).await.unwrap();
+        let other = merge
+            .history_write("00000001", &serde_json::json!({ "revision": 2 }))
+            .await
+            .unwrap_err();
+        assert_eq!(other.class, ErrorClass::Conflict, "{other}");
+        assert_eq!(merge.history_read("00000001").await.unwrap(), Some(record));
+        assert_eq!(merge.history_names().await.unwrap(), ["00000001"]);
+        let file = dir.path().join("m/.secretsync-history/00000001.json");
+        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        merge.history_remove("00000001").await.unwrap();
+        merge.history_remove("00000001").await.unwrap();
+        assert_eq!(merge.history_read("00000001").await.unwrap(), None);
     }
 
     #[tokio::test]

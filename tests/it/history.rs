@@ -195,6 +195,26 @@ fn assert_audit_log_lists_every_mutation(test: &Test) {
         "{}",
         verified.stdout
     );
+
+    // A deleted, an edited and a reordered line are each found.
+    let original: Vec<&str> = log.lines().collect();
+    let write_at = original.iter().position(|l| l.contains("\"event\":\"write\"")).unwrap();
+    let mut deleted = original.clone();
+    deleted.remove(write_at);
+    let mut edited = original.clone();
+    let changed = edited[write_at].replacen("\"result\":\"applied\"", "\"result\":\"failed\"", 1);
+    edited[write_at] = &changed;
+    let mut reordered = original.clone();
+    reordered.swap(write_at, write_at + 1);
+    for (what, lines) in [("deleted", deleted), ("edited", edited), ("reordered", reordered)] {
+        test.write("tampered.jsonl", lines.join("\n") + "\n");
+        let broken = test.args(&["audit", "verify", "tampered.jsonl"]).code(2);
+        assert!(
+            broken.stderr.contains("the audit log's chain is broken at line "),
+            "{what}: {}",
+            broken.stderr
+        );
+    }
 }
 
 /// Moto: S3 merge store, Secrets Manager target with deletes on. Run A, run B (a value changed,

@@ -502,9 +502,21 @@ impl MergeStore for S3MergeStore {
             .await
         {
             Ok(out) => Ok(out.version_id().map(str::to_owned)),
-            // Records are never rewritten: one already there is this run's own earlier attempt
-            // whose reply was lost.
-            Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => Ok(None),
+            // Records are never rewritten: one already there with these bytes is this run's own
+            // earlier attempt whose reply was lost; other bytes are another run's record.
+            Err(e) if Bucket::code(&e).as_deref() == Some("PreconditionFailed") => {
+                match self.bucket.read(&key).await? {
+                    Some((held, _, _)) if held == body => Ok(None),
+                    _ => Err(StoreError::new(
+                        ErrorClass::Conflict,
+                        format!(
+                            "{}: another run recorded `{name}` at the same time (shards of one run finishing together?)",
+                            self.bucket.url(&key)
+                        ),
+                    )
+                    .with_hint("the merged results are written; run again to record a revision for them")),
+                }
+            }
             Err(e) => Err(self.bucket.error(&format!("write the history record `{name}`"), &e)),
         }
     }
