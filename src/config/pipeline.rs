@@ -551,6 +551,8 @@ pub struct IdentityCenterDiscovery {
     pub permission_set: Option<String>,
     /// Group display name.
     pub group: Option<String>,
+    /// The instance's home region (else the pipeline's region).
+    pub region: Option<String>,
 }
 
 /// Where an account list lives.

@@ -642,6 +642,8 @@ pub struct RawIdentityCenterDiscovery {
     pub permission_set: Option<Spanned<String>>,
     /// Group display name.
     pub group: Option<Spanned<String>>,
+    /// The Identity Center instance's home region; default: the pipeline's region.
+    pub region: Option<Spanned<String>>,
 }
 
 /// `discovery.accounts_list:`.

@@ -15,6 +15,9 @@ use super::Account;
 use super::{call_failed, invalid};
 use crate::failure::Failure;
 
+/// Identity Center answers only in its home region.
+const HOME_REGION: &str = "Identity Center answers only in its home region: set `discovery.identity_center.region` to it (default: the pipeline's region)";
+
 /// The Identity Center instance: its ARN and identity store.
 pub(crate) struct Instance {
     arn: String,
@@ -31,7 +34,7 @@ pub(crate) async fn instance(sso: &aws_sdk_ssoadmin::Client) -> Result<Instance,
     let first = out
         .instances()
         .first()
-        .ok_or_else(|| invalid("no IAM Identity Center instance in this account and region"))?;
+        .ok_or_else(|| invalid("no IAM Identity Center instance in this account and region").with_hint(HOME_REGION))?;
     Ok(Instance {
         arn: first.instance_arn().unwrap_or_default().to_owned(),
         identity_store: first.identity_store_id().unwrap_or_default().to_owned(),
@@ -71,7 +74,8 @@ async fn permission_set(sso: &aws_sdk_ssoadmin::Client, instance: &Instance, nam
         } else {
             seen.join(", ")
         }
-    )))
+    ))
+    .with_hint(HOME_REGION))
 }
 
 /// The accounts of `candidates` where the permission set `name` is assigned to anyone.

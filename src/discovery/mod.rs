@@ -116,6 +116,7 @@ pub(crate) fn invalid(message: impl Into<String>) -> Failure {
 }
 
 /// The clients discovery uses, made once per run.
+#[derive(Clone)]
 struct Clients {
     organizations: aws_sdk_organizations::Client,
     sso: aws_sdk_ssoadmin::Client,
@@ -198,7 +199,37 @@ async fn collect_all(pipeline: &Pipeline, aws: &AwsClients) -> Collected {
     };
     let mut collected = Collected::new();
     for (name, group) in &pipeline.dynamic_targets {
-        collected.insert(name.clone(), collect(group, clients.as_ref()).await);
+        // Identity Center answers in its home region only.
+        let home = group
+            .discovery
+            .identity_center
+            .as_ref()
+            .and_then(|ic| ic.region.as_deref());
+        let group_clients = match (&clients, home) {
+            (Some(base), Some(region)) => {
+                let account = pipeline
+                    .aws
+                    .execution_context
+                    .as_ref()
+                    .and_then(|c| c.account_id.as_deref());
+                match aws.session(account, None, Some(region)).await {
+                    Ok(session) => Some(Clients {
+                        sso: aws_sdk_ssoadmin::Client::new(&session.config),
+                        identity_store: aws_sdk_identitystore::Client::new(&session.config),
+                        ..base.clone()
+                    }),
+                    Err(e) => {
+                        collected.insert(
+                            name.clone(),
+                            Err(e.failure().context(format!("cannot reach Identity Center in {region}"))),
+                        );
+                        continue;
+                    }
+                }
+            }
+            _ => clients.clone(),
+        };
+        collected.insert(name.clone(), collect(group, group_clients.as_ref()).await);
     }
     collected
 }

@@ -333,3 +333,69 @@ async fn discovered_accounts_are_synced_and_a_second_run_writes_nothing() {
     let writes: Vec<(&String, &u64)> = made.iter().filter(|(op, _)| WRITES.contains(&op.as_str())).collect();
     assert!(writes.is_empty(), "a second run writes nothing: {writes:?}");
 }
+
+/// Identity Center answers only in its home region: a pipeline in another region names it with
+/// `identity_center.region`; without it, the error says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_center_discovery_asks_the_instances_home_region() {
+    let s = Services::get();
+    let (caller, config, root) = new_organization(&s).await;
+    let orgs = aws_sdk_organizations::Client::new(&config);
+    let account = new_account(&orgs, &root, "eu-data", None).await;
+    // The instance in eu-west-1 (the pipeline's region is us-east-1) holds the permission set.
+    let eu = config.to_builder().region(aws_config::Region::new("eu-west-1")).build();
+    let sso = aws_sdk_ssoadmin::Client::new(&eu);
+    let instance = sso.list_instances().send().await.unwrap().instances()[0].clone();
+    let instance_arn = instance.instance_arn().unwrap();
+    let set = sso
+        .create_permission_set()
+        .instance_arn(instance_arn)
+        .name("EuAccess")
+        .session_duration("PT1H")
+        .send()
+        .await
+        .unwrap()
+        .permission_set()
+        .unwrap()
+        .permission_set_arn()
+        .unwrap()
+        .to_owned();
+    sso.create_account_assignment()
+        .instance_arn(instance_arn)
+        .target_id(&account)
+        .target_type(TargetType::AwsAccount)
+        .permission_set_arn(&set)
+        .principal_type(PrincipalType::User)
+        .principal_id("user-1")
+        .send()
+        .await
+        .unwrap();
+    let pipeline = |region: &str| {
+        format!(
+            "sources: {{ files: {{ file: {{ path: ./src }} }} }}\n\
+             targets: {{ Local: {{ file: {{ path: ./local }}, imports: [files] }} }}\n\
+             dynamic_targets:\n\
+             \x20 eu: {{ discovery: {{ identity_center: {{ permission_set: EuAccess{region} }} }}, name_template: \"eu-{{{{account_id}}}}\", imports: [files] }}\n"
+        )
+    };
+    let elsewhere = Test::new()
+        .aws(&caller, &s.aws_endpoint)
+        .file("src/x.json", r#"{"x": 1}"#)
+        .pipeline(pipeline(""));
+    let out = elsewhere.args(&["discover"]).output();
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(text.contains("no permission set named `EuAccess`"), "{text}");
+    assert!(text.contains("set `discovery.identity_center.region`"), "{text}");
+
+    let home = Test::new()
+        .aws(&caller, &s.aws_endpoint)
+        .file("src/x.json", r#"{"x": 1}"#)
+        .pipeline(pipeline(", region: eu-west-1"));
+    let out = home.args(&["discover", "-o", "json"]).code(0);
+    let found = found(&out.stdout);
+    assert_eq!(
+        found["eu"].0,
+        BTreeMap::from([(format!("eu-{account}"), account.clone())]),
+        "the account where the permission set is assigned, found in the home region"
+    );
+}

@@ -149,6 +149,11 @@ impl Compiler<'_> {
             Some(ic) => Some(IdentityCenterDiscovery {
                 permission_set: ic.permission_set.as_ref().map(|p| p.value.clone()),
                 group: ic.group.as_ref().map(|g| g.value.clone()),
+                region: self.checked(
+                    ic.region.as_ref(),
+                    &format!("`{path}.discovery.identity_center.region`"),
+                    checks::region,
+                ),
             }),
             None => None,
         };
