@@ -141,10 +141,15 @@ pub(super) async fn diff(global: &GlobalArgs, args: &DiffArgs, printer: Printer)
                 .stdout_streamed(|out| crate::report::json::write(&report, &format!("diff {from} {to}"), false, out));
         }
         LockOutput::Text => {
+            // As `pipeline --show-values`: in GitHub Actions every shown value is masked first.
+            let in_actions = crate::env::in_github_actions();
+            if args.show_values && in_actions {
+                printer.stdout(&crate::report::github::masks_for_shown_values(&report));
+            }
             let options = crate::report::human::HumanOptions {
                 key_detail: true,
                 show_values: args.show_values,
-                only_maskable: false,
+                only_maskable: in_actions,
             };
             printer.stdout(&crate::report::human::render(&report, printer.out, options));
         }

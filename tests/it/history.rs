@@ -477,3 +477,26 @@ async fn a_failed_call_names_its_request_id_and_annotations_name_the_run() {
     let text = serde_json::to_string(&report).unwrap();
     assert!(text.contains(request_id), "the JSON report carries the request id too");
 }
+
+/// `diff --show-values` in GitHub Actions masks every value it shows first, as `pipeline` does.
+#[test]
+fn diff_show_values_masks_values_in_github_actions() {
+    let test = Test::new()
+        .file("src/db.json", r#"{"password": "first-value-1234"}"#)
+        .pipeline(
+            "sources: { s: { file: { path: ./src } } }\nmerge_store: { file: { path: ./m } }\ntargets: { T: { imports: [s], file: { path: ./out } } }\n",
+        );
+    test.args(&["pipeline"]).code(0);
+    test.write("src/db.json", r#"{"password": "second-value-5678"}"#);
+    test.args(&["pipeline"]).code(0);
+    let out = test
+        .args(&["diff", "1", "2", "--show-values"])
+        .var("GITHUB_ACTIONS", "true")
+        .code(0);
+    let shown = out.stdout.find("second-value-5678");
+    let mask = out.stdout.find("::add-mask::");
+    assert!(mask.is_some(), "{}", out.stdout);
+    if let (Some(shown), Some(mask)) = (shown, mask) {
+        assert!(mask < shown, "the mask comes before the value:\n{}", out.stdout);
+    }
+}
