@@ -49,6 +49,23 @@ async fn new_organization(s: &Services) -> (AwsAccount, aws_config::SdkConfig, S
     (caller, config, root)
 }
 
+/// A new permission set `name` in the Identity Center instance `instance_arn`; its ARN.
+async fn permission_set(sso: &aws_sdk_ssoadmin::Client, instance_arn: &str, name: &str) -> String {
+    sso.create_permission_set()
+        .instance_arn(instance_arn)
+        .name(name)
+        // moto answers a missing duration with a number where AWS sends text; give one.
+        .session_duration("PT1H")
+        .send()
+        .await
+        .unwrap()
+        .permission_set()
+        .unwrap()
+        .permission_set_arn()
+        .unwrap()
+        .to_owned()
+}
+
 /// A new account `name`, moved from the organization's `root` into `parent` when given; its id.
 async fn new_account(orgs: &aws_sdk_organizations::Client, root: &str, name: &str, parent: Option<&str>) -> String {
     let created = orgs
@@ -118,23 +135,8 @@ async fn organization(s: &Services) -> Org {
     let sso = aws_sdk_ssoadmin::Client::new(&config);
     let instance = sso.list_instances().send().await.unwrap().instances()[0].clone();
     let instance_arn = instance.instance_arn().unwrap();
-    let permission_set = async |name: &str| {
-        sso.create_permission_set()
-            .instance_arn(instance_arn)
-            .name(name)
-            // moto answers a missing duration with a number where AWS sends text; give one.
-            .session_duration("PT1H")
-            .send()
-            .await
-            .unwrap()
-            .permission_set()
-            .unwrap()
-            .permission_set_arn()
-            .unwrap()
-            .to_owned()
-    };
-    let data = permission_set("DataAccess").await;
-    let other = permission_set("ReadOnly").await;
+    let data = permission_set(&sso, instance_arn, "DataAccess").await;
+    let other = permission_set(&sso, instance_arn, "ReadOnly").await;
     let store = aws_sdk_identitystore::Client::new(&config);
     let group = store
         .create_group()
@@ -347,19 +349,7 @@ async fn identity_center_discovery_asks_the_instances_home_region() {
     let sso = aws_sdk_ssoadmin::Client::new(&eu);
     let instance = sso.list_instances().send().await.unwrap().instances()[0].clone();
     let instance_arn = instance.instance_arn().unwrap();
-    let set = sso
-        .create_permission_set()
-        .instance_arn(instance_arn)
-        .name("EuAccess")
-        .session_duration("PT1H")
-        .send()
-        .await
-        .unwrap()
-        .permission_set()
-        .unwrap()
-        .permission_set_arn()
-        .unwrap()
-        .to_owned();
+    let set = permission_set(&sso, instance_arn, "EuAccess").await;
     sso.create_account_assignment()
         .instance_arn(instance_arn)
         .target_id(&account)

@@ -270,35 +270,25 @@ fn redact_run_ids(text: &str) -> String {
 
 /// Replaces the id (letters, digits, `-`) after each `marker` with `with`.
 fn replace_ids_after(text: &str, marker: &str, with: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(marker) {
-        out.push_str(&rest[..at + marker.len()]);
-        rest = &rest[at + marker.len()..];
-        let id = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .count();
-        if id > 0 {
-            out.push_str(with);
-            rest = &rest[id..];
-        }
-    }
-    out.push_str(rest);
-    out
+    replace_after(text, marker, with, |c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// Replaces the number after each `marker` with `with`.
 fn regex_lite_replace(text: &str, marker: &str, with: &str) -> String {
+    replace_after(text, marker, with, |c| c.is_ascii_digit())
+}
+
+/// Replaces the run of characters `part_of` accepts after each `marker` with `with`.
+fn replace_after(text: &str, marker: &str, with: &str, part_of: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(marker) {
         out.push_str(&rest[..at + marker.len()]);
         rest = &rest[at + marker.len()..];
-        let digits = rest.chars().take_while(char::is_ascii_digit).count();
-        if digits > 0 {
+        let len: usize = rest.chars().take_while(|&c| part_of(c)).map(char::len_utf8).sum();
+        if len > 0 {
             out.push_str(with);
-            rest = &rest[digits..];
+            rest = &rest[len..];
         }
     }
     out.push_str(rest);
