@@ -455,8 +455,14 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_, '_> {
             }
         };
         if !variants.contains(&&*text) {
+            // A value that came (partly) from the environment is shown as written, `${VAR}`
+            // and all: the environment may hold a secret, and messages never echo one.
+            let shown = match &self.node.kind {
+                NodeKind::Scalar(written, ..) if written.contains("${") => written.as_str(),
+                _ => &text,
+            };
             let hint = suggest::closest(&text, variants.iter().copied()).map(|c| format!("did you mean `{c}`?"));
-            return self.fail(format!("unknown value `{text}`; expected one of {}", expected()), hint);
+            return self.fail(format!("unknown value `{shown}`; expected one of {}", expected()), hint);
         }
         let variant: de::value::StringDeserializer<DeError> = text.into_owned().into_deserializer();
         visitor.visit_enum(UnitVariant(variant)).map_err(|e| self.record(e))

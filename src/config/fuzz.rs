@@ -75,6 +75,7 @@ const SETTINGS: &[&str] = &[
     "sources: { s: { vault: { mount: \"{V}/../x\" } } }\ntargets: { T: { imports: [s], file: { path: ./t } } }\n",
     "sources: { s: { vault: { mount: kv, paths: [\"{V}/*\"] } } }\ntargets: { T: { imports: [s], file: { path: ./t } } }\n",
     "sources: { s: { vault: { mount: kv, namespace: \"{V}/ root\" } } }\ntargets: { T: { imports: [s], file: { path: ./t } } }\n",
+    "log: { level: \"{V}\" }\nsources: { s: { file: { path: ./x } } }\ntargets: { T: { imports: [s], file: { path: ./t } } }\n",
     "vault: { address: \"{V}\" }\nsources: { s: { vault: { mount: kv } } }\ntargets: { T: { imports: [s], file: { path: ./t } } }\n",
 ];
 
