@@ -95,8 +95,8 @@ impl Identity {
     }
 }
 
-/// Finds out who the run's credentials belong to; asked only when a revision is recorded, so a
-/// run that changes nothing makes no identity call.
+/// Finds out who the run's credentials belong to; asked only when a revision is recorded or a
+/// run appends to `--audit-log`, so a run that changes nothing makes no identity call.
 #[async_trait]
 pub trait Identify: Send + Sync {
     /// The identity to record.
@@ -114,11 +114,11 @@ impl Identify for FixedIdentity {
     }
 }
 
-/// What a revision did to one target's merged result.
+/// What a revision did to one target's merged result. Names and counts only: a hash of the
+/// values would let anyone who can list the history test guesses of a short secret, so hashes
+/// live in the snapshot, which holds the values anyway.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetChange {
-    /// SHA-256 of the merged result after the run (see [`content_hash`]).
-    pub sha256: String,
     /// Secrets in the merged result after the run.
     pub secrets: usize,
     /// Secret names added.
@@ -196,12 +196,14 @@ pub enum RecordName {
 impl RecordName {
     /// Parses a record name; `None` for names that are not history records.
     pub fn parse(name: &str) -> Option<Self> {
-        let number = name.get(..8)?;
-        if !number.bytes().all(|b| b.is_ascii_digit()) {
+        // At least eight digits; more only past 99,999,999 (no leading zero), as `Display`
+        // writes them.
+        let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+        if digits < 8 || digits > 8 && name.starts_with('0') {
             return None;
         }
-        let seq = number.parse().ok()?;
-        let rest = &name[8..];
+        let seq = name[..digits].parse().ok()?;
+        let rest = &name[digits..];
         if rest.is_empty() {
             return Some(Self::Revision(seq));
         }
@@ -314,9 +316,37 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// A snapshot as stored: `{"target": …, "revision": N, "secrets": {path: {"json"|"text"|"hex": …}}}`
-/// (a JSON object, so every merge store — Vault KV included — can hold it).
-pub fn snapshot_record(target: &str, seq: u64, set: &SecretSet) -> Value {
+/// What a run saw in a target's merged result before writing it: every name, and the value of
+/// each name it was about to write (the values it read). A later check recomputes it from the
+/// previous snapshot; when the two differ, the merged result changed between the two
+/// snapshots without being recorded.
+pub fn observation_hash<'a>(
+    names: impl IntoIterator<Item = &'a SecretPath>,
+    value: impl Fn(&SecretPath) -> Option<&'a SecretValue>,
+) -> String {
+    let mut hash = Sha256::new();
+    for path in names {
+        hash.update(path.as_str().as_bytes());
+        hash.update([0]);
+        match value(path) {
+            Some(value) => {
+                hash.update(value.kind().to_string().as_bytes());
+                hash.update([0]);
+                let bytes = value.to_bytes();
+                hash.update((bytes.len() as u64).to_be_bytes());
+                hash.update(&bytes);
+            }
+            None => hash.update([1]),
+        }
+    }
+    hex(&hash.finalize())
+}
+
+/// A snapshot as stored: `{"target": …, "revision": N, "sha256": …, "before": …, "secrets":
+/// {path: {"json"|"text"|"hex": …}}}` (a JSON object, so every merge store — Vault KV included
+/// — can hold it). `sha256` is the [`content_hash`]; `before` the run's
+/// [`observation_hash`] of the merged result it replaced.
+pub fn snapshot_record(target: &str, seq: u64, set: &SecretSet, before: &str) -> Value {
     let secrets: Map<String, Value> = set
         .iter()
         .map(|(path, value)| {
@@ -331,7 +361,13 @@ pub fn snapshot_record(target: &str, seq: u64, set: &SecretSet) -> Value {
             )
         })
         .collect();
-    serde_json::json!({ "target": target, "revision": seq, "secrets": secrets })
+    serde_json::json!({
+        "target": target,
+        "revision": seq,
+        "sha256": content_hash(set),
+        "before": before,
+        "secrets": secrets,
+    })
 }
 
 /// The merged result a snapshot holds; an error names what is wrong (never a value).
@@ -399,13 +435,16 @@ impl History {
                 else {
                     continue;
                 };
-                let revision: Revision = serde_json::from_value(record).map_err(|e| {
-                    Failure::new(
-                        ErrorClass::Invalid,
-                        format!("revision {seq} in {} is not a revision record: {e}", merge.describe()),
-                    )
-                })?;
-                revisions.insert(*seq, revision);
+                // One damaged record must not hide the others (or block a rollback to them).
+                match serde_json::from_value::<Revision>(record) {
+                    Ok(revision) => {
+                        revisions.insert(*seq, revision);
+                    }
+                    Err(e) => tracing::warn!(
+                        "revision {seq} in {} is not a revision record ({e}); it is left out",
+                        merge.describe()
+                    ),
+                }
             }
         }
         Ok(Self { names, revisions })
@@ -443,23 +482,95 @@ impl History {
 
     /// Where `target`'s state at `revision` is.
     pub fn state_at(&self, target: &str, revision: u64) -> StateAt {
-        let mut first = None;
-        let mut at = None;
-        for name in &self.names {
-            if let RecordName::Snapshot(seq, t) = name
-                && t == target
-            {
-                first = Some(first.map_or(*seq, |f: u64| f.min(*seq)));
-                if *seq <= revision {
-                    at = Some(name.clone());
-                }
-            }
-        }
-        match (at, first) {
-            (Some(name), _) => StateAt::Snapshot(name),
+        let seqs = self.snapshots_of(target);
+        match (seqs.range(..=revision).next_back(), seqs.first()) {
+            (Some(seq), _) => StateAt::Snapshot(RecordName::Snapshot(*seq, target.to_owned())),
             (None, None) => StateAt::Current,
-            (None, Some(first)) => StateAt::Unknown { first },
+            (None, Some(first)) => StateAt::Unknown { first: *first },
         }
+    }
+
+    /// The revisions with a snapshot of `target`.
+    fn snapshots_of(&self, target: &str) -> BTreeSet<u64> {
+        self.names
+            .iter()
+            .filter_map(|n| match n {
+                RecordName::Snapshot(seq, t) if t == target => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `target`'s merged result at `revision` (`None`: it has no snapshot, so its current
+    /// merged result is its state at every revision), checked against what came after it.
+    ///
+    /// Its newest snapshot at or before `revision` is its state there only if nothing changed
+    /// the merged result between that snapshot and the next one (or, after the newest, the
+    /// current merged result) without being recorded: a run with history off, an older
+    /// secretsync, or a run whose snapshot could not be written. Such a change is found by
+    /// comparing what the next snapshot's run saw before writing (`before`) with the earlier
+    /// snapshot, or the current merged result with the newest one; the target is then refused
+    /// rather than put back to a state it may never have had at `revision`.
+    pub async fn checked_state(
+        &self,
+        merge: &dyn MergeStore,
+        target: &str,
+        revision: u64,
+    ) -> Result<Option<SecretSet>, Failure> {
+        let record = match self.state_at(target, revision) {
+            StateAt::Current => return Ok(None),
+            StateAt::Unknown { first } => {
+                return Err(Failure::new(
+                    ErrorClass::NotFound,
+                    format!(
+                        "`{target}` has no recorded state at revision {revision} (its history begins at revision {first})"
+                    ),
+                )
+                .with_hint(format!(
+                    "use revision {first} or later, or leave `{target}` out (`--targets`)"
+                )));
+            }
+            StateAt::Snapshot(record) => record,
+        };
+        let at = record.seq();
+        let state = read_snapshot(merge, &record).await?;
+        if at == revision {
+            return Ok(Some(state));
+        }
+        let next = self.snapshots_of(target).range(at + 1..).next().copied();
+        let unchanged = if let Some(next) = next {
+            let name = RecordName::Snapshot(next, target.to_owned());
+            let record = read_record(merge, &name).await?;
+            let later = snapshot_from_record(&record).map_err(|problem| unreadable(merge, &name, &problem))?;
+            let seen = observation_hash(state.keys(), |p| later.contains_key(p).then(|| &*state[p]));
+            record.get("before").and_then(Value::as_str) == Some(seen.as_str())
+        } else {
+            let (listing, current) = merge
+                .for_target(target)
+                .read_all()
+                .await
+                .map_err(|e| e.failure().context(format!("cannot read `{target}`'s merged result")))?;
+            let live = listing.entries.iter().filter(|(_, meta)| !meta.pending_deletion);
+            live.clone().count() == state.len()
+                && live.map(|(p, _)| p).all(|p| match (current.get(p), state.get(p)) {
+                    (Some(now), Some(then)) => now.semantic_eq(then),
+                    _ => false,
+                })
+        };
+        if unchanged {
+            return Ok(Some(state));
+        }
+        let after = next.map_or_else(|| "since".to_owned(), |n| format!("between it and revision {n}"));
+        Err(Failure::new(
+            ErrorClass::Guarded,
+            format!(
+                "`{target}`'s state at revision {revision} is not known: its merged result was recorded at revision {at}, and changed {after} without being recorded (a run with history off, an older secretsync, or a snapshot that could not be written)"
+            ),
+        )
+        .with_hint(format!(
+            "use revision {at} (its recorded state){}, or leave `{target}` out (`--targets`)",
+            next.map_or_else(String::new, |n| format!(" or {n}"))
+        )))
     }
 
     /// Every target with a snapshot.
@@ -476,7 +587,12 @@ impl History {
 
 /// Reads a snapshot's merged result.
 pub async fn read_snapshot(merge: &dyn MergeStore, name: &RecordName) -> Result<SecretSet, Failure> {
-    let record = merge
+    let record = read_record(merge, name).await?;
+    snapshot_from_record(&record).map_err(|problem| unreadable(merge, name, &problem))
+}
+
+async fn read_record(merge: &dyn MergeStore, name: &RecordName) -> Result<Value, Failure> {
+    merge
         .history_read(&name.to_string())
         .await
         .map_err(|e| e.failure().context(format!("cannot read the snapshot `{name}`")))?
@@ -485,16 +601,17 @@ pub async fn read_snapshot(merge: &dyn MergeStore, name: &RecordName) -> Result<
                 ErrorClass::NotFound,
                 format!("the snapshot `{name}` is listed but could not be read"),
             )
-        })?;
-    snapshot_from_record(&record).map_err(|problem| {
-        Failure::new(
-            ErrorClass::Invalid,
-            format!(
-                "the snapshot `{name}` in {} cannot be read: {problem}",
-                merge.describe()
-            ),
-        )
-    })
+        })
+}
+
+fn unreadable(merge: &dyn MergeStore, name: &RecordName, problem: &str) -> Failure {
+    Failure::new(
+        ErrorClass::Invalid,
+        format!(
+            "the snapshot `{name}` in {} cannot be read: {problem}",
+            merge.describe()
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -530,12 +647,18 @@ mod tests {
             "00000001@",
             "lock.json",
             "000000001",
+            "0123456789",
             "00000001-audit-",
             "00000001-x",
         ] {
             assert_eq!(RecordName::parse(other), None, "{other}");
         }
         assert_eq!(next_revision(&names(&["00000003", "00000007@a"])), 8);
+        // Past eight digits the name grows, and still parses and sorts by number.
+        let big = RecordName::Snapshot(123_456_789, "a".to_owned());
+        assert_eq!(big.to_string(), "123456789@a");
+        assert_eq!(RecordName::parse("123456789@a"), Some(big));
+        assert_eq!(next_revision(&names(&["99999999", "123456789"])), 123_456_790);
         assert_eq!(next_revision(&[]), 1);
     }
 
@@ -618,7 +741,7 @@ mod tests {
             SecretPath::parse("blob").unwrap(),
             Arc::new(SecretValue::Binary(vec![0, 255, 16])),
         );
-        let record = snapshot_record("t", 3, &set);
+        let record = snapshot_record("t", 3, &set, "");
         let text = serde_json::to_string(&record).unwrap();
         let back = snapshot_from_record(&serde_json::from_str(&text).unwrap()).unwrap();
         assert_eq!(back.len(), 3);

@@ -10,7 +10,7 @@ use super::{init_logging, load};
 use crate::cli::{DiffArgs, GlobalArgs, HistoryArgs, LockOutput};
 use crate::error::CliError;
 use crate::failure::Failure;
-use crate::history::{self, History, Revision, StateAt};
+use crate::history::{History, Revision};
 use crate::model::SecretSet;
 use crate::output::Printer;
 use crate::plan::{PlanOptions, plan};
@@ -164,15 +164,10 @@ pub(super) async fn diff(global: &GlobalArgs, args: &DiffArgs, printer: Printer)
 /// A target's merged result at `revision`. A target without any snapshot never changed since
 /// history began: it is the same at both ends, so an empty set stands for it at both.
 async fn state(merge: &dyn MergeStore, history: &History, target: &str, revision: u64) -> Result<SecretSet, Failure> {
-    match history.state_at(target, revision) {
-        StateAt::Snapshot(record) => history::read_snapshot(merge, &record).await,
-        StateAt::Current => Ok(SecretSet::new()),
-        StateAt::Unknown { first } => Err(Failure::new(
-            crate::failure::ErrorClass::NotFound,
-            format!("`{target}` has no recorded state at revision {revision} (its history begins at revision {first})"),
-        )
-        .with_hint(format!("compare revisions from {first} on"))),
-    }
+    Ok(history
+        .checked_state(merge, target, revision)
+        .await?
+        .unwrap_or_default())
 }
 
 /// The changes that turn `before` into `after`, as a plan (all of `before` counts as owned by

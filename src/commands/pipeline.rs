@@ -13,9 +13,9 @@ use crate::cli::{EnvVars, GlobalArgs, OutputFormat, PipelineArgs, RollbackArgs};
 use crate::config::{ImportKind, Pipeline};
 use crate::engine::{Engine, RunOptions, Stores};
 use crate::error::CliError;
-use crate::failure::{ErrorClass, Failure};
+use crate::failure::Failure;
 use crate::graph::GraphError;
-use crate::history::{self, History, Identify, Identity, Recording, StateAt};
+use crate::history::{History, Identify, Identity, Recording};
 use crate::metrics::export::{self, Readiness};
 use crate::model::SecretSet;
 use crate::output::Printer;
@@ -89,18 +89,10 @@ async fn rollback_states(
     let revision = history.resolve(to).map_err(CliError::Failed)?;
     let mut states = BTreeMap::new();
     for name in selected {
-        let state = match history.state_at(name, revision) {
-            StateAt::Current => continue,
-            StateAt::Snapshot(record) => history::read_snapshot(merge, &record).await.map(Arc::new),
-            StateAt::Unknown { first } => Err(Failure::new(
-                ErrorClass::NotFound,
-                format!(
-                    "`{name}` has no recorded state at revision {revision} (its history begins at revision {first})"
-                ),
-            )
-            .with_hint(format!(
-                "roll back to revision {first} or later, or leave `{name}` out with --targets"
-            ))),
+        let state = match history.checked_state(merge, name, revision).await {
+            Ok(None) => continue,
+            Ok(Some(set)) => Ok(Arc::new(set)),
+            Err(failure) => Err(failure),
         };
         states.insert(name.clone(), state);
     }

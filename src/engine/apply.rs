@@ -149,6 +149,18 @@ impl<'a> Writer<'a> {
             ));
         }
         let writes = merged_plan.changes.iter().any(|c| c.action.writes());
+        // What the merged result was before this write, for the snapshot (see
+        // `history::observation_hash`).
+        let before = self.recording.is_some().then(|| {
+            let live = listing
+                .entries
+                .iter()
+                .filter(|(_, meta)| !meta.pending_deletion)
+                .map(|(path, _)| path);
+            history::observation_hash(live, |p| {
+                desired.contains_key(p).then(|| actual.get(p).map(|v| &**v)).flatten()
+            })
+        });
         let committed = |e: StoreError| e.failure().context("cannot read the merge store");
         if !writes && merge.has_result(name).await.map_err(committed)? {
             return Ok(0);
@@ -173,8 +185,8 @@ impl<'a> Writer<'a> {
             .commit(name)
             .await
             .map_err(|e| e.failure().context("cannot commit the merged result"))?;
-        if self.recording.is_some()
-            && let Err(failure) = self.snapshot(merge, name, desired, &merged_plan).await
+        if let Some(before) = before
+            && let Err(failure) = self.snapshot(merge, name, desired, &merged_plan, &before).await
         {
             locked(&self.history_errors).push(failure.context(format!(
                 "the merged result of `{name}` was written, but its revision could not be recorded"
@@ -190,6 +202,7 @@ impl<'a> Writer<'a> {
         name: &str,
         desired: &SecretSet,
         merged_plan: &TargetPlan,
+        before: &str,
     ) -> Result<(), Failure> {
         let (seq, _) = self
             .numbering
@@ -203,13 +216,12 @@ impl<'a> Writer<'a> {
             })
             .await
             .clone()?;
-        let record = history::snapshot_record(name, seq, desired);
+        let record = history::snapshot_record(name, seq, desired, before);
         let version = merge
             .history_write(&RecordName::Snapshot(seq, name.to_owned()).to_string(), &record)
             .await
             .map_err(|e| e.failure())?;
         let mut change = TargetChange {
-            sha256: history::content_hash(desired),
             secrets: desired.len(),
             snapshot_version: version,
             ..TargetChange::default()
@@ -238,29 +250,34 @@ impl<'a> Writer<'a> {
             return errors;
         };
         let audit = self.audit_lines.and_then(|lines| lines(report));
-        let Some(Ok((seq, listed))) = self.numbering.get() else {
+        let targets = std::mem::take(&mut *locked(&self.recorded));
+        let numbered = match self.numbering.get() {
+            Some(Ok(numbered)) => Some(numbered),
+            _ => None,
+        };
+        let Some((seq, listed)) = numbered.filter(|_| !targets.is_empty()) else {
             if let Some(audit) = audit {
-                // No revision this run (its merged results did not change), but it wrote
-                // targets: its audit lines go beside the newest revision.
-                let names = match merge.history_names().await {
-                    Ok(names) => names.iter().filter_map(|n| RecordName::parse(n)).collect::<Vec<_>>(),
-                    Err(e) => {
-                        errors.push(
-                            e.failure()
-                                .context("the run's audit lines could not be kept in the merge store"),
-                        );
-                        return errors;
-                    }
+                // No revision this run (its merged results did not change, or none of its
+                // snapshots could be written), but it wrote targets: its audit lines go beside
+                // the newest revision.
+                let names = match numbered {
+                    Some((_, listed)) => listed.clone(),
+                    None => match merge.history_names().await {
+                        Ok(names) => names.iter().filter_map(|n| RecordName::parse(n)).collect(),
+                        Err(e) => {
+                            errors.push(
+                                e.failure()
+                                    .context("the run's audit lines could not be kept in the merge store"),
+                            );
+                            return errors;
+                        }
+                    },
                 };
                 let newest = history::next_revision(&names) - 1;
                 errors.extend(self.keep_audit(merge, recording, newest, audit).await);
             }
             return errors;
         };
-        let targets = std::mem::take(&mut *locked(&self.recorded));
-        if targets.is_empty() {
-            return errors;
-        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -276,20 +293,23 @@ impl<'a> Writer<'a> {
             targets,
         };
         let record = serde_json::to_value(&revision).unwrap_or_default();
-        if let Err(e) = merge
+        let recorded = merge
             .history_write(&RecordName::Revision(*seq).to_string(), &record)
-            .await
-        {
+            .await;
+        // The audit lines are kept even when the revision record is not (beside the run's
+        // snapshots): they are the account of what the run did.
+        if let Some(audit) = audit {
+            errors.extend(self.keep_audit(merge, recording, *seq, audit).await);
+        }
+        if let Err(e) = recorded {
             errors.push(e.failure().context(format!(
                 "the merged results were written, but revision {seq} could not be recorded"
             )));
+            // Nothing is pruned without the revision that would justify it.
             return errors;
         }
         tracing::info!(revision = seq, "revision recorded");
         names.push(RecordName::Revision(*seq));
-        if let Some(audit) = audit {
-            errors.extend(self.keep_audit(merge, recording, *seq, audit).await);
-        }
         for old in history::to_prune(&names, recording.keep) {
             if let Err(e) = merge.history_remove(&old.to_string()).await {
                 errors.push(
@@ -347,8 +367,8 @@ pub(crate) fn withhold_deletes(plans: &mut BTreeMap<String, Planned>, max: u64) 
 
 impl Engine<'_> {
     /// The apply phase: every planned target's writes (nothing in a dry run). Targets are
-    /// written under the merge store's run lock too (taken here by a `--sync-only` run, which
-    /// writes nothing to the merge store), so two runs never apply to the same targets at once.
+    /// written under the merge store's run lock too (taken here by a `--sync-only` run whose
+    /// merged results did not change), so two runs never apply to the same targets at once.
     pub(super) async fn apply_all(
         &self,
         plans: &mut BTreeMap<String, Planned>,

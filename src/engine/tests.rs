@@ -984,3 +984,51 @@ async fn a_sync_only_dry_run_reads_the_merge_store_and_writes_nothing() {
     assert_eq!(merge_store.scope("Staging").writes(), merged_writes);
     assert!(merge_store.has_result("Staging").await.unwrap(), "not begun again");
 }
+
+/// A run's audit lines are kept in the merge store even when its revision cannot be: when the
+/// revision record fails (beside the run's snapshots, nothing pruned), and when every snapshot
+/// fails (beside the newest revision). Either way the run reports why history is incomplete.
+#[tokio::test]
+async fn audit_lines_are_kept_when_the_revision_or_its_snapshots_cannot_be_written() {
+    use crate::history::{FixedIdentity, Recording};
+    let identity = FixedIdentity::default();
+    let recording = |run_id| Recording {
+        keep: 1,
+        run_id,
+        config_sha256: "c",
+        rollback_to: None,
+        identify: &identity,
+    };
+    let lines = |_: &RunReport| Some("{\"event\":\"write\"}\n".to_owned());
+    let cases: [(crate::store::memory::RecordFilter, &str, &str); 2] = [
+        (
+            |name| !name.contains('@') && !name.contains("-audit-"),
+            "run1",
+            "00000001-audit-run1",
+        ),
+        (|name| name.contains('@'), "run2", "00000000-audit-run2"),
+    ];
+    for (fails, run_id, kept) in cases {
+        let mut w = World::standard();
+        let merge_store = Arc::new(MemoryMergeStore::default());
+        merge_store.fail_history_writes(fails);
+        w.merge = Some(Arc::clone(&merge_store));
+        let options = w.options();
+        let stores = w.stores();
+        let report = Engine::new(&w.pipeline, &stores, &options, &NoEvents, CancellationToken::new())
+            .recording(recording(run_id))
+            .audit_to_merge_store(&lines)
+            .run()
+            .await;
+        let problems = format!("{:?}", report.problems());
+        assert!(problems.contains("could not be recorded"), "{run_id}: {problems}");
+        let records = merge_store.history_records();
+        assert_eq!(
+            records[kept]["jsonl"],
+            "{\"event\":\"write\"}\n",
+            "{run_id}: {:?}",
+            records.keys().collect::<Vec<_>>()
+        );
+        assert!(records.keys().all(|name| !fails(name)), "{run_id}");
+    }
+}

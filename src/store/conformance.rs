@@ -236,3 +236,65 @@ pub async fn run(store: &dyn WritableStore) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The history-record contract every merge store keeps: a record reads back as written, is
+/// listed, is never rewritten with other content (another run's record is a `Conflict`), and
+/// writing the same record again succeeds (a retry after a lost reply). The store's history
+/// must start empty.
+pub async fn history_records(merge: &dyn super::MergeStore) -> Result<(), String> {
+    let name = merge.describe();
+    let e = |err: super::StoreError| format!("{name}: unexpected error: {err} ({})", err.class);
+    let record = serde_json::json!({ "revision": 7, "n": 1.5, "nested": { "list": [1, "two", null] } });
+    let other = serde_json::json!({ "revision": 7, "n": 2 });
+    ensure(
+        merge.history_names().await.map_err(e)?.is_empty(),
+        "a new history lists nothing",
+    )?;
+    ensure(
+        merge.history_read("00000007").await.map_err(e)?.is_none(),
+        "a missing record is Ok(None)",
+    )?;
+    merge.history_write("00000007", &record).await.map_err(e)?;
+    ensure(
+        merge.history_read("00000007").await.map_err(e)?.as_ref() == Some(&record),
+        "a record reads back as written",
+    )?;
+    merge.history_write("00000007", &record).await.map_err(e)?;
+    match merge.history_write("00000007", &other).await {
+        Err(err) if err.class == ErrorClass::Conflict => {}
+        Err(err) => {
+            return Err(format!(
+                "{name}: rewriting a record: {err} ({}), not a conflict",
+                err.class
+            ));
+        }
+        Ok(_) => {
+            return Err(format!(
+                "store contract broken: {name} let a history record be rewritten"
+            ));
+        }
+    }
+    ensure(
+        merge.history_read("00000007").await.map_err(e)?.as_ref() == Some(&record),
+        "a refused rewrite leaves the record as it was",
+    )?;
+    merge.history_write("00000007@T", &other).await.map_err(e)?;
+    let mut listed = merge.history_names().await.map_err(e)?;
+    listed.sort();
+    ensure(
+        listed == ["00000007", "00000007@T"],
+        "written records are listed by name",
+    )?;
+    merge.history_remove("00000007").await.map_err(e)?;
+    merge.history_remove("00000007").await.map_err(e)?;
+    ensure(
+        merge.history_names().await.map_err(e)? == ["00000007@T"],
+        "a removed record is no longer listed (removing twice is fine)",
+    )?;
+    merge.history_write("00000007", &other).await.map_err(e)?;
+    ensure(
+        merge.history_read("00000007").await.map_err(e)?.as_ref() == Some(&other),
+        "a removed record's name can be written again",
+    )?;
+    Ok(())
+}

@@ -788,26 +788,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let merge = FileMergeStore::new(dir.path().join("m"), "m");
-        assert!(
-            merge.history_names().await.unwrap().is_empty(),
-            "no folder yet: no records"
-        );
-        let record = serde_json::json!({ "revision": 1 });
-        merge.history_write("00000001", &record).await.unwrap();
-        // The same bytes again: a retry of this run's own write.
-        merge.history_write("00000001", &record).await.unwrap();
-        let other = merge
-            .history_write("00000001", &serde_json::json!({ "revision": 2 }))
-            .await
-            .unwrap_err();
-        assert_eq!(other.class, ErrorClass::Conflict, "{other}");
-        assert_eq!(merge.history_read("00000001").await.unwrap(), Some(record));
-        assert_eq!(merge.history_names().await.unwrap(), ["00000001"]);
-        let file = dir.path().join("m/.secretsync-history/00000001.json");
+        crate::store::conformance::history_records(&merge).await.unwrap();
+        let file = dir.path().join("m/.secretsync-history/00000007.json");
         assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-        merge.history_remove("00000001").await.unwrap();
-        merge.history_remove("00000001").await.unwrap();
-        assert_eq!(merge.history_read("00000001").await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -220,6 +220,9 @@ impl WritableStore for MemoryStore {
     }
 }
 
+/// Picks history records by name.
+pub type RecordFilter = fn(&str) -> bool;
+
 /// An in-memory merge store (one [`MemoryStore`] per target).
 #[derive(Debug, Default)]
 pub struct MemoryMergeStore {
@@ -229,6 +232,8 @@ pub struct MemoryMergeStore {
     held_elsewhere: Mutex<Option<String>>,
     /// History records by name.
     history: Mutex<BTreeMap<String, serde_json::Value>>,
+    /// When set, writing a history record whose name this accepts fails (engine tests).
+    failing_history: Mutex<Option<RecordFilter>>,
 }
 
 impl MemoryMergeStore {
@@ -238,6 +243,19 @@ impl MemoryMergeStore {
             .held_elsewhere
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(holder.to_owned());
+    }
+
+    /// Makes writing the history records `which` accepts fail, as a store that is down would.
+    pub fn fail_history_writes(&self, which: RecordFilter) {
+        *self
+            .failing_history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(which);
+    }
+
+    /// History records by name.
+    pub fn history_records(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, serde_json::Value>> {
+        self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The scope of `target`, created on first use.
@@ -308,19 +326,34 @@ impl MergeStore for MemoryMergeStore {
     }
 
     async fn history_write(&self, name: &str, record: &serde_json::Value) -> Result<Option<String>, StoreError> {
-        self.history_records().insert(name.to_owned(), record.clone());
-        Ok(None)
+        let failing = *self
+            .failing_history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failing.is_some_and(|fails| fails(name)) {
+            return Err(StoreError::new(
+                ErrorClass::Transient,
+                format!("cannot write the history record `{name}` (failing on purpose)"),
+            ));
+        }
+        // As every merge store: a record is never rewritten with other content.
+        let mut records = self.history_records();
+        match records.get(name) {
+            Some(held) if held != record => Err(StoreError::new(
+                ErrorClass::Conflict,
+                format!("another run recorded the history record `{name}`"),
+            )),
+            Some(_) => Ok(None),
+            None => {
+                records.insert(name.to_owned(), record.clone());
+                Ok(None)
+            }
+        }
     }
 
     async fn history_remove(&self, name: &str) -> Result<(), StoreError> {
         self.history_records().remove(name);
         Ok(())
-    }
-}
-
-impl MemoryMergeStore {
-    fn history_records(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, serde_json::Value>> {
-        self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -332,5 +365,12 @@ mod tests {
     async fn passes_the_conformance_suite() {
         let store = MemoryStore::new("conformance");
         crate::store::conformance::run(&store).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn keeps_the_history_record_contract() {
+        crate::store::conformance::history_records(&MemoryMergeStore::default())
+            .await
+            .unwrap();
     }
 }

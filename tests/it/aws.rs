@@ -127,6 +127,7 @@ async fn s3_merge_scopes_pass_the_store_contract_and_keep_kinds_exact() {
     let bucket = aws::bucket(&services, &account).await;
     let merge = s3_merge_store(&services, &account, &bucket, "").await;
     conformance::run(merge.for_target("T").as_ref()).await.unwrap();
+    conformance::history_records(merge.as_ref()).await.unwrap();
     let scope = merge.for_target("Staging");
 
     assert!(!merge.has_result("Staging").await.unwrap());

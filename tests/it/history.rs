@@ -413,6 +413,101 @@ fn retention_prunes_old_revisions_but_never_a_targets_current_state() {
     );
 }
 
+/// A merged result that changed without being recorded (here: runs with `keep: 0`) is never
+/// rolled back to a state it may not have had: the revision before the gap and the one that
+/// recorded the change are refused for that target, the revisions that recorded it exactly
+/// still work. Both places a gap can be are covered: between two snapshots (found from what
+/// the later run saw before writing) and after the newest one (found from the merge store).
+#[test]
+fn a_merged_result_changed_without_a_revision_is_refused_not_guessed() {
+    let pipeline = |keep: u32| {
+        format!(
+            "sources: {{ a: {{ file: {{ path: ./src/a }} }}, b: {{ file: {{ path: ./src/b }} }} }}\n\
+             merge_store: {{ file: {{ path: ./merged }}, history: {{ keep: {keep} }} }}\n\
+             targets:\n\
+             \x20 A: {{ imports: [a], file: {{ path: ./out/a }} }}\n\
+             \x20 B: {{ imports: [b], file: {{ path: ./out/b }} }}\n"
+        )
+    };
+    let test = Test::new()
+        .file("src/a/v.json", r#"{"n": 1}"#)
+        .file("src/b/v.json", r#"{"n": 1}"#)
+        .pipeline(pipeline(50));
+    let a = || serde_json::from_str::<Value>(&test.read("out/a/v.json")).unwrap()["n"].clone();
+    let set = |source: &str, n: u32| test.write(&format!("src/{source}/v.json"), format!(r#"{{"n": {n}}}"#));
+    let history_off = |on: bool| test.write("config.yaml", pipeline(if on { 50 } else { 0 }));
+    // Revision 1: A=1, B=1.
+    test.args(&["pipeline"]).code(0);
+    // Unrecorded: A=2.
+    history_off(false);
+    set("a", 2);
+    test.args(&["pipeline"]).code(0);
+    // Revision 2: only B changes (B=2), so A gets no snapshot; A was 2 here, not 1.
+    history_off(true);
+    set("b", 2);
+    test.args(&["pipeline"]).code(0);
+    // Revision 3: A=3 (its snapshot notes it found 2, not revision 1's 1).
+    set("a", 3);
+    test.args(&["pipeline"]).code(0);
+
+    let refused = test.args(&["rollback", "--to", "2", "--targets", "A"]).code(2);
+    assert!(
+        refused.stdout.contains(
+            "`A`'s state at revision 2 is not known: its merged result was recorded at revision 1, and changed between it and revision 3 without being recorded"
+        ),
+        "{}",
+        refused.stdout
+    );
+    assert!(
+        refused
+            .stdout
+            .contains("hint: use revision 1 (its recorded state) or 3, or leave `A` out"),
+        "{}",
+        refused.stdout
+    );
+    assert_eq!(a(), 3, "a refused target is not written");
+    let diff = test.args(&["diff", "2", "3", "--target", "A"]).code(2);
+    assert!(
+        diff.stdout.contains("`A`'s state at revision 2 is not known"),
+        "{}",
+        diff.stdout
+    );
+    // B's history has no gap, so revision 2 is fine for it.
+    test.args(&["rollback", "--to", "2", "--targets", "B", "--dry-run"])
+        .code(0);
+    // Revision 1 is exactly what revision 1 recorded.
+    test.args(&["rollback", "--to", "1", "--targets", "A"]).code(0);
+    assert_eq!(a(), 1);
+
+    // A gap after the newest snapshot: revision 4 (the rollback) recorded A=1; then A=5
+    // unrecorded; revision 5 changes B only.
+    history_off(false);
+    set("a", 5);
+    test.args(&["pipeline"]).code(0);
+    history_off(true);
+    set("b", 5);
+    test.args(&["pipeline"]).code(0);
+    let refused = test
+        .args(&["rollback", "--to", "5", "--targets", "A", "--dry-run"])
+        .code(2);
+    assert!(
+        refused
+            .stdout
+            .contains("recorded at revision 4, and changed since without being recorded"),
+        "{}",
+        refused.stdout
+    );
+    assert!(
+        refused
+            .stdout
+            .contains("hint: use revision 4 (its recorded state), or leave"),
+        "{}",
+        refused.stdout
+    );
+    test.args(&["rollback", "--to", "4", "--targets", "A"]).code(0);
+    assert_eq!(a(), 1);
+}
+
 /// `history` and `diff` explain what is missing instead of failing obscurely.
 #[test]
 fn history_commands_explain_a_pipeline_without_revisions() {

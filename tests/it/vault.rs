@@ -299,6 +299,9 @@ async fn merge_store_scopes_pass_the_store_contract_and_mark_complete_results() 
         conformance::run(scope.as_ref())
             .await
             .unwrap_or_else(|e| panic!("KV v{version}: {e}"));
+        conformance::history_records(merge.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("KV v{version}: {e}"));
         assert!(!merge.has_result("Staging").await.unwrap());
         scope
             .put(&p("a/b"), &json_value(&json!({ "x": 1 })), "Staging")

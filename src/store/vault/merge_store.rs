@@ -119,13 +119,29 @@ impl MergeStore for VaultMergeStore {
         }))
     }
 
+    /// Records are never rewritten: KV v2 creates them with check-and-set 0; KV v1 (no
+    /// check-and-set) reads first, under the run lock. Finding the same record is this run's
+    /// own earlier attempt (a retry after a lost reply); another record is a conflict.
     async fn history_write(&self, name: &str, record: &serde_json::Value) -> Result<Option<String>, StoreError> {
         let scope = self.scope(HISTORY_FOLDER);
-        scope
-            .write_raw(name, record)
-            .await
-            .map(|version| version.map(|v| v.to_string()))
-            .map_err(|e| scope.error(&e, &format!("write the history record `{name}` in"), None))
+        let held_elsewhere = |held: Option<serde_json::Value>| match held {
+            Some(held) if held == *record => Ok(None),
+            _ => Err(StoreError::new(
+                ErrorClass::Conflict,
+                format!("{}: another run recorded the history record `{name}`", self.describe()),
+            )
+            .with_hint("run one job at a time against this merge store; run again to record a revision")),
+        };
+        if self.kv_version != 2
+            && let Some(held) = self.history_read(name).await?
+        {
+            return held_elsewhere(Some(held));
+        }
+        match scope.create_raw(name, record).await {
+            Ok(version) => Ok(version.map(|v| v.to_string())),
+            Err(e) if e.class == ErrorClass::Conflict => held_elsewhere(self.history_read(name).await?),
+            Err(e) => Err(scope.error(&e, &format!("write the history record `{name}` in"), None)),
+        }
     }
 
     async fn history_remove(&self, name: &str) -> Result<(), StoreError> {

@@ -175,6 +175,26 @@ impl VaultStore {
             .await
     }
 
+    /// Writes a bookkeeping secret that must not exist yet: KV v2 with check-and-set 0, so a
+    /// second writer gets a conflict (`Ok(None)` on KV v1, which has no check-and-set: the
+    /// caller reads first).
+    pub(super) async fn create_raw(&self, rel: &str, data: &Value) -> Result<Option<u64>, VaultError> {
+        if self.kv_version != 2 {
+            return self.write_raw(rel, data).await;
+        }
+        let full = &self.full(rel);
+        let what = self.api_path(full, "data");
+        let mount = self.mount.as_str();
+        self.conn
+            .call(&what, "create", |c| async move {
+                let options = SetSecretRequestOptions { cas: 0 };
+                vaultrs::kv2::set_with_options(&*c, mount, full, &data, options)
+                    .await
+                    .map(|m| Some(m.version))
+            })
+            .await
+    }
+
     async fn read(&self, path: &SecretPath) -> Result<Option<SecretValue>, StoreError> {
         let full = &self.full(path.as_str());
         let what = self.api_path(full, "data");
