@@ -45,7 +45,7 @@ async fn run(pipeline: &Pipeline, vars: Vec<(String, String)>) -> (Duration, Str
     let context = BuildContext::with_env(pipeline, Arc::new(lookup), None);
     let mut stores = Stores::default();
     for (name, source) in &pipeline.sources {
-        let built = context.source(source).await;
+        let built = context.source(source, false).await;
         stores.sources.insert(name.clone(), built);
     }
     for (name, target) in &pipeline.targets {

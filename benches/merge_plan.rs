@@ -174,6 +174,7 @@ impl Store for Synthetic {
             owner: Owner::Target(Arc::clone(&self.owner)),
             pending_deletion: false,
             drift: None,
+            labels: None,
         };
         let mut listing = Listing::default();
         for (p, n) in &self.world.paths {

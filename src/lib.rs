@@ -18,6 +18,7 @@ pub mod error;
 pub mod error_chain;
 pub mod failure;
 pub mod files;
+pub mod filter;
 pub mod graph;
 pub mod history;
 pub mod merge;

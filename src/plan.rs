@@ -364,6 +364,20 @@ pub struct TargetPlan {
     pub unchanged: u64,
     /// Whether deletes were allowed (complete listing and imports).
     pub deletes_allowed: bool,
+    /// What filters removed, when the target or its sources have any.
+    pub filtered: Option<Filtered>,
+}
+
+/// What filters removed from a target's plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Filtered {
+    /// The target's own filter: desired secrets it removed (not written).
+    pub target: crate::filter::Removed,
+    /// Secrets in the target outside its filter: neither written nor deleted.
+    pub left_alone: u64,
+    /// Each directly imported source's filter: secrets it removed from what the source gave.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, crate::filter::Removed>,
 }
 
 impl TargetPlan {
@@ -445,6 +459,7 @@ pub fn plan(
         changes,
         unchanged,
         deletes_allowed: options.complete && options.delete_orphans,
+        filtered: None,
     }
 }
 
@@ -818,6 +833,7 @@ mod tests {
         let mut listing = Listing::default();
         let drifted = EntryMeta {
             drift: Some("tags differ: +env".to_owned()),
+            labels: None,
             ..EntryMeta::owned_by("T")
         };
         listing.entries.insert(p("tagged"), drifted);

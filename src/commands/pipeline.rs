@@ -402,8 +402,12 @@ async fn build_stores(
                 if stores.sources.contains_key(&import.name) {
                     continue;
                 }
+                let read_labels = pipeline
+                    .source_filters
+                    .get(&import.name)
+                    .is_some_and(crate::filter::Filter::needs_labels);
                 let built = context
-                    .source(&pipeline.sources[&import.name])
+                    .source(&pipeline.sources[&import.name], read_labels)
                     .await
                     .map_err(|e| e.context(format!("source `{}` cannot be used", import.name)));
                 stores.sources.insert(import.name.clone(), built);

@@ -28,6 +28,8 @@ pub struct Pipeline {
     pub aws: AwsSettings,
     /// Sources by name.
     pub sources: BTreeMap<String, Source>,
+    /// Each source's `filter:` (sources without one are absent).
+    pub source_filters: BTreeMap<String, crate::filter::Filter>,
     /// The merge store, if any.
     pub merge_store: Option<MergeStoreSpec>,
     /// Revisions of the merged results to keep (`merge_store.history.keep`; 0: none).
@@ -403,6 +405,8 @@ pub struct Target {
     pub imports: Vec<Import>,
     /// Where it syncs to.
     pub kind: TargetKind,
+    /// Which secrets it manages (`filter:`); outside it nothing is written or deleted.
+    pub filter: crate::filter::Filter,
 }
 
 /// A target's destination.

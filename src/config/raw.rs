@@ -320,6 +320,34 @@ pub struct RawSource {
     pub aws: Option<Spanned<RawAwsSource>>,
     /// A local directory (one file per secret).
     pub file: Option<Spanned<RawFileLocation>>,
+    /// Which of the source's secrets it contributes.
+    pub filter: Option<Spanned<RawFilter>>,
+}
+
+/// `filter:` on a source or target: secrets must match `include` (when given) and not match
+/// `exclude`; `exclude` wins.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilter {
+    /// Only secrets matching every condition here.
+    pub include: Option<Spanned<RawConditions>>,
+    /// Never secrets matching every condition here.
+    pub exclude: Option<Spanned<RawConditions>>,
+}
+
+/// Conditions of a filter block: all must hold (AND); each lists patterns, any of which may
+/// match (OR).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConditions {
+    /// Path globs (`app/*` stays in `app/`, `app/**` goes below it).
+    pub paths: Option<Vec<Spanned<String>>>,
+    /// Regular expressions over the path (anywhere unless anchored with `^`/`$`).
+    pub regex: Option<Vec<Spanned<String>>>,
+    /// AWS tags (Secrets Manager sources): key → a value or a list of allowed values.
+    pub tags: Option<Spanned<BTreeMap<String, OneOrMany>>>,
+    /// KV v2 `custom_metadata` (Vault sources): key → a value or a list of allowed values.
+    pub custom_metadata: Option<Spanned<BTreeMap<String, OneOrMany>>>,
 }
 
 /// `sources.<name>.vault:`.
@@ -438,6 +466,7 @@ pub const TARGET_FIELDS: &[&str] = &[
     "description",
     "vault",
     "file",
+    "filter",
 ];
 
 /// A target: a full mapping, or a list (shorthand for `imports`).
@@ -476,6 +505,8 @@ pub struct RawTargetFields {
     pub vault: Option<Spanned<RawVaultTarget>>,
     /// A local directory instead of AWS.
     pub file: Option<Spanned<RawFileLocation>>,
+    /// Which secrets the target manages: outside the filter nothing is written or deleted.
+    pub filter: Option<Spanned<RawFilter>>,
 }
 
 /// `targets.<name>.vault:`.

@@ -477,6 +477,7 @@ pub fn expand(pipeline: &mut Pipeline, discovered: &Discovered) -> Result<(), Fa
                         .map(|r| r.replace(crate::config::ACCOUNT_ID_PLACEHOLDER, &found.account_id)),
                     ..settings.clone()
                 }),
+                filter: crate::filter::Filter::default(),
             };
             pipeline.targets.insert(found.name.clone(), target);
         }

@@ -101,7 +101,23 @@ impl Engine<'_> {
             };
             let span = tracing::info_span!("source", source = name, store = %store.describe());
             match self.interruptible(store.read_all()).instrument(span).await {
-                Ok((listing, set)) => {
+                Ok((listing, mut set)) => {
+                    if let Some(filter) = self.pipeline.source_filters.get(name) {
+                        let mut removed = crate::filter::Removed::default();
+                        set.retain(|path, _| {
+                            let labels = listing.entries.get(path).and_then(|m| m.labels.as_deref());
+                            removed.count(filter.verdict(path, labels))
+                        });
+                        tracing::debug!(
+                            not_included = removed.not_included,
+                            excluded = removed.excluded,
+                            "source filtered"
+                        );
+                        self.source_filtered
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(name.to_owned(), removed);
+                    }
                     tracing::debug!(secrets = set.len(), "source read");
                     if !listing.notes.is_empty() {
                         let mut warnings = self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -130,6 +130,8 @@ pub struct Engine<'a> {
     pub(super) listings: Mutex<BTreeMap<String, Prefetched>>,
     /// Secrets listed by prefetching so far (see [`super::prefetch::PREFETCH_ENTRIES`]).
     pub(super) prefetched: AtomicUsize,
+    /// What each source's `filter` removed from what it read.
+    pub(super) source_filtered: Mutex<BTreeMap<String, crate::filter::Removed>>,
 }
 
 impl<'a> Engine<'a> {
@@ -156,6 +158,7 @@ impl<'a> Engine<'a> {
             warnings: Mutex::new(Vec::new()),
             listings: Mutex::new(BTreeMap::new()),
             prefetched: AtomicUsize::new(0),
+            source_filtered: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -347,13 +350,36 @@ impl<'a> Engine<'a> {
         };
         let store = self.writer.target_store(store);
         let prefetched = self.listings_lock().remove(name);
-        let (listing, actual) = self
+        let target_filter = &self.pipeline.targets[name].filter;
+        let mut filtered = crate::plan::Filtered {
+            sources: self.filters_of_sources(name),
+            ..crate::plan::Filtered::default()
+        };
+        let desired = if target_filter.is_empty() {
+            desired
+        } else {
+            let mut kept = (*desired).clone();
+            kept.retain(|path, _| filtered.target.count(target_filter.verdict(path, None)));
+            Arc::new(kept)
+        };
+        let (mut listing, mut actual) = self
             .read_actual(store.as_ref(), &desired, prefetched)
             .await
             .map_err(|e| TargetStatus::Failed {
                 phase: Phase::Plan,
                 failure: e.failure().context("cannot read the target; nothing was changed"),
             })?;
+        if !target_filter.is_empty() {
+            // Outside the filter the target is not ours to manage: those secrets are neither
+            // written nor deleted, whoever owns them.
+            listing.entries.retain(|path, _| {
+                let kept = target_filter.verdict(path, None) == crate::filter::Verdict::Kept;
+                filtered.left_alone += u64::from(!kept);
+                kept
+            });
+            actual.retain(|path, _| listing.entries.contains_key(path));
+        }
+        let filtered = (!target_filter.is_empty() || !filtered.sources.is_empty()).then_some(filtered);
         let (delete_orphans, adopt, keep_values, target) = (
             self.options.delete_orphans,
             self.options.adopt,
@@ -369,6 +395,7 @@ impl<'a> Engine<'a> {
                 complete: true,
             };
             let mut target_plan = plan(&desired, &listing, &actual, plan_store.as_ref(), options);
+            target_plan.filtered = filtered;
             if !keep_values {
                 target_plan.changes.iter_mut().for_each(|c| c.actual = None);
             }
@@ -376,6 +403,19 @@ impl<'a> Engine<'a> {
         })
         .await?;
         Ok((planned, store))
+    }
+
+    /// What the filters of `target`'s directly imported sources removed.
+    fn filters_of_sources(&self, target: &str) -> BTreeMap<String, crate::filter::Removed> {
+        let counted = self
+            .source_filtered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.pipeline.targets[target]
+            .imports
+            .iter()
+            .filter_map(|i| counted.get(&i.name).map(|removed| (i.name.clone(), *removed)))
+            .collect()
     }
 
     /// The sources `target` reads, directly or through the targets it imports.

@@ -110,6 +110,12 @@ fn render_target(out: &mut String, target: &TargetReport, report: &RunReport, st
         } else if plan.unchanged > 0 {
             let _ = writeln!(out, "  {}", style.dimmed(&format!("= {} unchanged", plan.unchanged)));
         }
+        if let Some(filtered) = plan.filtered.as_ref().filter(|f| f.left_alone > 0) {
+            let n = filtered.left_alone;
+            let noun = if n == 1 { "secret" } else { "secrets" };
+            let line = format!("· {n} {noun} outside this target's filters left alone");
+            let _ = writeln!(out, "  {}", style.dimmed(&line));
+        }
     }
     out.push('\n');
 }

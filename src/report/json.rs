@@ -58,6 +58,8 @@ struct Target<'a> {
     skipped_because: Option<&'a str>,
     merged_secrets: Option<usize>,
     merge_store_writes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filters: Option<&'a crate::plan::Filtered>,
     summary: crate::plan::Counts,
     changes: Changes<'a>,
     duration_ms: u128,
@@ -175,6 +177,7 @@ pub fn write(
                 skipped_because: because,
                 merged_secrets: t.merge.as_ref().map(|m| m.secrets),
                 merge_store_writes: t.merge.as_ref().map(|m| m.store_writes),
+                filters: t.plan.as_ref().and_then(|p| p.filtered.as_ref()),
                 summary: t.counts(),
                 changes,
                 duration_ms: t.duration.as_millis(),

@@ -141,22 +141,26 @@ impl BuildContext {
         })
     }
 
-    /// The store for a source.
-    pub async fn source(&self, source: &Source) -> Result<Arc<dyn Store>, Failure> {
+    /// The store for a source; `read_labels`: its `filter` names labels (tags, custom
+    /// metadata), so a Vault source reads each secret's metadata too.
+    pub async fn source(&self, source: &Source, read_labels: bool) -> Result<Arc<dyn Store>, Failure> {
         match source {
             Source::File(f) => Ok(Arc::new(FileStore::source(&f.path, &f.written))),
             Source::Vault(location) => {
                 let (conn, mount) = self.vault_parts(location).await?;
                 let limits = self.limits(location);
-                Ok(Arc::new(VaultStore::new(
-                    conn,
-                    &mount.mount,
-                    mount.version,
-                    mount.base,
-                    location.paths.clone(),
-                    Role::Source,
-                    limits,
-                )))
+                Ok(Arc::new(
+                    VaultStore::new(
+                        conn,
+                        &mount.mount,
+                        mount.version,
+                        mount.base,
+                        location.paths.clone(),
+                        Role::Source,
+                        limits,
+                    )
+                    .reading_labels(read_labels),
+                ))
             }
             Source::Aws(a) => {
                 let session = self

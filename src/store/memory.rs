@@ -141,6 +141,7 @@ impl Store for MemoryStore {
                         owner: owner.clone(),
                         pending_deletion: *pending,
                         drift: None,
+                        labels: None,
                     },
                 )
             })

@@ -102,6 +102,9 @@ pub struct EntryMeta {
     /// What differs besides the value (tags, encryption key), for stores that manage more than
     /// the value; `put` brings it in line. `None` when nothing does.
     pub drift: Option<String>,
+    /// The secret's labels (Secrets Manager tags, KV v2 `custom_metadata`), read for sources
+    /// whose `filter` asks for them; `None` when not read.
+    pub labels: Option<Arc<crate::filter::Labels>>,
 }
 
 impl EntryMeta {
@@ -111,6 +114,7 @@ impl EntryMeta {
             owner: Owner::Target(target.into()),
             pending_deletion: false,
             drift: None,
+            labels: None,
         }
     }
 
@@ -125,6 +129,7 @@ impl EntryMeta {
             owner: Owner::Unmanaged,
             pending_deletion: false,
             drift: None,
+            labels: None,
         }
     }
 }

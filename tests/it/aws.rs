@@ -113,11 +113,14 @@ async fn s3_merge_store_for(
          targets: {{ T: {{ imports: [s], file: {{ path: ./out }} }} }}\n"
     );
     let (pipeline, context) = built(&yaml, env_vars(account, &services.aws_endpoint));
-    context
-        .with_lock_scope(lock_scope.map(str::to_owned))
-        .merge_store(pipeline.merge_store.as_ref().unwrap())
-        .await
-        .unwrap()
+    // Boxed: the context and pipeline make this future large for every test that awaits it.
+    Box::pin(
+        context
+            .with_lock_scope(lock_scope.map(str::to_owned))
+            .merge_store(pipeline.merge_store.as_ref().unwrap()),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -366,7 +369,7 @@ async fn secrets_manager_sources_filter_by_prefix_and_tags_and_skip_deleted_secr
         account.account_id
     );
     let (pipeline, context) = built(&yaml, env_vars(&account, &services.aws_endpoint));
-    let source = context.source(&pipeline.sources["legacy"]).await.unwrap();
+    let source = context.source(&pipeline.sources["legacy"], false).await.unwrap();
     let (_, set) = source.read_all().await.unwrap();
     let names: Vec<String> = set.keys().map(ToString::to_string).collect();
     assert_eq!(
@@ -452,7 +455,7 @@ async fn a_source_name_that_is_not_a_secret_path_is_reported_never_renamed() {
         account.account_id, account.account_id
     );
     let (pipeline, context) = built(&yaml, env_vars(&account, &services.aws_endpoint));
-    let source = context.source(&pipeline.sources["s"]).await.unwrap();
+    let source = context.source(&pipeline.sources["s"], false).await.unwrap();
     let err = source.read_all().await.unwrap_err();
     assert_eq!(err.class, ErrorClass::Invalid);
     assert!(

@@ -12,6 +12,7 @@ mod discovery;
 mod discovery_aws;
 mod distribution;
 mod docs;
+mod filters;
 mod github_action;
 mod graph_render;
 mod history;

@@ -383,7 +383,7 @@ async fn sources_read_subtrees_skip_soft_deleted_secrets_and_keep_values_exact()
         services.vault_addr
     );
     let (pipeline, context) = built(&yaml, [("TOKEN", &services.vault_token)]);
-    let source = context.source(&pipeline.sources["s"]).await.unwrap();
+    let source = context.source(&pipeline.sources["s"], false).await.unwrap();
     let (listing, set) = source.read_all().await.unwrap();
     let names: Vec<String> = set.keys().map(ToString::to_string).collect();
     assert_eq!(
@@ -448,7 +448,7 @@ async fn a_source_reads_secrets_while_deeper_folders_are_still_being_listed() {
         services.vault_proxy
     );
     let (pipeline, context) = built(&yaml, [("TOKEN", &services.vault_token)]);
-    let source = context.source(&pipeline.sources["s"]).await.unwrap();
+    let source = context.source(&pipeline.sources["s"], false).await.unwrap();
     let (listing, set) = source.read_all().await.unwrap();
     assert_eq!(
         set.keys().map(ToString::to_string).collect::<Vec<_>>(),
@@ -474,7 +474,7 @@ async fn a_source_reads_secrets_while_deeper_folders_are_still_being_listed() {
     );
     let (pipeline, context) = built(&yaml, [("TOKEN", &services.vault_token)]);
     let err = context
-        .source(&pipeline.sources["s"])
+        .source(&pipeline.sources["s"], false)
         .await
         .unwrap()
         .read_all()
@@ -502,7 +502,13 @@ async fn listing_limits_and_missing_filters_are_errors_that_say_where() {
         built(&yaml, [("TOKEN", &services.vault_token)])
     };
     let (pipe, ctx) = build(format!("{{ mount: {mount}, max_traversal_depth: 2 }}"));
-    let err = ctx.source(&pipe.sources["s"]).await.unwrap().list().await.unwrap_err();
+    let err = ctx
+        .source(&pipe.sources["s"], false)
+        .await
+        .unwrap()
+        .list()
+        .await
+        .unwrap_err();
     assert_eq!(err.class, ErrorClass::Invalid);
     assert!(
         err.to_string()
@@ -511,12 +517,24 @@ async fn listing_limits_and_missing_filters_are_errors_that_say_where() {
     );
 
     let (pipe, ctx) = build(format!("{{ mount: {mount}, max_secrets_per_mount: 2 }}"));
-    let err = ctx.source(&pipe.sources["s"]).await.unwrap().list().await.unwrap_err();
+    let err = ctx
+        .source(&pipe.sources["s"], false)
+        .await
+        .unwrap()
+        .list()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("more than 2 secrets found"), "{err}");
     assert!(err.to_string().contains("max_secrets_per_mount"), "{err}");
 
     let (pipe, ctx) = build(format!("{{ mount: {mount}, paths: [a/nothing-here/] }}"));
-    let err = ctx.source(&pipe.sources["s"]).await.unwrap().list().await.unwrap_err();
+    let err = ctx
+        .source(&pipe.sources["s"], false)
+        .await
+        .unwrap()
+        .list()
+        .await
+        .unwrap_err();
     assert_eq!(err.class, ErrorClass::NotFound);
     assert!(
         err.to_string()
@@ -525,11 +543,11 @@ async fn listing_limits_and_missing_filters_are_errors_that_say_where() {
     );
 
     let (pipe, ctx) = build(format!("{{ mount: {mount}, paths: [a/b/c/d/s1] }}"));
-    let listed = crate::support::listed(ctx.source(&pipe.sources["s"]).await.unwrap().as_ref()).await;
+    let listed = crate::support::listed(ctx.source(&pipe.sources["s"], false).await.unwrap().as_ref()).await;
     assert_eq!(listed, ["a/b/c/d/s1"], "a filter naming one secret reads that secret");
 
     let (pipe, ctx) = build("{ mount: no-such-mount }".to_owned());
-    let err = ctx.source(&pipe.sources["s"]).await.unwrap_err();
+    let err = ctx.source(&pipe.sources["s"], false).await.unwrap_err();
     assert!(
         err.to_string().contains("no access to the mount `no-such-mount`"),
         "{err}"
@@ -705,7 +723,7 @@ async fn an_expired_login_token_is_replaced_once_and_the_run_goes_on() {
         proxy.addr
     );
     let (pipeline, context) = built(&yaml, [("ROLE", &role_id), ("SECRET", &secret_id)]);
-    let source = context.source(&pipeline.sources["s"]).await.unwrap();
+    let source = context.source(&pipeline.sources["s"], false).await.unwrap();
     let logins = |proxy: &testbed::proxy::RunningProxy| {
         proxy
             .counts()

@@ -10,6 +10,7 @@
 
 mod aws;
 mod dynamic_targets;
+mod filters;
 mod merge_store;
 mod overlap;
 mod settings;
@@ -60,8 +61,14 @@ pub(crate) fn compile(
     let names = c.names(raw_sources, raw_targets, raw_dynamic);
 
     let mut sources = BTreeMap::new();
+    let mut source_filters = BTreeMap::new();
     for (name, entry) in &raw_sources.0 {
         if let Some(source) = entry.valid().and_then(|s| c.source(name, s)) {
+            let raw = entry.valid().and_then(|s| s.filter.as_ref());
+            let filter = c.filter(raw, &format!("sources.{}", name.value), Some(&source));
+            if !filter.is_empty() {
+                source_filters.insert(name.value.clone(), filter);
+            }
             sources.insert(name.value.clone(), source);
         }
     }
@@ -111,6 +118,7 @@ pub(crate) fn compile(
             vault,
             aws,
             sources,
+            source_filters,
             merge_store,
             history_keep,
             targets,

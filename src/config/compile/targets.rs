@@ -158,10 +158,12 @@ impl Compiler<'_> {
         } else {
             TargetKind::Aws(self.aws_target(&path, f))
         };
+        let filter = self.filter(f.filter.as_ref(), &path, None);
         Some(Target {
             name: name.value.clone(),
             imports,
             kind,
+            filter,
         })
     }
 

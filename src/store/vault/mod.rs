@@ -88,6 +88,8 @@ pub struct VaultStore {
     /// KV v1: the ownership manifest as last read or written (one writer per store: the
     /// target's apply, and the lock keeps its read-modify-writes in order).
     manifest: tokio::sync::Mutex<Option<BTreeMap<String, String>>>,
+    /// Sources: read each secret's `custom_metadata` as its labels (a `filter` asks for them).
+    read_labels: bool,
 }
 
 impl std::fmt::Debug for VaultStore {
@@ -117,7 +119,16 @@ impl VaultStore {
             limits,
             seen: Mutex::new(HashMap::new()),
             manifest: tokio::sync::Mutex::new(None),
+            read_labels: false,
         }
+    }
+
+    /// A source that reads each secret's KV v2 `custom_metadata` as its labels (one metadata
+    /// read per secret, made only when a `filter` names `custom_metadata`).
+    #[must_use]
+    pub(crate) fn reading_labels(mut self, read: bool) -> Self {
+        self.read_labels = read && self.kv_version == 2;
+        self
     }
 
     /// The path inside the mount of a store-relative path.
@@ -265,6 +276,7 @@ impl Store for VaultStore {
                                 owner,
                                 pending_deletion: deleted,
                                 drift: None,
+                                labels: None,
                             },
                         );
                     }
@@ -304,10 +316,25 @@ impl Store for VaultStore {
                 };
                 fetched.push((path.clone(), value.map(Arc::new)));
             }
-            let listing = Listing {
+            let mut listing = Listing {
                 entries: paths.into_iter().map(|p| (p, EntryMeta::unmanaged())).collect(),
                 ..Listing::default()
             };
+            if self.read_labels {
+                let paths: Vec<SecretPath> = listing.entries.keys().cloned().collect();
+                let labels: Vec<(SecretPath, crate::filter::Labels)> = stream::iter(paths)
+                    .map(|p| async move { Ok::<_, StoreError>((p.clone(), self.custom_metadata(&p).await?)) })
+                    .buffered(self.limits.concurrency.max(1))
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()?;
+                for (path, labels) in labels {
+                    if let Some(meta) = listing.entries.get_mut(&path) {
+                        meta.labels = Some(Arc::new(labels));
+                    }
+                }
+            }
             (listing, fetched)
         } else {
             let mut listing = self.list().await?;

@@ -32,19 +32,8 @@ impl VaultStore {
 
     /// KV v2 metadata of one secret: (owner, latest version deleted, current version).
     pub(super) async fn metadata(&self, path: &SecretPath) -> Result<Option<(Owner, bool, u64)>, StoreError> {
-        let full = &self.full(path.as_str());
-        let what = self.api_path(full, "metadata");
-        let mount = self.mount.as_str();
-        let result = self
-            .conn
-            .call(&what, "read", |c| async move {
-                vaultrs::kv2::read_metadata(&*c, mount, full).await
-            })
-            .await;
-        let meta = match result {
-            Ok(meta) => meta,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(self.error(&e, "read the metadata of", Some(path))),
+        let Some(meta) = self.read_metadata(path).await? else {
+            return Ok(None);
         };
         let custom = meta.custom_metadata.unwrap_or_default();
         let owner = match (custom.get(OWNER_TAG).map(String::as_str), custom.get(TARGET_TAG)) {
@@ -55,6 +44,36 @@ impl VaultStore {
         let deleted = latest.is_none_or(|v| v.destroyed || !v.deletion_time.is_empty());
         self.remember(path, meta.current_version, owner.clone());
         Ok(Some((owner, deleted, meta.current_version)))
+    }
+
+    /// A KV v2 secret's `custom_metadata` (empty when it has none), for source filters.
+    pub(super) async fn custom_metadata(&self, path: &SecretPath) -> Result<crate::filter::Labels, StoreError> {
+        Ok(self
+            .read_metadata(path)
+            .await?
+            .and_then(|meta| meta.custom_metadata)
+            .map(|custom| custom.into_iter().collect())
+            .unwrap_or_default())
+    }
+
+    async fn read_metadata(
+        &self,
+        path: &SecretPath,
+    ) -> Result<Option<vaultrs::api::kv2::responses::ReadSecretMetadataResponse>, StoreError> {
+        let full = &self.full(path.as_str());
+        let what = self.api_path(full, "metadata");
+        let mount = self.mount.as_str();
+        let result = self
+            .conn
+            .call(&what, "read", |c| async move {
+                vaultrs::kv2::read_metadata(&*c, mount, full).await
+            })
+            .await;
+        match result {
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(self.error(&e, "read the metadata of", Some(path))),
+        }
     }
 
     pub(super) async fn read_manifest(&self) -> Result<BTreeMap<String, String>, StoreError> {

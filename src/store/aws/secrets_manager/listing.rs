@@ -124,9 +124,14 @@ impl SecretsManagerStore {
                         owner,
                         pending_deletion: known.deleted,
                         drift,
+                        labels: None,
                     }
                 } else {
-                    EntryMeta::unmanaged()
+                    // A source's tags are its labels, for `filter: { include: { tags: … } }`.
+                    EntryMeta {
+                        labels: Some(Arc::new(known.tags.clone())),
+                        ..EntryMeta::unmanaged()
+                    }
                 };
                 page.push((path.clone(), meta.clone()));
                 listing.entries.insert(path.clone(), meta);
