@@ -49,6 +49,7 @@ WRITE_CONCURRENCY = 8  # writes in flight per Secrets Manager account (paced at 
 READ_QUOTA = 100       # BatchGetSecretValue calls per second per account (AWS quota, not adjustable)
 CASES = ("first", "noop", "changed", "dryrun")
 TELLER = ""  # the teller binary, from --teller
+SHARD = ""  # I/N: secretsync syncs shard I of N only (`pipeline --shard`), from --shard
 
 
 def testbed_env():
@@ -165,9 +166,12 @@ def folders(n):
     return len(found) + 1
 
 
-def floor(case, n, accounts, latency_ms, existing):
+def floor(case, n, accounts, latency_ms, existing, aws_ms=None, vault_ms=None):
     """(calls, writes, seconds) the case strictly needs, with `existing` secrets already in each
-    account."""
+    account. `aws_ms` / `vault_ms`, when given, replace `latency_ms` as the time one call takes
+    (the *service floor*: the proxy's measured latency plus moto's own CPU time per call)."""
+    aws_ms = latency_ms if aws_ms is None else aws_ms
+    vault_ms = latency_ms if vault_ms is None else vault_ms
     changed = math.ceil(n / 100)
     writes = {"first": n - existing, "noop": 0, "changed": changed, "dryrun": 0}[case] * accounts
     vault_calls = folders(n) + n
@@ -176,8 +180,8 @@ def floor(case, n, accounts, latency_ms, existing):
     # Reads: the added latency over the configured concurrency, and no faster than AWS's read
     # quota allows (BatchGetSecretValue 100 calls/s per account after a burst of 100;
     # ListSecrets has its own 100/s and overlaps), with SYNC_PARALLEL accounts at once.
-    vault_seconds = latency_ms / 1000 * vault_calls / LIST_CONCURRENCY
-    latency_bound = latency_ms / 1000 * accounts * per_account / SYNC_PARALLEL
+    vault_seconds = vault_ms / 1000 * vault_calls / LIST_CONCURRENCY
+    latency_bound = aws_ms / 1000 * accounts * per_account / SYNC_PARALLEL
     batch_reads = math.ceil(existing / 20)
     quota_bound = math.ceil(accounts / SYNC_PARALLEL) * max(0, batch_reads - READ_QUOTA) / READ_QUOTA
     seconds = vault_seconds + max(latency_bound, quota_bound)
@@ -185,7 +189,7 @@ def floor(case, n, accounts, latency_ms, existing):
     # burst of 50; SYNC_PARALLEL accounts at once.
     per_account_writes = writes / accounts if accounts else 0
     paced = max(0.0, per_account_writes - 50) / 50
-    unpaced = latency_ms / 1000 * per_account_writes / WRITE_CONCURRENCY
+    unpaced = aws_ms / 1000 * per_account_writes / WRITE_CONCURRENCY
     write_seconds = max(paced, unpaced) * math.ceil(accounts / SYNC_PARALLEL)
     return calls, writes, seconds + write_seconds
 
@@ -279,6 +283,8 @@ NOT_POSSIBLE = {
 def command(tool, case, binary, env, mount, ids, teller):
     if tool == "secretsync":
         cmd = [binary, "pipeline", "-c", "pipeline.yaml", "-o", "json"]
+        if SHARD:
+            cmd += ["--shard", SHARD]
         return cmd + ["--dry-run"] if case == "dryrun" else cmd
     if tool == "naive":
         cmd = [sys.executable, str(ROOT / "bench/baselines/naive_sync.py"),
@@ -340,15 +346,31 @@ def scenario(env, binary, n, accounts, latency_ms, tools, cases, workdir):
             aws.latency(0)
             vault.latency(0)
             calls = {**aws.counts(), **{f"vault {k}": v for k, v in vault.counts().items()}}
+            aws_calls_of = lambda c: sum(v for k, v in c.items() if not k.startswith("vault "))  # noqa: E731
             total = sum(calls.values())
             writes = sum(v for k, v in calls.items() if k in WRITES)
             aws_calls = sum(v for k, v in calls.items() if not k.startswith("vault "))
             # secretsync exits 1 for pending changes only with --exit-code, which is not used.
             ok = code == 0
+            synced = accounts
+            if SHARD and tool == "secretsync" and ok:
+                # A shard syncs some of the accounts: its floor is theirs.
+                synced = sum(1 for t in json.loads(out)["targets"] if t.get("synced"))
+                floor_calls, floor_writes, floor_seconds = floor(case, n, synced, latency_ms, existing)
+                row.update(floor_calls=floor_calls, floor_writes=floor_writes,
+                           floor_seconds=round(floor_seconds, 3), shard=SHARD)
+            # moto is one Python process: its CPU time per call is service time every call waits
+            # for on top of the proxy's latency. The floor with it tells secretsync's own
+            # overhead apart from the emulator's.
+            service_floor = None
+            if moto_cpu is not None and aws_calls_of(calls):
+                aws_ms = added_ms + moto_cpu * 1000 / aws_calls_of(calls)
+                service_floor = round(floor(case, n, synced, latency_ms, existing, aws_ms, added_ms)[2], 3)
             if ok and case != "dryrun":
                 existing = n
             results.append({
                 **row, "seconds": round(seconds, 3), "moto_cpu_seconds": moto_cpu, "peak_rss_mb": round(rss, 1),
+                "accounts_synced": synced, "service_floor_seconds": service_floor,
                 "exit_code": code,
                 "ok": ok, "calls": total, "aws_calls": aws_calls, "writes": writes,
                 "calls_by_operation": dict(sorted(calls.items())),
@@ -362,21 +384,26 @@ def scenario(env, binary, n, accounts, latency_ms, tools, cases, workdir):
 
 def table(results):
     lines = [
-        "| N × A, latency | case | tool | wall s | floor s | × floor | moto CPU s | calls | AWS calls | floor calls "
-        "| writes | peak RSS MB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| N × A, latency | case | tool | wall s | floor s | × floor | moto CPU s | service floor s | × service floor "
+        "| calls | AWS calls | floor calls | writes | peak RSS MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         size = f"{r['secrets']} × {r['accounts']}, {r['latency_ms']} ms"
+        if r.get("shard"):
+            size += f", shard {r['shard']} ({r['accounts_synced']} accounts)"
         if "not_possible" in r:
             lines.append(f"| {size} | {r['case']} | {r['tool']} | not possible: {r['not_possible']} "
-                         f"| {r['floor_seconds']:.2f} | | | | | {r['floor_calls']} | | |")
+                         f"| {r['floor_seconds']:.2f} | | | | | | | {r['floor_calls']} | | |")
             continue
+        service = r.get("service_floor_seconds")
+        service_cells = (f"{service:.2f} | {r['seconds'] / service:.2f}" if service else " | ")
         # Without added latency (and below the read quota) the floor is 0 and a ratio says nothing.
         ratio = f"{r['seconds'] / r['floor_seconds']:.2f}" if r["floor_seconds"] > 0 else "—"
         lines.append(
             f"| {size} | {r['case']} | {r['tool']} | {r['seconds']:.2f} | {r['floor_seconds']:.2f} | {ratio} "
             f"| {'' if r.get('moto_cpu_seconds') is None else format(r['moto_cpu_seconds'], '.2f')} "
+            f"| {service_cells} "
             f"| {r['calls']} | {r['aws_calls']} | {r['floor_calls']} | {r['writes']} | {r['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines)
@@ -414,14 +441,14 @@ def missed_targets(results):
         size = f"{r['secrets']}x{r['accounts']}x{r['latency_ms']}"
         if r["writes"]:
             missed.append(f"secretsync noop {size}: {r['writes']} writes (target: none)")
-        if r["calls"] > r["floor_calls"] + r["accounts"]:
+        if r["calls"] > r["floor_calls"] + r.get("accounts_synced", r["accounts"]):
             missed.append(f"secretsync noop {size}: {r['calls']} calls, more than the floor "
                           f"{r['floor_calls']} + 1 per account")
     return missed
 
 
 def main():
-    global TELLER
+    global TELLER, SHARD
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", required=True)
     parser.add_argument("--sizes", default="100x1x0",
@@ -431,6 +458,7 @@ def main():
                         help="comma-separated, run in this order: " + ", ".join(CASES))
     parser.add_argument("--teller", default="", help="the teller binary (bench/run installs it)")
     parser.add_argument("--out", default=str(ROOT / "target/bench/results.json"))
+    parser.add_argument("--shard", default="", help="I/N: secretsync syncs shard I of N (pipeline --shard)")
     args = parser.parse_args()
     cases = args.cases.split(",")
     unknown = [c for c in cases if c not in CASES]
@@ -440,6 +468,7 @@ def main():
     if "teller" in tools and not args.teller:
         parser.error("--tools teller needs --teller PATH")
     TELLER = args.teller
+    SHARD = args.shard
     env = testbed_env()
     workdir = ROOT / "target/bench/work"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,10 @@ async fn list_once(proxy: &str, token: &str, concurrency: usize) -> (Duration, u
     let lookup = move |name: &str| (name == "TOKEN").then(|| token.clone());
     let pipeline = load_str(&yaml, Path::new("bench.yaml"), Path::new("."), &lookup).expect("valid bench pipeline");
     let context = BuildContext::with_env(&pipeline, Arc::new(lookup), None);
-    let store = context.source(&pipeline.sources["tree"], false).await.expect("source builds");
+    let store = context
+        .source(&pipeline.sources["tree"], false)
+        .await
+        .expect("source builds");
     let started = Instant::now();
     let listing = store.list().await.expect("listing succeeds");
     (started.elapsed(), listing.entries.len())

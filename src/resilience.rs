@@ -123,6 +123,8 @@ pub struct ResilienceSettings {
     pub aws_reads_per_second: u32,
     /// Requests per second per Vault address (0: no limit).
     pub vault_requests_per_second: u32,
+    /// STS requests (`AssumeRole`, `GetCallerIdentity`) per second of the calling account.
+    pub aws_sts_per_second: u32,
 }
 
 impl Default for ResilienceSettings {
@@ -138,6 +140,7 @@ impl Default for ResilienceSettings {
             aws_writes_per_second: 50,
             aws_reads_per_second: 100,
             vault_requests_per_second: 0,
+            aws_sts_per_second: 100,
         }
     }
 }
@@ -339,6 +342,9 @@ impl Resilience {
             // 50/s bucket never exceeds any of them.
             ("secretsmanager", ApiClass::Write) => (self.settings.aws_writes_per_second, Bucket::Shared),
             ("vault", _) => (self.settings.vault_requests_per_second, Bucket::Shared),
+            // STS counts every request of the calling account against one limit that cannot be
+            // raised: AssumeRole and GetCallerIdentity share one bucket.
+            ("sts", _) => (self.settings.aws_sts_per_second, Bucket::Shared),
             // S3 allows thousands of requests per second per prefix; the merge store never
             // comes near that.
             _ => return None,

@@ -30,7 +30,12 @@ pub(super) async fn run_discovery(
         ttl: cache.discovery_ttl,
         config: &config,
     });
-    discover_cached(pipeline, context.aws(), settings).await
+    let spinner = crate::report::progress::Spinner::on_terminal(!global.no_progress);
+    let shown = spinner.clone();
+    let progress: crate::discovery::Progress = std::sync::Arc::new(move |step: &str| shown.message(step));
+    let discovered = discover_cached(pipeline, context.aws(), settings, progress).await;
+    spinner.finish();
+    discovered
 }
 
 pub(super) async fn run(global: &GlobalArgs, args: &DiscoverArgs, printer: Printer) -> Result<u8, CliError> {

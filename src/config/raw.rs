@@ -762,6 +762,10 @@ pub struct RawRateLimits {
     /// Requests per second per Vault address (default 0: no limit, Vault's own rate-limit
     /// quotas apply; set it below them to slow a big run down instead of being refused).
     pub vault_requests_per_second: Option<Spanned<u64>>,
+    /// STS requests per second of the calling account (`AssumeRole` into every target account,
+    /// `GetCallerIdentity`; default 100). STS limits requests per calling account, and the
+    /// limit cannot be raised.
+    pub aws_sts_per_second: Option<Spanned<u64>>,
 }
 
 /// `pipeline.merge:`.

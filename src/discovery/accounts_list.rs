@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::Account;
-use super::{call_failed, invalid};
+use super::invalid;
 use crate::failure::Failure;
 
 /// Parses a list's text: a JSON or YAML array, or (from SSM `StringList`) comma-separated ids.
@@ -84,14 +84,14 @@ pub(crate) fn parse(text: &str, from: &str) -> Result<Vec<Account>, Failure> {
 }
 
 /// The accounts in SSM parameter `name`.
-pub(crate) async fn from_ssm(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Vec<Account>, Failure> {
-    let out = ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| call_failed(format!("ssm:GetParameter({name})"), &e))?;
+pub(crate) async fn from_ssm(aws: &super::Clients, name: &str) -> Result<Vec<Account>, Failure> {
+    let out = super::call(
+        &aws.session,
+        ("ssm", "GetParameter"),
+        format!("ssm:GetParameter({name})"),
+        || aws.ssm.get_parameter().name(name).with_decryption(true).send(),
+    )
+    .await?;
     let value = out.parameter().and_then(|p| p.value()).unwrap_or_default();
     parse(value, &format!("ssm:{name}"))
 }

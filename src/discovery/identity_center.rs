@@ -11,9 +11,10 @@ use std::collections::BTreeSet;
 use aws_sdk_identitystore::types::{AlternateIdentifier, UniqueAttribute};
 use aws_sdk_ssoadmin::types::PrincipalType;
 
-use super::Account;
-use super::{call_failed, invalid};
+use super::{Account, Clients, call, invalid};
 use crate::failure::Failure;
+
+const SSO: &str = "sso";
 
 /// Identity Center answers only in its home region.
 const HOME_REGION: &str = "Identity Center answers only in its home region: set `discovery.identity_center.region` to it (default: the pipeline's region)";
@@ -25,12 +26,11 @@ pub(crate) struct Instance {
 }
 
 /// The first (and in practice only) Identity Center instance.
-pub(crate) async fn instance(sso: &aws_sdk_ssoadmin::Client) -> Result<Instance, Failure> {
-    let out = sso
-        .list_instances()
-        .send()
-        .await
-        .map_err(|e| call_failed("sso:ListInstances", &e))?;
+pub(crate) async fn instance(aws: &Clients) -> Result<Instance, Failure> {
+    let out = call(&aws.session, (SSO, "ListInstances"), "sso:ListInstances", || {
+        aws.sso.list_instances().send()
+    })
+    .await?;
     let first = out
         .instances()
         .first()
@@ -42,28 +42,46 @@ pub(crate) async fn instance(sso: &aws_sdk_ssoadmin::Client) -> Result<Instance,
 }
 
 /// The ARN of the permission set named `name`.
-async fn permission_set(sso: &aws_sdk_ssoadmin::Client, instance: &Instance, name: &str) -> Result<String, Failure> {
-    let mut pages = sso
-        .list_permission_sets()
-        .instance_arn(&instance.arn)
-        .into_paginator()
-        .send();
+async fn permission_set(aws: &Clients, instance: &Instance, name: &str) -> Result<String, Failure> {
     let mut seen = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| call_failed("sso:ListPermissionSets", &e))?;
+    let mut token: Option<String> = None;
+    loop {
+        let page = call(
+            &aws.session,
+            (SSO, "ListPermissionSets"),
+            "sso:ListPermissionSets",
+            || {
+                aws.sso
+                    .list_permission_sets()
+                    .instance_arn(&instance.arn)
+                    .set_next_token(token.clone())
+                    .send()
+            },
+        )
+        .await?;
         for arn in page.permission_sets() {
-            let described = sso
-                .describe_permission_set()
-                .instance_arn(&instance.arn)
-                .permission_set_arn(arn)
-                .send()
-                .await
-                .map_err(|e| call_failed("sso:DescribePermissionSet", &e))?;
+            let described = call(
+                &aws.session,
+                (SSO, "DescribePermissionSet"),
+                "sso:DescribePermissionSet",
+                || {
+                    aws.sso
+                        .describe_permission_set()
+                        .instance_arn(&instance.arn)
+                        .permission_set_arn(arn)
+                        .send()
+                },
+            )
+            .await?;
             let found = described.permission_set().and_then(|p| p.name()).unwrap_or_default();
             if found == name {
                 return Ok(arn.clone());
             }
             seen.push(found.to_owned());
+        }
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
         }
     }
     seen.sort();
@@ -80,23 +98,29 @@ async fn permission_set(sso: &aws_sdk_ssoadmin::Client, instance: &Instance, nam
 
 /// The accounts of `candidates` where the permission set `name` is assigned to anyone.
 pub(crate) async fn with_permission_set(
-    sso: &aws_sdk_ssoadmin::Client,
+    aws: &Clients,
     instance: &Instance,
     name: &str,
     candidates: &[Account],
 ) -> Result<Vec<Account>, Failure> {
-    let arn = permission_set(sso, instance, name).await?;
+    let arn = permission_set(aws, instance, name).await?;
     let mut out = Vec::new();
-    for account in candidates {
-        let assigned = sso
-            .list_account_assignments()
-            .instance_arn(&instance.arn)
-            .account_id(&account.id)
-            .permission_set_arn(&arn)
-            .max_results(1)
-            .send()
-            .await
-            .map_err(|e| call_failed(format!("sso:ListAccountAssignments({})", account.id), &e))?;
+    for (done, account) in candidates.iter().enumerate() {
+        (aws.progress)(&format!(
+            "identity center: permission set {name} checked in {done} of {} accounts",
+            candidates.len()
+        ));
+        let what = format!("sso:ListAccountAssignments({})", account.id);
+        let assigned = call(&aws.session, (SSO, "ListAccountAssignments"), what, || {
+            aws.sso
+                .list_account_assignments()
+                .instance_arn(&instance.arn)
+                .account_id(&account.id)
+                .permission_set_arn(&arn)
+                .max_results(1)
+                .send()
+        })
+        .await?;
         if !assigned.account_assignments().is_empty() {
             out.push(Account {
                 found_by: format!("permission set {name} is assigned"),
@@ -108,48 +132,48 @@ pub(crate) async fn with_permission_set(
 }
 
 /// The accounts where the group with display name `group` has any assignment.
-pub(crate) async fn with_group(
-    sso: &aws_sdk_ssoadmin::Client,
-    store: &aws_sdk_identitystore::Client,
-    instance: &Instance,
-    group: &str,
-) -> Result<BTreeSet<String>, Failure> {
-    let id = store
-        .get_group_id()
-        .identity_store_id(&instance.identity_store)
-        .alternate_identifier(AlternateIdentifier::UniqueAttribute(
-            UniqueAttribute::builder()
-                .attribute_path("DisplayName")
-                .attribute_value(aws_smithy_types_document(group))
-                .build()
-                .map_err(|e| invalid(e.to_string()))?,
-        ))
-        .send()
-        .await
-        .map_err(|e| {
-            call_failed(
-                format!("no group named `{group}` in the identity store; identitystore:GetGroupId"),
-                &e,
-            )
-        })?
-        .group_id;
-    let mut pages = sso
-        .list_account_assignments_for_principal()
-        .instance_arn(&instance.arn)
-        .principal_id(&id)
-        .principal_type(PrincipalType::Group)
-        .into_paginator()
-        .send();
+pub(crate) async fn with_group(aws: &Clients, instance: &Instance, group: &str) -> Result<BTreeSet<String>, Failure> {
+    let by_name = AlternateIdentifier::UniqueAttribute(
+        UniqueAttribute::builder()
+            .attribute_path("DisplayName")
+            .attribute_value(aws_smithy_types_document(group))
+            .build()
+            .map_err(|e| invalid(e.to_string()))?,
+    );
+    let what = format!("no group named `{group}` in the identity store; identitystore:GetGroupId");
+    let id = call(&aws.session, ("identitystore", "GetGroupId"), what, || {
+        aws.identity_store
+            .get_group_id()
+            .identity_store_id(&instance.identity_store)
+            .alternate_identifier(by_name.clone())
+            .send()
+    })
+    .await?
+    .group_id;
     let mut accounts = BTreeSet::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| call_failed("sso:ListAccountAssignmentsForPrincipal", &e))?;
+    let mut token: Option<String> = None;
+    loop {
+        let what = "sso:ListAccountAssignmentsForPrincipal";
+        let page = call(&aws.session, (SSO, "ListAccountAssignmentsForPrincipal"), what, || {
+            aws.sso
+                .list_account_assignments_for_principal()
+                .instance_arn(&instance.arn)
+                .principal_id(&id)
+                .principal_type(PrincipalType::Group)
+                .set_next_token(token.clone())
+                .send()
+        })
+        .await?;
         accounts.extend(
             page.account_assignments()
                 .iter()
                 .filter_map(|a| a.account_id().map(str::to_owned)),
         );
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(accounts);
+        }
     }
-    Ok(accounts)
 }
 
 fn aws_smithy_types_document(text: &str) -> aws_smithy_types::Document {

@@ -5,12 +5,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use aws_sdk_organizations::Client;
 use aws_sdk_organizations::types::Account as OrgAccount;
 
-use super::Account;
-use super::{call_failed, invalid};
+use super::{Account, Clients, call, invalid};
 use crate::failure::Failure;
+
+const SERVICE: &str = "organizations";
 
 /// Page size of every Organizations list call.
 const PAGE: i32 = 20;
@@ -28,50 +28,76 @@ fn to_account(a: &OrgAccount, found_by: &str) -> Option<Account> {
 }
 
 /// Every account of the organization.
-pub(crate) async fn all_accounts(client: &Client) -> Result<Vec<Account>, Failure> {
-    let mut pages = client.list_accounts().max_results(PAGE).into_paginator().send();
+pub(crate) async fn all_accounts(aws: &Clients) -> Result<Vec<Account>, Failure> {
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| call_failed("organizations:ListAccounts", &e))?;
+    let mut token: Option<String> = None;
+    loop {
+        let page = call(
+            &aws.session,
+            (SERVICE, "ListAccounts"),
+            "organizations:ListAccounts",
+            || {
+                aws.organizations
+                    .list_accounts()
+                    .max_results(PAGE)
+                    .set_next_token(token.clone())
+                    .send()
+            },
+        )
+        .await?;
         out.extend(
             page.accounts()
                 .iter()
                 .filter_map(|a| to_account(a, "in the organization")),
         );
+        (aws.progress)(&format!("organization: {} accounts listed", out.len()));
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
-async fn children(client: &Client, parent: &str) -> Result<Vec<(String, String)>, Failure> {
-    let mut pages = client
-        .list_organizational_units_for_parent()
-        .parent_id(parent)
-        .max_results(PAGE)
-        .into_paginator()
-        .send();
+async fn children(aws: &Clients, parent: &str) -> Result<Vec<(String, String)>, Failure> {
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page =
-            page.map_err(|e| call_failed(format!("organizations:ListOrganizationalUnitsForParent({parent})"), &e))?;
+    let mut token: Option<String> = None;
+    loop {
+        let what = format!("organizations:ListOrganizationalUnitsForParent({parent})");
+        let page = call(
+            &aws.session,
+            (SERVICE, "ListOrganizationalUnitsForParent"),
+            what,
+            || {
+                aws.organizations
+                    .list_organizational_units_for_parent()
+                    .parent_id(parent)
+                    .max_results(PAGE)
+                    .set_next_token(token.clone())
+                    .send()
+            },
+        )
+        .await?;
         out.extend(
             page.organizational_units()
                 .iter()
                 .filter_map(|ou| Some((ou.id()?.to_owned(), ou.name().unwrap_or_default().to_owned()))),
         );
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
 /// The id of `ou`: an OU or root id as given, or a path of OU names from the root.
-async fn resolve(client: &Client, ou: &str) -> Result<String, Failure> {
+async fn resolve(aws: &Clients, ou: &str) -> Result<String, Failure> {
     if ou.starts_with("ou-") || ou.starts_with("r-") {
         return Ok(ou.to_owned());
     }
-    let roots = client
-        .list_roots()
-        .send()
-        .await
-        .map_err(|e| call_failed("organizations:ListRoots", &e))?;
+    let roots = call(&aws.session, (SERVICE, "ListRoots"), "organizations:ListRoots", || {
+        aws.organizations.list_roots().send()
+    })
+    .await?;
     let mut current = roots
         .roots()
         .first()
@@ -80,7 +106,7 @@ async fn resolve(client: &Client, ou: &str) -> Result<String, Failure> {
         .to_owned();
     let mut walked = Vec::new();
     for segment in ou.split('/').filter(|s| !s.is_empty()) {
-        let below = children(client, &current).await?;
+        let below = children(aws, &current).await?;
         let Some((id, _)) = below.iter().find(|(_, name)| name == segment) else {
             let mut names: Vec<&str> = below.iter().map(|(_, n)| n.as_str()).collect();
             names.sort_unstable();
@@ -105,46 +131,63 @@ async fn resolve(client: &Client, ou: &str) -> Result<String, Failure> {
 }
 
 /// Accounts directly under `ou`, or anywhere below it when `recursive`.
-pub(crate) async fn accounts_under(client: &Client, ou: &str, recursive: bool) -> Result<Vec<Account>, Failure> {
-    let start = resolve(client, ou).await?;
+pub(crate) async fn accounts_under(aws: &Clients, ou: &str, recursive: bool) -> Result<Vec<Account>, Failure> {
+    let start = resolve(aws, ou).await?;
     let mut queue = VecDeque::from([start]);
     let mut out = Vec::new();
+    let how = if recursive {
+        format!("below OU {ou}")
+    } else {
+        format!("in OU {ou}")
+    };
     while let Some(parent) = queue.pop_front() {
-        let mut pages = client
-            .list_accounts_for_parent()
-            .parent_id(&parent)
-            .max_results(PAGE)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| call_failed(format!("organizations:ListAccountsForParent({parent})"), &e))?;
-            let how = if recursive {
-                format!("below OU {ou}")
-            } else {
-                format!("in OU {ou}")
-            };
+        let mut token: Option<String> = None;
+        loop {
+            let what = format!("organizations:ListAccountsForParent({parent})");
+            let page = call(&aws.session, (SERVICE, "ListAccountsForParent"), what, || {
+                aws.organizations
+                    .list_accounts_for_parent()
+                    .parent_id(&parent)
+                    .max_results(PAGE)
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await?;
             out.extend(page.accounts().iter().filter_map(|a| to_account(a, &how)));
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
         }
         if recursive {
-            queue.extend(children(client, &parent).await?.into_iter().map(|(id, _)| id));
+            queue.extend(children(aws, &parent).await?.into_iter().map(|(id, _)| id));
         }
     }
     Ok(out)
 }
 
 /// Fills in each account's tags (one `ListTagsForResource` per account, paginated).
-pub(crate) async fn add_tags(client: &Client, accounts: &mut [Account]) -> Result<(), Failure> {
-    for account in accounts {
-        let mut pages = client
-            .list_tags_for_resource()
-            .resource_id(&account.id)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| call_failed(format!("organizations:ListTagsForResource({})", account.id), &e))?;
+pub(crate) async fn add_tags(aws: &Clients, accounts: &mut [Account]) -> Result<(), Failure> {
+    let total = accounts.len();
+    for (done, account) in accounts.iter_mut().enumerate() {
+        (aws.progress)(&format!("organization: tags read for {done} of {total} accounts"));
+        let mut token: Option<String> = None;
+        loop {
+            let what = format!("organizations:ListTagsForResource({})", account.id);
+            let page = call(&aws.session, (SERVICE, "ListTagsForResource"), what, || {
+                aws.organizations
+                    .list_tags_for_resource()
+                    .resource_id(&account.id)
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await?;
             for tag in page.tags() {
                 account.tags.insert(tag.key().to_owned(), tag.value().to_owned());
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
             }
         }
     }

@@ -40,3 +40,39 @@ impl EventSink for ProgressBars {
         }
     }
 }
+
+/// A spinner with a message on stderr, for work whose size is not known in advance
+/// (discovery); only when stderr is a terminal and progress is wanted, otherwise it does
+/// nothing.
+#[derive(Debug, Clone)]
+pub struct Spinner(Option<ProgressBar>);
+
+impl Spinner {
+    /// A spinner when `wanted` and stderr is a terminal.
+    pub fn on_terminal(wanted: bool) -> Self {
+        if !(wanted && std::io::IsTerminal::is_terminal(&std::io::stderr())) {
+            return Self(None);
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} discover {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Self(Some(bar))
+    }
+
+    /// Shows what is being done now.
+    pub fn message(&self, step: &str) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(step.to_owned());
+        }
+    }
+
+    /// Removes the spinner.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -489,6 +489,72 @@ async fn each_account_is_assumed_once_even_beyond_the_sdks_64_cached_identities(
     );
 }
 
+/// STS goes through the resilience layer: with the default settings, every target account's
+/// `AssumeRole` throttled twice still syncs every account (each call retried, nothing failed),
+/// and the report and metrics count the STS calls like any other (service `sts`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_assume_role_calls_are_retried_paced_and_counted() {
+    use std::fmt::Write as _;
+    let sc = Scenario::new().await;
+    sc.write("src/x.json", r#"{"x": 1}"#);
+    let accounts: Vec<String> = (0..12).map(|_| random_account_id()).collect();
+    let mut targets = String::new();
+    for (k, a) in accounts.iter().enumerate() {
+        writeln!(targets, "  T{k:02}: {{ account_id: \"{a}\", imports: [files] }}").unwrap();
+    }
+    sc.write(
+        "config.yaml",
+        format!("sources: {{ files: {{ file: {{ path: ./src }} }} }}\ntargets:\n{targets}"),
+    );
+    // Each account's AssumeRole is throttled exactly twice (one rule per account, so the test
+    // does not depend on the order the accounts are reached in).
+    let rules: Vec<u64> = accounts
+        .iter()
+        .map(|account| {
+            sc.proxy
+                .add_rule(testbed::proxy::Rule {
+                    operation: Some("AssumeRole".to_owned()),
+                    body: Some(format!("iam%3A%3A{account}%3A")),
+                    fault: testbed::proxy::Fault {
+                        status: Some(400),
+                        code: Some("Throttling".to_owned()),
+                        message: Some("Rate exceeded".to_owned()),
+                        ..testbed::proxy::Fault::default()
+                    },
+                    times: Some(2),
+                    ..testbed::proxy::Rule::default()
+                })
+                .unwrap()
+        })
+        .collect();
+    let before = calls(&sc.proxy);
+    let out = sc.args(&["pipeline", "--report", "report.json"]).code(0);
+    assert!(out.stdout.contains("12 created, 0 updated"), "{}", out.stdout);
+    let made = since(&before, &calls(&sc.proxy));
+    for rule in &rules {
+        assert_eq!(sc.proxy.rule_stats(*rule).unwrap().fired, 2);
+    }
+    assert_eq!(
+        made.get("AssumeRole"),
+        Some(&36),
+        "two throttled attempts and one answer per account: {made:?}"
+    );
+    for account in &accounts {
+        assert_eq!(
+            names(&secrets_in(&sc.s, account).await).await,
+            ["x"],
+            "{account} was synced"
+        );
+    }
+    let report: serde_json::Value = serde_json::from_str(&sc.read("report.json")).unwrap();
+    assert_eq!(report["api_calls"]["sts"]["AssumeRole"], 36, "{}", report["api_calls"]);
+    assert_eq!(
+        report["api_calls"]["sts"]["GetCallerIdentity"], 1,
+        "{}",
+        report["api_calls"]
+    );
+}
+
 /// A server's error text is data: in GitHub output it cannot start a workflow command (a
 /// `::stop-commands::` would silence every later annotation), in human output it cannot forge
 /// lines.

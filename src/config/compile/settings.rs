@@ -124,6 +124,12 @@ impl Compiler<'_> {
                 0..=100_000,
                 0,
             );
+            r.aws_sts_per_second = self.bounded(
+                rates.aws_sts_per_second.as_ref(),
+                &name("aws_sts_per_second"),
+                1..=10_000,
+                100,
+            );
         }
         r
     }
