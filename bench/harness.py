@@ -50,6 +50,7 @@ READ_QUOTA = 100       # BatchGetSecretValue calls per second per account (AWS q
 CASES = ("first", "noop", "changed", "dryrun")
 TELLER = ""  # the teller binary, from --teller
 SHARD = ""  # I/N: secretsync syncs shard I of N only (`pipeline --shard`), from --shard
+STS_THROTTLE = 0.0  # probability of an injected Throttling answer to each AssumeRole, from --sts-throttle
 
 
 def testbed_env():
@@ -339,9 +340,20 @@ def scenario(env, binary, n, accounts, latency_ms, tools, cases, workdir):
             aws.reset()
             vault.reset()
             cmd = command(tool, case, binary, env, mount, ids, teller)
+            throttle_rule = None
+            if STS_THROTTLE and tool == "secretsync":
+                throttle_rule = http("POST", f"{aws.url}/__fault/rules", {
+                    "operation": "AssumeRole",
+                    "fault": {"status": 400, "code": "Throttling", "message": "Rate exceeded"},
+                    "probability": STS_THROTTLE, "seed": 11,
+                })["id"]
             moto_before = moto_cpu_seconds()
             seconds, rss, code, out, err = run_measured(cmd, base_env, workdir)
             moto_after = moto_cpu_seconds()
+            sts_throttled = None
+            if throttle_rule is not None:
+                sts_throttled = http("GET", f"{aws.url}/__fault/rules/{throttle_rule}")["fired"]
+                http("DELETE", f"{aws.url}/__fault/rules/{throttle_rule}")
             moto_cpu = round(moto_after - moto_before, 2) if moto_before is not None and moto_after is not None else None
             aws.latency(0)
             vault.latency(0)
@@ -360,24 +372,30 @@ def scenario(env, binary, n, accounts, latency_ms, tools, cases, workdir):
                 row.update(floor_calls=floor_calls, floor_writes=floor_writes,
                            floor_seconds=round(floor_seconds, 3), shard=SHARD)
             # moto is one Python process: its CPU time per call is service time every call waits
-            # for on top of the proxy's latency. The floor with it tells secretsync's own
-            # overhead apart from the emulator's.
+            # for on top of the proxy's latency, and its CPU time as a whole is time no run can
+            # beat (it serves one call at a time). The service floor is the larger of the two,
+            # which tells secretsync's own overhead apart from the emulator's.
             service_floor = None
             if moto_cpu is not None and aws_calls_of(calls):
                 aws_ms = added_ms + moto_cpu * 1000 / aws_calls_of(calls)
-                service_floor = round(floor(case, n, synced, latency_ms, existing, aws_ms, added_ms)[2], 3)
+                spread = floor(case, n, synced, latency_ms, existing, aws_ms, added_ms)[2]
+                service_floor = round(max(spread, moto_cpu), 3)
             if ok and case != "dryrun":
                 existing = n
             results.append({
                 **row, "seconds": round(seconds, 3), "moto_cpu_seconds": moto_cpu, "peak_rss_mb": round(rss, 1),
                 "accounts_synced": synced, "service_floor_seconds": service_floor,
+                "sts_calls": calls.get("AssumeRole", 0) + calls.get("GetCallerIdentity", 0),
+                "sts_throttled": sts_throttled,
                 "exit_code": code,
                 "ok": ok, "calls": total, "aws_calls": aws_calls, "writes": writes,
                 "calls_by_operation": dict(sorted(calls.items())),
                 "error": "" if ok else (err.strip().splitlines() or [""])[-1][:300],
             })
             status = "ok" if ok else f"FAILED ({code})"
-            print(f"  {tool:10} {case:8} {seconds:7.2f} s  {total:6} calls  {writes:6} writes  {rss:6.1f} MB  {status}",
+            sts = f"  sts {calls.get('AssumeRole', 0)} AssumeRole" + (
+                f" ({sts_throttled} throttled)" if sts_throttled is not None else "")
+            print(f"  {tool:10} {case:8} {seconds:7.2f} s  {total:6} calls  {writes:6} writes  {rss:6.1f} MB  {status}{sts}",
                   file=sys.stderr)
     return results
 
@@ -448,7 +466,7 @@ def missed_targets(results):
 
 
 def main():
-    global TELLER, SHARD
+    global TELLER, SHARD, STS_THROTTLE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", required=True)
     parser.add_argument("--sizes", default="100x1x0",
@@ -459,6 +477,8 @@ def main():
     parser.add_argument("--teller", default="", help="the teller binary (bench/run installs it)")
     parser.add_argument("--out", default=str(ROOT / "target/bench/results.json"))
     parser.add_argument("--shard", default="", help="I/N: secretsync syncs shard I of N (pipeline --shard)")
+    parser.add_argument("--sts-throttle", type=float, default=0.0,
+                        help="probability (0-1) of an injected Throttling answer to each AssumeRole")
     args = parser.parse_args()
     cases = args.cases.split(",")
     unknown = [c for c in cases if c not in CASES]
@@ -469,6 +489,7 @@ def main():
         parser.error("--tools teller needs --teller PATH")
     TELLER = args.teller
     SHARD = args.shard
+    STS_THROTTLE = args.sts_throttle
     env = testbed_env()
     workdir = ROOT / "target/bench/work"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -145,6 +145,9 @@ impl Default for ResilienceSettings {
     }
 }
 
+/// The fewest attempts an STS call gets, whatever `retries.max_attempts` says.
+const STS_MIN_ATTEMPTS: u32 = 10;
+
 /// Where a call goes: one breaker (and one set of rate limiters) per endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
@@ -424,10 +427,17 @@ impl Resilience {
             }
             result
         };
+        // One STS call (an AssumeRole) gates a whole target account, and STS throttles the
+        // calling account as a whole: it gets a few more attempts (still within the deadline).
+        let max_attempts = if service == "sts" {
+            settings.max_attempts.max(STS_MIN_ATTEMPTS)
+        } else {
+            settings.max_attempts
+        };
         let backoff = ExponentialBuilder::default()
             .with_min_delay(settings.base_delay)
             .with_max_delay(settings.max_delay)
-            .with_max_times(settings.max_attempts.saturating_sub(1) as usize)
+            .with_max_times(max_attempts.saturating_sub(1) as usize)
             .build()
             .map(full_jitter as fn(Duration) -> Duration);
         let result = once

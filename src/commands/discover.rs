@@ -30,11 +30,13 @@ pub(super) async fn run_discovery(
         ttl: cache.discovery_ttl,
         config: &config,
     });
-    let spinner = crate::report::progress::Spinner::on_terminal(!global.no_progress);
+    let spinner = crate::report::progress::Spinner::new(
+        !global.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     let shown = spinner.clone();
     let progress: crate::discovery::Progress = std::sync::Arc::new(move |step: &str| shown.message(step));
     let discovered = discover_cached(pipeline, context.aws(), settings, progress).await;
-    spinner.finish();
+    spinner.clear();
     discovered
 }
 

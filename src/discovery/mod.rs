@@ -103,13 +103,18 @@ impl Discovered {
     }
 }
 
-/// A discovery API call that failed, classified as the stores classify their calls.
-pub(crate) fn call_failed<E, R>(call: impl std::fmt::Display, err: &aws_sdk_sts::error::SdkError<E, R>) -> Failure
+/// A discovery API call that failed, classified as the stores classify their calls;
+/// `request_id` is empty or ` (request id …)`.
+fn call_failed<E, R>(
+    call: impl std::fmt::Display,
+    request_id: &str,
+    err: &aws_sdk_sts::error::SdkError<E, R>,
+) -> Failure
 where
     E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    Failure::new(crate::store::aws::classify(err), format!("{call} failed")).caused_by(err)
+    Failure::new(crate::store::aws::classify(err), format!("{call} failed{request_id}")).caused_by(err)
 }
 
 /// Told what discovery is doing, e.g. `accounts: permission set Admin checked in 120 of 1000
@@ -134,14 +139,13 @@ where
         .call(service, name, ApiClass::Read, send)
         .await
         .map_err(|failure| {
-            let request_id = failure.request_id().map(str::to_owned);
-            let failed = match failure {
-                AwsFailure::Sdk(e, _) => call_failed(&what, &e),
+            let request_id = failure
+                .request_id()
+                .map(|id| format!(" (request id {id})"))
+                .unwrap_or_default();
+            match failure {
+                AwsFailure::Sdk(e, _) => call_failed(&what, &request_id, &e),
                 AwsFailure::Policy(p) => p.failure().context(format!("{what} failed")),
-            };
-            match request_id {
-                Some(id) => failed.context(format!("{what} failed (request id {id})")),
-                None => failed,
             }
         })
 }

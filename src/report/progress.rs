@@ -42,15 +42,14 @@ impl EventSink for ProgressBars {
 }
 
 /// A spinner with a message on stderr, for work whose size is not known in advance
-/// (discovery); only when stderr is a terminal and progress is wanted, otherwise it does
-/// nothing.
+/// (discovery); when not shown (stderr is not a terminal, or `--no-progress`), it does nothing.
 #[derive(Debug, Clone)]
 pub struct Spinner(Option<ProgressBar>);
 
 impl Spinner {
-    /// A spinner when `wanted` and stderr is a terminal.
-    pub fn on_terminal(wanted: bool) -> Self {
-        if !(wanted && std::io::IsTerminal::is_terminal(&std::io::stderr())) {
+    /// A spinner, shown when `shown` (the caller checks for a terminal).
+    pub fn new(shown: bool) -> Self {
+        if !shown {
             return Self(None);
         }
         let bar = ProgressBar::new_spinner();
@@ -70,7 +69,7 @@ impl Spinner {
     }
 
     /// Removes the spinner.
-    pub fn finish(&self) {
+    pub fn clear(&self) {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
