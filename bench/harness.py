@@ -335,18 +335,21 @@ def scenario(env, binary, n, accounts, latency_ms, tools, cases, workdir):
                 results.append({**row, "ok": True, "not_possible": why_not})
                 print(f"  {tool:10} {case:8} not possible: {why_not}", file=sys.stderr)
                 continue
-            aws.latency(latency_ms)
-            vault.latency(latency_ms)
-            aws.reset()
-            vault.reset()
-            cmd = command(tool, case, binary, env, mount, ids, teller)
+            # The proxy applies the first rule that fires, so the throttle goes in before the
+            # latency rule (a throttled answer comes back without the added latency).
             throttle_rule = None
             if STS_THROTTLE and tool == "secretsync":
+                aws.latency(0)
                 throttle_rule = http("POST", f"{aws.url}/__fault/rules", {
                     "operation": "AssumeRole",
                     "fault": {"status": 400, "code": "Throttling", "message": "Rate exceeded"},
                     "probability": STS_THROTTLE, "seed": 11,
                 })["id"]
+            aws.latency(latency_ms)
+            vault.latency(latency_ms)
+            aws.reset()
+            vault.reset()
+            cmd = command(tool, case, binary, env, mount, ids, teller)
             moto_before = moto_cpu_seconds()
             seconds, rss, code, out, err = run_measured(cmd, base_env, workdir)
             moto_after = moto_cpu_seconds()
