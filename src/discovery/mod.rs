@@ -139,10 +139,7 @@ where
         .call(service, name, ApiClass::Read, send)
         .await
         .map_err(|failure| {
-            let request_id = failure
-                .request_id()
-                .map(|id| format!(" (request id {id})"))
-                .unwrap_or_default();
+            let request_id = failure.request_id_note();
             match failure {
                 AwsFailure::Sdk(e, _) => call_failed(&what, &request_id, &e),
                 AwsFailure::Policy(p) => p.failure().context(format!("{what} failed")),

@@ -464,12 +464,11 @@ async fn roles_are_assumed_with_the_configured_external_id_and_session_name() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_account_is_assumed_once_even_beyond_the_sdks_64_cached_identities() {
+/// A pipeline syncing one secret into `n` new accounts (targets `T00`, `T01`, …); the accounts.
+fn one_secret_into_accounts(sc: &Scenario, n: usize) -> Vec<String> {
     use std::fmt::Write as _;
-    let sc = Scenario::new().await;
     sc.write("src/x.json", r#"{"x": 1}"#);
-    let accounts: Vec<String> = (0..70).map(|_| random_account_id()).collect();
+    let accounts: Vec<String> = (0..n).map(|_| random_account_id()).collect();
     let mut targets = String::new();
     for (k, a) in accounts.iter().enumerate() {
         writeln!(targets, "  T{k:02}: {{ account_id: \"{a}\", imports: [files] }}").unwrap();
@@ -478,6 +477,13 @@ async fn each_account_is_assumed_once_even_beyond_the_sdks_64_cached_identities(
         "config.yaml",
         format!("sources: {{ files: {{ file: {{ path: ./src }} }} }}\ntargets:\n{targets}"),
     );
+    accounts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_is_assumed_once_even_beyond_the_sdks_64_cached_identities() {
+    let sc = Scenario::new().await;
+    one_secret_into_accounts(&sc, 70);
     let before = calls(&sc.proxy);
     sc.args(&["pipeline"]).code(0);
     let made = since(&before, &calls(&sc.proxy));
@@ -491,21 +497,11 @@ async fn each_account_is_assumed_once_even_beyond_the_sdks_64_cached_identities(
 
 /// STS goes through the resilience layer: with the default settings, every target account's
 /// `AssumeRole` throttled twice still syncs every account (each call retried, nothing failed),
-/// and the report and metrics count the STS calls like any other (service `sts`).
+/// and the report counts the STS calls like any other (service `sts`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_assume_role_calls_are_retried_paced_and_counted() {
-    use std::fmt::Write as _;
     let sc = Scenario::new().await;
-    sc.write("src/x.json", r#"{"x": 1}"#);
-    let accounts: Vec<String> = (0..12).map(|_| random_account_id()).collect();
-    let mut targets = String::new();
-    for (k, a) in accounts.iter().enumerate() {
-        writeln!(targets, "  T{k:02}: {{ account_id: \"{a}\", imports: [files] }}").unwrap();
-    }
-    sc.write(
-        "config.yaml",
-        format!("sources: {{ files: {{ file: {{ path: ./src }} }} }}\ntargets:\n{targets}"),
-    );
+    let accounts = one_secret_into_accounts(&sc, 12);
     // Each account's AssumeRole is throttled exactly twice (one rule per account, so the test
     // does not depend on the order the accounts are reached in).
     let rules: Vec<u64> = accounts

@@ -109,6 +109,13 @@ impl<E: ProvideErrorMetadata> AwsFailure<E> {
             .or_else(|| headers.get("x-amz-request-id"))
     }
 
+    /// ` (request id …)` when the service answered with one, else empty: the end of a message.
+    pub(crate) fn request_id_note(&self) -> String {
+        self.request_id()
+            .map(|id| format!(" (request id {id})"))
+            .unwrap_or_default()
+    }
+
     /// The HTTP status the service answered with.
     pub(crate) fn status(&self) -> Option<u16> {
         match self {

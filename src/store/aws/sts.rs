@@ -53,10 +53,7 @@ impl PacedAssumeRole {
             })
             .await
             .map_err(|failure| {
-                let request_id = failure
-                    .request_id()
-                    .map(|id| format!(" (request id {id})"))
-                    .unwrap_or_default();
+                let request_id = failure.request_id_note();
                 CredentialsError::provider_error(format!(
                     "sts:AssumeRole of {} failed: {}{request_id}",
                     self.role,
