@@ -396,6 +396,13 @@ impl<'a> Engine<'a> {
             };
             let mut target_plan = plan(&desired, &listing, &actual, plan_store.as_ref(), options);
             target_plan.filtered = filtered;
+            let writing = target_plan
+                .changes
+                .iter()
+                .filter(|c| c.action.writes())
+                .map(|c| c.path.clone())
+                .collect();
+            plan_store.planned(&writing);
             if !keep_values {
                 target_plan.changes.iter_mut().for_each(|c| c.actual = None);
             }

@@ -311,6 +311,12 @@ pub trait WritableStore: Store {
         1
     }
 
+    /// The target is planned and only the secrets in `writing` will be written: a store may
+    /// forget what its listing and reads told it about every other secret. A run plans every
+    /// target before it applies any (the run-wide `max_deletes` guard needs every plan), so
+    /// what stores keep between the two is held for all targets at once.
+    fn planned(&self, _writing: &std::collections::BTreeSet<SecretPath>) {}
+
     /// Cancels a pending deletion (stores with [`Capabilities::soft_delete`]).
     async fn restore(&self, path: &SecretPath) -> Result<Receipt, StoreError> {
         Err(StoreError::new(

@@ -70,6 +70,9 @@ impl WritableStore for ReadOnly {
     async fn restore(&self, path: &SecretPath) -> Result<Receipt, StoreError> {
         Err(self.refuse(path))
     }
+    fn planned(&self, writing: &std::collections::BTreeSet<SecretPath>) {
+        self.0.planned(writing);
+    }
 }
 
 #[cfg(test)]
