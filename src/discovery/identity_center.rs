@@ -79,7 +79,7 @@ async fn permission_set(aws: &Clients, instance: &Instance, name: &str) -> Resul
             }
             seen.push(found.to_owned());
         }
-        token = page.next_token().map(str::to_owned);
+        token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
         if token.is_none() {
             break;
         }
@@ -169,7 +169,7 @@ pub(crate) async fn with_group(aws: &Clients, instance: &Instance, group: &str) 
                 .iter()
                 .filter_map(|a| a.account_id().map(str::to_owned)),
         );
-        token = page.next_token().map(str::to_owned);
+        token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
         if token.is_none() {
             return Ok(accounts);
         }

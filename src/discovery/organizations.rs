@@ -51,7 +51,7 @@ pub(crate) async fn all_accounts(aws: &Clients) -> Result<Vec<Account>, Failure>
                 .filter_map(|a| to_account(a, "in the organization")),
         );
         (aws.progress)(&format!("organization: {} accounts listed", out.len()));
-        token = page.next_token().map(str::to_owned);
+        token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
         if token.is_none() {
             return Ok(out);
         }
@@ -82,7 +82,7 @@ async fn children(aws: &Clients, parent: &str) -> Result<Vec<(String, String)>, 
                 .iter()
                 .filter_map(|ou| Some((ou.id()?.to_owned(), ou.name().unwrap_or_default().to_owned()))),
         );
-        token = page.next_token().map(str::to_owned);
+        token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
         if token.is_none() {
             return Ok(out);
         }
@@ -154,7 +154,7 @@ pub(crate) async fn accounts_under(aws: &Clients, ou: &str, recursive: bool) -> 
             })
             .await?;
             out.extend(page.accounts().iter().filter_map(|a| to_account(a, &how)));
-            token = page.next_token().map(str::to_owned);
+            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
             if token.is_none() {
                 break;
             }
@@ -185,7 +185,7 @@ pub(crate) async fn add_tags(aws: &Clients, accounts: &mut [Account]) -> Result<
             for tag in page.tags() {
                 account.tags.insert(tag.key().to_owned(), tag.value().to_owned());
             }
-            token = page.next_token().map(str::to_owned);
+            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
             if token.is_none() {
                 break;
             }
