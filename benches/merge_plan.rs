@@ -291,6 +291,7 @@ fn main() {
                     delete_orphans: true,
                     adopt: false,
                     complete: true,
+                    filter: None,
                 },
             );
             measured += started.elapsed();

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::filter::{Filter, Verdict};
 use crate::model::{SecretPath, SecretSet, SecretValue, ValueKind};
 use crate::store::{EntryMeta, Listing, Owner, Store};
 
@@ -410,6 +411,17 @@ pub struct PlanOptions<'a> {
     pub adopt: bool,
     /// Whether the listing and every import were read completely (else no deletes).
     pub complete: bool,
+    /// The target's filter. Listed secrets outside it are left alone (never deleted) yet still
+    /// occupy their storage names: a write that would land on one is a conflict. `desired` is
+    /// expected to be filtered already.
+    pub filter: Option<&'a Filter>,
+}
+
+impl PlanOptions<'_> {
+    /// Whether `path` is this target's to write or delete (inside its filter, if any).
+    fn manages(&self, path: &SecretPath) -> bool {
+        self.filter.is_none_or(|f| f.verdict(path, None) == Verdict::Kept)
+    }
 }
 
 /// Plans `target` from its desired set, its listing and the current values of the desired
@@ -547,7 +559,7 @@ fn plan_one(
 /// What to do with a listed secret that is not desired: ours and not already being deleted
 /// → delete (when allowed) or keep as an orphan; anything else is not ours to touch.
 fn orphan(path: &SecretPath, meta: &EntryMeta, options: PlanOptions<'_>) -> Option<Change> {
-    if meta.pending_deletion || !meta.is_owned_by(options.target) {
+    if meta.pending_deletion || !meta.is_owned_by(options.target) || !options.manages(path) {
         return None;
     }
     let mut change = Change::new(path.clone(), Action::Orphan);
@@ -589,6 +601,16 @@ fn mark_overwrites_of_held_secrets(
         let Some((other, meta)) = held.get(name.as_str()).filter(|(other, _)| **other != change.path) else {
             continue;
         };
+        if !options.manages(other) {
+            change.action = Action::Conflict;
+            change.write_value = false;
+            change.keys = KeyDiff::default();
+            change.all_keys_added = false;
+            change.note = Some(format!(
+                "would be stored as `{name}`, which holds `{other}`, outside this target's filter; rename one, or widen the filter"
+            ));
+            continue;
+        }
         match &meta.owner {
             Owner::Target(owner) if &**owner == options.target => {}
             Owner::Target(owner) => {
@@ -707,6 +729,7 @@ mod tests {
             delete_orphans,
             adopt,
             complete: true,
+            filter: None,
         }
     }
 

@@ -155,6 +155,9 @@ pub struct Endpoint {
     pub service: &'static str,
     /// `111111111111/us-east-1`, or the Vault address (and namespace).
     pub scope: String,
+    /// The scope whose rate limiters this endpoint shares, when the quota is wider than the
+    /// breaker (STS: one request quota per calling account, one breaker per assumed role).
+    pub quota_scope: Option<String>,
 }
 
 impl Endpoint {
@@ -163,6 +166,22 @@ impl Endpoint {
         Self {
             service,
             scope: scope.into(),
+            quota_scope: None,
+        }
+    }
+
+    /// This endpoint with its own breaker but the rate limiters of `quota_scope`.
+    #[must_use]
+    pub fn sharing_quota_of(mut self, quota_scope: impl Into<String>) -> Self {
+        self.quota_scope = Some(quota_scope.into());
+        self
+    }
+
+    /// The endpoint whose rate limiters this one uses.
+    fn quota(&self) -> Self {
+        match &self.quota_scope {
+            Some(scope) => Self::new(self.service, scope.clone()),
+            None => self.clone(),
         }
     }
 }
@@ -354,7 +373,7 @@ impl Resilience {
         };
         let mut limiters = self.limiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         limiters
-            .entry((endpoint.clone(), class, bucket))
+            .entry((endpoint.quota(), class, bucket))
             .or_insert_with(|| NonZeroU32::new(rate).map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate)))))
             .clone()
     }
@@ -707,6 +726,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"secretsync_circuit_breaker_rejected_calls_total{service="secretsmanager",endpoint="222222222222/us-east-1"} 1"#), "{text}");
+    }
+
+    /// STS: one request quota for the calling account, one breaker per assumed role — a role
+    /// whose calls keep failing does not stop the others.
+    #[tokio::test]
+    async fn endpoints_sharing_a_quota_have_their_own_breakers() {
+        let settings = ResilienceSettings {
+            max_attempts: 1,
+            ..fast()
+        };
+        let r = policy(&settings);
+        let role = |name: &str| Endpoint::new("sts", name).sharing_quota_of("caller/us-east-1");
+        let (broken, fine) = (role("arn:aws:iam::2:role/a"), role("arn:aws:iam::3:role/a"));
+        let limiter = |e: &Endpoint| r.limiter(e, "AssumeRole", ApiClass::Read).expect("STS is paced");
+        assert!(Arc::ptr_eq(&limiter(&broken), &limiter(&fine)), "one quota");
+        assert!(Arc::ptr_eq(
+            &limiter(&broken),
+            &limiter(&Endpoint::new("sts", "caller/us-east-1"))
+        ));
+        // STS calls get several attempts whatever the settings say: a role that always fails
+        // opens its breaker during them.
+        assert!(flaky(&r, &broken, ErrorClass::Transient, u32::MAX).await.0.is_err());
+        let (result, calls) = flaky(&r, &broken, ErrorClass::Transient, 0).await;
+        assert_eq!((result.unwrap_err().class, calls), (ErrorClass::Unavailable, 0));
+        assert_eq!(flaky(&r, &fine, ErrorClass::Transient, 0).await.0.ok(), Some(7));
     }
 
     #[tokio::test]

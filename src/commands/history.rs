@@ -191,6 +191,7 @@ fn difference(target: &str, before: &SecretSet, after: &SecretSet) -> crate::pla
             delete_orphans: true,
             adopt: true,
             complete: true,
+            filter: None,
         },
     )
 }

@@ -485,6 +485,8 @@ pub struct DynamicTarget {
     pub account_name_patterns: Vec<NamePattern>,
     /// Settings every discovered target gets.
     pub target: AwsTarget,
+    /// The filter of every discovered target (unless it borrows a static target's imports).
+    pub filter: crate::filter::Filter,
 }
 
 /// An account-name pattern.

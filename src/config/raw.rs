@@ -599,6 +599,9 @@ pub struct RawDynamicTarget {
     pub role_arn: Option<Spanned<String>>,
     /// Tags added to every secret secretsync creates.
     pub tags: Option<Spanned<BTreeMap<String, String>>>,
+    /// Which secrets every discovered target manages (see `targets.<name>.filter`); accounts
+    /// matched by an `account_name_patterns` entry naming a static target use its filter.
+    pub filter: Option<Spanned<RawFilter>>,
 }
 
 /// An account-name pattern.

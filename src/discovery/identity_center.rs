@@ -45,6 +45,7 @@ pub(crate) async fn instance(aws: &Clients) -> Result<Instance, Failure> {
 async fn permission_set(aws: &Clients, instance: &Instance, name: &str) -> Result<String, Failure> {
     let mut seen = Vec::new();
     let mut token: Option<String> = None;
+    let mut pages = super::Pages::default();
     loop {
         let page = call(
             &aws.session,
@@ -79,7 +80,7 @@ async fn permission_set(aws: &Clients, instance: &Instance, name: &str) -> Resul
             }
             seen.push(found.to_owned());
         }
-        token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+        token = pages.next("ListPermissionSets", page.next_token())?;
         if token.is_none() {
             break;
         }
@@ -110,18 +111,29 @@ pub(crate) async fn with_permission_set(
             "identity center: permission set {name} checked in {done} of {} accounts",
             candidates.len()
         ));
-        let what = format!("sso:ListAccountAssignments({})", account.id);
-        let assigned = call(&aws.session, (SSO, "ListAccountAssignments"), what, || {
-            aws.sso
-                .list_account_assignments()
-                .instance_arn(&instance.arn)
-                .account_id(&account.id)
-                .permission_set_arn(&arn)
-                .max_results(1)
-                .send()
-        })
-        .await?;
-        if !assigned.account_assignments().is_empty() {
+        // One assignment is enough to know; a page may still come back empty with a token
+        // for the next one, so follow the tokens until an assignment or the end.
+        let (mut token, mut pages): (Option<String>, super::Pages) = (None, super::Pages::default());
+        let assigned = loop {
+            let what = format!("sso:ListAccountAssignments({})", account.id);
+            let page = call(&aws.session, (SSO, "ListAccountAssignments"), what, || {
+                aws.sso
+                    .list_account_assignments()
+                    .instance_arn(&instance.arn)
+                    .account_id(&account.id)
+                    .permission_set_arn(&arn)
+                    .max_results(1)
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await?;
+            let assigned = !page.account_assignments().is_empty();
+            token = pages.next("ListAccountAssignments", page.next_token())?;
+            if assigned || token.is_none() {
+                break assigned;
+            }
+        };
+        if assigned {
             out.push(Account {
                 found_by: format!("permission set {name} is assigned"),
                 ..account.clone()
@@ -152,6 +164,7 @@ pub(crate) async fn with_group(aws: &Clients, instance: &Instance, group: &str) 
     .group_id;
     let mut accounts = BTreeSet::new();
     let mut token: Option<String> = None;
+    let mut pages = super::Pages::default();
     loop {
         let what = "sso:ListAccountAssignmentsForPrincipal";
         let page = call(&aws.session, (SSO, "ListAccountAssignmentsForPrincipal"), what, || {
@@ -169,7 +182,7 @@ pub(crate) async fn with_group(aws: &Clients, instance: &Instance, group: &str) 
                 .iter()
                 .filter_map(|a| a.account_id().map(str::to_owned)),
         );
-        token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+        token = pages.next("ListAccountAssignmentsForPrincipal", page.next_token())?;
         if token.is_none() {
             return Ok(accounts);
         }

@@ -56,6 +56,10 @@ pub struct DiscoveredTarget {
     pub reason: String,
     /// What it imports.
     pub imports: Vec<String>,
+    /// The static target whose imports (and filter) it uses, when an `account_name_patterns`
+    /// entry named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imports_of: Option<String>,
 }
 
 /// An account a group found but does not sync.
@@ -115,6 +119,29 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     Failure::new(crate::store::aws::classify(err), format!("{call} failed{request_id}")).caused_by(err)
+}
+
+/// Next-token bookkeeping of one paginated listing: an absent or empty token ends it, and a
+/// token the listing returned before stops it with an error — a service (or proxy) that
+/// loops would otherwise be listed forever.
+#[derive(Debug, Default)]
+pub(crate) struct Pages {
+    seen: BTreeSet<String>,
+}
+
+impl Pages {
+    /// The token to ask for the next page with, if any.
+    pub(crate) fn next(&mut self, operation: &str, token: Option<&str>) -> Result<Option<String>, Failure> {
+        match token.filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(token) if !self.seen.insert(token.to_owned()) => Err(Failure::new(
+                ErrorClass::Fatal,
+                format!("{operation} returned a page token it had returned before; stopped listing instead of looping"),
+            )
+            .with_hint("this is the service's fault (or a proxy's); retry, and report it if it persists")),
+            Some(token) => Ok(Some(token.to_owned())),
+        }
+    }
 }
 
 /// Told what discovery is doing, e.g. `accounts: permission set Admin checked in 120 of 1000
@@ -432,6 +459,7 @@ fn select(pipeline: &Pipeline, group: &DynamicTarget, accounts: &[Account]) -> R
             continue;
         }
         let mut imports: Vec<String> = group.imports.iter().map(|i| i.name.clone()).collect();
+        let mut imports_of = None;
         let mut reason = account.found_by.clone();
         if !patterns.is_empty() {
             let normalised = names::normalise(&account.name, &matching);
@@ -445,6 +473,7 @@ fn select(pipeline: &Pipeline, group: &DynamicTarget, accounts: &[Account]) -> R
             let _ = write!(reason, "; name matches `{}`", pattern.written);
             if let Some(static_target) = pattern.target.as_ref().and_then(|t| pipeline.targets.get(t)) {
                 imports = static_target.imports.iter().map(|i| i.name.clone()).collect();
+                imports_of = Some(static_target.name.clone());
                 let _ = write!(reason, " (imports of {})", static_target.name);
             }
         }
@@ -460,6 +489,7 @@ fn select(pipeline: &Pipeline, group: &DynamicTarget, accounts: &[Account]) -> R
             account_name: account.name.clone(),
             reason,
             imports,
+            imports_of,
         });
     }
     targets.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.account_id.cmp(&b.account_id)));
@@ -501,7 +531,11 @@ pub fn expand(pipeline: &mut Pipeline, discovered: &Discovered) -> Result<(), Fa
         }
     }
     for group in discovered.groups.iter().filter(|g| g.error.is_none()) {
-        let Some(settings) = pipeline.dynamic_targets.get(&group.group).map(|g| &g.target) else {
+        let Some((settings, group_filter)) = pipeline
+            .dynamic_targets
+            .get(&group.group)
+            .map(|g| (&g.target, &g.filter))
+        else {
             return Err(invalid(format!(
                 "discovery returned the group `{}`, which the pipeline does not have",
                 group.group
@@ -531,10 +565,36 @@ pub fn expand(pipeline: &mut Pipeline, discovered: &Discovered) -> Result<(), Fa
                         .map(|r| r.replace(crate::config::ACCOUNT_ID_PLACEHOLDER, &found.account_id)),
                     ..settings.clone()
                 }),
-                filter: crate::filter::Filter::default(),
+                // An account that uses a static target's imports manages what that target does.
+                filter: found
+                    .imports_of
+                    .as_ref()
+                    .and_then(|t| pipeline.targets.get(t))
+                    .map_or_else(|| group_filter.clone(), |t| t.filter.clone()),
             };
             pipeline.targets.insert(found.name.clone(), target);
         }
     }
     pipeline.rebuild_graph().map_err(|e| invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pages;
+
+    #[test]
+    fn pages_end_on_no_or_an_empty_token_and_stop_on_a_repeated_one() {
+        let mut pages = Pages::default();
+        assert_eq!(pages.next("ListAccounts", Some("a")).unwrap().as_deref(), Some("a"));
+        assert_eq!(pages.next("ListAccounts", Some("b")).unwrap().as_deref(), Some("b"));
+        assert_eq!(pages.next("ListAccounts", Some("")).unwrap(), None);
+        assert_eq!(pages.next("ListAccounts", None).unwrap(), None);
+        let looped = pages.next("ListAccounts", Some("a")).unwrap_err();
+        assert!(
+            looped
+                .message
+                .contains("ListAccounts returned a page token it had returned before"),
+            "{looped:?}"
+        );
+    }
 }

@@ -31,6 +31,7 @@ fn to_account(a: &OrgAccount, found_by: &str) -> Option<Account> {
 pub(crate) async fn all_accounts(aws: &Clients) -> Result<Vec<Account>, Failure> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
+    let mut pages = super::Pages::default();
     loop {
         let page = call(
             &aws.session,
@@ -51,7 +52,7 @@ pub(crate) async fn all_accounts(aws: &Clients) -> Result<Vec<Account>, Failure>
                 .filter_map(|a| to_account(a, "in the organization")),
         );
         (aws.progress)(&format!("organization: {} accounts listed", out.len()));
-        token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+        token = pages.next("ListAccounts", page.next_token())?;
         if token.is_none() {
             return Ok(out);
         }
@@ -61,6 +62,7 @@ pub(crate) async fn all_accounts(aws: &Clients) -> Result<Vec<Account>, Failure>
 async fn children(aws: &Clients, parent: &str) -> Result<Vec<(String, String)>, Failure> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
+    let mut pages = super::Pages::default();
     loop {
         let what = format!("organizations:ListOrganizationalUnitsForParent({parent})");
         let page = call(
@@ -82,7 +84,7 @@ async fn children(aws: &Clients, parent: &str) -> Result<Vec<(String, String)>, 
                 .iter()
                 .filter_map(|ou| Some((ou.id()?.to_owned(), ou.name().unwrap_or_default().to_owned()))),
         );
-        token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+        token = pages.next("ListOrganizationalUnitsForParent", page.next_token())?;
         if token.is_none() {
             return Ok(out);
         }
@@ -142,6 +144,7 @@ pub(crate) async fn accounts_under(aws: &Clients, ou: &str, recursive: bool) -> 
     };
     while let Some(parent) = queue.pop_front() {
         let mut token: Option<String> = None;
+        let mut pages = super::Pages::default();
         loop {
             let what = format!("organizations:ListAccountsForParent({parent})");
             let page = call(&aws.session, (SERVICE, "ListAccountsForParent"), what, || {
@@ -154,7 +157,7 @@ pub(crate) async fn accounts_under(aws: &Clients, ou: &str, recursive: bool) -> 
             })
             .await?;
             out.extend(page.accounts().iter().filter_map(|a| to_account(a, &how)));
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            token = pages.next("ListAccountsForParent", page.next_token())?;
             if token.is_none() {
                 break;
             }
@@ -172,6 +175,7 @@ pub(crate) async fn add_tags(aws: &Clients, accounts: &mut [Account]) -> Result<
     for (done, account) in accounts.iter_mut().enumerate() {
         (aws.progress)(&format!("organization: tags read for {done} of {total} accounts"));
         let mut token: Option<String> = None;
+        let mut pages = super::Pages::default();
         loop {
             let what = format!("organizations:ListTagsForResource({})", account.id);
             let page = call(&aws.session, (SERVICE, "ListTagsForResource"), what, || {
@@ -185,7 +189,7 @@ pub(crate) async fn add_tags(aws: &Clients, accounts: &mut [Account]) -> Result<
             for tag in page.tags() {
                 account.tags.insert(tag.key().to_owned(), tag.value().to_owned());
             }
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            token = pages.next("ListTagsForResource", page.next_token())?;
             if token.is_none() {
                 break;
             }

@@ -136,6 +136,7 @@ impl<'a> Writer<'a> {
                 delete_orphans: true,
                 adopt: true,
                 complete: true,
+                filter: None,
             },
         );
         if let Some(bad) = merged_plan.changes.iter().find(|c| c.action.is_problem()) {

@@ -12,10 +12,11 @@ use tracing::Instrument as _;
 use super::run::{Engine, Merged, SourceRead, cpu_work};
 use crate::config::ImportKind;
 use crate::failure::{ErrorClass, Failure};
+use crate::filter::Verdict;
 use crate::merge::merge_layers;
-use crate::model::SecretSet;
+use crate::model::{SecretPath, SecretSet};
 use crate::report::{Event, MergeReport, Phase, TargetStatus};
-use crate::store::MergeStore;
+use crate::store::{EntryMeta, MergeStore};
 
 impl Engine<'_> {
     /// The first stage: the merge phase, or with `--sync-only` the merged results read back from
@@ -100,13 +101,35 @@ impl Engine<'_> {
                 }
             };
             let span = tracing::info_span!("source", source = name, store = %store.describe());
-            match self.interruptible(store.read_all()).instrument(span).await {
+            let filter = self.pipeline.source_filters.get(name);
+            let read = async {
+                match filter {
+                    // Paths alone decide: values outside the filter are never read.
+                    Some(filter) if !filter.needs_labels() => {
+                        let kept = |path: &SecretPath, _: &EntryMeta| filter.verdict(path, None) == Verdict::Kept;
+                        let (listing, values) = store.list_and_read(&kept).await?;
+                        let set = values?.into_iter().filter_map(|(p, v)| v.map(|v| (p, v))).collect();
+                        Ok((listing, set))
+                    }
+                    // Labels may come with the values (KV v2 metadata): read, then filter.
+                    _ => store.read_all().await,
+                }
+            };
+            match self.interruptible(read).instrument(span).await {
                 Ok((listing, mut set)) => {
-                    if let Some(filter) = self.pipeline.source_filters.get(name) {
+                    if let Some(filter) = filter {
                         let mut removed = crate::filter::Removed::default();
+                        let counted =
+                            |path: &SecretPath, meta: &EntryMeta| filter.verdict(path, meta.labels.as_deref());
+                        // Counted over the listing (what the filter saw), kept in the set.
+                        for (path, meta) in listing.entries.iter().filter(|(_, m)| !m.pending_deletion) {
+                            removed.count(counted(path, meta));
+                        }
                         set.retain(|path, _| {
-                            let labels = listing.entries.get(path).and_then(|m| m.labels.as_deref());
-                            removed.count(filter.verdict(path, labels))
+                            listing
+                                .entries
+                                .get(path)
+                                .is_some_and(|meta| counted(path, meta) == Verdict::Kept)
                         });
                         tracing::debug!(
                             not_included = removed.not_included,

@@ -63,8 +63,13 @@ impl Engine<'_> {
                 }
                 let span = tracing::info_span!("target", target = %name, phase = "prefetch");
                 let read = async {
-                    let managed =
-                        |meta: &EntryMeta| matches!(&meta.owner, Owner::Target(t) if t.as_ref() == name.as_str());
+                    // Outside the target's filter a secret is left alone, so its value is
+                    // never needed (nor read).
+                    let filter = &self.pipeline.targets[name.as_str()].filter;
+                    let managed = |path: &SecretPath, meta: &EntryMeta| {
+                        matches!(&meta.owner, Owner::Target(t) if t.as_ref() == name.as_str())
+                            && filter.verdict(path, None) == crate::filter::Verdict::Kept
+                    };
                     let (listing, values) = self.interruptible(store.list_and_read(&managed)).await?;
                     self.prefetched.fetch_add(listing.entries.len(), Ordering::SeqCst);
                     // A failed read here is only a missed head start: planning reads them again

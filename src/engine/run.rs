@@ -362,24 +362,27 @@ impl<'a> Engine<'a> {
             kept.retain(|path, _| filtered.target.count(target_filter.verdict(path, None)));
             Arc::new(kept)
         };
-        let (mut listing, mut actual) = self
+        let (listing, actual) = self
             .read_actual(store.as_ref(), &desired, prefetched)
             .await
             .map_err(|e| TargetStatus::Failed {
                 phase: Phase::Plan,
                 failure: e.failure().context("cannot read the target; nothing was changed"),
             })?;
-        if !target_filter.is_empty() {
-            // Outside the filter the target is not ours to manage: those secrets are neither
-            // written nor deleted, whoever owns them.
-            listing.entries.retain(|path, _| {
-                let kept = target_filter.verdict(path, None) == crate::filter::Verdict::Kept;
-                filtered.left_alone += u64::from(!kept);
-                kept
-            });
-            actual.retain(|path, _| listing.entries.contains_key(path));
+        // Outside the filter the target is not ours to manage: those secrets are neither
+        // written nor deleted, whoever owns them (the plan skips them, but still keeps a write
+        // from landing on their storage names).
+        let target_filter = (!target_filter.is_empty()).then(|| target_filter.clone());
+        if let Some(target_filter) = &target_filter {
+            filtered.left_alone = listing
+                .entries
+                .iter()
+                .filter(|(path, meta)| {
+                    !meta.pending_deletion && target_filter.verdict(path, None) != crate::filter::Verdict::Kept
+                })
+                .count() as u64;
         }
-        let filtered = (!target_filter.is_empty() || !filtered.sources.is_empty()).then_some(filtered);
+        let filtered = (target_filter.is_some() || !filtered.sources.is_empty()).then_some(filtered);
         let (delete_orphans, adopt, keep_values, target) = (
             self.options.delete_orphans,
             self.options.adopt,
@@ -393,6 +396,7 @@ impl<'a> Engine<'a> {
                 delete_orphans,
                 adopt,
                 complete: true,
+                filter: target_filter.as_ref(),
             };
             let mut target_plan = plan(&desired, &listing, &actual, plan_store.as_ref(), options);
             target_plan.filtered = filtered;
@@ -469,7 +473,14 @@ impl<'a> Engine<'a> {
                     .all(|c| matches!(c.action, Action::Delete | Action::Orphan));
             let because = if !empty_here.is_empty() {
                 let names: Vec<String> = empty_here.iter().map(|s| format!("`{s}`")).collect();
-                format!("source {} read no secrets", names.join(", "))
+                let filtered = self
+                    .source_filtered
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .iter()
+                    .any(|(source, removed)| empty_here.contains(&source.as_str()) && removed.total() > 0);
+                let by_filter = if filtered { " (nothing its `filter` kept)" } else { "" };
+                format!("source {} read no secrets{by_filter}", names.join(", "))
             } else if nothing_desired {
                 "it has nothing to sync, yet owns secrets".to_owned()
             } else {

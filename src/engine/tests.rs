@@ -791,8 +791,14 @@ impl WritableStore for CountsListings {
 /// The two-store world of the prefetch tests: source `s` (two secrets) gated on target `T`'s
 /// listing, and `T` holding one stale secret it owns and one secret it does not manage.
 fn gated_world() -> (World, Stores, Arc<CountsListings>) {
-    let w =
-        World::new("sources: { s: { file: { path: ./s } } }\ntargets: { T: { file: { path: ./t }, imports: [s] } }\n");
+    gated_world_with("")
+}
+
+/// [`gated_world`] with `target_fields` added to `T`'s definition.
+fn gated_world_with(target_fields: &str) -> (World, Stores, Arc<CountsListings>) {
+    let w = World::new(&format!(
+        "sources: {{ s: {{ file: {{ path: ./s }} }} }}\ntargets: {{ T: {{ file: {{ path: ./t }}, imports: [s]{target_fields} }} }}\n"
+    ));
     w.sources["s"].insert(&p("a"), SecretValue::Text("1".into()), None);
     w.sources["s"].insert(&p("b"), SecretValue::Text("2".into()), None);
     w.targets["T"].insert(&p("a"), SecretValue::Text("old".into()), Some("T"));
@@ -843,6 +849,27 @@ async fn targets_are_listed_and_their_managed_values_read_while_the_sources_are_
     assert!(state[&p("a")].semantic_eq(&SecretValue::Text("1".into())));
     assert!(state[&p("b")].semantic_eq(&SecretValue::Text("2".into())));
     assert!(state[&p("theirs")].semantic_eq(&SecretValue::Text("not ours".into())));
+}
+
+/// Prefetching reads only what the target manages: a secret it owns but its filter leaves
+/// out is neither read nor touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_outside_the_target_filter_are_not_read_ahead() {
+    let (w, stores, target) = gated_world_with(", filter: { exclude: { paths: [\"kept-out\"] } }");
+    w.targets["T"].insert(&p("kept-out"), SecretValue::Text("ours, filtered".into()), Some("T"));
+    let mut options = w.options();
+    options.delete_orphans = true;
+    let engine = Engine::new(&w.pipeline, &stores, &options, &NoEvents, CancellationToken::new());
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), engine.run())
+        .await
+        .expect("the run finishes");
+    assert_eq!(status(&report, "T"), &TargetStatus::Ok);
+    assert_eq!(
+        target.gets.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only `a` was read; `kept-out` is owned by T but outside its filter"
+    );
+    assert!(w.targets["T"].snapshot()[&p("kept-out")].semantic_eq(&SecretValue::Text("ours, filtered".into())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

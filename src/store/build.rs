@@ -148,6 +148,19 @@ impl BuildContext {
             Source::File(f) => Ok(Arc::new(FileStore::source(&f.path, &f.written))),
             Source::Vault(location) => {
                 let (conn, mount) = self.vault_parts(location).await?;
+                if read_labels && mount.version != 2 {
+                    // Without labels an `exclude` on custom metadata would keep everything.
+                    return Err(Failure::new(
+                        ErrorClass::Invalid,
+                        format!(
+                            "vault:{}/{}: the source's filter names `custom_metadata`, but the mount is KV version {}, which has none",
+                            conn.describe(),
+                            mount.mount,
+                            mount.version
+                        ),
+                    )
+                    .with_hint("filter this source by `paths` or `regex`, or move it to a KV v2 mount"));
+                }
                 let limits = self.limits(location);
                 Ok(Arc::new(
                     VaultStore::new(

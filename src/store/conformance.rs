@@ -127,7 +127,7 @@ pub async fn run(store: &dyn WritableStore) -> Result<(), String> {
         )?;
     }
 
-    let (read_listing, read) = store.list_and_read(&|_| true).await.map_err(e)?;
+    let (read_listing, read) = store.list_and_read(&|_, _| true).await.map_err(e)?;
     let read = read.map_err(e)?;
     ensure(read_listing == listing, "list_and_read lists what list lists")?;
     ensure(
@@ -142,7 +142,7 @@ pub async fn run(store: &dyn WritableStore) -> Result<(), String> {
             "list_and_read values equal read_all values",
         )?;
     }
-    let (_, none) = store.list_and_read(&|_| false).await.map_err(e)?;
+    let (_, none) = store.list_and_read(&|_, _| false).await.map_err(e)?;
     ensure(none.map_err(e)?.is_empty(), "list_and_read reads only what is wanted")?;
 
     let asked = [p("db/main"), p("missing"), p("certs/tls.pem")];

@@ -964,6 +964,7 @@ mod tests {
             delete_orphans: true,
             adopt,
             complete: true,
+            filter: None,
         };
         let mut plan = crate::plan::plan(&desired, &listing, &actual, store, options);
         let cancel = tokio_util::sync::CancellationToken::new();

@@ -40,8 +40,8 @@ pub use crate::model::{OWNER_TAG, OWNER_VALUE, TARGET_TAG};
 /// Values read by [`Store::get_many`], in the order asked; `None` for missing secrets.
 pub type Fetched = Vec<(SecretPath, Option<Arc<SecretValue>>)>;
 
-/// Which listed secrets [`Store::list_and_read`] reads, by their listing entry.
-pub type WantedValue<'a> = dyn Fn(&EntryMeta) -> bool + Send + Sync + 'a;
+/// Which listed secrets [`Store::list_and_read`] reads, by their path and listing entry.
+pub type WantedValue<'a> = dyn Fn(&SecretPath, &EntryMeta) -> bool + Send + Sync + 'a;
 
 /// `get_many` for stores that read one secret per request: up to `concurrency` reads in
 /// flight, answers in the order asked, the first error wins.
@@ -185,7 +185,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         let paths: Vec<SecretPath> = listing
             .entries
             .iter()
-            .filter(|(_, meta)| !meta.pending_deletion && wanted(meta))
+            .filter(|(path, meta)| !meta.pending_deletion && wanted(path, meta))
             .map(|(path, _)| path.clone())
             .collect();
         let values = if paths.is_empty() {

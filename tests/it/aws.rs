@@ -419,7 +419,7 @@ async fn secrets_manager_reads_a_pages_values_while_the_next_page_is_listed() {
     );
     let (pipeline, context) = built(&yaml, env_vars(&account, &services.aws_proxy));
     let store = context.target(&pipeline.targets["T"]).await.unwrap();
-    let (listing, values) = store.list_and_read(&|_| true).await.unwrap();
+    let (listing, values) = store.list_and_read(&|_, _| true).await.unwrap();
     let values = values.unwrap();
     assert_eq!(listing.entries.len(), 120);
     assert_eq!(values.len(), 120);
@@ -434,7 +434,7 @@ async fn secrets_manager_reads_a_pages_values_while_the_next_page_is_listed() {
     assert_eq!(value_read.stats().await.matched, 6, "120 values in batches of 20");
 
     // Only what `wanted` picks is read.
-    let (_, none) = store.list_and_read(&|_| false).await.unwrap();
+    let (_, none) = store.list_and_read(&|_, _| false).await.unwrap();
     assert!(none.unwrap().is_empty());
     assert_eq!(value_read.stats().await.matched, 6);
 }

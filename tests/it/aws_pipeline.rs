@@ -551,6 +551,90 @@ async fn throttled_assume_role_calls_are_retried_paced_and_counted() {
     );
 }
 
+/// The throttling fault for `AssumeRole` calls naming `account`'s role (`times`: how often;
+/// `None`: always), after `latency_ms`.
+fn throttle_assume_role(sc: &Scenario, account: &str, times: Option<u64>, latency_ms: Option<u64>) -> u64 {
+    sc.proxy
+        .add_rule(testbed::proxy::Rule {
+            operation: Some("AssumeRole".to_owned()),
+            body: Some(format!("iam%3A%3A{account}%3A")),
+            fault: testbed::proxy::Fault {
+                status: Some(400),
+                code: Some("Throttling".to_owned()),
+                message: Some("Rate exceeded".to_owned()),
+                latency_ms,
+                ..testbed::proxy::Fault::default()
+            },
+            times,
+            ..testbed::proxy::Rule::default()
+        })
+        .unwrap()
+}
+
+/// An `AssumeRole` that backs off for longer than one Secrets Manager attempt may take is not
+/// cut short by it: the role's credentials are had before the call starts its clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_throttled_assume_role_is_not_cut_short_by_the_call_that_needs_it() {
+    let sc = Scenario::new().await;
+    let accounts = one_secret_into_accounts(&sc, 2);
+    let config = sc.read("config.yaml");
+    sc.write(
+        "config.yaml",
+        format!("{config}pipeline: {{ resilience: {{ timeouts: {{ call: 2s }}, retries: {{ max_attempts: 1 }} }} }}\n"),
+    );
+    // Two throttled attempts of 1.2 s each plus backoff: longer than the 2 s the one attempt
+    // of the Secrets Manager call may take (STS calls get more attempts whatever
+    // `max_attempts` says), each attempt well within it. Resolved inside that call, the
+    // role's credentials would time it out.
+    for account in &accounts {
+        throttle_assume_role(&sc, account, Some(2), Some(1200));
+    }
+    let before = calls(&sc.proxy);
+    let out = sc.args(&["pipeline"]).code(0);
+    assert!(out.stdout.contains("2 created, 0 updated"), "{}", out.stdout);
+    let made = since(&before, &calls(&sc.proxy));
+    assert_eq!(made.get("AssumeRole"), Some(&6), "{made:?}");
+}
+
+/// A role STS keeps throttling fails its own target — as throttled, naming STS and the role —
+/// and no other: each role has its own breaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_sts_keeps_throttling_fails_only_its_target_and_says_why() {
+    let sc = Scenario::new().await;
+    let accounts = one_secret_into_accounts(&sc, 8);
+    let config = sc.read("config.yaml");
+    sc.write(
+        "config.yaml",
+        format!("{config}pipeline: {{ resilience: {{ retries: {{ base_delay: 1ms, max_delay: 5ms }} }} }}\n"),
+    );
+    let broken = &accounts[3];
+    throttle_assume_role(&sc, broken, None, None);
+    let out = sc.args(&["pipeline", "-o", "json"]).code(2);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let targets = report["targets"].as_array().unwrap();
+    for target in targets {
+        if target["name"] == "T03" {
+            let text = target.to_string();
+            assert!(
+                text.contains(&format!("sts:AssumeRole of arn:aws:iam::{broken}:role/"))
+                    && text.contains("Rate exceeded"),
+                "{text}"
+            );
+            assert_eq!(target["status"], "failed", "{text}");
+            assert!(
+                ["throttled", "unavailable"].contains(&target["error_class"].as_str().unwrap()),
+                "STS throttled (and its breaker opened), not permission denied: {text}"
+            );
+        } else {
+            assert_eq!(target["status"], "ok", "{target}");
+        }
+    }
+    for (k, account) in accounts.iter().enumerate() {
+        let expected: &[&str] = if k == 3 { &[] } else { &["x"] };
+        assert_eq!(names(&secrets_in(&sc.s, account).await).await, expected, "{account}");
+    }
+}
+
 /// A server's error text is data: in GitHub output it cannot start a workflow command (a
 /// `::stop-commands::` would silence every later annotation), in human output it cannot forge
 /// lines.

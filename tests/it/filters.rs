@@ -238,3 +238,79 @@ async fn vault_sources_filter_by_custom_metadata() {
         json!({ "not_included": 2, "excluded": 0 })
     );
 }
+
+/// A secret outside the target's filter still occupies its file: a desired JSON `config`
+/// (kept in `config.json`) must not replace an excluded text secret `config.json` — not even
+/// with `--adopt`, since the target does not manage it.
+#[test]
+fn a_write_never_lands_on_the_file_of_a_secret_outside_the_filter() {
+    let test = Test::new()
+        .file("src/config.json", r#"{"k": 1}"#)
+        .file("out/config.json", "a human's notes")
+        .pipeline(
+            "sources: { s: { file: { path: ./src } } }\n\
+             targets:\n\
+             \x20 T:\n\
+             \x20   imports: [s]\n\
+             \x20   file: { path: ./out }\n\
+             \x20   filter: { exclude: { paths: [\"*.json\"] } }\n",
+        );
+    for args in [&["pipeline"][..], &["pipeline", "--adopt"][..]] {
+        let out = test.args(args).code(2);
+        assert!(
+            out.stdout
+                .contains("would be stored as `config.json`, which holds `config.json`, outside this target's filter"),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(test.read("out/config.json"), "a human's notes");
+    }
+}
+
+/// Empty filter blocks and lists would mean "everything" (or nothing): refused where written.
+#[test]
+fn empty_filter_blocks_and_lists_are_config_errors() {
+    let test = Test::new().pipeline(
+        "sources:\n\
+         \x20 s: { file: { path: ./src }, filter: { exclude: {} } }\n\
+         targets:\n\
+         \x20 T: { imports: [s], file: { path: ./out }, filter: { include: { paths: [] } } }\n",
+    );
+    let out = test.args(&["validate"]).code(2);
+    assert!(
+        out.stderr
+            .contains("config.yaml:2:50: `sources.s.filter.exclude` names no condition"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("`targets.T.filter.include.paths` is an empty list, which no secret matches"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `custom_metadata` on a mount that turns out to be KV v1 (detected, not configured) would
+/// read no labels, so an `exclude` would keep everything: the run refuses the source instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_metadata_on_a_detected_kv_v1_mount_is_refused() {
+    let s = Services::get();
+    let (addr, token) = (s.vault_addr.as_str(), s.vault_token.as_str());
+    let source = s.vault_mount(1).await;
+    Kv::shared(&s, &source, 1).seed("a", &json!({ "v": "a" })).await;
+    let test = Test::new().vault_token(token).pipeline(format!(
+        "vault: {{ address: {addr} }}\n\
+         sources: {{ v: {{ vault: {{ mount: {source} }}, filter: {{ exclude: {{ custom_metadata: {{ sync: \"no\" }} }} }} }} }}\n\
+         targets: {{ T: {{ imports: [v], file: {{ path: ./out }} }} }}\n"
+    ));
+    let out = test.args(&["pipeline"]).code(2);
+    assert!(
+        out.stdout
+            .contains("the source's filter names `custom_metadata`, but the mount is KV version 1"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(files_under(&test, "out").is_empty());
+}

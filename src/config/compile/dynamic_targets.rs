@@ -89,8 +89,10 @@ impl Compiler<'_> {
             kms_key_id: None,
             description: None,
         };
+        let filter = self.filter(raw.filter.as_ref(), &path, None);
         Some(DynamicTarget {
             name: name.value.clone(),
+            filter,
             discovery: discovery?,
             name_template,
             imports,

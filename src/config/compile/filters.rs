@@ -16,7 +16,7 @@ impl Compiler<'_> {
         };
         let path = format!("{path}.filter");
         let mut block = |name: &str, raw: Option<&Spanned<RawConditions>>| {
-            raw.map(|b| self.conditions(&b.value, &format!("{path}.{name}"), source))
+            raw.map(|b| self.conditions(b, &format!("{path}.{name}"), source))
         };
         let filter = Filter {
             include: block("include", raw.value.include.as_ref()),
@@ -30,14 +30,26 @@ impl Compiler<'_> {
         filter
     }
 
-    fn conditions(&mut self, raw: &RawConditions, path: &str, source: Option<&Source>) -> Conditions {
+    fn conditions(&mut self, block: &Spanned<RawConditions>, path: &str, source: Option<&Source>) -> Conditions {
+        let raw = &block.value;
         let mut conditions = Conditions::default();
+        if raw.paths.is_none() && raw.regex.is_none() && raw.tags.is_none() && raw.custom_metadata.is_none() {
+            // An empty block matches every secret: an empty `exclude` would leave the target
+            // nothing to manage, an empty `include` would filter nothing.
+            self.error(block.mark, format!("`{path}` names no condition")).hint =
+                Some("give it `paths`, `regex`, `tags` or `custom_metadata`, or remove it".to_owned());
+        }
         let patterns = |list: &Option<Vec<Spanned<String>>>| -> Vec<String> {
             list.iter().flatten().map(|p| p.value.clone()).collect()
         };
         for (key, list) in [("paths", &raw.paths), ("regex", &raw.regex)] {
             let Some(spanned) = list else { continue };
             if spanned.is_empty() {
+                self.error(
+                    block.mark,
+                    format!("`{path}.{key}` is an empty list, which no secret matches"),
+                )
+                .hint = Some(format!("list at least one pattern, or remove `{key}`"));
                 continue;
             }
             let compiled = if key == "paths" {
@@ -87,6 +99,13 @@ impl Compiler<'_> {
                 }
             }
             for (label, values) in &map.value {
+                if values.0.is_empty() {
+                    self.error(
+                        map.mark,
+                        format!("`{path}.{key}.{label}` lists no value, which no secret matches"),
+                    )
+                    .hint = Some(format!("give `{label}` a value or a list of values, or remove it"));
+                }
                 conditions = conditions.with_label(label, values.0.clone());
             }
         }

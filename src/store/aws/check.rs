@@ -3,7 +3,6 @@
 //! source, target and merge store which role it would assume — by SPEC §2's one rule — whether
 //! that role can be assumed, and whether the store can then be read. Read-only.
 
-use aws_sdk_secretsmanager::config::ProvideCredentials;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 
 use super::AwsClients;
@@ -188,7 +187,7 @@ async fn check_location(clients: &AwsClients, caller: &str, location: &Location<
     };
     let at = format!("account {account} {region} {via}");
     if let Some((arn, _)) = &role
-        && let Err(problem) = clients.assumed(arn).await.provide_credentials().await
+        && let Err(problem) = clients.assumed(arn).await.credentials().await
     {
         return CheckLine::fail(
             location.subject.clone(),

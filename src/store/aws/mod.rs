@@ -64,6 +64,8 @@ pub(crate) struct Session {
     pub(crate) region: String,
     /// The role assumed, if any.
     pub(crate) role: Option<String>,
+    /// Its credentials, resolved before each call (see [`Session::call`]).
+    assumed: Option<sts::PacedAssumeRole>,
     /// Whether an endpoint override is in use (S3 then uses path-style addressing).
     pub(crate) custom_endpoint: bool,
     /// Retries, breakers and rate limits for every call made in this session.
@@ -198,6 +200,13 @@ impl Session {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
+        // The role's credentials first, outside the call's per-attempt timeout: a throttled
+        // `AssumeRole` gets its own retries and backoff, and its failure names STS and the role.
+        if let Some(assumed) = &self.assumed
+            && let Err(failed) = assumed.credentials().await
+        {
+            return Err(AwsFailure::Policy(StoreError::new(failed.class, failed.message)));
+        }
         let endpoint = Endpoint::new(service, self.describe());
         self.resilience
             .call(&endpoint, operation, class, || {
@@ -262,9 +271,9 @@ pub(crate) fn classify<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Erro
         SdkError::DispatchFailure(failure)
             if !failure.is_io()
                 && !failure.is_timeout()
-                && failure.as_connector_error().is_some_and(|e| caused_by_credentials(e)) =>
+                && let Some(class) = failure.as_connector_error().and_then(|e| credentials_failure(e)) =>
         {
-            ErrorClass::Auth
+            class
         }
         // Anything else that kept the request from being answered — a timeout, a connection
         // closed before the answer came (a lost reply), refused, or reset — passes.
@@ -274,18 +283,23 @@ pub(crate) fn classify<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Erro
     }
 }
 
-/// Whether a credentials or token provider's error is among `err`'s causes.
-fn caused_by_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+/// The class of a credentials or token provider's error among `err`'s causes: an
+/// `AssumeRole` that failed says how (throttled, transient…); any other is permission denied.
+fn credentials_failure(err: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
+    let mut found = None;
     let mut next = Some(err);
     while let Some(e) = next {
+        if let Some(failed) = e.downcast_ref::<sts::AssumeRoleFailed>() {
+            return Some(failed.class);
+        }
         if e.is::<aws_credential_types::provider::error::CredentialsError>()
             || e.is::<aws_credential_types::provider::error::TokenError>()
         {
-            return true;
+            found = Some(ErrorClass::Auth);
         }
         next = e.source();
     }
-    false
+    found
 }
 
 /// The class of an AWS error code (Secrets Manager, S3, STS).
@@ -343,7 +357,7 @@ pub struct AwsClients {
     /// retries), for `GetCallerIdentity` and every `AssumeRole`.
     sts: OnceCell<aws_sdk_sts::Client>,
     /// One credentials provider per assumed role.
-    roles: Mutex<BTreeMap<String, SharedCredentialsProvider>>,
+    roles: Mutex<BTreeMap<String, sts::PacedAssumeRole>>,
     /// One Secrets Manager client per (account, region, role).
     secrets_manager: std::sync::Mutex<BTreeMap<ClientKey, aws_sdk_secretsmanager::Client>>,
     resilience: Arc<Resilience>,
@@ -532,10 +546,15 @@ impl AwsClients {
         builder.set_timeout_config(Some(
             TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).build(),
         ));
-        if let Some(role) = &role {
-            builder.set_credentials_provider(Some(self.assumed(role).await));
+        let assumed = match &role {
+            Some(role) => Some(self.assumed(role).await),
+            None => None,
+        };
+        if let Some(assumed) = &assumed {
+            builder.set_credentials_provider(Some(SharedCredentialsProvider::new(assumed.clone())));
         }
         Ok(Session {
+            assumed,
             config: builder.build(),
             account: account.unwrap_or(&caller.account).to_owned(),
             region,
@@ -546,19 +565,19 @@ impl AwsClients {
     }
 
     /// The (shared) credentials provider for `role`.
-    pub(crate) async fn assumed(&self, role: &str) -> SharedCredentialsProvider {
+    pub(crate) async fn assumed(&self, role: &str) -> sts::PacedAssumeRole {
         let mut roles = self.roles.lock().await;
         if let Some(known) = roles.get(role) {
             return known.clone();
         }
-        let provider = SharedCredentialsProvider::new(sts::PacedAssumeRole {
-            sts: self.sts().await.clone(),
-            endpoint: sts::endpoint(&self.region(None)),
-            resilience: Arc::clone(&self.resilience),
-            role: role.to_owned(),
-            session_name: self.settings.role_session_name.clone(),
-            external_id: self.settings.external_id.clone(),
-        });
+        let provider = sts::PacedAssumeRole::new(
+            self.sts().await.clone(),
+            &self.region(None),
+            Arc::clone(&self.resilience),
+            role,
+            &self.settings.role_session_name,
+            self.settings.external_id.clone(),
+        );
         roles.insert(role.to_owned(), provider.clone());
         provider
     }

@@ -11,33 +11,105 @@
 //! cache still keeps each role's credentials until shortly before they expire.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, future};
 
 use super::AwsFailure;
-use crate::resilience::{ApiClass, CallError as _, Endpoint, Resilience};
+use crate::resilience::{ApiClass, CallError as _, Endpoint, ErrorClass, Resilience};
+
+/// Credentials this close to expiry are renewed before the next call.
+const RENEW_BEFORE_EXPIRY: Duration = Duration::from_mins(5);
 
 /// The `sts` endpoint of the calling account: STS counts requests against the caller.
 pub(super) fn endpoint(region: &str) -> Endpoint {
-    Endpoint::new("sts", format!("caller/{region}"))
+    Endpoint::new("sts", caller_scope(region))
 }
 
-/// Assumes one role, through the resilience layer.
+fn caller_scope(region: &str) -> String {
+    format!("caller/{region}")
+}
+
+/// Why `AssumeRole` failed, with the class the resilience layer gave it. It travels inside
+/// the SDK's `CredentialsError`, so a call that needed the credentials fails as throttled or
+/// transient when STS did, not as "permission denied".
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct AssumeRoleFailed {
+    /// The class of the last failure.
+    pub(crate) class: ErrorClass,
+    /// `sts:AssumeRole of arn:… failed: …`.
+    pub(crate) message: String,
+}
+
+/// Assumes one role, through the resilience layer, and keeps its credentials until shortly
+/// before they expire (clones share them).
+#[derive(Debug, Clone)]
+pub(crate) struct PacedAssumeRole(Arc<AssumedRole>);
+
 #[derive(Debug)]
-pub(super) struct PacedAssumeRole {
-    pub(super) sts: aws_sdk_sts::Client,
-    pub(super) endpoint: Endpoint,
-    pub(super) resilience: Arc<Resilience>,
-    pub(super) role: String,
-    pub(super) session_name: String,
-    pub(super) external_id: Option<String>,
+struct AssumedRole {
+    sts: aws_sdk_sts::Client,
+    /// Its own breaker, the caller's STS rate limiter.
+    endpoint: Endpoint,
+    resilience: Arc<Resilience>,
+    role: String,
+    session_name: String,
+    external_id: Option<String>,
+    /// The credentials, or why they could not be had: one `AssumeRole` (with its retries) per
+    /// role and run, however many calls wait for it.
+    assumed: tokio::sync::Mutex<Option<Result<Credentials, AssumeRoleFailed>>>,
 }
 
 impl PacedAssumeRole {
-    async fn assume(&self) -> Result<Credentials, CredentialsError> {
+    pub(super) fn new(
+        sts: aws_sdk_sts::Client,
+        region: &str,
+        resilience: Arc<Resilience>,
+        role: &str,
+        session_name: &str,
+        external_id: Option<String>,
+    ) -> Self {
+        Self(Arc::new(AssumedRole {
+            sts,
+            endpoint: Endpoint::new("sts", role).sharing_quota_of(caller_scope(region)),
+            resilience,
+            role: role.to_owned(),
+            session_name: session_name.to_owned(),
+            external_id,
+            assumed: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    /// The role's credentials: kept ones while they last, else one `AssumeRole`. Sessions call
+    /// this before each request, outside the request's own timeout, so a throttled
+    /// `AssumeRole` backs off as long as its policy allows.
+    pub(crate) async fn credentials(&self) -> Result<Credentials, AssumeRoleFailed> {
+        let mut assumed = self.0.assumed.lock().await;
+        match &*assumed {
+            Some(Ok(credentials)) if lasts(credentials) => return Ok(credentials.clone()),
+            Some(Err(failed)) => return Err(failed.clone()),
+            _ => {}
+        }
+        let answer = self.0.assume().await;
+        *assumed = Some(answer.clone());
+        answer
+    }
+}
+
+/// Whether credentials stay valid for a while yet.
+fn lasts(credentials: &Credentials) -> bool {
+    credentials.expiry().is_none_or(|expiry| {
+        expiry
+            .duration_since(SystemTime::now())
+            .is_ok_and(|left| left > RENEW_BEFORE_EXPIRY)
+    })
+}
+
+impl AssumedRole {
+    async fn assume(&self) -> Result<Credentials, AssumeRoleFailed> {
         let answer = self
             .resilience
             .call(&self.endpoint, "AssumeRole", ApiClass::Read, || {
@@ -52,19 +124,20 @@ impl PacedAssumeRole {
                 async move { request.await.map_err(|e| AwsFailure::Sdk(e, None)) }
             })
             .await
-            .map_err(|failure| {
-                let request_id = failure.request_id_note();
-                CredentialsError::provider_error(format!(
-                    "sts:AssumeRole of {} failed: {}{request_id}",
+            .map_err(|failure| AssumeRoleFailed {
+                class: failure.class(),
+                message: format!(
+                    "sts:AssumeRole of {} failed: {}{}",
                     self.role,
-                    failure.cause()
-                ))
+                    failure.cause(),
+                    failure.request_id_note()
+                ),
             })?;
         let Some(given) = answer.credentials() else {
-            return Err(CredentialsError::provider_error(format!(
-                "sts:AssumeRole of {} returned no credentials",
-                self.role
-            )));
+            return Err(AssumeRoleFailed {
+                class: ErrorClass::Fatal,
+                message: format!("sts:AssumeRole of {} returned no credentials", self.role),
+            });
         };
         let expiry = SystemTime::try_from(*given.expiration()).ok();
         Ok(Credentials::new(
@@ -82,6 +155,6 @@ impl ProvideCredentials for PacedAssumeRole {
     where
         Self: 'a,
     {
-        future::ProvideCredentials::new(self.assume())
+        future::ProvideCredentials::new(async { self.credentials().await.map_err(CredentialsError::provider_error) })
     }
 }

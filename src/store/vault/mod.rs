@@ -127,6 +127,7 @@ impl VaultStore {
     /// read per secret, made only when a `filter` names `custom_metadata`).
     #[must_use]
     pub(crate) fn reading_labels(mut self, read: bool) -> Self {
+        debug_assert!(!read || self.kv_version == 2, "KV v1 has no custom metadata");
         self.read_labels = read && self.kv_version == 2;
         self
     }

@@ -260,7 +260,7 @@ impl Store for SecretsManagerStore {
                 .list_paged(&mut |page| {
                     pending.extend(
                         page.iter()
-                            .filter(|(_, meta)| !meta.pending_deletion && wanted(meta))
+                            .filter(|(path, meta)| !meta.pending_deletion && wanted(path, meta))
                             .map(|(path, _)| (path.clone(), self.name(path))),
                     );
                     while pending.len() >= BATCH {
