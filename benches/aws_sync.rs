@@ -49,7 +49,7 @@ async fn run(pipeline: &Pipeline, vars: Vec<(String, String)>) -> (Duration, Str
         stores.sources.insert(name.clone(), built);
     }
     for (name, target) in &pipeline.targets {
-        let built = context.target(target).await;
+        let built = context.target(target, None).await;
         stores.targets.insert(name.clone(), built);
     }
     let options = RunOptions {

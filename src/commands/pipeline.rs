@@ -416,8 +416,11 @@ async fn build_stores(
     }
     if sync_phase {
         for name in selected {
-            let built = context.target(&pipeline.targets[name]).await;
-            stores.targets.insert(name.clone(), built);
+            let target = &pipeline.targets[name];
+            for unit in target.units() {
+                let built = context.target(target, crate::config::region_of_unit(&unit)).await;
+                stores.targets.insert(unit, built);
+            }
         }
     }
     let needs_merge_store = !merge_phase || !dry_run;

@@ -409,6 +409,37 @@ pub struct Target {
     pub filter: crate::filter::Filter,
 }
 
+/// Joins a target's name and a region in the name of one of its sync units
+/// (`Payments@eu-west-1`). Names cannot contain it, so a unit name is never a target's.
+pub const UNIT_SEPARATOR: char = '@';
+
+impl Target {
+    /// The names of its sync units — what is planned, applied and reported on its own: one per
+    /// region of a multi-region AWS target (`T@us-east-1`, `T@eu-west-1`), else the target
+    /// itself. Every unit syncs the target's merged result and writes as the target (ownership
+    /// does not depend on the regions).
+    pub fn units(&self) -> Vec<String> {
+        match &self.kind {
+            TargetKind::Aws(aws) if !aws.regions.is_empty() => aws
+                .regions
+                .iter()
+                .map(|region| format!("{}{UNIT_SEPARATOR}{region}", self.name))
+                .collect(),
+            _ => vec![self.name.clone()],
+        }
+    }
+}
+
+/// The target a sync unit belongs to (the unit itself when it is a whole target).
+pub fn target_of_unit(unit: &str) -> &str {
+    unit.split_once(UNIT_SEPARATOR).map_or(unit, |(target, _)| target)
+}
+
+/// The region of a region unit.
+pub fn region_of_unit(unit: &str) -> Option<&str> {
+    unit.split_once(UNIT_SEPARATOR).map(|(_, region)| region)
+}
+
 /// A target's destination.
 #[derive(Debug, Clone)]
 pub enum TargetKind {
@@ -432,11 +463,25 @@ impl TargetKind {
 
     /// A short description of the destination.
     pub fn describe(&self) -> String {
+        self.describe_unit(None)
+    }
+
+    /// [`Self::describe`] for one region of a multi-region target.
+    pub fn describe_unit(&self, region: Option<&str>) -> String {
         match self {
             Self::Aws(a) => format!(
-                "aws: {}{}{}",
+                "aws: {}{}{}{}",
                 a.account_id.as_deref().unwrap_or("caller's account"),
-                a.region.as_deref().map(|r| format!(" {r}")).unwrap_or_default(),
+                match region {
+                    Some(region) => format!(" {region}"),
+                    None if !a.regions.is_empty() => format!(" {}", a.regions.join(", ")),
+                    None => a.region.as_deref().map(|r| format!(" {r}")).unwrap_or_default(),
+                },
+                match a.replica_regions.as_deref() {
+                    Some([]) => " (no replicas)".to_owned(),
+                    Some(regions) => format!(" (replicas in {})", regions.join(", ")),
+                    None => String::new(),
+                },
                 if a.secret_prefix.is_empty() {
                     String::new()
                 } else {
@@ -456,6 +501,11 @@ pub struct AwsTarget {
     pub account_id: Option<String>,
     /// Region override.
     pub region: Option<String>,
+    /// Regions synced one by one (at least two; empty: `region` alone).
+    pub regions: Vec<String>,
+    /// Secrets Manager replica regions every managed secret must have, exactly (`Some(vec![])`:
+    /// none); `None`: replicas are not managed.
+    pub replica_regions: Option<Vec<String>>,
     /// Prepended to secret names.
     pub secret_prefix: String,
     /// Role override.

@@ -459,6 +459,8 @@ pub const TARGET_FIELDS: &[&str] = &[
     "account_id",
     "imports",
     "region",
+    "regions",
+    "replica_regions",
     "secret_prefix",
     "role_arn",
     "tags",
@@ -489,6 +491,12 @@ pub struct RawTargetFields {
     pub imports: Option<Vec<Spanned<String>>>,
     /// AWS region; default: `aws.region`.
     pub region: Option<Spanned<String>>,
+    /// Several AWS regions, each synced on its own (one sync unit per region: its own breaker,
+    /// rate limits, plan and report line); instead of `region`.
+    pub regions: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Secrets Manager replica regions of every secret the target manages (kept by
+    /// `ReplicateSecretToRegions` / `RemoveRegionsFromReplication`).
+    pub replica_regions: Option<Spanned<Vec<Spanned<String>>>>,
     /// Prepended to every secret name in AWS (`app/` → `app/db/main`).
     pub secret_prefix: Option<Spanned<String>>,
     /// Role to assume in the account (overrides the role rules).

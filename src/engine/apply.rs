@@ -416,7 +416,8 @@ impl Engine<'_> {
                         target: name.clone(),
                     });
                 };
-                let applied = execute(&mut plan, store.as_ref(), &name, &self.writer.interrupt, &progress)
+                let owner = crate::config::target_of_unit(&name);
+                let applied = execute(&mut plan, store.as_ref(), owner, &self.writer.interrupt, &progress)
                     .instrument(tracing::info_span!(parent: phase, "target", target = %name, phase = "apply"))
                     .await;
                 let status = (applied.failed > 0).then(|| {

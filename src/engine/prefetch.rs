@@ -49,8 +49,9 @@ impl Engine<'_> {
             .options
             .selected
             .iter()
-            .filter_map(|name| match self.stores.targets.get(name) {
-                Some(Ok(store)) => Some((name, Arc::clone(store))),
+            .flat_map(|name| self.pipeline.targets[name].units())
+            .filter_map(|unit| match self.stores.targets.get(&unit) {
+                Some(Ok(store)) => Some((unit, Arc::clone(store))),
                 _ => None,
             });
         stream::iter(stores)
@@ -65,9 +66,10 @@ impl Engine<'_> {
                 let read = async {
                     // Outside the target's filter a secret is left alone, so its value is
                     // never needed (nor read).
-                    let filter = &self.pipeline.targets[name.as_str()].filter;
+                    let owner = crate::config::target_of_unit(&name);
+                    let filter = &self.pipeline.targets[owner].filter;
                     let managed = |path: &SecretPath, meta: &EntryMeta| {
-                        matches!(&meta.owner, Owner::Target(t) if t.as_ref() == name.as_str())
+                        matches!(&meta.owner, Owner::Target(t) if t.as_ref() == owner)
                             && filter.verdict(path, None) == crate::filter::Verdict::Kept
                     };
                     let (listing, values) = self.interruptible(store.list_and_read(&managed)).await?;

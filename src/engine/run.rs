@@ -219,6 +219,11 @@ impl<'a> Engine<'a> {
                     Some(Ok((desired, _))) => Some((name.clone(), std::mem::take(desired))),
                     _ => None,
                 })
+                // A multi-region target is planned once per region, from one merged result.
+                .flat_map(|(name, desired)| {
+                    let units = self.pipeline.targets[&name].units();
+                    units.into_iter().map(move |unit| (unit, Arc::clone(&desired)))
+                })
                 .collect();
             self.events.emit(Event::PhaseStarted {
                 phase: Phase::Plan,
@@ -257,6 +262,7 @@ impl<'a> Engine<'a> {
             }
         }
 
+        self.note_region_drift(&plans);
         let guarded_deletes = self.guard_empty_sources(&mut plans);
         let withheld = apply::withhold_deletes(&mut plans, opts.max_deletes);
         if opts.sync_phase {
@@ -350,9 +356,11 @@ impl<'a> Engine<'a> {
         };
         let store = self.writer.target_store(store);
         let prefetched = self.listings_lock().remove(name);
-        let target_filter = &self.pipeline.targets[name].filter;
+        // `name` is a sync unit: the target itself, or one region of it.
+        let owner = crate::config::target_of_unit(name);
+        let target_filter = &self.pipeline.targets[owner].filter;
         let mut filtered = crate::plan::Filtered {
-            sources: self.filters_of_sources(name),
+            sources: self.filters_of_sources(owner),
             ..crate::plan::Filtered::default()
         };
         let desired = if target_filter.is_empty() {
@@ -369,6 +377,10 @@ impl<'a> Engine<'a> {
                 phase: Phase::Plan,
                 failure: e.failure().context("cannot read the target; nothing was changed"),
             })?;
+        if !listing.notes.is_empty() {
+            let mut warnings = self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            warnings.extend(listing.notes.iter().map(|note| format!("target `{name}`: {note}")));
+        }
         // Outside the filter the target is not ours to manage: those secrets are neither
         // written nor deleted, whoever owns them (the plan skips them, but still keeps a write
         // from landing on their storage names).
@@ -387,7 +399,7 @@ impl<'a> Engine<'a> {
             self.options.delete_orphans,
             self.options.adopt,
             self.options.keep_values,
-            name.to_owned(),
+            owner.to_owned(),
         );
         let plan_store = Arc::clone(&store);
         let planned = cpu_work(Phase::Plan, move || {
@@ -443,6 +455,49 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Warns when the regions of a multi-region target were planned differently: the same
+    /// merged result went to each, so a difference is drift (a secret changed or removed by
+    /// hand in one region, a region added later, a failed write) the plan should show.
+    fn note_region_drift(&self, plans: &BTreeMap<String, Planned>) {
+        const SHOWN: usize = 3;
+        for name in &self.options.selected {
+            let units = self.pipeline.targets[name].units();
+            let planned: Vec<(&str, BTreeSet<(&str, Action)>)> = units
+                .iter()
+                .filter_map(|unit| {
+                    let (plan, _) = plans.get(unit)?;
+                    let changes = plan.changes.iter().map(|c| (c.path.as_str(), c.action)).collect();
+                    Some((crate::config::region_of_unit(unit)?, changes))
+                })
+                .collect();
+            if planned.len() < 2 || planned.windows(2).all(|w| w[0].1 == w[1].1) {
+                continue;
+            }
+            let regions: Vec<String> = planned
+                .iter()
+                .map(|(region, changes)| {
+                    if changes.is_empty() {
+                        return format!("{region}: in sync");
+                    }
+                    let mut shown: Vec<String> = changes
+                        .iter()
+                        .take(SHOWN)
+                        .map(|(path, action)| format!("{} `{path}`", format!("{action:?}").to_lowercase()))
+                        .collect();
+                    if changes.len() > SHOWN {
+                        shown.push(format!("{} more", changes.len() - SHOWN));
+                    }
+                    format!("{region}: {}", shown.join(", "))
+                })
+                .collect();
+            tracing::debug!(target = %name, "regions differ");
+            self.warnings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(format!("the regions of `{name}` differ ({})", regions.join("; ")));
+        }
+    }
+
     /// Withholds the deletes of every target that reads a source which came back empty, or that
     /// has nothing to sync at all (a `--sync-only` run from an emptied merged result): an empty
     /// Vault mount or an AWS prefix matching nothing would otherwise plan the deletion of
@@ -464,7 +519,7 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let mut reads = BTreeSet::new();
-            self.sources_of(name, &mut reads);
+            self.sources_of(crate::config::target_of_unit(name), &mut reads);
             let empty_here: Vec<&str> = reads.iter().map(String::as_str).filter(|s| empty.contains(s)).collect();
             let nothing_desired = plan.unchanged == 0
                 && plan
@@ -516,21 +571,35 @@ impl<'a> Engine<'a> {
                 Some(Err(status)) => (None, Some(status.clone())),
                 None => (None, None),
             };
-            let status = merge_status
-                .or_else(|| statuses.remove(&name))
-                .unwrap_or(TargetStatus::Ok);
-            out.push(TargetReport {
-                level: graph.level(&name),
-                kind: target.kind.kind(),
-                destination: target.kind.describe(),
-                imports: target.imports.iter().map(|i| i.name.clone()).collect(),
-                sync_selected: self.options.selected.contains(&name),
-                merge,
-                plan: plans.remove(&name).map(|(p, _)| p),
-                status,
-                duration: durations.get(&name).copied().unwrap_or_default(),
-                name,
-            });
+            let sync_selected = self.options.selected.contains(&name);
+            // One line per sync unit: a multi-region target reports each region.
+            let units = if sync_selected {
+                target.units()
+            } else {
+                vec![name.clone()]
+            };
+            for (i, unit) in units.into_iter().enumerate() {
+                let status = merge_status
+                    .clone()
+                    .or_else(|| statuses.remove(&unit))
+                    .unwrap_or(TargetStatus::Ok);
+                out.push(TargetReport {
+                    level: graph.level(&name),
+                    kind: target.kind.kind(),
+                    destination: target.kind.describe_unit(crate::config::region_of_unit(&unit)),
+                    imports: target.imports.iter().map(|i| i.name.clone()).collect(),
+                    sync_selected,
+                    // The merge happened once: its merge-store writes are counted once.
+                    merge: merge.clone().map(|m| MergeReport {
+                        store_writes: if i == 0 { m.store_writes } else { 0 },
+                        ..m
+                    }),
+                    plan: plans.remove(&unit).map(|(p, _)| p),
+                    status,
+                    duration: durations.get(&unit).copied().unwrap_or_default(),
+                    name: unit,
+                });
+            }
         }
         out
     }

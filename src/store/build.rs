@@ -190,7 +190,7 @@ impl BuildContext {
     }
 
     /// The store for a target.
-    pub async fn target(&self, target: &Target) -> Result<Arc<dyn WritableStore>, Failure> {
+    pub async fn target(&self, target: &Target, region: Option<&str>) -> Result<Arc<dyn WritableStore>, Failure> {
         match &target.kind {
             TargetKind::File(f) => Ok(Arc::new(FileStore::new(&f.path, &f.written))),
             TargetKind::Vault(location) => {
@@ -208,7 +208,11 @@ impl BuildContext {
             }
             TargetKind::Aws(t) => {
                 let session = self
-                    .aws_session(t.account_id.as_deref(), t.role_arn.as_deref(), t.region.as_deref())
+                    .aws_session(
+                        t.account_id.as_deref(),
+                        t.role_arn.as_deref(),
+                        region.or(t.region.as_deref()),
+                    )
                     .await?;
                 Ok(Arc::new(SecretsManagerStore::new(
                     self.aws.secrets_manager(&session),
@@ -219,6 +223,7 @@ impl BuildContext {
                         kms_key_id: t.kms_key_id.clone(),
                         description: t.description.clone(),
                         deletion: self.deletion,
+                        replica_regions: t.replica_regions.clone(),
                     },
                 )))
             }

@@ -21,7 +21,7 @@ async fn sm_target(services: &Services, account: &AwsAccount, fields: &str) -> A
     );
     let (pipeline, context) = built(&yaml, env_vars(account, &services.aws_endpoint));
     context
-        .target(&pipeline.targets["T"])
+        .target(&pipeline.targets["T"], None)
         .await
         .unwrap_or_else(|e| panic!("building the Secrets Manager target failed: {e}"))
 }
@@ -418,7 +418,7 @@ async fn secrets_manager_reads_a_pages_values_while_the_next_page_is_listed() {
         account.account_id
     );
     let (pipeline, context) = built(&yaml, env_vars(&account, &services.aws_proxy));
-    let store = context.target(&pipeline.targets["T"]).await.unwrap();
+    let store = context.target(&pipeline.targets["T"], None).await.unwrap();
     let (listing, values) = store.list_and_read(&|_, _| true).await.unwrap();
     let values = values.unwrap();
     assert_eq!(listing.entries.len(), 120);
@@ -465,7 +465,7 @@ async fn a_source_name_that_is_not_a_secret_path_is_reported_never_renamed() {
         "{err}"
     );
     assert!(!err.message.contains("double") && !err.message.contains("single"));
-    let target = context.target(&pipeline.targets["T"]).await.unwrap();
+    let target = context.target(&pipeline.targets["T"], None).await.unwrap();
     let listing = target.list().await.unwrap();
     let names: Vec<&str> = listing.entries.keys().map(SecretPath::as_str).collect();
     assert_eq!(names, ["x/db"], "the target lists `app/x/db` only");

@@ -19,6 +19,7 @@ mod history;
 mod migrate;
 mod observability;
 mod quickstart;
+mod regions;
 mod resilience;
 mod services;
 mod support;

@@ -31,7 +31,7 @@ fn target_yaml(services: &Services, vault_block: &str) -> String {
 async fn target(services: &Services, vault_block: &str) -> Arc<dyn WritableStore> {
     let (pipeline, context) = built(&target_yaml(services, vault_block), [("TOKEN", &services.vault_token)]);
     context
-        .target(&pipeline.targets["T"])
+        .target(&pipeline.targets["T"], None)
         .await
         .unwrap_or_else(|e| panic!("building the Vault target failed: {e}"))
 }
@@ -114,7 +114,7 @@ async fn kv1_and_kv2_targets_pass_the_store_contract_with_approle() {
             services.vault_addr
         );
         let (pipeline, context) = built(&yaml, [("ROLE", &role_id), ("SECRET", &secret_id)]);
-        let store = context.target(&pipeline.targets["T"]).await.unwrap();
+        let store = context.target(&pipeline.targets["T"], None).await.unwrap();
         conformance::run(store.as_ref())
             .await
             .unwrap_or_else(|e| panic!("KV v{version}: {e}"));
@@ -133,7 +133,11 @@ async fn a_wrong_approle_secret_fails_the_build_naming_the_login() {
         services.vault_addr
     );
     let (pipeline, context) = built(&yaml, [("ROLE", &role_id)]);
-    let err = context.target(&pipeline.targets["T"]).await.unwrap_err().to_string();
+    let err = context
+        .target(&pipeline.targets["T"], None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&format!("AppRole (auth/{auth}) login failed")), "{err}");
     assert!(err.contains("status 400"), "{err}");
     assert!(!err.contains(&role_id), "credentials never appear in errors: {err}");
@@ -210,7 +214,7 @@ async fn kubernetes_login_uses_the_service_account_token_file() {
         built(&yaml, Vec::<(String, String)>::new())
     };
     let (pipe, context) = build(kubernetes.service_account_token("platform", "secretsync"));
-    let store = context.target(&pipe.targets["T"]).await.unwrap();
+    let store = context.target(&pipe.targets["T"], None).await.unwrap();
     store.put(&p("db"), &json_value(&json!({ "k": 1 })), "T").await.unwrap();
     assert!(store.get(&p("db")).await.unwrap().is_some());
     assert_eq!(kubernetes.reviews(), 1, "Vault reviewed the token with the cluster");
@@ -218,7 +222,7 @@ async fn kubernetes_login_uses_the_service_account_token_file() {
     // A genuine token of another service account: the role does not bind it.
     let intruder = kubernetes.service_account_token("platform", "intruder");
     let (pipe, context) = build(intruder.clone());
-    let err = context.target(&pipe.targets["T"]).await.unwrap_err().to_string();
+    let err = context.target(&pipe.targets["T"], None).await.unwrap_err().to_string();
     assert!(
         err.contains(&format!("Kubernetes role `secretsync` (auth/{auth}) login failed")),
         "{err}"
@@ -256,7 +260,7 @@ async fn stores_work_inside_a_namespace() {
          targets: {{ T: {{ imports: [s], vault: {{ mount: kv-two, path: app }} }} }}\n"
     );
     let (pipeline, context) = built(&yaml, [("TOKEN", &services.vault_token)]);
-    let store = context.target(&pipeline.targets["T"]).await.unwrap();
+    let store = context.target(&pipeline.targets["T"], None).await.unwrap();
     assert!(
         store.describe().contains(&format!("(namespace {ns})")),
         "{}",
@@ -836,7 +840,7 @@ async fn jwt_login_reads_the_token_from_a_file_or_a_variable_and_refusals_name_t
 
     let good = key.sign(&ci_claims("secretsync", 0));
     let (pipeline, context) = from_variable(&good);
-    let store = context.target(&pipeline.targets["T"]).await.unwrap();
+    let store = context.target(&pipeline.targets["T"], None).await.unwrap();
     conformance::run(store.as_ref()).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -846,7 +850,7 @@ async fn jwt_login_reads_the_token_from_a_file_or_a_variable_and_refusals_name_t
         &yaml(&format!("jwt_path: '{}'", file.display())),
         Vec::<(String, String)>::new(),
     );
-    let store = context.target(&pipeline.targets["T"]).await.unwrap();
+    let store = context.target(&pipeline.targets["T"], None).await.unwrap();
     store.put(&p("db"), &json_value(&json!({ "k": 1 })), "T").await.unwrap();
 
     let named = format!("JWT role `sync` (auth/{auth}, the JWT in $CI_JOB_JWT) login failed");
@@ -854,7 +858,11 @@ async fn jwt_login_reads_the_token_from_a_file_or_a_variable_and_refusals_name_t
         let (pipeline, context) = from_variable(&jwt);
         let named = &named;
         async move {
-            let err = context.target(&pipeline.targets["T"]).await.unwrap_err().to_string();
+            let err = context
+                .target(&pipeline.targets["T"], None)
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(named.as_str()), "{err}");
             assert!(
                 err.to_lowercase().contains(cause),
@@ -871,7 +879,7 @@ async fn jwt_login_reads_the_token_from_a_file_or_a_variable_and_refusals_name_t
     refused(SigningKey::generate().sign(&ci_claims("secretsync", 0)), "signature").await;
 
     let (pipeline, context) = built(&yaml("jwt_env: CI_JOB_JWT"), Vec::<(String, String)>::new());
-    let err = context.target(&pipeline.targets["T"]).await.unwrap_err();
+    let err = context.target(&pipeline.targets["T"], None).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("`vault.auth.jwt.jwt_env` names $CI_JOB_JWT, which is not set"),
@@ -898,13 +906,17 @@ async fn jwt_login_in_github_actions_asks_the_runner_for_an_oidc_token_with_the_
         ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", github.request_token.as_str()),
     ];
     let (pipeline, context) = built(&yaml(", audience: secretsync"), runner);
-    let store = context.target(&pipeline.targets["T"]).await.unwrap();
+    let store = context.target(&pipeline.targets["T"], None).await.unwrap();
     store.put(&p("db"), &json_value(&json!({ "k": 1 })), "T").await.unwrap();
     assert_eq!(github.issued(), 1, "one token, asked of the runner");
 
     // GitHub's default audience (the owner's URL) is not one the role accepts.
     let (pipeline, context) = built(&yaml(""), runner);
-    let err = context.target(&pipeline.targets["T"]).await.unwrap_err().to_string();
+    let err = context
+        .target(&pipeline.targets["T"], None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(", the GitHub Actions OIDC token) login failed") && err.to_lowercase().contains("aud"),
         "{err}"
@@ -913,7 +925,7 @@ async fn jwt_login_in_github_actions_asks_the_runner_for_an_oidc_token_with_the_
 
     // Outside a job with `id-token: write`, the variables are missing.
     let (pipeline, context) = built(&yaml(", audience: secretsync"), Vec::<(String, String)>::new());
-    let err = context.target(&pipeline.targets["T"]).await.unwrap_err();
+    let err = context.target(&pipeline.targets["T"], None).await.unwrap_err();
     assert!(err.to_string().contains("ACTIONS_ID_TOKEN_REQUEST_URL"), "{err}");
     assert!(err.hint.as_deref().unwrap().contains("id-token: write"), "{err:?}");
 
@@ -925,7 +937,11 @@ async fn jwt_login_in_github_actions_asks_the_runner_for_an_oidc_token_with_the_
             ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "not-the-request-token"),
         ],
     );
-    let err = context.target(&pipeline.targets["T"]).await.unwrap_err().to_string();
+    let err = context
+        .target(&pipeline.targets["T"], None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("cannot get the GitHub Actions OIDC token: the token service answered status 401"),
         "{err}"
@@ -982,7 +998,7 @@ async fn one_login_in_the_root_namespace_serves_stores_in_two_child_namespaces()
     let (pipeline, context) = built(&yaml, [("ROLE", &role_id), ("SECRET", &secret_id)]);
     for (target, ns) in [("A", &team_a), ("B", &team_b)] {
         let store = context
-            .target(&pipeline.targets[target])
+            .target(&pipeline.targets[target], None)
             .await
             .unwrap_or_else(|e| panic!("{target}: {e}"));
         assert!(

@@ -92,6 +92,8 @@ pub struct Rule {
     pub path: Option<String>,
     /// Regex on the request body.
     pub body: Option<String>,
+    /// AWS region, from the request's signature (`Credential=…/20260101/eu-west-1/…`).
+    pub region: Option<String>,
     /// What to do.
     pub fault: Fault,
     /// Fire at most this many times (default: always).
@@ -363,6 +365,7 @@ fn decide(
     method: &str,
     path: &str,
     body: &[u8],
+    region: Option<&str>,
 ) -> Option<Fault> {
     let mut state = lock(state);
     let mut chosen = None;
@@ -371,6 +374,7 @@ fn decide(
         let matched = r.service.as_deref().is_none_or(|s| s == service)
             && r.operation.as_deref().is_none_or(|o| o == operation)
             && r.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && r.region.as_deref().is_none_or(|wanted| region == Some(wanted))
             && active.path.as_ref().is_none_or(|re| re.is_match(path))
             && active
                 .body
@@ -540,6 +544,13 @@ async fn held_until_released(state: &Mutex<State>, hold: &Hold) -> bool {
         .is_ok()
 }
 
+/// The region a SigV4-signed request was signed for (the third part of its credential scope).
+fn signed_region(headers: &hyper::HeaderMap) -> Option<String> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
+    scope.split('/').nth(2).map(str::to_owned)
+}
+
 /// Why a connection was reset on purpose (returned to hyper so it drops the connection).
 #[derive(Debug)]
 struct ResetByRule;
@@ -592,7 +603,16 @@ async fn handle(
         return Ok(admin(state, &method, parts.uri.path(), &body));
     }
     let (service, operation) = classify(flavor, &method, &path_and_query, &parts.headers, &body);
-    let fault = decide(state, &service, &operation, &method, &path_and_query, &body);
+    let region = signed_region(&parts.headers);
+    let fault = decide(
+        state,
+        &service,
+        &operation,
+        &method,
+        &path_and_query,
+        &body,
+        region.as_deref(),
+    );
     if let Some(fault) = &fault {
         if let Some(hold) = &fault.hold
             && !held_until_released(state, hold).await

@@ -77,6 +77,8 @@ impl Compiler<'_> {
         let target = AwsTarget {
             account_id: None,
             region: self.checked(raw.region.as_ref(), &format!("`{path}.region`"), checks::region),
+            regions: Vec::new(),
+            replica_regions: None,
             secret_prefix: self
                 .checked(
                     raw.secret_prefix.as_ref(),

@@ -76,6 +76,8 @@ impl Compiler<'_> {
                 checks::account_id,
             ),
             region: self.checked(raw.region.as_ref(), &format!("`{path}.region`"), checks::region),
+            regions: self.regions(raw, path),
+            replica_regions: self.replica_regions(raw, path),
             secret_prefix: self
                 .checked(
                     raw.secret_prefix.as_ref(),
@@ -92,6 +94,82 @@ impl Compiler<'_> {
                 checks::description,
             ),
         }
+    }
+
+    /// A list of distinct, well-formed regions at `path.key` (`None`: not given); `may_be_empty`
+    /// for lists where none is a setting of its own.
+    fn region_list(
+        &mut self,
+        list: Option<&Spanned<Vec<Spanned<String>>>>,
+        path: &str,
+        key: &str,
+        may_be_empty: bool,
+    ) -> Option<Vec<String>> {
+        let list = list?;
+        if list.value.is_empty() && !may_be_empty {
+            self.error(list.mark, format!("`{path}.{key}` is empty")).hint =
+                Some(format!("list at least one region, or remove `{key}`"));
+        }
+        let mut out: Vec<String> = Vec::new();
+        for region in &list.value {
+            if !self.check(region, &format!("`{path}.{key}`"), checks::region) {
+                continue;
+            }
+            if out.contains(&region.value) {
+                self.error(region.mark, format!("`{path}.{key}` names `{}` twice", region.value))
+                    .hint = Some("list each region once".to_owned());
+                continue;
+            }
+            out.push(region.value.clone());
+        }
+        Some(out)
+    }
+
+    fn regions(&mut self, raw: &crate::config::raw::RawTargetFields, path: &str) -> Vec<String> {
+        let regions = self
+            .region_list(raw.regions.as_ref(), path, "regions", false)
+            .unwrap_or_default();
+        if let (Some(region), Some(_)) = (&raw.region, &raw.regions) {
+            self.error(region.mark, format!("`{path}` has both `region` and `regions`"))
+                .hint = Some("list every region under `regions`, or keep one `region`".to_owned());
+        }
+        regions
+    }
+
+    fn replica_regions(&mut self, raw: &crate::config::raw::RawTargetFields, path: &str) -> Option<Vec<String>> {
+        let replicas = self.region_list(raw.replica_regions.as_ref(), path, "replica_regions", true);
+        let listed = raw.replica_regions.as_ref()?;
+        let homes: Vec<&str> = raw
+            .region
+            .iter()
+            .map(|r| r.value.as_str())
+            .chain(
+                raw.regions
+                    .iter()
+                    .flat_map(|r| r.value.iter())
+                    .map(|r| r.value.as_str()),
+            )
+            .collect();
+        for replica in &listed.value {
+            if homes.contains(&replica.value.as_str()) {
+                self.error(
+                    replica.mark,
+                    format!(
+                        "`{path}.replica_regions` names `{}`, where the target itself syncs",
+                        replica.value
+                    ),
+                )
+                .hint = Some("a secret cannot be replicated to its own region; remove it from one list".to_owned());
+            }
+        }
+        if raw.regions.is_some() {
+            self.error(listed.mark, format!("`{path}` has both `regions` and `replica_regions`"))
+                .hint = Some(
+                "a secret has one primary region: replicate from one `region`, or sync each region on its own with `regions`"
+                    .to_owned(),
+            );
+        }
+        replicas
     }
 
     pub(super) fn tags(
@@ -170,6 +248,8 @@ impl Compiler<'_> {
     pub(super) fn aws_only_keys(&mut self, f: &crate::config::raw::RawTargetFields, path: &str) {
         let marks = [
             ("region", f.region.as_ref().map(|v| v.mark)),
+            ("regions", f.regions.as_ref().map(|v| v.mark)),
+            ("replica_regions", f.replica_regions.as_ref().map(|v| v.mark)),
             ("secret_prefix", f.secret_prefix.as_ref().map(|v| v.mark)),
             ("role_arn", f.role_arn.as_ref().map(|v| v.mark)),
             ("tags", f.tags.as_ref().map(|v| v.mark)),

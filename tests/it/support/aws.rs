@@ -39,6 +39,11 @@ pub(crate) fn env_vars(account: &AwsAccount, endpoint: &str) -> Vec<(String, Str
 
 /// An SDK client config for `account` on `endpoint`, for arranging and checking state.
 pub(crate) async fn sdk_config(account: &AwsAccount, endpoint: &str) -> aws_config::SdkConfig {
+    sdk_config_in(account, endpoint, "us-east-1").await
+}
+
+/// [`sdk_config`] in `region`.
+pub(crate) async fn sdk_config_in(account: &AwsAccount, endpoint: &str, region: &str) -> aws_config::SdkConfig {
     let credentials = aws_sdk_secretsmanager::config::Credentials::new(
         &account.access_key_id,
         &account.secret_access_key,
@@ -47,7 +52,7 @@ pub(crate) async fn sdk_config(account: &AwsAccount, endpoint: &str) -> aws_conf
         "testbed",
     );
     aws_config::defaults(aws_config::BehaviorVersion::v2026_01_12())
-        .region(aws_config::Region::new("us-east-1"))
+        .region(aws_config::Region::new(region.to_owned()))
         .credentials_provider(credentials)
         .endpoint_url(endpoint)
         .load()
@@ -57,6 +62,15 @@ pub(crate) async fn sdk_config(account: &AwsAccount, endpoint: &str) -> aws_conf
 /// Secrets Manager as `account` on `endpoint`.
 pub(crate) async fn secrets_manager(account: &AwsAccount, endpoint: &str) -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(&sdk_config(account, endpoint).await)
+}
+
+/// Secrets Manager as `account` on `endpoint` in `region`.
+pub(crate) async fn secrets_manager_in(
+    account: &AwsAccount,
+    endpoint: &str,
+    region: &str,
+) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&sdk_config_in(account, endpoint, region).await)
 }
 
 /// S3 as `account` on `endpoint` (path-style, as moto serves it).

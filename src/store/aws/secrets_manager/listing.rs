@@ -113,6 +113,7 @@ impl SecretsManagerStore {
                     kms: entry.kms_key_id().map(str::to_owned),
                     deleted: entry.deleted_date().is_some(),
                     value: None,
+                    replicas: None,
                 };
                 let meta = if self.is_target() {
                     let owner = known.owner();
@@ -142,6 +143,7 @@ impl SecretsManagerStore {
                 break;
             }
         }
+        self.read_replicas(&mut found, &mut listing).await?;
         *self.known() = found;
         self.listed.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(listing)

@@ -23,6 +23,8 @@ pub(super) struct Known {
     pub(super) kms: Option<String>,
     pub(super) deleted: bool,
     pub(super) value: Option<Arc<SecretValue>>,
+    /// Its replicas, when read (only for targets that manage replicas).
+    pub(super) replicas: Option<super::replicas::Replicas>,
 }
 
 impl Known {
@@ -114,6 +116,7 @@ impl SecretsManagerStore {
         if !tags.is_empty() {
             parts.push(format!("tags differ: {}", tags.join(" ")));
         }
+        parts.extend(self.replica_drift(known));
         if let Some(want) = kms_key_id
             && !same_kms_key(want, known.kms.as_deref())
         {
@@ -145,6 +148,22 @@ impl SecretsManagerStore {
                 kms: out.kms_key_id().map(str::to_owned),
                 deleted: out.deleted_date().is_some(),
                 value: None,
+                replicas: Some(
+                    out.replication_status()
+                        .iter()
+                        .filter_map(|r| {
+                            Some((
+                                r.region()?.to_owned(),
+                                super::replicas::Replica {
+                                    status: r
+                                        .status()
+                                        .map_or_else(|| "unknown".to_owned(), |s| s.as_str().to_owned()),
+                                    message: r.status_message().map(str::to_owned),
+                                },
+                            ))
+                        })
+                        .collect(),
+                ),
             })),
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
             Err(e) => Err(self.failed(&format!("describe `{name}`"), &e)),
@@ -234,9 +253,13 @@ impl SecretsManagerStore {
             receipt.push("UpdateSecret (KMS key)", out.request_id());
             kms = Some(want.clone());
         }
+        let replicas = self.align_replicas(path, &id, &known, &mut receipt).await?;
         if let Some(entry) = self.known().get_mut(path) {
             entry.tags = tags;
             entry.kms = kms;
+            if replicas.is_some() {
+                entry.replicas = replicas;
+            }
         }
         Ok(receipt)
     }

@@ -15,10 +15,11 @@
 //! deleted, with the configured recovery window (or at once with `force_delete`).
 //!
 //! `listing.rs` lists and reads; `metadata.rs` holds what a listing knows of each secret and
-//! keeps tags and KMS key in line.
+//! keeps tags and KMS key in line; `replicas.rs` keeps replica regions in line.
 
 mod listing;
 mod metadata;
+mod replicas;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,8 @@ pub enum SmMode {
         description: Option<String>,
         /// How deletes are made.
         deletion: Deletion,
+        /// The replica regions every managed secret has, exactly; `None`: not managed.
+        replica_regions: Option<Vec<String>>,
     },
 }
 
@@ -163,6 +166,7 @@ impl SecretsManagerStore {
             .description(description)
             .client_request_token(request_token(&name, None, payload))
             .set_kms_key_id(kms_key_id.clone())
+            .set_add_replica_regions(self.replica_regions_to_add())
             .set_tags(Some(
                 tags.iter()
                     .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -187,6 +191,13 @@ impl SecretsManagerStore {
                         kms: kms_key_id.clone(),
                         deleted: false,
                         value: Some(Arc::new(value.clone())),
+                        replicas: self.wanted_replicas().map(|wanted| {
+                            let status = |_: &String| replicas::Replica {
+                                status: "InProgress".to_owned(),
+                                message: None,
+                            };
+                            wanted.iter().map(|r| (r.clone(), status(r))).collect()
+                        }),
                     },
                 );
                 Ok(Receipt::of("CreateSecret", out.request_id()).with_version(out.version_id().map(str::to_owned)))
@@ -448,10 +459,13 @@ impl WritableStore for SecretsManagerStore {
             )
             .at(path));
         }
-        let mut request = self
-            .client
-            .delete_secret()
-            .secret_id(known.arn.as_deref().unwrap_or(&name));
+        let id = known.arn.clone().unwrap_or_else(|| name.clone());
+        let mut removed = Receipt::default();
+        let replicated: Vec<String> = known.replicas.iter().flat_map(|r| r.keys().cloned()).collect();
+        if !replicated.is_empty() {
+            self.remove_replicas(path, &id, &replicated, &mut removed).await?;
+        }
+        let mut request = self.client.delete_secret().secret_id(&id);
         request = match deletion {
             Deletion::Force => request.force_delete_without_recovery(true),
             Deletion::RecoveryWindow(days) => request.recovery_window_in_days(i64::try_from(*days).unwrap_or(30)),
@@ -461,10 +475,10 @@ impl WritableStore for SecretsManagerStore {
             .call(SERVICE, "DeleteSecret", ApiClass::Write, || request.clone().send())
             .await;
         let receipt = match deleted {
-            Ok(out) => Receipt::of("DeleteSecret", out.request_id()),
+            Ok(out) => removed.then(Receipt::of("DeleteSecret", out.request_id())),
             // An earlier attempt of this very call went through before its answer was lost.
             Err(e) if is_pending_deletion_error(e.code().unwrap_or_default(), e.message().unwrap_or_default()) => {
-                Receipt::of("DeleteSecret", e.request_id())
+                removed.then(Receipt::of("DeleteSecret", e.request_id()))
             }
             Err(e) => return Err(self.failed(&format!("delete `{name}`"), &e).at(path)),
         };
