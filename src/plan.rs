@@ -152,8 +152,8 @@ impl Withheld {
 pub enum ApplyResult {
     /// Written.
     Applied,
-    /// The write failed.
-    Failed(crate::failure::Failure),
+    /// The write failed (boxed: a plan holds a result per change, and few fail).
+    Failed(Box<crate::failure::Failure>),
     /// Not attempted (withheld deletes, interruption, an earlier failure).
     NotAttempted(String),
 }
@@ -174,8 +174,9 @@ pub struct Change {
     pub kind: Option<ValueKind>,
     /// Kind of the current value when it changes kind.
     pub previous_kind: Option<ValueKind>,
-    /// Key-level difference for JSON values (see [`Change::key_names`]).
-    keys: KeyDiff,
+    /// Key-level difference for JSON values (see [`Change::key_names`]); boxed and absent when
+    /// empty, since most changes of a large plan (creates, deletes) have none to hold.
+    keys: Option<Box<KeyDiff>>,
     /// A new JSON value: every key of `desired` is added. Derived when shown rather than held,
     /// since a first sync into many accounts plans a million of these.
     all_keys_added: bool,
@@ -258,14 +259,18 @@ impl serde::Serialize for AddedKeys<'_> {
 impl Change {
     /// Which top-level keys the change adds, removes or changes (names only).
     pub fn key_names(&self) -> KeyNames<'_> {
+        let keys: &[String] = &[];
+        let (added, removed, changed) = self.keys.as_deref().map_or((keys, keys, keys), |k| {
+            (k.added.as_slice(), k.removed.as_slice(), k.changed.as_slice())
+        });
         let added = match (self.all_keys_added, self.desired.as_deref()) {
             (true, Some(SecretValue::Json(d))) => AddedKeys::AllOf(d),
-            _ => AddedKeys::Listed(&self.keys.added),
+            _ => AddedKeys::Listed(added),
         };
         KeyNames {
             added,
-            removed: &self.keys.removed,
-            changed: &self.keys.changed,
+            removed,
+            changed,
         }
     }
 
@@ -277,7 +282,7 @@ impl Change {
             differs: false,
             kind: None,
             previous_kind: None,
-            keys: KeyDiff::default(),
+            keys: None,
             all_keys_added: false,
             note: None,
             withheld: None,
@@ -463,6 +468,8 @@ pub fn plan(
     }
     names.mark_collisions(&mut changes, store.capabilities().hierarchical);
     mark_overwrites_of_held_secrets(&mut changes, listing, store, options);
+    // Plans of every target are held until the apply: no spare capacity in each.
+    changes.shrink_to_fit();
     debug_assert!(
         changes.windows(2).all(|w| w[0].path < w[1].path),
         "changes are in path order"
@@ -550,7 +557,8 @@ fn plan_one(
         },
     }
     if change.write_value {
-        change.keys = KeyDiff::between(current.map(|c| &**c), value);
+        let keys = KeyDiff::between(current.map(|c| &**c), value);
+        change.keys = (keys != KeyDiff::default()).then(|| Box::new(keys));
         change.all_keys_added = current.is_none() && matches!(**value, SecretValue::Json(_));
     }
     Some(change)
@@ -604,7 +612,7 @@ fn mark_overwrites_of_held_secrets(
         if !options.manages(other) {
             change.action = Action::Conflict;
             change.write_value = false;
-            change.keys = KeyDiff::default();
+            change.keys = None;
             change.all_keys_added = false;
             change.note = Some(format!(
                 "would be stored as `{name}`, which holds `{other}`, outside this target's filter; rename one, or widen the filter"
@@ -616,7 +624,7 @@ fn mark_overwrites_of_held_secrets(
             Owner::Target(owner) => {
                 change.action = Action::Conflict;
                 change.write_value = false;
-                change.keys = KeyDiff::default();
+                change.keys = None;
                 change.all_keys_added = false;
                 change.note = Some(format!(
                     "would be stored as `{name}`, which holds `{other}` of target `{owner}`; rename one"
@@ -630,7 +638,7 @@ fn mark_overwrites_of_held_secrets(
             Owner::Unmanaged => {
                 change.action = Action::Conflict;
                 change.write_value = false;
-                change.keys = KeyDiff::default();
+                change.keys = None;
                 change.all_keys_added = false;
                 change.note = Some(format!(
                     "would be stored as `{name}`, which already holds `{other}`, not created by secretsync; rename one, or pass `--adopt` to replace it"

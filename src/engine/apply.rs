@@ -174,7 +174,7 @@ impl<'a> Writer<'a> {
         let applied = execute(&mut merged_plan, scope.as_ref(), name, &self.interrupt, &|| {}).await;
         if applied.failed > 0 || applied.not_attempted > 0 {
             let first = merged_plan.changes.iter().find_map(|c| match &c.result {
-                Some(ApplyResult::Failed(e)) => Some(e.clone()),
+                Some(ApplyResult::Failed(e)) => Some((**e).clone()),
                 _ => None,
             });
             let context = "cannot write the merged result to the merge store";
@@ -452,7 +452,7 @@ impl Engine<'_> {
 /// The first failed write of a plan.
 fn first_failure(plan: &TargetPlan) -> Option<&Failure> {
     plan.changes.iter().find_map(|c| match &c.result {
-        Some(ApplyResult::Failed(f)) => Some(f),
+        Some(ApplyResult::Failed(f)) => Some(&**f),
         _ => None,
     })
 }
@@ -514,7 +514,7 @@ pub(crate) async fn execute(
                     ApplyResult::NotAttempted("interrupted".to_owned())
                 } else if let (Err(err), false) = (prepared, change.action == Action::Delete) {
                     on_write();
-                    ApplyResult::Failed(err.failure().context("not written"))
+                    ApplyResult::Failed(Box::new(err.failure().context("not written")))
                 } else {
                     let outcome = match change.action {
                         Action::Delete => store.delete(&change.path, owner).await,
@@ -534,7 +534,7 @@ pub(crate) async fn execute(
                         }
                         Err(err) => {
                             tracing::warn!(path = %change.path, class = %err.class, "write failed: {err}");
-                            ApplyResult::Failed(err.failure())
+                            ApplyResult::Failed(Box::new(err.failure()))
                         }
                     }
                 };
@@ -562,9 +562,9 @@ pub(crate) async fn execute(
         tracing::warn!(class = %err.class, "finishing the batch failed: {err}");
         for change in &mut plan.changes {
             if change.result == Some(ApplyResult::Applied) {
-                change.result = Some(ApplyResult::Failed(
+                change.result = Some(ApplyResult::Failed(Box::new(
                     err.failure().context("written, but the batch could not be finished"),
-                ));
+                )));
                 applied.ok -= 1;
                 applied.failed += 1;
             }

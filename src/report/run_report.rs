@@ -342,9 +342,9 @@ impl RunReport {
                     // Store messages name the secret; say which only when this one does not.
                     let named = failure.message.contains(&format!("`{}`", c.path));
                     let failure = if named {
-                        failure.clone()
+                        (**failure).clone()
                     } else {
-                        failure
+                        (**failure)
                             .clone()
                             .context(format!("cannot {} `{}`", c.action.name(), c.path))
                     };

@@ -256,6 +256,9 @@ impl Receipt {
 
     /// Records one more call.
     pub fn push(&mut self, operation: &str, request_id: Option<&str>) {
+        // Most writes are one call: a receipt per change of a large first sync is held until
+        // the run ends, so no spare capacity.
+        self.calls.reserve_exact(1);
         self.calls.push(ProviderCall {
             operation: operation.to_owned(),
             request_id: request_id.map(str::to_owned),

@@ -363,6 +363,17 @@ impl WritableStore for SecretsManagerStore {
         known.shrink_to_fit();
     }
 
+    /// The batch is written: what the listing recorded is stale now and no longer needed (the
+    /// next plan lists again), so it is dropped — at 1,000 accounts × 100 secrets a first sync
+    /// otherwise kept a copy of every value written, with its tags and ARN, until the run
+    /// ended. A later `put` without a listing describes the secret first, as before one.
+    async fn finish(&self, _owner: &str) -> Result<(), StoreError> {
+        let mut known = self.known();
+        self.listed.store(false, std::sync::atomic::Ordering::SeqCst);
+        *known = HashMap::new();
+        Ok(())
+    }
+
     /// Relies on the preceding `list` (or `get_many`): what it recorded of the secret — ARN,
     /// current version (for the request token), tags, KMS key, deletion state and value —
     /// decides between create, restore, value write and metadata alignment, and a completed
