@@ -39,6 +39,8 @@ pub struct BuildContext {
     resilience: Arc<Resilience>,
     lock_scope: Option<String>,
     deletion: Deletion,
+    /// `pipeline.sync.delete_orphans` (replicas no longer listed are removed only then).
+    delete_orphans: bool,
     pub(crate) env: crate::env::Lookup,
     home: Option<PathBuf>,
     /// One login per Vault address, shared by its connections (one per namespace).
@@ -71,6 +73,7 @@ impl BuildContext {
             resilience,
             lock_scope: None,
             deletion: pipeline.settings.deletion,
+            delete_orphans: pipeline.settings.delete_orphans,
             env,
             home,
             logins: Mutex::new(BTreeMap::new()),
@@ -224,6 +227,8 @@ impl BuildContext {
                         description: t.description.clone(),
                         deletion: self.deletion,
                         replica_regions: t.replica_regions.clone(),
+                        remove_replicas: self.delete_orphans,
+                        target: target.name.clone(),
                     },
                 )))
             }

@@ -156,6 +156,15 @@ async fn replica_regions_are_created_reported_removed_and_deleted_with_the_secre
         plan.stdout
     );
 
+    // Removing a replica deletes that copy at once: without `delete_orphans` it is kept.
+    sc.config(", replica_regions: [eu-west-1]", "");
+    let kept = sc.args(&["plan", "--exit-code"]).code(0);
+    assert!(
+        kept.stdout
+            .contains("the replica of `app` in ap-south-1 is no longer in `replica_regions` but is kept"),
+        "{}",
+        kept.stdout
+    );
     config("[eu-west-1]");
     let plan = sc.args(&["plan", "--exit-code"]).code(1);
     assert!(plan.stdout.contains("replicas differ: -ap-south-1"), "{}", plan.stdout);
@@ -202,7 +211,8 @@ fn contradictory_region_settings_are_located_config_errors() {
          \x20 C: { imports: [s], account_id: \"111111111111\", region: us-east-1, replica_regions: [us-east-1] }\n\
          \x20 D: { imports: [s], account_id: \"111111111111\", regions: [eu-west-1, us-east-2], replica_regions: [ap-south-1] }\n\
          \x20 E: { imports: [s], file: { path: ./out }, regions: [eu-west-1] }\n\
-         \x20 F: { imports: [s], account_id: \"111111111111\", regions: [] }\n",
+         \x20 F: { imports: [s], account_id: \"111111111111\", regions: [] }\n\
+         \x20 G: { imports: [s], account_id: \"111111111111\", regions: [us-east-1, eu-west-1], kms_key_id: \"arn:aws:kms:us-east-1:111111111111:key/1\" }\n",
     );
     let out = test.args(&["validate"]).code(2);
     for expected in [
@@ -212,6 +222,7 @@ fn contradictory_region_settings_are_located_config_errors() {
         "`targets.D` has both `regions` and `replica_regions`",
         "`targets.E.regions` applies to AWS targets only",
         "`targets.F.regions` is empty",
+        "`targets.G.kms_key_id` is a key in us-east-1, but the target syncs to other regions too",
     ] {
         assert!(out.stderr.contains(expected), "missing {expected} in\n{}", out.stderr);
     }

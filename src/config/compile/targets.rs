@@ -129,6 +129,20 @@ impl Compiler<'_> {
         let regions = self
             .region_list(raw.regions.as_ref(), path, "regions", false)
             .unwrap_or_default();
+        if let (Some(key), Some(_)) = (&raw.kms_key_id, &raw.regions) {
+            // A key ARN names one region; every other region's writes would fail.
+            let key_region = key.value.strip_prefix("arn:").and_then(|arn| arn.split(':').nth(2));
+            if let Some(key_region) = key_region.filter(|r| regions.iter().any(|region| region != r)) {
+                self.error(
+                    key.mark,
+                    format!("`{path}.kms_key_id` is a key in {key_region}, but the target syncs to other regions too"),
+                )
+                .hint = Some(
+                    "use an alias that exists in every region (`alias/secrets`), or split the target by region"
+                        .to_owned(),
+                );
+            }
+        }
         if let (Some(region), Some(_)) = (&raw.region, &raw.regions) {
             self.error(region.mark, format!("`{path}` has both `region` and `regions`"))
                 .hint = Some("list every region under `regions`, or keep one `region`".to_owned());

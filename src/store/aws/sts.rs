@@ -58,8 +58,8 @@ struct AssumedRole {
     role: String,
     session_name: String,
     external_id: Option<String>,
-    /// The credentials, or why they could not be had: one `AssumeRole` (with its retries) per
-    /// role and run, however many calls wait for it.
+    /// The credentials, or why they cannot be had (permanent failures only): one `AssumeRole`
+    /// (with its retries) at a time per role, however many calls wait for it.
     assumed: tokio::sync::Mutex<Option<Result<Credentials, AssumeRoleFailed>>>,
 }
 
@@ -93,10 +93,36 @@ impl PacedAssumeRole {
             Some(Err(failed)) => return Err(failed.clone()),
             _ => {}
         }
-        let answer = self.0.assume().await;
-        *assumed = Some(answer.clone());
-        answer
+        match self.0.assume().await {
+            Ok(fresh) => {
+                *assumed = Some(Ok(fresh.clone()));
+                Ok(fresh)
+            }
+            Err(failed) => {
+                // A renewal that failed: the credentials held are still good for a while.
+                if let Some(Ok(held)) = &*assumed
+                    && still_valid(held)
+                {
+                    return Ok(held.clone());
+                }
+                // Only an answer that will not change within the run is kept (the role may not
+                // be assumed, does not exist…); throttling and outages are tried again by the
+                // next call that needs the role, after its breaker's cool-down.
+                if matches!(
+                    failed.class,
+                    ErrorClass::Auth | ErrorClass::Invalid | ErrorClass::NotFound
+                ) {
+                    *assumed = Some(Err(failed.clone()));
+                }
+                Err(failed)
+            }
+        }
     }
+}
+
+/// Whether credentials have not expired yet.
+fn still_valid(credentials: &Credentials) -> bool {
+    credentials.expiry().is_none_or(|expiry| expiry > SystemTime::now())
 }
 
 /// Whether credentials stay valid for a while yet.

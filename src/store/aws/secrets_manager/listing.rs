@@ -114,8 +114,20 @@ impl SecretsManagerStore {
                     deleted: entry.deleted_date().is_some(),
                     value: None,
                     replicas: None,
+                    primary_region: entry.primary_region().map(str::to_owned),
                 };
-                let meta = if self.is_target() {
+                let meta = if self.is_target() && known.primary_region.is_some() {
+                    // A replica of a secret in another region: Secrets Manager writes it, never
+                    // secretsync (its tags are the primary's, so it would look like ours).
+                    listing.notes.push(format!(
+                        "`{path}` is a replica of a secret in {}; it is left alone (a desired secret of that name is a conflict)",
+                        known.primary_region.as_deref().unwrap_or_default()
+                    ));
+                    EntryMeta {
+                        drift: None,
+                        ..EntryMeta::unmanaged()
+                    }
+                } else if self.is_target() {
                     let owner = known.owner();
                     let drift = match &owner {
                         Owner::Target(t) if !known.deleted => self.drift(&known, t),

@@ -25,6 +25,8 @@ pub(super) struct Known {
     pub(super) value: Option<Arc<SecretValue>>,
     /// Its replicas, when read (only for targets that manage replicas).
     pub(super) replicas: Option<super::replicas::Replicas>,
+    /// Set when this is a replica: the region of the secret it copies.
+    pub(super) primary_region: Option<String>,
 }
 
 impl Known {
@@ -148,6 +150,7 @@ impl SecretsManagerStore {
                 kms: out.kms_key_id().map(str::to_owned),
                 deleted: out.deleted_date().is_some(),
                 value: None,
+                primary_region: out.primary_region().map(str::to_owned),
                 replicas: Some(
                     out.replication_status()
                         .iter()

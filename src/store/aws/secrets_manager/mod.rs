@@ -72,6 +72,11 @@ pub enum SmMode {
         deletion: Deletion,
         /// The replica regions every managed secret has, exactly; `None`: not managed.
         replica_regions: Option<Vec<String>>,
+        /// Whether replicas no longer listed may be removed (`delete_orphans`: removing a
+        /// replica deletes that region's copy at once, with no recovery window).
+        remove_replicas: bool,
+        /// The target the store is for (whose secrets' replicas it reads).
+        target: String,
     },
 }
 
@@ -191,6 +196,7 @@ impl SecretsManagerStore {
                         kms: kms_key_id.clone(),
                         deleted: false,
                         value: Some(Arc::new(value.clone())),
+                        primary_region: None,
                         replicas: self.wanted_replicas().map(|wanted| {
                             let status = |_: &String| replicas::Replica {
                                 status: "InProgress".to_owned(),
@@ -481,10 +487,27 @@ impl WritableStore for SecretsManagerStore {
             Deletion::Force => request.force_delete_without_recovery(true),
             Deletion::RecoveryWindow(days) => request.recovery_window_in_days(i64::try_from(*days).unwrap_or(30)),
         };
-        let deleted = self
+        let mut deleted = self
             .session
             .call(SERVICE, "DeleteSecret", ApiClass::Write, || request.clone().send())
             .await;
+        // Replicated, though this target does not manage replicas (so its listing did not
+        // say): the secret goes with its replicas, as it would in the console.
+        if let Err(e) = &deleted
+            && known.replicas.is_none()
+            && e.code() == Some("InvalidParameterException")
+            && e.message().is_some_and(|m| m.contains("replica"))
+            && let Some(found) = self.describe_secret(&name).await?
+        {
+            let replicated: Vec<String> = found.replicas.iter().flat_map(|r| r.keys().cloned()).collect();
+            if !replicated.is_empty() {
+                self.remove_replicas(path, &id, &replicated, &mut removed).await?;
+                deleted = self
+                    .session
+                    .call(SERVICE, "DeleteSecret", ApiClass::Write, || request.clone().send())
+                    .await;
+            }
+        }
         let receipt = match deleted {
             Ok(out) => removed.then(Receipt::of("DeleteSecret", out.request_id())),
             // An earlier attempt of this very call went through before its answer was lost.

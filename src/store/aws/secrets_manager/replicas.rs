@@ -40,11 +40,34 @@ impl SecretsManagerStore {
         }
     }
 
+    /// Replicas not listed any more, of a secret whose replicas are `known`.
+    fn unlisted_replicas(&self, known: &Known) -> Vec<String> {
+        match (self.wanted_replicas(), known.replicas.as_ref()) {
+            (Some(wanted), Some(have)) => have.keys().filter(|r| !wanted.contains(r)).cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether replicas no longer listed are removed (only with `delete_orphans`).
+    fn removes_replicas(&self) -> bool {
+        matches!(
+            self.mode,
+            SmMode::Target {
+                remove_replicas: true,
+                ..
+            }
+        )
+    }
+
     /// Regions to add and to remove for a secret whose replicas are `known`.
     pub(super) fn replica_changes(&self, known: &Known) -> Option<(Vec<String>, Vec<String>)> {
         let (wanted, have) = (self.wanted_replicas()?, known.replicas.as_ref()?);
         let add: Vec<String> = wanted.iter().filter(|r| !have.contains_key(*r)).cloned().collect();
-        let remove: Vec<String> = have.keys().filter(|r| !wanted.contains(r)).cloned().collect();
+        let remove = if self.removes_replicas() {
+            self.unlisted_replicas(known)
+        } else {
+            Vec::new()
+        };
         (!add.is_empty() || !remove.is_empty()).then_some((add, remove))
     }
 
@@ -69,12 +92,15 @@ impl SecretsManagerStore {
         if self.wanted_replicas().is_none() {
             return Ok(());
         }
+        let SmMode::Target { target, .. } = &self.mode else {
+            return Ok(());
+        };
         let managed: Vec<(SecretPath, String)> = found
             .iter()
-            .filter(|(_, k)| !k.deleted && matches!(k.owner(), Owner::Target(_)))
+            .filter(|(_, k)| !k.deleted && k.primary_region.is_none() && k.owned_by(target))
             .map(|(path, k)| (path.clone(), k.arn.clone().unwrap_or_else(|| self.name(path))))
             .collect();
-        let described: Vec<Result<(SecretPath, Replicas), StoreError>> = stream::iter(managed)
+        let described: Vec<Result<(SecretPath, Option<Replicas>), StoreError>> = stream::iter(managed)
             .map(|(path, id)| async move { self.describe_replicas(&id).await.map(|r| (path, r)) })
             .buffer_unordered(DESCRIBE_CONCURRENCY)
             .collect()
@@ -82,6 +108,12 @@ impl SecretsManagerStore {
         let mut described = described.into_iter().collect::<Result<Vec<_>, _>>()?;
         described.sort_by(|a, b| a.0.cmp(&b.0));
         for (path, replicas) in described {
+            // Deleted since it was listed: the plan creates it again, with its replicas.
+            let Some(replicas) = replicas else {
+                found.remove(&path);
+                listing.entries.remove(&path);
+                continue;
+            };
             for (region, replica) in replicas.iter().filter(|(_, r)| r.status != "InSync") {
                 listing.notes.push(format!(
                     "the replica of `{path}` in {region} is {}{}",
@@ -91,6 +123,16 @@ impl SecretsManagerStore {
             }
             let Some(known) = found.get_mut(&path) else { continue };
             known.replicas = Some(replicas);
+            let kept = if self.removes_replicas() {
+                Vec::new()
+            } else {
+                self.unlisted_replicas(known)
+            };
+            for region in kept {
+                listing.notes.push(format!(
+                    "the replica of `{path}` in {region} is no longer in `replica_regions` but is kept: removing it deletes that copy at once; set `pipeline.sync.delete_orphans: true` to remove it"
+                ));
+            }
             if let (Owner::Target(owner), Some(meta)) = (known.owner(), listing.entries.get_mut(&path)) {
                 meta.drift = self.drift(known, &owner);
             }
@@ -98,29 +140,35 @@ impl SecretsManagerStore {
         Ok(())
     }
 
-    async fn describe_replicas(&self, id: &str) -> Result<Replicas, StoreError> {
-        let out = self
+    /// The replicas of `id` (`None`: the secret is gone).
+    async fn describe_replicas(&self, id: &str) -> Result<Option<Replicas>, StoreError> {
+        let described = self
             .session
             .call(SERVICE, "DescribeSecret", ApiClass::Read, || {
                 self.client.describe_secret().secret_id(id).send()
             })
-            .await
-            .map_err(|e| self.failed(&format!("read the replicas of `{id}`"), &e))?;
-        Ok(out
-            .replication_status()
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    r.region()?.to_owned(),
-                    Replica {
-                        status: r
-                            .status()
-                            .map_or_else(|| "unknown".to_owned(), |s| s.as_str().to_owned()),
-                        message: r.status_message().map(str::to_owned),
-                    },
-                ))
-            })
-            .collect())
+            .await;
+        let out = match described {
+            Ok(out) => out,
+            Err(e) if e.code() == Some("ResourceNotFoundException") => return Ok(None),
+            Err(e) => return Err(self.failed(&format!("read the replicas of `{id}`"), &e)),
+        };
+        Ok(Some(
+            out.replication_status()
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r.region()?.to_owned(),
+                        Replica {
+                            status: r
+                                .status()
+                                .map_or_else(|| "unknown".to_owned(), |s| s.as_str().to_owned()),
+                            message: r.status_message().map(str::to_owned),
+                        },
+                    ))
+                })
+                .collect(),
+        ))
     }
 
     /// The configured replica regions, for `CreateSecret`'s `AddReplicaRegions`.
