@@ -12,7 +12,7 @@ calls by operation. Each tool runs these cases in order (--cases picks some):
   changed  1% of the secrets changed in Vault
   dryrun   another 1% changed, planned without writing
 
-and is measured for wall time, peak RSS (wait4: the largest process of the tool's process tree)
+and is measured for wall time, peak RSS (bench/peak_rss.py: the largest process of the tool's process tree, never the harness's own memory)
 and API calls by operation. A case a tool cannot do is reported as such (teller has no dry run). The floor is what
 the case strictly needs: Vault one LIST per folder and one read per secret (Vault has no batch
 read); per account one AssumeRole, ceil(E/100) ListSecrets and ceil(E/20) BatchGetSecretValue
@@ -198,13 +198,17 @@ def floor(case, n, accounts, latency_ms, existing, aws_ms=None, vault_ms=None):
 def run_measured(cmd, env, cwd):
     """Runs `cmd`: (seconds, peak RSS in MB, exit code, stdout, stderr)."""
     out_path, err_path = cwd / "stdout.txt", cwd / "stderr.txt"
+    rss_path = cwd / "peak_rss_kb.txt"
+    rss_path.unlink(missing_ok=True)
+    # The command's own peak, not the harness's: see bench/peak_rss.py.
+    wrapped = [sys.executable, str(ROOT / "bench/peak_rss.py"), str(rss_path), *cmd]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.Popen(wrapped, env=env, cwd=cwd, stdout=out, stderr=err)
+        proc.wait()
         elapsed = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return elapsed, usage.ru_maxrss / 1024, proc.returncode, out_path.read_text(), err_path.read_text()
+    peak_kb = int(rss_path.read_text()) if rss_path.exists() else 0
+    return elapsed, peak_kb / 1024, proc.returncode, out_path.read_text(), err_path.read_text()
 
 
 WRITES = {"CreateSecret", "PutSecretValue", "UpdateSecret", "TagResource", "UntagResource", "DeleteSecret"}
