@@ -601,6 +601,12 @@ pub struct RawDynamicTarget {
     pub account_name_patterns: Option<Vec<Spanned<RawNamePattern>>>,
     /// Region; default: `aws.region`.
     pub region: Option<Spanned<String>>,
+    /// Several regions, each synced on its own in every discovered account (see
+    /// `targets.<name>.regions`); instead of `region`.
+    pub regions: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Secrets Manager replica regions of every secret in every discovered account (see
+    /// `targets.<name>.replica_regions`).
+    pub replica_regions: Option<Spanned<Vec<Spanned<String>>>>,
     /// Prepended to every secret name.
     pub secret_prefix: Option<Spanned<String>>,
     /// Role to assume, with `{{.AccountID}}`.

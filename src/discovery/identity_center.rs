@@ -27,9 +27,12 @@ pub(crate) struct Instance {
 
 /// The first (and in practice only) Identity Center instance.
 pub(crate) async fn instance(aws: &Clients) -> Result<Instance, Failure> {
-    let out = call(&aws.session, (SSO, "ListInstances"), "sso:ListInstances", || {
-        aws.sso.list_instances().send()
-    })
+    let out = call(
+        &aws.identity_center_session,
+        (SSO, "ListInstances"),
+        "sso:ListInstances",
+        || aws.sso.list_instances().send(),
+    )
     .await?;
     let first = out
         .instances()
@@ -48,7 +51,7 @@ async fn permission_set(aws: &Clients, instance: &Instance, name: &str) -> Resul
     let mut pages = super::Pages::default();
     loop {
         let page = call(
-            &aws.session,
+            &aws.identity_center_session,
             (SSO, "ListPermissionSets"),
             "sso:ListPermissionSets",
             || {
@@ -62,7 +65,7 @@ async fn permission_set(aws: &Clients, instance: &Instance, name: &str) -> Resul
         .await?;
         for arn in page.permission_sets() {
             let described = call(
-                &aws.session,
+                &aws.identity_center_session,
                 (SSO, "DescribePermissionSet"),
                 "sso:DescribePermissionSet",
                 || {
@@ -116,16 +119,21 @@ pub(crate) async fn with_permission_set(
         let (mut token, mut pages): (Option<String>, super::Pages) = (None, super::Pages::default());
         let assigned = loop {
             let what = format!("sso:ListAccountAssignments({})", account.id);
-            let page = call(&aws.session, (SSO, "ListAccountAssignments"), what, || {
-                aws.sso
-                    .list_account_assignments()
-                    .instance_arn(&instance.arn)
-                    .account_id(&account.id)
-                    .permission_set_arn(&arn)
-                    .max_results(1)
-                    .set_next_token(token.clone())
-                    .send()
-            })
+            let page = call(
+                &aws.identity_center_session,
+                (SSO, "ListAccountAssignments"),
+                what,
+                || {
+                    aws.sso
+                        .list_account_assignments()
+                        .instance_arn(&instance.arn)
+                        .account_id(&account.id)
+                        .permission_set_arn(&arn)
+                        .max_results(1)
+                        .set_next_token(token.clone())
+                        .send()
+                },
+            )
             .await?;
             let assigned = !page.account_assignments().is_empty();
             token = pages.next("ListAccountAssignments", page.next_token())?;
@@ -153,13 +161,18 @@ pub(crate) async fn with_group(aws: &Clients, instance: &Instance, group: &str) 
             .map_err(|e| invalid(e.to_string()))?,
     );
     let what = format!("no group named `{group}` in the identity store; identitystore:GetGroupId");
-    let id = call(&aws.session, ("identitystore", "GetGroupId"), what, || {
-        aws.identity_store
-            .get_group_id()
-            .identity_store_id(&instance.identity_store)
-            .alternate_identifier(by_name.clone())
-            .send()
-    })
+    let id = call(
+        &aws.identity_center_session,
+        ("identitystore", "GetGroupId"),
+        what,
+        || {
+            aws.identity_store
+                .get_group_id()
+                .identity_store_id(&instance.identity_store)
+                .alternate_identifier(by_name.clone())
+                .send()
+        },
+    )
     .await?
     .group_id;
     let mut accounts = BTreeSet::new();
@@ -167,15 +180,20 @@ pub(crate) async fn with_group(aws: &Clients, instance: &Instance, group: &str) 
     let mut pages = super::Pages::default();
     loop {
         let what = "sso:ListAccountAssignmentsForPrincipal";
-        let page = call(&aws.session, (SSO, "ListAccountAssignmentsForPrincipal"), what, || {
-            aws.sso
-                .list_account_assignments_for_principal()
-                .instance_arn(&instance.arn)
-                .principal_id(&id)
-                .principal_type(PrincipalType::Group)
-                .set_next_token(token.clone())
-                .send()
-        })
+        let page = call(
+            &aws.identity_center_session,
+            (SSO, "ListAccountAssignmentsForPrincipal"),
+            what,
+            || {
+                aws.sso
+                    .list_account_assignments_for_principal()
+                    .instance_arn(&instance.arn)
+                    .principal_id(&id)
+                    .principal_type(PrincipalType::Group)
+                    .set_next_token(token.clone())
+                    .send()
+            },
+        )
         .await?;
         accounts.extend(
             page.account_assignments()

@@ -183,6 +183,9 @@ pub(crate) fn invalid(message: impl Into<String>) -> Failure {
 #[derive(Clone)]
 pub(crate) struct Clients {
     session: Session,
+    /// The session of Identity Center's calls: in its home region, which may differ from the
+    /// pipeline's (Organizations and SSM calls stay in `session`).
+    identity_center_session: Session,
     /// Told what discovery is doing (a spinner on a terminal).
     progress: Progress,
     organizations: aws_sdk_organizations::Client,
@@ -260,6 +263,7 @@ async fn collect_all(pipeline: &Pipeline, aws: &AwsClients, progress: Progress) 
                 sso: aws_sdk_ssoadmin::Client::new(&session.config),
                 identity_store: aws_sdk_identitystore::Client::new(&session.config),
                 ssm: aws_sdk_ssm::Client::new(&session.config),
+                identity_center_session: session.clone(),
                 session,
                 progress,
             }),
@@ -293,7 +297,7 @@ async fn collect_all(pipeline: &Pipeline, aws: &AwsClients, progress: Progress) 
                     Ok(session) => Some(Clients {
                         sso: aws_sdk_ssoadmin::Client::new(&session.config),
                         identity_store: aws_sdk_identitystore::Client::new(&session.config),
-                        session,
+                        identity_center_session: session,
                         ..base.clone()
                     }),
                     Err(e) => {

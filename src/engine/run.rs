@@ -572,8 +572,8 @@ impl<'a> Engine<'a> {
                 None => (None, None),
             };
             let sync_selected = self.options.selected.contains(&name);
-            // One line per sync unit: a multi-region target reports each region.
-            let units = if sync_selected {
+            // One line per sync unit: a multi-region target reports each region it synced.
+            let units = if sync_selected && self.options.sync_phase {
                 target.units()
             } else {
                 vec![name.clone()]
@@ -596,7 +596,13 @@ impl<'a> Engine<'a> {
                     }),
                     plan: plans.remove(&unit).map(|(p, _)| p),
                     status,
-                    duration: durations.get(&unit).copied().unwrap_or_default(),
+                    // The merge's time is the target's; it is counted on its first line.
+                    duration: durations.get(&unit).copied().unwrap_or_default()
+                        + if i == 0 && unit != name {
+                            durations.get(&name).copied().unwrap_or_default()
+                        } else {
+                            Duration::ZERO
+                        },
                     name: unit,
                 });
             }

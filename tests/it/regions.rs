@@ -33,6 +33,16 @@ async fn each_region_is_synced_planned_and_reported_on_its_own() {
     for region in REGIONS {
         assert!(plan.stdout.contains(&format!("App@{region}")), "{}", plan.stdout);
     }
+    // The merge happens once per target: a merge-only run reports the target, not its regions.
+    let merged = sc.args(&["pipeline", "--merge-only", "-o", "json"]).code(0);
+    let merged: Value = serde_json::from_str(&merged.stdout).unwrap();
+    let lines: Vec<&str> = merged["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, ["App"], "{merged}");
     sc.args(&["pipeline"]).code(0);
     for region in REGIONS {
         assert_eq!(names_in(&sc, region).await, ["app", "db"], "{region}");
@@ -41,6 +51,17 @@ async fn each_region_is_synced_planned_and_reported_on_its_own() {
             tags(&sm, "app").await.get("secretsync:target").map(String::as_str),
             Some("App"),
             "every region is written as the target, whatever its regions"
+        );
+    }
+    let checked = sc.args(&["validate", "--check-aws"]).code(0);
+    for region in REGIONS {
+        assert!(
+            checked.stdout.contains(&format!(
+                "✓ target `App@{region}`: account {} {region} ",
+                sc.caller.account_id
+            )),
+            "{}",
+            checked.stdout
         );
     }
     let again = sc.args(&["plan", "--exit-code"]).code(0);
@@ -91,6 +112,34 @@ async fn each_region_is_synced_planned_and_reported_on_its_own() {
         "{report}"
     );
     assert_eq!(names_in(&sc, "us-east-1").await, ["app", "db", "new"]);
+}
+
+/// A `dynamic_targets` group with `regions` gives every discovered account one sync unit per
+/// region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_group_with_regions_syncs_every_discovered_account_in_each() {
+    let sc = Scenario::new().await;
+    sc.write("src/app.json", r#"{"k": 1}"#);
+    sc.write(
+        "accounts.yaml",
+        format!("- id: \"{}\"\n  name: Data\n", sc.caller.account_id),
+    );
+    sc.write(
+        "config.yaml",
+        "sources: { files: { file: { path: ./src } } }\n\
+         dynamic_targets:\n\
+         \x20 data:\n\
+         \x20   discovery: { accounts_list: { source: \"file:accounts.yaml\" } }\n\
+         \x20   imports: [files]\n\
+         \x20   regions: [us-east-1, eu-west-1]\n\
+         pipeline: { discover: true }\n",
+    );
+    let out = sc.args(&["pipeline", "-o", "json"]).code(0);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    for region in REGIONS {
+        assert_eq!(target(&report, &format!("Data@{region}"))["status"], "ok", "{report}");
+        assert_eq!(names_in(&sc, region).await, ["app"], "{region}");
+    }
 }
 
 /// The regions `name` is replicated to, with each replica's status.
@@ -212,7 +261,9 @@ fn contradictory_region_settings_are_located_config_errors() {
          \x20 D: { imports: [s], account_id: \"111111111111\", regions: [eu-west-1, us-east-2], replica_regions: [ap-south-1] }\n\
          \x20 E: { imports: [s], file: { path: ./out }, regions: [eu-west-1] }\n\
          \x20 F: { imports: [s], account_id: \"111111111111\", regions: [] }\n\
-         \x20 G: { imports: [s], account_id: \"111111111111\", regions: [us-east-1, eu-west-1], kms_key_id: \"arn:aws:kms:us-east-1:111111111111:key/1\" }\n",
+         \x20 G: { imports: [s], account_id: \"111111111111\", regions: [us-east-1, eu-west-1], kms_key_id: \"arn:aws:kms:us-east-1:111111111111:key/1\" }\n\
+         dynamic_targets:\n\
+         \x20 H: { discovery: { accounts_list: { source: \"file:a.yaml\" } }, imports: [s], region: us-east-1, regions: [eu-west-1] }\n",
     );
     let out = test.args(&["validate"]).code(2);
     for expected in [
@@ -223,6 +274,7 @@ fn contradictory_region_settings_are_located_config_errors() {
         "`targets.E.regions` applies to AWS targets only",
         "`targets.F.regions` is empty",
         "`targets.G.kms_key_id` is a key in us-east-1, but the target syncs to other regions too",
+        "`dynamic_targets.H` has both `region` and `regions`",
     ] {
         assert!(out.stderr.contains(expected), "missing {expected} in\n{}", out.stderr);
     }

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use super::targets::RegionFields;
 use super::{Compiler, Names, not_echoing};
 use crate::config::checks;
 use crate::config::de::Spanned;
@@ -74,11 +75,17 @@ impl Compiler<'_> {
             &format!("`{path}.role_arn`"),
             checks::role_template,
         );
+        let regions = RegionFields {
+            region: raw.region.as_ref(),
+            regions: raw.regions.as_ref(),
+            replica_regions: raw.replica_regions.as_ref(),
+            kms_key_id: None,
+        };
         let target = AwsTarget {
             account_id: None,
             region: self.checked(raw.region.as_ref(), &format!("`{path}.region`"), checks::region),
-            regions: Vec::new(),
-            replica_regions: None,
+            regions: self.regions(&regions, &path),
+            replica_regions: self.replica_regions(&regions, &path),
             secret_prefix: self
                 .checked(
                     raw.secret_prefix.as_ref(),

@@ -10,6 +10,25 @@ use crate::config::pipeline::{AwsTarget, Import, ImportKind, Target, TargetKind,
 use crate::config::raw::RawTarget;
 use crate::suggest;
 
+/// The region settings of an AWS target or a dynamic target group, checked alike.
+pub(super) struct RegionFields<'a> {
+    pub(super) region: Option<&'a Spanned<String>>,
+    pub(super) regions: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    pub(super) replica_regions: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    pub(super) kms_key_id: Option<&'a Spanned<String>>,
+}
+
+impl<'a> RegionFields<'a> {
+    fn of_target(raw: &'a crate::config::raw::RawTargetFields) -> Self {
+        Self {
+            region: raw.region.as_ref(),
+            regions: raw.regions.as_ref(),
+            replica_regions: raw.replica_regions.as_ref(),
+            kms_key_id: raw.kms_key_id.as_ref(),
+        }
+    }
+}
+
 impl Compiler<'_> {
     pub(super) fn imports(
         &mut self,
@@ -76,8 +95,8 @@ impl Compiler<'_> {
                 checks::account_id,
             ),
             region: self.checked(raw.region.as_ref(), &format!("`{path}.region`"), checks::region),
-            regions: self.regions(raw, path),
-            replica_regions: self.replica_regions(raw, path),
+            regions: self.regions(&RegionFields::of_target(raw), path),
+            replica_regions: self.replica_regions(&RegionFields::of_target(raw), path),
             secret_prefix: self
                 .checked(
                     raw.secret_prefix.as_ref(),
@@ -125,11 +144,11 @@ impl Compiler<'_> {
         Some(out)
     }
 
-    fn regions(&mut self, raw: &crate::config::raw::RawTargetFields, path: &str) -> Vec<String> {
+    pub(super) fn regions(&mut self, raw: &RegionFields<'_>, path: &str) -> Vec<String> {
         let regions = self
-            .region_list(raw.regions.as_ref(), path, "regions", false)
+            .region_list(raw.regions, path, "regions", false)
             .unwrap_or_default();
-        if let (Some(key), Some(_)) = (&raw.kms_key_id, &raw.regions) {
+        if let (Some(key), Some(_)) = (raw.kms_key_id, raw.regions) {
             // A key ARN names one region; every other region's writes would fail.
             let key_region = key.value.strip_prefix("arn:").and_then(|arn| arn.split(':').nth(2));
             if let Some(key_region) = key_region.filter(|r| regions.iter().any(|region| region != r)) {
@@ -143,16 +162,16 @@ impl Compiler<'_> {
                 );
             }
         }
-        if let (Some(region), Some(_)) = (&raw.region, &raw.regions) {
+        if let (Some(region), Some(_)) = (raw.region, raw.regions) {
             self.error(region.mark, format!("`{path}` has both `region` and `regions`"))
                 .hint = Some("list every region under `regions`, or keep one `region`".to_owned());
         }
         regions
     }
 
-    fn replica_regions(&mut self, raw: &crate::config::raw::RawTargetFields, path: &str) -> Option<Vec<String>> {
-        let replicas = self.region_list(raw.replica_regions.as_ref(), path, "replica_regions", true);
-        let listed = raw.replica_regions.as_ref()?;
+    pub(super) fn replica_regions(&mut self, raw: &RegionFields<'_>, path: &str) -> Option<Vec<String>> {
+        let replicas = self.region_list(raw.replica_regions, path, "replica_regions", true);
+        let listed = raw.replica_regions?;
         let homes: Vec<&str> = raw
             .region
             .iter()

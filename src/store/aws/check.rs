@@ -52,13 +52,29 @@ fn locations(pipeline: &Pipeline) -> Vec<Location<'_>> {
     }
     for (name, target) in &pipeline.targets {
         if let TargetKind::Aws(t) = &target.kind {
-            out.push(Location {
-                subject: format!("target `{name}`"),
-                account: t.account_id.as_deref(),
-                role: t.role_arn.as_deref(),
-                region: t.region.as_deref(),
-                bucket: None,
-            });
+            // A target with `regions` is checked in each of them, as each is synced.
+            let regions: Vec<(String, Option<&str>)> = if t.regions.is_empty() {
+                vec![(format!("target `{name}`"), t.region.as_deref())]
+            } else {
+                t.regions
+                    .iter()
+                    .map(|r| {
+                        (
+                            format!("target `{name}{}{r}`", crate::config::UNIT_SEPARATOR),
+                            Some(r.as_str()),
+                        )
+                    })
+                    .collect()
+            };
+            for (subject, region) in regions {
+                out.push(Location {
+                    subject,
+                    account: t.account_id.as_deref(),
+                    role: t.role_arn.as_deref(),
+                    region,
+                    bucket: None,
+                });
+            }
         }
     }
     out
