@@ -242,6 +242,9 @@ struct BreakerLog {
     endpoint: Endpoint,
     metrics: Arc<Metrics>,
     cool_down: Duration,
+    /// Whether the breaker has opened: failsafe also reports "closed" when a breaker is made,
+    /// which is not worth a log line.
+    has_opened: std::sync::atomic::AtomicBool,
 }
 
 impl failsafe::Instrument for BreakerLog {
@@ -251,6 +254,7 @@ impl failsafe::Instrument for BreakerLog {
     }
 
     fn on_open(&self) {
+        self.has_opened.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(
             service = self.endpoint.service,
             endpoint = %self.endpoint.scope,
@@ -268,6 +272,9 @@ impl failsafe::Instrument for BreakerLog {
     }
 
     fn on_closed(&self) {
+        if self.has_opened.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::info!(service = self.endpoint.service, endpoint = %self.endpoint.scope, "circuit breaker closed: the endpoint answers again");
+        }
         self.metrics
             .breaker(self.endpoint.service, &self.endpoint.scope, BreakerState::Closed);
     }
@@ -329,6 +336,7 @@ impl Resilience {
                         endpoint: endpoint.clone(),
                         metrics: Arc::clone(&self.metrics),
                         cool_down: self.settings.breaker_cool_down,
+                        has_opened: std::sync::atomic::AtomicBool::new(false),
                     },
                 )
             })
@@ -782,6 +790,12 @@ mod tests {
             .enable_time()
             .build()
             .expect("runtime");
+        let log = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
         // failsafe reads its own clock; freezing it lets the test move time on.
         failsafe::clock::freeze(|clock| {
             let r = policy(&settings);
@@ -805,6 +819,44 @@ mod tests {
                 r#"secretsync_circuit_breaker_state{service="secretsmanager",endpoint="111111111111/us-east-1"} 0"#
             ));
         });
+        let log = log.text();
+        let order: Vec<usize> = [
+            "circuit breaker opened",
+            "circuit breaker half-open",
+            "circuit breaker closed",
+        ]
+        .iter()
+        .map(|line| log.find(line).unwrap_or_else(|| panic!("no `{line}` in:\n{log}")))
+        .collect();
+        assert!(order.is_sorted(), "{log}");
+        assert_eq!(log.matches("circuit breaker closed").count(), 1, "not when made: {log}");
+    }
+
+    /// Log lines written by a test's subscriber.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Self;
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
     }
 
     #[test]

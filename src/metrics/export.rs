@@ -46,7 +46,7 @@ pub fn classic_text(openmetrics: &str) -> String {
 /// Writes `metrics` to `path` for node-exporter's textfile collector: to a temporary file in the
 /// same directory, then renamed over `path`, so the collector never reads half a file.
 pub fn write_textfile(metrics: &Metrics, path: &Path) -> std::io::Result<()> {
-    crate::files::write_atomic(path, classic_text(&metrics.render()).as_bytes())
+    crate::files::write_atomic(path, classic_text(&metrics.render_own()).as_bytes())
 }
 
 /// Why a push to the Pushgateway failed.

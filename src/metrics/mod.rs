@@ -8,9 +8,11 @@
 //! a secret path, key or value.
 //!
 //! Rendered in the OpenMetrics text format for the `/metrics` endpoint, the node-exporter
-//! textfile and the Pushgateway ([`export`]).
+//! textfile and the Pushgateway ([`export`]); the first and the last also get the standard
+//! `process_*` metrics (module `process`).
 
 pub mod export;
+mod process;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -78,6 +80,11 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
 }
 
+fn target_duration_histogram() -> Histogram {
+    // 0.1 s … ~7 min.
+    Histogram::new(exponential_buckets(0.1, 2.0, 12))
+}
+
 /// A circuit breaker's state as a number (the `secretsync_circuit_breaker_state` gauge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -92,6 +99,8 @@ pub enum BreakerState {
 /// The run's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// The `process_*` metrics (no prefix: the names every Prometheus client library uses).
+    process: Registry,
     api_calls: Family<CallLabels, Counter>,
     api_latency: HistogramFamily,
     retries: Family<OperationLabels, Counter>,
@@ -100,6 +109,7 @@ pub struct Metrics {
     breaker_rejections: Family<EndpointLabels, Counter>,
     secrets: Family<SecretLabels, Counter>,
     target_duration: Family<TargetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    target_durations: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     targets: Family<OutcomeLabels, Gauge>,
     run_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     run_outcome: Family<OutcomeLabels, Gauge>,
@@ -174,6 +184,14 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             target_duration.clone(),
         );
+        let target_durations: Family<OutcomeLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(target_duration_histogram);
+        registry.register_with_unit(
+            "target_durations",
+            "How long targets took, by outcome (ok, failed, skipped): one observation per target",
+            prometheus_client::registry::Unit::Seconds,
+            target_durations.clone(),
+        );
         let targets = Family::<OutcomeLabels, Gauge>::default();
         registry.register(
             "targets",
@@ -207,8 +225,11 @@ impl Metrics {
                 commit: env!("SECRETSYNC_BUILD_COMMIT"),
             })
             .set(1);
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector));
         Self {
             registry,
+            process,
             api_calls,
             api_latency,
             retries,
@@ -217,6 +238,7 @@ impl Metrics {
             breaker_rejections,
             secrets,
             target_duration,
+            target_durations,
             targets,
             run_duration,
             run_outcome,
@@ -301,6 +323,9 @@ impl Metrics {
                 outcome,
             })
             .set(took.as_secs_f64());
+        self.target_durations
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(took.as_secs_f64());
     }
 
     /// Counts one secret change: `action` (`create`, …) and `result` (`planned`, `applied`,
@@ -320,12 +345,27 @@ impl Metrics {
         self.run_finished.set(i64::try_from(now).unwrap_or(i64::MAX));
     }
 
-    /// The OpenMetrics text.
+    /// The OpenMetrics text, with the `process_*` metrics.
     pub fn render(&self) -> String {
-        let mut text = String::new();
+        self.render_with(true)
+    }
+
+    /// The OpenMetrics text without the `process_*` metrics: for node-exporter's textfile
+    /// collector, whose own `process_*` metrics the same names would clash with.
+    pub fn render_own(&self) -> String {
+        self.render_with(false)
+    }
+
+    fn render_with(&self, process: bool) -> String {
+        use prometheus_client::encoding::text;
+        let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        let _ = text::encode_registry(&mut out, &self.registry);
+        if process {
+            let _ = text::encode_registry(&mut out, &self.process);
+        }
+        let _ = text::encode_eof(&mut out);
+        out
     }
 }
 
@@ -359,5 +399,32 @@ mod tests {
         }
         assert!(text.contains("secretsync_build_info{version=\""), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        for name in [
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+            "process_open_fds ",
+        ] {
+            assert!(text.lines().any(|l| l.starts_with(name)), "missing {name} in:\n{text}");
+        }
+        let own = m.render_own();
+        assert!(!own.contains("process_"), "{own}");
+        assert!(own.ends_with("# EOF\n"), "{own}");
+    }
+
+    #[test]
+    fn target_durations_are_a_histogram_by_outcome() {
+        let m = Metrics::new();
+        m.target_finished("A", "ok", Duration::from_millis(150));
+        m.target_finished("B", "ok", Duration::from_secs(3));
+        m.target_finished("C", "failed", Duration::from_secs(1));
+        let text = m.render();
+        for line in [
+            r#"secretsync_target_durations_seconds_count{outcome="ok"} 2"#,
+            r#"secretsync_target_durations_seconds_bucket{le="0.2",outcome="ok"} 1"#,
+            r#"secretsync_target_durations_seconds_count{outcome="failed"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
     }
 }
