@@ -67,6 +67,12 @@ flag exit-code --exit-code
 flag discover --discover
 flag show-values --show-values
 flag adopt --adopt
+flag comment --pr-comment
+# The comment's token: the job's token by default (the input's default is `github.token`).
+token="$(input github-token)"
+if [[ -n "$token" && -z "${GITHUB_TOKEN:-}" ]]; then
+  export GITHUB_TOKEN="$token"
+fi
 max_deletes="$(input max-deletes)"
 if [[ -n "$max_deletes" ]]; then
   [[ "$max_deletes" == +([0-9]) ]] || fail "input 'max-deletes' must be a whole number, not '${max_deletes}'"

@@ -114,6 +114,10 @@ env_vars! {
     ROLLBACK_TO = "SECRETSYNC_ROLLBACK_TO";
     /// Also write the JSON report to this file (`--report`).
     REPORT = "SECRETSYNC_REPORT";
+    /// Link to the run in notifications (`--run-url`).
+    RUN_URL = "SECRETSYNC_RUN_URL";
+    /// Post the plan as a pull-request comment (`--pr-comment`).
+    PR_COMMENT = "SECRETSYNC_PR_COMMENT";
     /// Run shard `I` of `N` (`--shard I/N`).
     SHARD = "SECRETSYNC_SHARD";
     /// Targets merged and synced at once (`--parallel`).
@@ -146,6 +150,18 @@ env_vars! {
     GITHUB_WORKFLOW = "GITHUB_WORKFLOW";
     /// Set by GitHub Actions: the commit the workflow runs on (recorded in the audit log).
     GITHUB_SHA = "GITHUB_SHA";
+    /// Set by GitHub Actions: `https://github.com` or the GitHub Enterprise server (the run's link in notifications).
+    GITHUB_SERVER_URL = "GITHUB_SERVER_URL";
+    /// Set by GitHub Actions: the workflow run's id (the run's link in notifications).
+    GITHUB_RUN_ID = "GITHUB_RUN_ID";
+    /// Set by GitHub Actions: the event that started the workflow (`--pr-comment` comments on `pull_request` events only).
+    GITHUB_EVENT_NAME = "GITHUB_EVENT_NAME";
+    /// Set by GitHub Actions: the file holding the event's payload (the pull request's number).
+    GITHUB_EVENT_PATH = "GITHUB_EVENT_PATH";
+    /// Set by GitHub Actions: the REST API's address (`https://api.github.com`, or a GitHub Enterprise server's).
+    GITHUB_API_URL = "GITHUB_API_URL";
+    /// The job's token, for `--pr-comment` (the Action passes its `github-token` input).
+    GITHUB_TOKEN = "GITHUB_TOKEN";
     /// Vault's address, when the `vault:` block has no `address` (as the Vault CLI reads it).
     VAULT_ADDR = "VAULT_ADDR";
     /// Vault namespace of the `vault:` block, when it has no `namespace`.

@@ -257,6 +257,12 @@ pub struct RunArgs {
     /// Also write the JSON report to FILE.
     #[arg(long, env = EnvVars::REPORT, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// In GitHub Actions on a pull request: post the plan (key names only) as one comment that later runs update (needs `GITHUB_TOKEN` with `pull-requests: write`).
+    #[arg(long, env = EnvVars::PR_COMMENT, value_parser = clap::builder::BoolishValueParser::new())]
+    pub pr_comment: bool,
+    /// Link to this run in notifications (default in GitHub Actions: the workflow run).
+    #[arg(long, env = EnvVars::RUN_URL, value_name = "URL")]
+    pub run_url: Option<String>,
     /// Run shard I of N (0-based): whole inheritance chains, stable across runs. Each shard applies `max_deletes` to its own deletes.
     #[arg(long, env = EnvVars::SHARD, value_name = "I/N")]
     pub shard: Option<Shard>,

@@ -271,10 +271,44 @@ async fn execute(
             source,
         })?;
     }
+    let exit_code = report.exit_code(args.exit_code);
+    let var = |name: &str| crate::env::var(name);
+    let run_url = crate::notify::run_url(args.run_url.as_deref(), var);
+    if args.pr_comment {
+        comment_on_pull_request(&report, &config, run_url.as_deref(), printer).await;
+    }
+    // `plan` is a review (its place is the pull request), not a run anyone is notified of.
+    if !plan_command && !pipeline.settings.webhooks.is_empty() {
+        let run = crate::notify::RunContext {
+            report: &report,
+            exit_code,
+            run_url: run_url.as_deref(),
+        };
+        for warning in crate::notify::send_all(&pipeline.settings.webhooks, &run, var).await {
+            printer.stderr(&format!("warning: {warning}"));
+        }
+    }
     if let Some(url) = &args.metrics.metrics_push {
         export::push(&metrics, url).await?;
     }
-    Ok(report.exit_code(args.exit_code))
+    Ok(exit_code)
+}
+
+/// Posts or updates the plan's pull-request comment; a failure is a warning, and a run that is
+/// not for a pull request (a push, a schedule) has nothing to comment on.
+async fn comment_on_pull_request(report: &RunReport, config: &str, run_url: Option<&str>, printer: Printer) {
+    use crate::pr_comment::{PullRequest, body, marker, post};
+    let pr = match PullRequest::from_env(crate::env::var) {
+        Ok(pr) => pr,
+        Err(why) => {
+            tracing::info!("no pull-request comment: {why}");
+            return;
+        }
+    };
+    match post(&pr, &marker(config), &body(report, config, run_url)).await {
+        Ok(posted) => tracing::info!(pull_request = pr.number, ?posted, "plan comment posted"),
+        Err(e) => printer.stderr(&format!("warning: {e}")),
+    }
 }
 
 /// Waits for Ctrl-C or (on Unix) SIGTERM — what Kubernetes sends a pod it stops — and names it.

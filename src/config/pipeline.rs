@@ -652,6 +652,23 @@ pub struct RunSettings {
     pub discover: bool,
     /// Retries, timeouts, breakers and rate limits.
     pub resilience: ResilienceSettings,
+    /// Webhooks called when the run ends.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A webhook called when a run ends (`pipeline.notify.webhooks[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// The environment variable holding its URL.
+    pub url_env: String,
+    /// The body it gets.
+    pub format: crate::config::raw::WebhookFormat,
+    /// When it is called.
+    pub on: BTreeSet<crate::config::raw::NotifyOn>,
+    /// Time limit of each attempt.
+    pub timeout: Duration,
+    /// Attempts after a failed one.
+    pub retries: u32,
 }
 
 impl Default for RunSettings {
@@ -667,6 +684,7 @@ impl Default for RunSettings {
             continue_on_error: true,
             discover: false,
             resilience: ResilienceSettings::default(),
+            webhooks: Vec::new(),
         }
     }
 }

@@ -718,6 +718,57 @@ pub struct RawPipelineSettings {
     pub discover: Option<bool>,
     /// Retries, timeouts, circuit breakers and rate limits for every call to AWS and Vault.
     pub resilience: Option<Spanned<RawResilience>>,
+    /// Who is told how a run went when it ends (webhooks).
+    pub notify: Option<Spanned<RawNotify>>,
+}
+
+/// `pipeline.notify:` who is told how a run went.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// Webhooks called when a run ends: Slack incoming webhooks, or any receiver of JSON.
+    pub webhooks: Option<Vec<Spanned<RawWebhook>>>,
+}
+
+/// `pipeline.notify.webhooks[]`: one receiver.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// The environment variable holding the webhook's URL. The URL is a secret (whoever has a
+    /// Slack webhook URL can post to the channel): it is never written in the file, logs or
+    /// errors.
+    pub url_env: Option<Spanned<String>>,
+    /// `slack` (an incoming-webhook message) or `json` (the run summary); default `json`.
+    pub format: Option<Spanned<WebhookFormat>>,
+    /// When to call it: `failure`, `changes`, `always` (default `[failure]`).
+    pub on: Option<Vec<Spanned<NotifyOn>>>,
+    /// Time limit of each attempt (default `10s`).
+    pub timeout: Option<Spanned<String>>,
+    /// Attempts after a failed one (default 2; 0 turns retries off).
+    pub retries: Option<Spanned<u64>>,
+}
+
+/// The body a webhook gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// A Slack incoming-webhook message (`text` and `blocks`; also read by Mattermost and
+    /// Rocket.Chat).
+    Slack,
+    /// The run summary as JSON (docs/observability.md describes it).
+    Json,
+}
+
+/// When a webhook is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOn {
+    /// The run failed or was interrupted (exit code 2 or 130).
+    Failure,
+    /// The run changed secrets (a dry run: planned changes).
+    Changes,
+    /// Every run.
+    Always,
 }
 
 /// `pipeline.resilience:` how calls to AWS and Vault survive throttling and outages.

@@ -61,6 +61,19 @@ pub fn render(report: &RunReport, style: Styler, options: HumanOptions) -> Strin
     out
 }
 
+/// One target's section without colour, key names shown and values never (a pull-request
+/// comment's collapsed block).
+pub fn target_section(target: &TargetReport, report: &RunReport) -> String {
+    let mut out = String::new();
+    let options = HumanOptions {
+        key_detail: true,
+        show_values: false,
+        only_maskable: false,
+    };
+    render_target(&mut out, target, report, Styler { color: false }, options);
+    out
+}
+
 fn header(target: &TargetReport, style: Styler) -> String {
     let imports = if target.imports.is_empty() {
         String::from("no imports")

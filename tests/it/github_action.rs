@@ -40,6 +40,9 @@ fn dockerfile_exec_form(dockerfile: &str, instruction: &str) -> Vec<String> {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{instruction} is not in exec form ({e}): {line}"))
 }
 
+/// The job's token, as the runner gives `${{ github.token }}`.
+const JOB_TOKEN: &str = "ghs_job_token_from_the_runner";
+
 fn action() -> Action {
     let manifest = yaml_as_json(&std::fs::read_to_string(repo().join("action.yml")).unwrap());
     assert_eq!(manifest["runs"]["using"], "docker");
@@ -55,9 +58,14 @@ fn action() -> Action {
         .map(|(name, spec)| {
             let default = match &spec["default"] {
                 Value::Null => String::new(),
-                Value::String(s) => s.clone(),
+                // The runner evaluates defaults too; `github.token` is the job's token.
+                Value::String(s) => s.replace("${{ github.token }}", JOB_TOKEN),
                 other => other.to_string(),
             };
+            assert!(
+                !default.contains("${{"),
+                "the runner model cannot evaluate the default of `{name}`: {default}"
+            );
             (name.clone(), default)
         })
         .collect();
@@ -161,6 +169,11 @@ impl Action {
 
     /// Runs the step in `workspace` with `given` inputs.
     fn run(&self, workspace: &Path, given: &[(&str, &str)]) -> Step {
+        self.run_with(workspace, given, &[])
+    }
+
+    /// Runs the step with `given` inputs and these runner variables too.
+    fn run_with(&self, workspace: &Path, given: &[(&str, &str)], vars: &[(&str, &str)]) -> Step {
         let mut with = self.inputs.clone();
         for (name, value) in given {
             assert!(with.contains_key(*name), "action.yml declares no input `{name}`");
@@ -200,6 +213,7 @@ impl Action {
         for (name, value) in &with {
             cmd.env(format!("INPUT_{}", name.replace(' ', "_").to_uppercase()), value);
         }
+        cmd.envs(vars.iter().copied());
         let out = cmd.output().expect("run entrypoint.sh");
         let outputs = std::fs::read_to_string(&outputs)
             .unwrap()
@@ -421,4 +435,136 @@ fn show_values_in_actions_masks_every_value_it_prints_even_with_percent_and_shor
         "{}",
         local.stdout
     );
+}
+
+/// The comments of the pull request, with their ids.
+type Comments = std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>>;
+
+/// A local server speaking the GitHub REST shapes of issue comments (list, create, edit) for
+/// `acme/infra#5`, checking the token; `writable: false` answers writes as a token without
+/// `pull-requests: write` gets answered.
+fn github_api(writable: bool) -> (crate::support::receiver::Receiver, Comments) {
+    let comments = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, String)>::new()));
+    let state = std::sync::Arc::clone(&comments);
+    let receiver = crate::support::receiver::Receiver::new(move |req| {
+        if req.header("authorization") != Some(&format!("Bearer {JOB_TOKEN}")) {
+            return (401, r#"{"message": "Bad credentials"}"#.to_owned());
+        }
+        let mut comments = state.lock().unwrap();
+        let list = |c: &Vec<(u64, String)>| {
+            serde_json::to_string(&c.iter().map(|(id, body)| serde_json::json!({"id": id, "body": body, "user": {"login": "github-actions[bot]"}})).collect::<Vec<_>>()).unwrap()
+        };
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/repos/acme/infra/issues/5/comments?per_page=100&page=1") => (200, list(&comments)),
+            ("POST" | "PATCH", _) if !writable => (
+                403,
+                r#"{"message": "Resource not accessible by integration"}"#.to_owned(),
+            ),
+            ("POST", "/repos/acme/infra/issues/5/comments") => {
+                let id = 1000 + comments.len() as u64;
+                comments.push((id, req.json()["body"].as_str().unwrap().to_owned()));
+                (201, serde_json::json!({"id": id}).to_string())
+            }
+            ("PATCH", path) => {
+                let id: u64 = path
+                    .strip_prefix("/repos/acme/infra/issues/comments/")
+                    .and_then(|id| id.parse().ok())
+                    .unwrap_or(0);
+                match comments.iter_mut().find(|(i, _)| *i == id) {
+                    Some(comment) => {
+                        req.json()["body"].as_str().unwrap().clone_into(&mut comment.1);
+                        (200, serde_json::json!({"id": id}).to_string())
+                    }
+                    None => (404, r#"{"message": "Not Found"}"#.to_owned()),
+                }
+            }
+            _ => (404, r#"{"message": "Not Found"}"#.to_owned()),
+        }
+    });
+    (receiver, comments)
+}
+
+/// Runner variables of a `pull_request` event for `acme/infra#5`, the API at `api`.
+fn pull_request_event(env: &Test, api: &str) -> Vec<(String, String)> {
+    let event = env.write(
+        "event.json",
+        r#"{"action": "synchronize", "number": 5, "pull_request": {"number": 5}}"#,
+    );
+    vec![
+        ("GITHUB_EVENT_NAME".to_owned(), "pull_request".to_owned()),
+        ("GITHUB_EVENT_PATH".to_owned(), event.display().to_string()),
+        ("GITHUB_REPOSITORY".to_owned(), "acme/infra".to_owned()),
+        ("GITHUB_API_URL".to_owned(), api.to_owned()),
+    ]
+}
+
+fn as_refs(vars: &[(String, String)]) -> Vec<(&str, &str)> {
+    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+#[test]
+fn comment_true_posts_the_plan_once_and_later_runs_edit_it() {
+    let env = Test::new();
+    let workspace = workspace(&env, "");
+    let (api, comments) = github_api(true);
+    let vars = pull_request_event(&env, &api.url);
+    std::fs::write(
+        workspace.join("sources/payments/zz-canary.json"),
+        format!(r#"{{"token": "{CANARY}"}}"#),
+    )
+    .unwrap();
+    let inputs = [("dry-run", "true"), ("comment", "true")];
+    let step = action().run_with(&workspace, &inputs, &as_refs(&vars));
+    assert_eq!(step.code, 0, "{}", step.show());
+    let first = comments.lock().unwrap().clone();
+    assert_eq!(first.len(), 1, "one comment: {first:?}");
+    let body = &first[0].1;
+    assert!(body.starts_with("<!-- secretsync:plan config.yaml -->"), "{body}");
+    assert!(body.contains("<details><summary><code>Staging</code>:"), "{body}");
+    // Key names only: the canary's key is named, its value never.
+    assert!(body.contains("+ zz-canary") && body.contains("keys: +token"), "{body}");
+    assert!(!body.contains(CANARY), "a value in the comment: {body}");
+
+    // The next push: the same comment, edited.
+    let step = action().run_with(&workspace, &[("comment", "true")], &as_refs(&vars));
+    assert_eq!(step.code, 0, "{}", step.show());
+    let second = comments.lock().unwrap().clone();
+    assert_eq!(second.len(), 1, "still one comment: {second:?}");
+    assert_eq!(second[0].0, first[0].0);
+    assert_ne!(second[0].1, first[0].1, "edited with the new plan");
+    assert!(second[0].1.contains("secretsync sync"), "{}", second[0].1);
+    let requests = api.received();
+    assert_eq!(
+        requests.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
+        ["GET", "POST", "GET", "PATCH"],
+        "{requests:?}"
+    );
+}
+
+/// A value that must never reach a comment.
+const CANARY: &str = "canary-4b1d9e-never-in-a-comment";
+
+#[test]
+fn a_token_that_cannot_comment_is_a_warning_with_the_fix_and_a_push_is_not_commented() {
+    let env = Test::new();
+    let workspace = workspace(&env, "");
+    let (api, comments) = github_api(false);
+    let vars = pull_request_event(&env, &api.url);
+    let step = action().run_with(&workspace, &[("dry-run", "true"), ("comment", "true")], &as_refs(&vars));
+    assert_eq!(step.code, 0, "the exit code is the plan's: {}", step.show());
+    assert!(
+        step.stderr.contains(
+            "warning: cannot comment on pull request #5: cannot post the comment: GitHub answered 403 Forbidden"
+        ) && step.stderr.contains("permissions: { pull-requests: write }"),
+        "{}",
+        step.show()
+    );
+    assert!(comments.lock().unwrap().is_empty());
+
+    let mut push = vars.clone();
+    push[0].1 = "push".to_owned();
+    let before = api.received().len();
+    let step = action().run_with(&workspace, &[("dry-run", "true"), ("comment", "true")], &as_refs(&push));
+    assert_eq!(step.code, 0, "{}", step.show());
+    assert_eq!(api.received().len(), before, "no pull request, no call");
 }

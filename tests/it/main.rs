@@ -17,6 +17,7 @@ mod github_action;
 mod graph_render;
 mod history;
 mod migrate;
+mod notify;
 mod observability;
 mod quickstart;
 mod regions;

@@ -8,6 +8,7 @@
 //! modules hold what tests against the testbed share.
 
 pub(crate) mod aws;
+pub(crate) mod receiver;
 pub(crate) mod scenario;
 pub(crate) mod vault;
 

@@ -1,10 +1,13 @@
-//! `pipeline:` — run settings (parallelism, deletes, logs) and `resilience:` (retries, timeouts,
-//! circuit breakers, rate limits).
+//! `pipeline:` — run settings (parallelism, deletes, logs), `resilience:` (retries, timeouts,
+//! circuit breakers, rate limits) and `notify:` (webhooks).
 
 use super::Compiler;
 use crate::config::de::Spanned;
-use crate::config::pipeline::{Deletion, ResilienceSettings, RunSettings};
-use crate::config::raw::{RawPipelineSettings, RawResilience};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::config::pipeline::{Deletion, ResilienceSettings, RunSettings, Webhook};
+use crate::config::raw::{NotifyOn, RawPipelineSettings, RawResilience, RawWebhook, WebhookFormat};
 
 impl Compiler<'_> {
     pub(super) fn settings(&mut self, raw: Option<&RawPipelineSettings>) -> RunSettings {
@@ -46,7 +49,52 @@ impl Compiler<'_> {
         if let Some(resilience) = &raw.resilience {
             s.resilience = self.resilience(resilience);
         }
+        if let Some(notify) = &raw.notify {
+            s.webhooks = notify
+                .webhooks
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(i, w)| self.webhook(w, &format!("pipeline.notify.webhooks[{i}]")))
+                .collect();
+        }
         s
+    }
+
+    fn webhook(&mut self, raw: &Spanned<RawWebhook>, at: &str) -> Option<Webhook> {
+        let url_env = self.required(raw.url_env.as_ref(), raw.mark, "url_env", at)?;
+        let valid_name = !url_env.value.is_empty()
+            && !url_env.value.starts_with(|c: char| c.is_ascii_digit())
+            && url_env.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            // Not echoed: a URL written here by mistake is a secret.
+            self.error(
+                url_env.mark,
+                format!("`{at}.url_env` must name an environment variable (letters, digits and `_`)"),
+            )
+            .hint = Some(
+                "put the URL in a variable (`export SLACK_WEBHOOK_URL=https://hooks.slack.com/…`) and write its name: `url_env: SLACK_WEBHOOK_URL`"
+                    .to_owned(),
+            );
+        }
+        let on: BTreeSet<NotifyOn> = match &raw.on {
+            Some(list) if list.is_empty() => {
+                self.error(raw.mark, format!("`{at}.on` is empty")).hint =
+                    Some("list `failure`, `changes` or `always`, or remove the webhook".to_owned());
+                BTreeSet::new()
+            }
+            Some(list) => list.iter().map(|t| t.value).collect(),
+            None => BTreeSet::from([NotifyOn::Failure]),
+        };
+        let timeout = self.duration(raw.timeout.as_ref(), &format!("{at}.timeout"), Duration::from_secs(10));
+        let retries = self.bounded(raw.retries.as_ref(), &format!("{at}.retries"), 0..=10, 2);
+        Some(Webhook {
+            url_env: url_env.value.clone(),
+            format: raw.format.as_ref().map_or(WebhookFormat::Json, |f| f.value),
+            on,
+            timeout,
+            retries,
+        })
     }
 
     pub(super) fn resilience(&mut self, raw: &Spanned<RawResilience>) -> ResilienceSettings {

@@ -1,0 +1,274 @@
+//! The plan as a pull-request comment (`--pr-comment`, the Action's `comment: true`): the review
+//! users know from Atlantis and tfcmt. One *sticky* comment per pipeline file: found again by a
+//! hidden marker and edited in place by later runs, so a pull request pushed ten times has one
+//! comment with the latest plan, not ten.
+//!
+//! It speaks the GitHub REST API at `GITHUB_API_URL` (GitHub Enterprise servers, and tests,
+//! point it elsewhere) with the job's `GITHUB_TOKEN`. The comment holds names and counts, never
+//! a value (the plan is rendered as the human output without `--show-values`). A comment that
+//! cannot be posted is a warning with the fix; it never changes the run's exit code.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::env::EnvVars;
+use crate::report::{RunReport, TargetStatus};
+
+/// GitHub refuses comments over 65,536 characters; the target blocks stop short of that.
+const MAX_COMMENT: usize = 60_000;
+
+/// Where the comment goes, from the runner's variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// `https://api.github.com` or a GitHub Enterprise server's API.
+    pub api_url: String,
+    /// `owner/repo`.
+    pub repository: String,
+    /// The pull request's number.
+    pub number: u64,
+    /// The job's token.
+    pub token: String,
+}
+
+/// Why there is no pull request to comment on (each is logged, none is an error: the same
+/// workflow often runs on pushes too).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAPullRequest {
+    /// Not a `pull_request` event.
+    #[error("the event is `{0}`, not a pull request")]
+    Event(String),
+    /// A variable the runner sets is missing.
+    #[error("`{0}` is not set (is this GitHub Actions?)")]
+    Missing(&'static str),
+    /// The event file has no pull request number.
+    #[error("the event file has no pull request number")]
+    NoNumber,
+}
+
+impl PullRequest {
+    /// The pull request this job runs for, from `GITHUB_EVENT_NAME`, `GITHUB_EVENT_PATH`,
+    /// `GITHUB_REPOSITORY`, `GITHUB_API_URL` and `GITHUB_TOKEN`.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, NotAPullRequest> {
+        let need = |name: &'static str| {
+            var(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(NotAPullRequest::Missing(name))
+        };
+        let event = need(EnvVars::GITHUB_EVENT_NAME)?;
+        if !matches!(event.as_str(), "pull_request" | "pull_request_target") {
+            return Err(NotAPullRequest::Event(event));
+        }
+        let event_file = need(EnvVars::GITHUB_EVENT_PATH)?;
+        let payload: Value = std::fs::read(&event_file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or(NotAPullRequest::NoNumber)?;
+        let number = payload["pull_request"]["number"]
+            .as_u64()
+            .or_else(|| payload["number"].as_u64())
+            .ok_or(NotAPullRequest::NoNumber)?;
+        Ok(Self {
+            api_url: var(EnvVars::GITHUB_API_URL)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "https://api.github.com".to_owned())
+                .trim_end_matches('/')
+                .to_owned(),
+            repository: need(EnvVars::GITHUB_REPOSITORY)?,
+            number,
+            token: need(EnvVars::GITHUB_TOKEN)?,
+        })
+    }
+}
+
+/// The hidden line that makes the comment findable again: one comment per pipeline file.
+pub fn marker(config: &str) -> String {
+    format!("<!-- secretsync:plan {} -->", config.replace("--", "-"))
+}
+
+/// The comment: the marker, a summary line, the step-summary table, then one collapsed block
+/// per synced target with its changes (key names only).
+pub fn body(report: &RunReport, config: &str, run_url: Option<&str>) -> String {
+    let mut out = marker(config);
+    out.push('\n');
+    out.push_str(&crate::report::github::step_summary(report));
+    if let Some(url) = run_url {
+        let _ = writeln!(out, "\n[The run]({url}) · run `{}`", report.run_id);
+    }
+    let mut left = 0;
+    for target in report.targets.iter().filter(|t| t.sync_selected) {
+        let c = target.counts();
+        let state = match &target.status {
+            TargetStatus::Ok if c.changes() == 0 && !target.has_problems() => continue,
+            TargetStatus::Ok => format!(
+                "{} create, {} update, {} delete",
+                c.create,
+                c.update + c.restore + c.adopt,
+                c.delete
+            ),
+            TargetStatus::Failed { .. } => "failed".to_owned(),
+            TargetStatus::Skipped { .. } => "skipped".to_owned(),
+        };
+        let section = crate::report::human::target_section(target, report).replace("```", "ˋˋˋ");
+        let block = format!(
+            "\n<details><summary><code>{}</code>: {state}</summary>\n\n```diff\n{}```\n</details>\n",
+            html_escape(&target.name),
+            section
+        );
+        if out.len() + block.len() > MAX_COMMENT {
+            left += 1;
+            continue;
+        }
+        out.push_str(&block);
+    }
+    if left > 0 {
+        let _ = writeln!(
+            out,
+            "\n… {left} more targets with changes: too long for a comment, see the run."
+        );
+    }
+    out
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Why the comment could not be posted.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot comment on pull request #{number}: {detail}")]
+pub struct CommentError {
+    /// The pull request.
+    pub number: u64,
+    /// What went wrong, with the fix when known.
+    pub detail: String,
+}
+
+/// What posting did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    /// A new comment.
+    Created,
+    /// The earlier comment, edited.
+    Updated,
+}
+
+/// Creates the comment, or edits the one an earlier run made (found by its marker).
+pub async fn post(pr: &PullRequest, marker: &str, body: &str) -> Result<Posted, CommentError> {
+    let fail = |detail: String| CommentError {
+        number: pr.number,
+        detail,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .user_agent(concat!("secretsync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let request = |method: reqwest::Method, url: String| {
+        client
+            .request(method, url)
+            .bearer_auth(&pr.token)
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28")
+    };
+    let base = format!("{}/repos/{}/issues", pr.api_url, pr.repository);
+    let mut existing = None;
+    for page in 1..=50 {
+        let answer = request(
+            reqwest::Method::GET,
+            format!("{base}/{}/comments?per_page=100&page={page}", pr.number),
+        )
+        .send()
+        .await
+        .map_err(|e| fail(crate::error_chain::chain(&e.without_url())))?;
+        let comments: Vec<Value> = checked(answer, "list the comments").await.map_err(fail)?;
+        existing = comments
+            .iter()
+            .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
+            .and_then(|c| c["id"].as_u64());
+        if existing.is_some() || comments.len() < 100 {
+            break;
+        }
+    }
+    let (answer, posted) = match existing {
+        Some(id) => (
+            request(reqwest::Method::PATCH, format!("{base}/comments/{id}"))
+                .json(&json!({ "body": body }))
+                .send()
+                .await,
+            Posted::Updated,
+        ),
+        None => (
+            request(reqwest::Method::POST, format!("{base}/{}/comments", pr.number))
+                .json(&json!({ "body": body }))
+                .send()
+                .await,
+            Posted::Created,
+        ),
+    };
+    let answer = answer.map_err(|e| fail(crate::error_chain::chain(&e.without_url())))?;
+    let _: Value = checked(answer, "post the comment").await.map_err(fail)?;
+    Ok(posted)
+}
+
+/// The answer's JSON, or what went wrong with the fix for the usual causes.
+async fn checked<T: serde::de::DeserializeOwned>(answer: reqwest::Response, doing: &str) -> Result<T, String> {
+    let status = answer.status();
+    if status.is_success() {
+        return answer
+            .json()
+            .await
+            .map_err(|e| format!("cannot {doing}: GitHub's answer is not what its API returns ({e})"));
+    }
+    let hint = match status.as_u16() {
+        401 => "the token was refused: pass the job's token (`GITHUB_TOKEN`, the Action's `github-token` input)",
+        403 | 404 => {
+            "the token may not write to pull requests: give the job `permissions: { pull-requests: write }` (a pull request from a fork gets a read-only token)"
+        }
+        _ => "GitHub may be unavailable; the next run will post it",
+    };
+    Err(format!("cannot {doing}: GitHub answered {status}; {hint}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actions(event: &str, path: &str) -> impl Fn(&str) -> Option<String> {
+        let event = event.to_owned();
+        let path = path.to_owned();
+        move |name: &str| match name {
+            "GITHUB_EVENT_NAME" => Some(event.clone()),
+            "GITHUB_EVENT_PATH" => Some(path.clone()),
+            "GITHUB_REPOSITORY" => Some("acme/infra".to_owned()),
+            "GITHUB_TOKEN" => Some("ghs_token".to_owned()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_pull_request_comes_from_the_event_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        std::fs::write(&path, r#"{"pull_request": {"number": 17}}"#).unwrap();
+        let path = path.display().to_string();
+        let pr = PullRequest::from_env(actions("pull_request", &path)).unwrap();
+        assert_eq!(pr.number, 17);
+        assert_eq!(pr.api_url, "https://api.github.com");
+        assert_eq!(pr.repository, "acme/infra");
+        assert_eq!(
+            PullRequest::from_env(actions("push", &path)),
+            Err(NotAPullRequest::Event("push".to_owned()))
+        );
+        std::fs::write(dir.path().join("event.json"), "{}").unwrap();
+        assert_eq!(
+            PullRequest::from_env(actions("pull_request", &path)),
+            Err(NotAPullRequest::NoNumber)
+        );
+    }
+
+    #[test]
+    fn the_marker_cannot_end_the_html_comment_early() {
+        assert_eq!(marker("a-->b.yaml"), "<!-- secretsync:plan a->b.yaml -->");
+    }
+}
