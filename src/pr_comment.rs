@@ -193,14 +193,16 @@ pub async fn post(pr: &PullRequest, marker: &str, body: &str) -> Result<Posted, 
     let (answer, posted) = match existing {
         Some(id) => (
             request(reqwest::Method::PATCH, format!("{base}/comments/{id}"))
-                .json(&json!({ "body": body }))
+                .header("content-type", "application/json")
+                .body(json!({ "body": body }).to_string())
                 .send()
                 .await,
             Posted::Updated,
         ),
         None => (
             request(reqwest::Method::POST, format!("{base}/{}/comments", pr.number))
-                .json(&json!({ "body": body }))
+                .header("content-type", "application/json")
+                .body(json!({ "body": body }).to_string())
                 .send()
                 .await,
             Posted::Created,
@@ -215,9 +217,11 @@ pub async fn post(pr: &PullRequest, marker: &str, body: &str) -> Result<Posted, 
 async fn checked<T: serde::de::DeserializeOwned>(answer: reqwest::Response, doing: &str) -> Result<T, String> {
     let status = answer.status();
     if status.is_success() {
-        return answer
-            .json()
+        let bytes = answer
+            .bytes()
             .await
+            .map_err(|e| format!("cannot {doing}: {}", crate::error_chain::chain(&e.without_url())))?;
+        return serde_json::from_slice(&bytes)
             .map_err(|e| format!("cannot {doing}: GitHub's answer is not what its API returns ({e})"));
     }
     let hint = match status.as_u16() {

@@ -74,7 +74,9 @@ impl Sample {
     }
 }
 
-/// Exports a fresh [`Sample`] at each scrape.
+/// Exports a fresh [`Sample`] at each scrape, with the HELP texts of Prometheus's Go client
+/// word for word (a Pushgateway, itself a Go program with these metrics, keeps one HELP per
+/// name).
 #[derive(Debug)]
 pub(super) struct ProcessCollector;
 
@@ -89,27 +91,27 @@ impl Collector for ProcessCollector {
         };
         gauge(
             "process_resident_memory_bytes",
-            "Resident memory size in bytes",
+            "Resident memory size in bytes.",
             sample.resident_bytes,
         )?;
         gauge(
             "process_virtual_memory_bytes",
-            "Virtual memory size in bytes",
+            "Virtual memory size in bytes.",
             sample.virtual_bytes,
         )?;
         gauge(
             "process_start_time_seconds",
-            "Start time of the process since the Unix epoch in seconds",
+            "Start time of the process since unix epoch in seconds.",
             sample.start_time_seconds,
         )?;
-        gauge("process_open_fds", "Number of open file descriptors", sample.open_fds)?;
+        gauge("process_open_fds", "Number of open file descriptors.", sample.open_fds)?;
         if let Some(max) = sample.max_fds {
-            gauge("process_max_fds", "Maximum number of open file descriptors", max)?;
+            gauge("process_max_fds", "Maximum number of open file descriptors.", max)?;
         }
         let cpu = ConstCounter::new(sample.cpu_seconds);
         cpu.encode(encoder.encode_descriptor(
             "process_cpu_seconds",
-            "Total user and system CPU time spent in seconds",
+            "Total user and system CPU time spent in seconds.",
             None,
             cpu.metric_type(),
         )?)
