@@ -91,7 +91,17 @@ pub fn marker(config: &str) -> String {
 pub fn body(report: &RunReport, config: &str, run_url: Option<&str>) -> String {
     let mut out = marker(config);
     out.push('\n');
-    out.push_str(&crate::report::github::step_summary(report));
+    let summary = crate::report::github::step_summary(report);
+    if summary.len() > MAX_COMMENT {
+        // Thousands of targets or problems: the table is cut at a line, and says so.
+        let cut = summary[..summary.floor_char_boundary(MAX_COMMENT)]
+            .rfind('\n')
+            .unwrap_or(0);
+        out.push_str(&summary[..cut]);
+        out.push_str("\n\n… the rest of the table is too long for a comment: see the run.\n");
+    } else {
+        out.push_str(&summary);
+    }
     if let Some(url) = run_url {
         let _ = writeln!(out, "\n[The run]({url}) · run `{}`", report.run_id);
     }
@@ -268,6 +278,34 @@ mod tests {
         assert_eq!(
             PullRequest::from_env(actions("pull_request", &path)),
             Err(NotAPullRequest::NoNumber)
+        );
+    }
+
+    #[test]
+    fn a_comment_for_thousands_of_targets_stays_under_githubs_limit() {
+        let target = |i: usize| crate::report::TargetReport {
+            name: format!("account-with-a-rather-long-name-{i:05}"),
+            level: 1,
+            kind: "aws",
+            destination: String::new(),
+            imports: Vec::new(),
+            sync_selected: true,
+            merge: None,
+            plan: None,
+            status: TargetStatus::Skipped {
+                because: "an earlier target failed and `continue_on_error` is false".to_owned(),
+            },
+            duration: std::time::Duration::ZERO,
+        };
+        let report = RunReport {
+            targets: (0..5000).map(target).collect(),
+            ..RunReport::default()
+        };
+        let text = body(&report, "pipeline.yaml", None);
+        assert!(text.len() < 65_536, "{}", text.len());
+        assert!(
+            text.contains("the rest of the table is too long for a comment"),
+            "says it was cut"
         );
     }
 
