@@ -118,6 +118,8 @@ env_vars! {
     RUN_URL = "SECRETSYNC_RUN_URL";
     /// Post the plan as a pull-request comment (`--pr-comment`).
     PR_COMMENT = "SECRETSYNC_PR_COMMENT";
+    /// Send the run's traces to this OpenTelemetry collector over OTLP/HTTP, e.g. `http://localhost:4318` (`--otlp-endpoint`; `/v1/traces` is added).
+    OTLP_ENDPOINT = "SECRETSYNC_OTLP_ENDPOINT";
     /// Run shard `I` of `N` (`--shard I/N`).
     SHARD = "SECRETSYNC_SHARD";
     /// Targets merged and synced at once (`--parallel`).
@@ -162,6 +164,22 @@ env_vars! {
     GITHUB_API_URL = "GITHUB_API_URL";
     /// The job's token, for `--pr-comment` (the Action passes its `github-token` input).
     GITHUB_TOKEN = "GITHUB_TOKEN";
+    /// OpenTelemetry: the collector's base URL; traces go to its `/v1/traces` (OTLP/HTTP, protobuf). Setting it turns traces on.
+    OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    /// OpenTelemetry: the full URL traces go to (wins over `OTEL_EXPORTER_OTLP_ENDPOINT`). Setting it turns traces on.
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+    /// OpenTelemetry: the OTLP protocol; only `http/protobuf` (the default) is built in — another value is a warning and no traces.
+    OTEL_EXPORTER_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL";
+    /// OpenTelemetry: the protocol for traces (wins over `OTEL_EXPORTER_OTLP_PROTOCOL`).
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+    /// OpenTelemetry: `otlp` turns traces on (to `http://localhost:4318` when no endpoint is set); `none` turns them off.
+    OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER";
+    /// OpenTelemetry: `true` turns traces off (`--otlp-endpoint` still turns them on).
+    OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED";
+    /// W3C trace context (`00-<trace id>-<span id>-<flags>`) set by whatever started the run: with traces on, the run's root span becomes its child.
+    TRACEPARENT = "TRACEPARENT";
+    /// W3C trace state that goes with `TRACEPARENT`.
+    TRACESTATE = "TRACESTATE";
     /// Vault's address, when the `vault:` block has no `address` (as the Vault CLI reads it).
     VAULT_ADDR = "VAULT_ADDR";
     /// Vault namespace of the `vault:` block, when it has no `namespace`.
@@ -209,7 +227,12 @@ pub fn markdown() -> String {
     out.push_str(
         "\nThe AWS SDK's credential chain, used when `AWS_ACCESS_KEY_ID` is not set, reads its own variables\n\
          (`AWS_PROFILE`, `AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, `AWS_WEB_IDENTITY_TOKEN_FILE`,\n\
-         `AWS_ROLE_ARN`, `AWS_CONTAINER_CREDENTIALS_*`, `AWS_EC2_METADATA_DISABLED`, …) as the AWS CLI does.\n",
+         `AWS_ROLE_ARN`, `AWS_CONTAINER_CREDENTIALS_*`, `AWS_EC2_METADATA_DISABLED`, …) as the AWS CLI does.\n\n\
+         With traces on, the OpenTelemetry SDK reads its own variables as every OpenTelemetry SDK does:\n\
+         `OTEL_SERVICE_NAME` (default here: `secretsync`), `OTEL_RESOURCE_ATTRIBUTES`,\n\
+         `OTEL_EXPORTER_OTLP_HEADERS` / `OTEL_EXPORTER_OTLP_TRACES_HEADERS` (e.g. an API key; never logged),\n\
+         `OTEL_EXPORTER_OTLP_TIMEOUT` / `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_TRACES_SAMPLER`,\n\
+         `OTEL_TRACES_SAMPLER_ARG` and `OTEL_BSP_*`.\n",
     );
     out
 }

@@ -33,6 +33,7 @@ pub mod report;
 pub mod resilience;
 pub mod store;
 pub mod suggest;
+pub mod telemetry;
 pub mod url_text;
 pub mod version;
 
@@ -66,6 +67,10 @@ pub fn main() -> std::process::ExitCode {
             err.exit_code()
         }
     };
+    // Outside the runtime: the exporter's blocking HTTP client must not run on a runtime thread.
+    if let Some(warning) = telemetry::finish() {
+        printer.stderr(&format!("warning: {warning}"));
+    }
     // Every write has finished by now; what may remain is a read abandoned after Ctrl-C, which
     // must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));

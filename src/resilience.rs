@@ -148,8 +148,9 @@ impl Default for ResilienceSettings {
 /// The fewest attempts an STS call gets, whatever `retries.max_attempts` says.
 const STS_MIN_ATTEMPTS: u32 = 10;
 
-/// Where a call goes: one breaker (and one set of rate limiters) per endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Where a call goes: one breaker (and one set of rate limiters) per endpoint. Its trace
+/// attributes describe it and take no part in telling endpoints apart.
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// `secretsmanager`, `s3` or `vault`.
     pub service: &'static str,
@@ -158,6 +159,8 @@ pub struct Endpoint {
     /// The scope whose rate limiters this endpoint shares, when the quota is wider than the
     /// breaker (STS: one request quota per calling account, one breaker per assumed role).
     pub quota_scope: Option<String>,
+    /// What traces say about the endpoint (`cloud.region`, `server.address`, …).
+    pub attributes: Vec<(&'static str, String)>,
 }
 
 impl Endpoint {
@@ -167,7 +170,15 @@ impl Endpoint {
             service,
             scope: scope.into(),
             quota_scope: None,
+            attributes: Vec::new(),
         }
+    }
+
+    /// This endpoint with a trace attribute (OpenTelemetry semantic-convention names).
+    #[must_use]
+    pub fn with_attribute(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.attributes.push((key, value.into()));
+        self
     }
 
     /// This endpoint with its own breaker but the rate limiters of `quota_scope`.
@@ -183,6 +194,37 @@ impl Endpoint {
             Some(scope) => Self::new(self.service, scope.clone()),
             None => self.clone(),
         }
+    }
+
+    /// What identifies the endpoint (breakers and rate limiters are kept per identity).
+    fn identity(&self) -> (&'static str, &str, Option<&str>) {
+        (self.service, &self.scope, self.quota_scope.as_deref())
+    }
+}
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for Endpoint {}
+
+impl PartialOrd for Endpoint {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Endpoint {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
+    }
+}
+
+impl std::hash::Hash for Endpoint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
     }
 }
 
@@ -211,6 +253,10 @@ pub trait CallError: Sized {
     /// The error with a note about the attempts made appended.
     #[must_use]
     fn with_note(self, note: &str) -> Self;
+    /// The HTTP status of the answer, when the error carries one (for traces).
+    fn status(&self) -> Option<u16> {
+        None
+    }
 }
 
 /// Whether a failure of `class` is worth retrying.
@@ -461,6 +507,15 @@ impl Resilience {
         } else {
             settings.max_attempts
         };
+        let span = tracing::debug_span!(
+            "call",
+            service,
+            operation,
+            endpoint = %endpoint.scope,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+        );
+        crate::telemetry::describe_call(&span, service, operation, &endpoint.attributes);
         let backoff = ExponentialBuilder::default()
             .with_min_delay(settings.base_delay)
             .with_max_delay(settings.max_delay)
@@ -488,10 +543,11 @@ impl Resilience {
                     "retrying"
                 );
             })
-            .instrument(tracing::debug_span!("call", service, operation, endpoint = %endpoint.scope))
+            .instrument(span.clone())
             .await;
         let made = attempts.load(std::sync::atomic::Ordering::Relaxed);
         result.map_err(|e| {
+            crate::telemetry::failed(&span, e.class().label(), e.status());
             let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             if made > 1 {
                 tracing::warn!(

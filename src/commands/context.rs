@@ -11,7 +11,7 @@ use crate::output::Printer;
 
 pub(super) async fn run(global: &GlobalArgs, printer: Printer) -> Result<u8, CliError> {
     let pipeline = load(global, printer)?;
-    init_logging(global, Some(&pipeline));
+    init_logging(global, Some(&pipeline))?;
     let context = crate::store::BuildContext::new(&pipeline);
     let lines = crate::store::aws::check_pipeline(&pipeline, context.aws()).await;
     Ok(render_checks("AWS execution context", "no AWS", &lines, printer))

@@ -42,7 +42,7 @@ pub(super) async fn run_discovery(
 
 pub(super) async fn run(global: &GlobalArgs, args: &DiscoverArgs, printer: Printer) -> Result<u8, CliError> {
     let pipeline = load(global, printer)?;
-    init_logging(global, Some(&pipeline));
+    init_logging(global, Some(&pipeline))?;
     if pipeline.dynamic_targets.is_empty() {
         return Err(CliError::usage(
             "the pipeline has no `dynamic_targets`, so there is nothing to discover",

@@ -10,7 +10,7 @@ use crate::output::Printer;
 
 pub(super) fn run(global: &GlobalArgs, args: &GraphArgs, printer: Printer) -> Result<u8, CliError> {
     let pipeline = load(global, printer)?;
-    init_logging(global, Some(&pipeline));
+    init_logging(global, Some(&pipeline))?;
     let text = match args.format {
         GraphFormat::Text => text(&pipeline),
         GraphFormat::Dot => dot(&pipeline),

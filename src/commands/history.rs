@@ -20,7 +20,7 @@ use crate::store::{EntryMeta, Listing, MemoryStore, MergeStore};
 /// The pipeline's merge store, for the commands that read its history.
 async fn open(global: &GlobalArgs, printer: Printer) -> Result<Arc<dyn MergeStore>, CliError> {
     let pipeline = load(global, printer)?;
-    init_logging(global, Some(&pipeline));
+    init_logging(global, Some(&pipeline))?;
     super::merge_store_of(&pipeline, "history", "a merge store's `history` keeps revisions").await
 }
 

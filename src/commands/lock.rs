@@ -12,7 +12,7 @@ use crate::store::MergeStore;
 
 pub(super) async fn run(global: &GlobalArgs, command: &LockCommand, printer: Printer) -> Result<u8, CliError> {
     let pipeline = load(global, printer)?;
-    init_logging(global, Some(&pipeline));
+    init_logging(global, Some(&pipeline))?;
     let merge = super::merge_store_of(&pipeline, "run lock", "runs lock the merge store they share").await?;
     let failed = |e: crate::store::StoreError| CliError::Failed(e.failure().context("cannot use the merge store"));
     match command {

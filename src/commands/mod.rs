@@ -35,15 +35,15 @@ pub(crate) async fn dispatch(cli: Cli, printer: Printer) -> Result<u8, CliError>
         Command::Diff(args) => Box::pin(history::diff(global, args, printer)).await,
         Command::Rollback(args) => Box::pin(pipeline::rollback(global, args, printer)).await,
         Command::Audit(command) => {
-            init_logging(global, None);
+            init_logging(global, None)?;
             audit::run(command, printer)
         }
         Command::Migrate(args) => {
-            init_logging(global, None);
+            init_logging(global, None)?;
             migrate::run(args, printer)
         }
         Command::Schema => {
-            init_logging(global, None);
+            init_logging(global, None)?;
             let schema = serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default();
             printer.stdout(&schema);
             Ok(0)
@@ -83,10 +83,15 @@ fn load(global: &GlobalArgs, printer: Printer) -> Result<Pipeline, CliError> {
     Ok(pipeline)
 }
 
-/// Starts logging to stderr: flags win over the pipeline file, which wins over the defaults
-/// (`warn`, text). Text logs carry no timestamp (terminals and CI runners add their own, and
-/// output stays reproducible); JSON logs do.
-fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
+/// Starts logging to stderr — flags win over the pipeline file, which wins over the defaults
+/// (`warn`, text); text logs carry no timestamp (terminals and CI runners add their own, and
+/// output stays reproducible), JSON logs do — and, when configured, the export of traces
+/// ([`crate::telemetry`]), which sees secretsync's spans whatever the log level.
+fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) -> Result<(), CliError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let level = global
         .log_level
         .or(pipeline.and_then(|p| p.log.level))
@@ -117,11 +122,16 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
             ignored.push(directive.to_owned());
         }
     }
+    let telemetry = crate::telemetry::resolve(global.otlp_endpoint.as_deref(), &env_lookup)
+        .map_err(|problem| CliError::usage(problem.message, Some(&problem.hint)))?;
+    let traces = match &telemetry.destination {
+        Some(destination) => Some(crate::telemetry::layer(
+            crate::telemetry::start(destination)
+                .map_err(|problem| CliError::usage(problem.message, Some(&problem.hint)))?,
+        )),
+        None => None,
+    };
     let filter = tracing_subscriber::EnvFilter::new(directives);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
     let color = match global.color {
         crate::output::ColorChoice::Always => true,
         crate::output::ColorChoice::Never => false,
@@ -129,9 +139,15 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
             std::io::IsTerminal::is_terminal(&std::io::stderr()) && !crate::env::is_set(EnvVars::NO_COLOR)
         }
     };
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let subscriber = tracing_subscriber::registry().with(traces);
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_ansi(color).without_time().compact().try_init(),
+        LogFormat::Json => subscriber.with(logs.json().with_filter(filter)).try_init(),
+        LogFormat::Text => subscriber
+            .with(logs.with_ansi(color).without_time().compact().with_filter(filter))
+            .try_init(),
     };
     for directive in ignored {
         tracing::warn!(
@@ -139,6 +155,10 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) {
             EnvVars::LOG_DEPENDENCIES
         );
     }
+    for warning in telemetry.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(())
 }
 
 /// The pipeline's merge store, for commands that only use it (`lock`, `history`, `diff`):

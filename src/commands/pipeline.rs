@@ -29,11 +29,11 @@ pub(super) async fn run(
     printer: Printer,
 ) -> Result<u8, CliError> {
     let pipeline = load(global, printer)?;
-    init_logging(global, Some(&pipeline));
+    init_logging(global, Some(&pipeline))?;
     // Every log line of the run carries this id (JSON logs: in its `spans`), so the lines of
     // one scheduled run can be told from the next one's.
     let run_id = format!("{:016x}", fastrand::u64(..));
-    let span = tracing::info_span!("run", run_id = %run_id);
+    let span = run_span(&run_id, if plan_command { "plan" } else { "pipeline" }, printer);
     Box::pin(execute(global, args, plan_command, printer, pipeline, &run_id, None))
         .instrument(span)
         .await
@@ -42,7 +42,7 @@ pub(super) async fn run(
 /// `secretsync rollback --to REV`: a `--sync-only` run whose merged results are REV's.
 pub(super) async fn rollback(global: &GlobalArgs, args: &RollbackArgs, printer: Printer) -> Result<u8, CliError> {
     let pipeline = load(global, printer)?;
-    init_logging(global, Some(&pipeline));
+    init_logging(global, Some(&pipeline))?;
     if pipeline.merge_store.is_none() {
         return Err(CliError::usage(
             "`rollback` goes back to a revision kept in the merge store, but the pipeline has no `merge_store`",
@@ -58,10 +58,21 @@ pub(super) async fn rollback(global: &GlobalArgs, args: &RollbackArgs, printer: 
     let mut run = args.run.clone();
     run.run.sync_only = true;
     let run_id = format!("{:016x}", fastrand::u64(..));
-    let span = tracing::info_span!("run", run_id = %run_id);
+    let span = run_span(&run_id, "rollback", printer);
     Box::pin(execute(global, &run, false, printer, pipeline, &run_id, Some(&args.to)))
         .instrument(span)
         .await
+}
+
+/// The run's root span, named after the `command` in traces and, when `TRACEPARENT` is set, a
+/// child of the trace that started the run.
+fn run_span(run_id: &str, command: &str, printer: Printer) -> tracing::Span {
+    let span = tracing::info_span!("run", run_id = %run_id, otel.name = tracing::field::Empty);
+    crate::telemetry::name(&span, command);
+    if let Some(warning) = crate::telemetry::continue_trace(&span) {
+        printer.stderr(&format!("warning: {warning}"));
+    }
+    span
 }
 
 /// Who ran a run, asked when its revision is recorded.

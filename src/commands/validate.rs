@@ -10,7 +10,7 @@ use crate::store::check::CheckLine;
 
 pub(super) async fn run(global: &GlobalArgs, args: &ValidateArgs, printer: Printer) -> Result<u8, CliError> {
     let pipeline = load(global, printer)?;
-    init_logging(global, Some(&pipeline));
+    init_logging(global, Some(&pipeline))?;
     let s = printer.out;
     let mut out = String::new();
     let _ = writeln!(out, "{} {} is valid", s.green("✓"), global.config().display());

@@ -386,7 +386,8 @@ impl Engine<'_> {
             phase: Phase::Apply,
             total: writes,
         });
-        let phase = tracing::info_span!("phase", phase = "apply");
+        let phase = tracing::info_span!("phase", phase = "apply", otel.name = tracing::field::Empty);
+        crate::telemetry::name(&phase, "apply");
         let phase = &phase;
         let lock_failure = match self.writer.merge {
             Some(merge) if writes > 0 => self.writer.lock(merge).await.err().map(|failure| TargetStatus::Failed {
@@ -417,8 +418,9 @@ impl Engine<'_> {
                     });
                 };
                 let owner = crate::config::target_of_unit(&name);
+                let span = tracing::info_span!(parent: phase, "target", target = %name, phase = "apply");
                 let applied = execute(&mut plan, store.as_ref(), owner, &self.writer.interrupt, &progress)
-                    .instrument(tracing::info_span!(parent: phase, "target", target = %name, phase = "apply"))
+                    .instrument(span.clone())
                     .await;
                 let status = (applied.failed > 0).then(|| {
                     // The class and hint of the first failed write: usually all fail alike.
@@ -432,7 +434,7 @@ impl Engine<'_> {
                         .with_optional_hint(first.and_then(|f| f.hint.clone())),
                     }
                 });
-                self.note_failure(status.as_ref());
+                self.note_failure(&span, status.as_ref());
                 (name, plan, store, status, t.elapsed())
             })
             .buffer_unordered(self.options.sync_parallel.max(1))

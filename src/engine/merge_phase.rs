@@ -30,18 +30,17 @@ impl Engine<'_> {
                 phase: Phase::Merge,
                 total: involved.len() as u64,
             });
-            let phase = tracing::info_span!("phase", phase = "merge");
+            let phase = tracing::info_span!("phase", phase = "merge", otel.name = tracing::field::Empty);
+            crate::telemetry::name(&phase, "merge");
             let phase = &phase;
             for level in graph.levels() {
                 let names: Vec<&String> = level.iter().filter(|n| involved.contains(*n)).collect();
                 let results: Vec<(String, Merged, Duration)> = stream::iter(names)
                     .map(|name| async move {
                         let t = Instant::now();
-                        let result = self
-                            .merge_target(name)
-                            .instrument(tracing::info_span!(parent: phase, "target", target = %name, phase = "merge"))
-                            .await;
-                        self.note_failure(result.as_ref().err());
+                        let span = tracing::info_span!(parent: phase, "target", target = %name, phase = "merge");
+                        let result = self.merge_target(name).instrument(span.clone()).await;
+                        self.note_failure(&span, result.as_ref().err());
                         self.events.emit(Event::Progress {
                             phase: Phase::Merge,
                             target: name.clone(),

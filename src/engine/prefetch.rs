@@ -54,6 +54,9 @@ impl Engine<'_> {
                 Some(Ok(store)) => Some((unit, Arc::clone(store))),
                 _ => None,
             });
+        let phase = tracing::info_span!("phase", phase = "prefetch", otel.name = tracing::field::Empty);
+        crate::telemetry::name(&phase, "prefetch");
+        let phase = &phase;
         stream::iter(stores)
             .for_each_concurrent(self.options.sync_parallel.max(1), |(name, store)| async move {
                 if merged_all.load(Ordering::SeqCst)
@@ -62,7 +65,7 @@ impl Engine<'_> {
                 {
                     return;
                 }
-                let span = tracing::info_span!("target", target = %name, phase = "prefetch");
+                let span = tracing::info_span!(parent: phase, "target", target = %name, phase = "prefetch");
                 let read = async {
                     // Outside the target's filter a secret is left alone, so its value is
                     // never needed (nor read).

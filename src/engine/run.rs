@@ -229,16 +229,15 @@ impl<'a> Engine<'a> {
                 phase: Phase::Plan,
                 total: ready.len() as u64,
             });
-            let phase = tracing::info_span!("phase", phase = "plan");
+            let phase = tracing::info_span!("phase", phase = "plan", otel.name = tracing::field::Empty);
+            crate::telemetry::name(&phase, "plan");
             let phase = &phase;
             let planned: Vec<PlanOutcome> = stream::iter(ready)
                 .map(|(name, desired)| async move {
                     let t = Instant::now();
-                    let result = self
-                        .plan_target(&name, desired)
-                        .instrument(tracing::info_span!(parent: phase, "target", target = %name, phase = "plan"))
-                        .await;
-                    self.note_failure(result.as_ref().err());
+                    let span = tracing::info_span!(parent: phase, "target", target = %name, phase = "plan");
+                    let result = self.plan_target(&name, desired).instrument(span.clone()).await;
+                    self.note_failure(&span, result.as_ref().err());
                     self.events.emit(Event::Progress {
                         phase: Phase::Plan,
                         target: name.clone(),
@@ -306,9 +305,14 @@ impl<'a> Engine<'a> {
     }
 
     /// Stops the run after a failure when `continue_on_error` is false.
-    pub(super) fn note_failure(&self, status: Option<&TargetStatus>) {
-        if matches!(status, Some(TargetStatus::Failed { .. })) && !self.options.continue_on_error {
-            self.halt.cancel();
+    /// After a target's phase: a failure halts the run (unless `continue_on_error`) and marks the
+    /// target's `span` failed in traces.
+    pub(super) fn note_failure(&self, span: &tracing::Span, status: Option<&TargetStatus>) {
+        if let Some(TargetStatus::Failed { failure, .. }) = status {
+            crate::telemetry::failed(span, failure.class.label(), None);
+            if !self.options.continue_on_error {
+                self.halt.cancel();
+            }
         }
     }
 

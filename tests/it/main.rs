@@ -24,5 +24,6 @@ mod regions;
 mod resilience;
 mod services;
 mod support;
+mod traces;
 mod vault;
 mod vault_pipeline;

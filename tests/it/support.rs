@@ -8,6 +8,7 @@
 //! modules hold what tests against the testbed share.
 
 pub(crate) mod aws;
+pub(crate) mod otlp;
 pub(crate) mod receiver;
 pub(crate) mod scenario;
 pub(crate) mod vault;
@@ -213,10 +214,10 @@ impl Run<'_> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_secretsync"));
         cmd.args(&self.args).current_dir(test.path());
         for (key, _) in std::env::vars() {
-            let ours = ["SECRETSYNC_", "GITHUB_", "ACTIONS_", "VAULT_", "AWS_"]
+            let ours = ["SECRETSYNC_", "GITHUB_", "ACTIONS_", "VAULT_", "AWS_", "OTEL_"]
                 .iter()
                 .any(|p| key.starts_with(p));
-            if ours || key == "NO_COLOR" {
+            if ours || ["NO_COLOR", "TRACEPARENT", "TRACESTATE"].contains(&key.as_str()) {
                 cmd.env_remove(key);
             }
         }

@@ -13,6 +13,7 @@ mod names;
 mod s3;
 mod secrets_manager;
 mod sts;
+mod traced_http;
 
 pub use check::check_pipeline;
 pub use s3::{LockSettings, S3MergeStore};
@@ -207,7 +208,9 @@ impl Session {
         {
             return Err(AwsFailure::Policy(StoreError::new(failed.class, failed.message)));
         }
-        let endpoint = Endpoint::new(service, self.describe());
+        let endpoint = Endpoint::new(service, self.describe())
+            .with_attribute("cloud.region", self.region.clone())
+            .with_attribute("cloud.account.id", self.account.clone());
         self.resilience
             .call(&endpoint, operation, class, || {
                 // SDK futures are large (~20 KiB); boxed, they do not bloat every caller's future.
@@ -330,9 +333,10 @@ pub(crate) fn class_of_code(code: &str) -> ErrorClass {
 /// SDK's default client (rustls with aws-lc, proxy settings from the environment as the SDK's
 /// current behavior version does), built once; connectors are cached inside it per connector
 /// settings, so every client with the same timeouts shares one pool.
+/// With traces on, it is wrapped to record each answer's status and request id on its call.
 fn shared_https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
     use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig, tls};
-    Builder::new().build_with_connector_fn(|settings, components| {
+    let client = Builder::new().build_with_connector_fn(|settings, components| {
         let mut connector =
             ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
         connector.set_connector_settings(settings.cloned());
@@ -341,7 +345,12 @@ fn shared_https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
         }
         connector.set_proxy_config(Some(ProxyConfig::from_env()));
         connector.build()
-    })
+    });
+    if crate::telemetry::enabled() {
+        traced_http::traced(client)
+    } else {
+        client
+    }
 }
 
 /// (account, region, role) of a client.

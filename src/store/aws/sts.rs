@@ -25,7 +25,7 @@ const RENEW_BEFORE_EXPIRY: Duration = Duration::from_mins(5);
 
 /// The `sts` endpoint of the calling account: STS counts requests against the caller.
 pub(super) fn endpoint(region: &str) -> Endpoint {
-    Endpoint::new("sts", caller_scope(region))
+    Endpoint::new("sts", caller_scope(region)).with_attribute("cloud.region", region)
 }
 
 fn caller_scope(region: &str) -> String {
@@ -74,7 +74,9 @@ impl PacedAssumeRole {
     ) -> Self {
         Self(Arc::new(AssumedRole {
             sts,
-            endpoint: Endpoint::new("sts", role).sharing_quota_of(caller_scope(region)),
+            endpoint: Endpoint::new("sts", role)
+                .sharing_quota_of(caller_scope(region))
+                .with_attribute("cloud.region", region),
             resilience,
             role: role.to_owned(),
             session_name: session_name.to_owned(),

@@ -62,6 +62,10 @@ impl CallError for VaultError {
         self.class
     }
 
+    fn status(&self) -> Option<u16> {
+        self.status
+    }
+
     fn cause(&self) -> String {
         self.summary()
     }

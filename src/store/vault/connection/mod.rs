@@ -159,7 +159,13 @@ impl VaultConnection {
         F: Fn(Arc<VaultClient>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        let endpoint = resilience::Endpoint::new("vault", self.describe());
+        let mut endpoint = resilience::Endpoint::new("vault", self.describe());
+        if crate::telemetry::enabled() {
+            endpoint = server_attributes(endpoint, &self.address);
+            if let Some(namespace) = &self.namespace {
+                endpoint = endpoint.with_attribute("vault.namespace", namespace.clone());
+            }
+        }
         let class = if matches!(capability, "read" | "list") {
             ApiClass::Read
         } else {
@@ -262,6 +268,21 @@ impl VaultConnection {
                 (p, caps)
             })
             .collect())
+    }
+}
+
+/// `endpoint` with the semantic-convention attributes of the server at `address`.
+fn server_attributes(endpoint: resilience::Endpoint, address: &str) -> resilience::Endpoint {
+    let Ok(url) = url::Url::parse(address) else {
+        return endpoint;
+    };
+    let endpoint = match url.host_str() {
+        Some(host) => endpoint.with_attribute("server.address", host),
+        None => endpoint,
+    };
+    match url.port_or_known_default() {
+        Some(port) => endpoint.with_attribute("server.port", port.to_string()),
+        None => endpoint,
     }
 }
 
