@@ -225,15 +225,29 @@ fn chain(run: &str, events: Vec<Event>, mut prev: String, mut seq: u64) -> Strin
     text
 }
 
-/// Checks, before a run writes anything, that the log at `path` can be appended to: absent, or
-/// an intact chain.
+/// Checks, before a run writes anything, that the log at `path` can be appended to: absent in
+/// a folder that exists, or an intact chain. (A log that cannot be created would otherwise be
+/// found out after the writes, which would then have no audit record.)
 pub fn check_appendable(path: &Path) -> Result<(), AuditError> {
     let io = |source| AuditError::Io {
         path: path.display().to_string(),
         source,
     };
     match crate::files::read_regular(path).map_err(io)? {
-        None => Ok(()),
+        None => {
+            let folder = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if folder.is_dir() {
+                Ok(())
+            } else {
+                Err(io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("its folder `{}` does not exist (create it first)", folder.display()),
+                )))
+            }
+        }
         Some(bytes) => {
             verify_text(&String::from_utf8(bytes).map_err(|_| AuditError::Unreadable { line: 0 })?).map(drop)
         }

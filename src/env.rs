@@ -160,6 +160,8 @@ env_vars! {
     GITHUB_EVENT_NAME = "GITHUB_EVENT_NAME";
     /// Set by GitHub Actions: the file holding the event's payload (the pull request's number).
     GITHUB_EVENT_PATH = "GITHUB_EVENT_PATH";
+    /// Set by GitHub Actions: the repository's checkout; a pull-request comment is keyed by the pipeline file's path inside it.
+    GITHUB_WORKSPACE = "GITHUB_WORKSPACE";
     /// Set by GitHub Actions: the REST API's address (`https://api.github.com`, or a GitHub Enterprise server's).
     GITHUB_API_URL = "GITHUB_API_URL";
     /// The job's token, for `--pr-comment` (the Action passes its `github-token` input).

@@ -20,6 +20,16 @@ use crate::report::{Outcome, RunReport, TargetStatus};
 /// size, and a 500-account run is read by its failures).
 const SLACK_TARGET_LINES: usize = 20;
 
+/// Characters of one target's line in a Slack message (an error text can be long).
+const SLACK_LINE_CHARS: usize = 300;
+
+/// Characters of a Slack `section` block's text: Slack refuses a message with a longer one
+/// (`invalid_blocks`, 3,000), so the list stops short of it.
+const SLACK_SECTION_CHARS: usize = 2_900;
+
+/// The longest wait a receiver's `Retry-After` can ask for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 /// What a notification says besides the report.
 #[derive(Debug, Clone, Copy)]
 pub struct RunContext<'a> {
@@ -173,12 +183,17 @@ fn slack_message(run: &RunContext<'_>) -> Value {
         .collect();
     // Failures first, then changes, each in report order.
     noteworthy.sort_by_key(|(rank, _)| *rank);
-    let more = noteworthy.len().saturating_sub(SLACK_TARGET_LINES);
-    let mut lines: Vec<String> = noteworthy
-        .into_iter()
-        .take(SLACK_TARGET_LINES)
-        .map(|(_, line)| line)
-        .collect();
+    let mut lines: Vec<String> = Vec::new();
+    let mut length = 0;
+    for (_, line) in &noteworthy {
+        let line = shortened(line, SLACK_LINE_CHARS);
+        if lines.len() == SLACK_TARGET_LINES || length + line.len() + 1 > SLACK_SECTION_CHARS {
+            break;
+        }
+        length += line.len() + 1;
+        lines.push(line);
+    }
+    let more = noteworthy.len() - lines.len();
     if more > 0 {
         lines.push(format!("… and {more} more targets"));
     }
@@ -196,20 +211,38 @@ fn slack_message(run: &RunContext<'_>) -> Value {
     if let Some(url) = run.run_url {
         blocks.push(json!({
             "type": "context",
-            "elements": [{ "type": "mrkdwn", "text": format!("<{}|See the run>", slack_escape(url)) }],
+            // `|` ends a Slack link's address.
+            "elements": [{ "type": "mrkdwn", "text": format!("<{}|See the run>", slack_escape(url).replace('|', "%7C")) }],
         }));
     }
     json!({ "text": headline, "blocks": blocks })
 }
 
+/// `text` cut to at most `chars` characters (with `…`).
+fn shortened(text: &str, chars: usize) -> String {
+    if text.chars().nth(chars).is_none() {
+        return text.to_owned();
+    }
+    let cut = text.char_indices().nth(chars.saturating_sub(1)).map_or(0, |(at, _)| at);
+    format!("{}…", &text[..cut])
+}
+
 /// Calls every webhook that is due; returns a warning for each that could not be told.
 pub async fn send_all(hooks: &[Webhook], run: &RunContext<'_>, var: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let due: Vec<&Webhook> = hooks.iter().filter(|h| due(h, run.report)).collect();
+    if due.is_empty() {
+        return Vec::new();
+    }
     let mut warnings = Vec::new();
-    let client = match reqwest::Client::builder().build() {
+    // No redirects: one could send the body on from https to plain http, or elsewhere.
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(client) => client,
         Err(e) => return vec![format!("webhooks: cannot start an HTTP client: {e}")],
     };
-    for hook in hooks.iter().filter(|h| due(h, run.report)) {
+    for hook in due {
         let name = &hook.url_env;
         let Some(url) = var(name).filter(|u| !u.trim().is_empty()) else {
             warnings.push(format!(
@@ -242,12 +275,17 @@ fn backoff(n: u32) -> Duration {
     Duration::from_millis(500u64.saturating_mul(1 << n.saturating_sub(1).min(4))).min(Duration::from_secs(5))
 }
 
-/// POSTs `body`, retrying connection failures, timeouts, 429 and 5xx answers.
+/// POSTs `body`, retrying connection failures, timeouts, 429 and 5xx answers (waiting as long
+/// as a `Retry-After` in seconds asks, up to [`MAX_RETRY_AFTER`]).
 async fn deliver(client: &reqwest::Client, url: &str, body: String, hook: &Webhook) -> Result<(), String> {
     let mut last = String::new();
+    let mut asked = None;
     for attempt in 0..=hook.retries {
         if attempt > 0 {
-            tokio::time::sleep(backoff(attempt)).await;
+            let wait = asked
+                .take()
+                .map_or(backoff(attempt), |asked: Duration| asked.max(backoff(attempt)));
+            tokio::time::sleep(wait).await;
         }
         let sent = client
             .post(url)
@@ -259,7 +297,19 @@ async fn deliver(client: &reqwest::Client, url: &str, body: String, hook: &Webho
         match sent {
             Ok(answer) if answer.status().is_success() => return Ok(()),
             Ok(answer) if answer.status().as_u16() == 429 || answer.status().is_server_error() => {
+                asked = answer
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
                 last = format!("the receiver answered {}", answer.status());
+            }
+            Ok(answer) if answer.status().is_redirection() => {
+                return Err(format!(
+                    "the receiver answered {} (a redirect, not followed: give the URL it redirects to)",
+                    answer.status()
+                ));
             }
             Ok(answer) => {
                 return Err(format!(
@@ -315,6 +365,14 @@ mod tests {
             Some("https://ci/run/7")
         );
         assert_eq!(run_url(None, |_| None), None);
+    }
+
+    #[test]
+    fn long_lines_are_cut_at_a_character() {
+        assert_eq!(shortened("abcdef", 4), "abc…");
+        assert_eq!(shortened("abcd", 4), "abcd");
+        assert_eq!(shortened("ééééé", 3), "éé…");
+        assert_eq!(shortened("abcdé", 5), "abcdé", "exactly as long");
     }
 
     #[test]

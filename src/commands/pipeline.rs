@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -34,9 +35,52 @@ pub(super) async fn run(
     // one scheduled run can be told from the next one's.
     let run_id = format!("{:016x}", fastrand::u64(..));
     let span = run_span(&run_id, if plan_command { "plan" } else { "pipeline" }, printer);
-    Box::pin(execute(global, args, plan_command, printer, pipeline, &run_id, None))
+    // `plan` is a review (its place is the pull request), not a run anyone is notified of.
+    let webhooks = if plan_command {
+        Vec::new()
+    } else {
+        pipeline.settings.webhooks.clone()
+    };
+    let result = Box::pin(execute(global, args, plan_command, printer, pipeline, &run_id, None))
         .instrument(span)
-        .await
+        .await;
+    notify_if_it_ended_early(&result, &webhooks, &run_id, args, printer).await;
+    result
+}
+
+/// A run that ended in an error before it had a report (a store it could not build, a report
+/// or audit log it could not write, a Pushgateway that refused the metrics) is a failure the
+/// webhooks are told of — the nightly job that cannot even start is the one to hear about.
+async fn notify_if_it_ended_early(
+    result: &Result<u8, CliError>,
+    webhooks: &[crate::config::Webhook],
+    run_id: &str,
+    args: &PipelineArgs,
+    printer: Printer,
+) {
+    let Err(error) = result else { return };
+    if webhooks.is_empty() {
+        return;
+    }
+    let report = RunReport {
+        run_id: run_id.to_owned(),
+        dry_run: args.dry_run,
+        errors: vec![Failure::new(
+            crate::store::ErrorClass::Fatal,
+            crate::output::one_line(&error.to_string()).into_owned(),
+        )],
+        ..RunReport::default()
+    };
+    let var = |name: &str| crate::env::var(name);
+    let run_url = crate::notify::run_url(args.run_url.as_deref(), var);
+    let run = crate::notify::RunContext {
+        report: &report,
+        exit_code: error.exit_code(),
+        run_url: run_url.as_deref(),
+    };
+    for warning in crate::notify::send_all(webhooks, &run, var).await {
+        printer.stderr(&format!("warning: {warning}"));
+    }
 }
 
 /// `secretsync rollback --to REV`: a `--sync-only` run whose merged results are REV's.
@@ -59,9 +103,12 @@ pub(super) async fn rollback(global: &GlobalArgs, args: &RollbackArgs, printer: 
     run.run.sync_only = true;
     let run_id = format!("{:016x}", fastrand::u64(..));
     let span = run_span(&run_id, "rollback", printer);
-    Box::pin(execute(global, &run, false, printer, pipeline, &run_id, Some(&args.to)))
+    let webhooks = pipeline.settings.webhooks.clone();
+    let result = Box::pin(execute(global, &run, false, printer, pipeline, &run_id, Some(&args.to)))
         .instrument(span)
-        .await
+        .await;
+    notify_if_it_ended_early(&result, &webhooks, &run_id, &run, printer).await;
+    result
 }
 
 /// The run's root span, named after the `command` in traces and, when `TRACEPARENT` is set, a
@@ -282,13 +329,18 @@ async fn execute(
             source,
         })?;
     }
+    // Before the notifications: an error here is told to the webhooks as the run's failure.
+    if let Some(url) = &args.metrics.metrics_push {
+        export::push(&metrics, url).await?;
+    }
     let exit_code = report.exit_code(args.exit_code);
     let var = |name: &str| crate::env::var(name);
     let run_url = crate::notify::run_url(args.run_url.as_deref(), var);
     if args.pr_comment {
-        comment_on_pull_request(&report, &config, run_url.as_deref(), printer).await;
+        comment_on_pull_request(&report, &global.config(), run_url.as_deref(), printer).await;
     }
     // `plan` is a review (its place is the pull request), not a run anyone is notified of.
+    // Every error of this function comes before this point (see `notify_if_it_ended_early`).
     if !plan_command && !pipeline.settings.webhooks.is_empty() {
         let run = crate::notify::RunContext {
             report: &report,
@@ -299,24 +351,32 @@ async fn execute(
             printer.stderr(&format!("warning: {warning}"));
         }
     }
-    if let Some(url) = &args.metrics.metrics_push {
-        export::push(&metrics, url).await?;
-    }
     Ok(exit_code)
 }
 
 /// Posts or updates the plan's pull-request comment; a failure is a warning, and a run that is
 /// not for a pull request (a push, a schedule) has nothing to comment on.
-async fn comment_on_pull_request(report: &RunReport, config: &str, run_url: Option<&str>, printer: Printer) {
-    use crate::pr_comment::{PullRequest, body, marker, post};
+async fn comment_on_pull_request(report: &RunReport, config: &Path, run_url: Option<&str>, printer: Printer) {
+    use crate::pr_comment::{NotAPullRequest, PullRequest, body, marker, pipeline_key, post};
     let pr = match PullRequest::from_env(crate::env::var) {
         Ok(pr) => pr,
-        Err(why) => {
+        Err(why @ NotAPullRequest::Event(_)) => {
             tracing::info!("no pull-request comment: {why}");
             return;
         }
+        Err(why) => {
+            printer.stderr(&format!("warning: no pull-request comment: {why}"));
+            return;
+        }
     };
-    match post(&pr, &marker(config), &body(report, config, run_url)).await {
+    if pr.target_event {
+        printer.stderr(
+            "warning: this is a `pull_request_target` run: it has a write token, and what it plans is the checked-out pipeline — the base branch's unless the workflow checks out the pull request, which would run a fork's pipeline with your credentials; use `pull_request` for plan comments\n",
+        );
+    }
+    let workspace = crate::env::path(EnvVars::GITHUB_WORKSPACE);
+    let key = pipeline_key(config, workspace.as_deref());
+    match post(&pr, &marker(&key), &body(report, &key, run_url)).await {
         Ok(posted) => tracing::info!(pull_request = pr.number, ?posted, "plan comment posted"),
         Err(e) => printer.stderr(&format!("warning: {e}")),
     }

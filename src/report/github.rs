@@ -120,8 +120,23 @@ pub fn outputs(report: &RunReport, report_path: Option<&str>) -> String {
     out
 }
 
+/// Text for the step summary and the pull-request comment (Markdown with HTML): one line, no
+/// table-breaking `|`, no HTML (a discovered account's name or an error quoting a server must
+/// not open a tag or a comment that hides the rows after it), and no `@` mention that would
+/// notify people.
 fn cell(text: &str) -> String {
-    crate::output::one_line(text).replace('|', "\\|")
+    crate::output::one_line(text)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('@', "@\u{2060}")
+        .replace('|', "\\|")
+}
+
+/// Text inside a code span (`` `name` ``), where Markdown and HTML are shown as written: one
+/// line, no backtick to end the span early, `|` escaped for tables.
+fn code_cell(text: &str) -> String {
+    crate::output::one_line(text).replace('`', "ˋ").replace('|', "\\|")
 }
 
 /// `::add-mask::` commands for every line `--show-values` prints in the human output, so the
@@ -203,7 +218,10 @@ pub fn step_summary(report: &RunReport) -> String {
             let _ = writeln!(
                 out,
                 "- {}{}{class}{hint}",
-                problem.target.map(|t| format!("`{}`: ", cell(&t))).unwrap_or_default(),
+                problem
+                    .target
+                    .map(|t| format!("`{}`: ", code_cell(&t)))
+                    .unwrap_or_default(),
                 cell(&problem.message)
             );
         }

@@ -438,23 +438,47 @@ fn show_values_in_actions_masks_every_value_it_prints_even_with_percent_and_shor
 }
 
 /// The comments of the pull request, with their ids.
-type Comments = std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>>;
+/// A comment as the mock keeps it: id, body, author's login and type (`User` or `Bot`).
+#[derive(Debug, Clone)]
+struct Comment {
+    id: u64,
+    body: String,
+    login: String,
+    kind: &'static str,
+}
+
+type Comments = std::sync::Arc<std::sync::Mutex<Vec<Comment>>>;
+
+/// Comments with ids from this one are listed but gone when edited (deleted in between).
+const GHOST_IDS: u64 = 1_000_000;
 
 /// A local server speaking the GitHub REST shapes of issue comments (list, create, edit) for
 /// `acme/infra#5`, checking the token; `writable: false` answers writes as a token without
-/// `pull-requests: write` gets answered.
+/// `pull-requests: write` gets answered. `GET /user` is refused, as it is for the job's token;
+/// what the job posts is authored by `github-actions[bot]`, a `Bot`.
 fn github_api(writable: bool) -> (crate::support::receiver::Receiver, Comments) {
-    let comments = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, String)>::new()));
+    let comments: Comments = std::sync::Arc::default();
     let state = std::sync::Arc::clone(&comments);
     let receiver = crate::support::receiver::Receiver::new(move |req| {
         if req.header("authorization") != Some(&format!("Bearer {JOB_TOKEN}")) {
             return (401, r#"{"message": "Bad credentials"}"#.to_owned());
         }
         let mut comments = state.lock().unwrap();
-        let list = |c: &Vec<(u64, String)>| {
-            serde_json::to_string(&c.iter().map(|(id, body)| serde_json::json!({"id": id, "body": body, "user": {"login": "github-actions[bot]"}})).collect::<Vec<_>>()).unwrap()
+        let list = |c: &Vec<Comment>| {
+            serde_json::to_string(
+                &c.iter()
+                    .map(
+                        |c| serde_json::json!({"id": c.id, "body": c.body, "user": {"login": c.login, "type": c.kind}}),
+                    )
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap()
         };
         match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/user") => (
+                403,
+                r#"{"message": "Resource not accessible by integration"}"#.to_owned(),
+            ),
             ("GET", "/repos/acme/infra/issues/5/comments?per_page=100&page=1") => (200, list(&comments)),
             ("POST" | "PATCH", _) if !writable => (
                 403,
@@ -462,7 +486,12 @@ fn github_api(writable: bool) -> (crate::support::receiver::Receiver, Comments) 
             ),
             ("POST", "/repos/acme/infra/issues/5/comments") => {
                 let id = 1000 + comments.len() as u64;
-                comments.push((id, req.json()["body"].as_str().unwrap().to_owned()));
+                comments.push(Comment {
+                    id,
+                    body: req.json()["body"].as_str().unwrap().to_owned(),
+                    login: "github-actions[bot]".to_owned(),
+                    kind: "Bot",
+                });
                 (201, serde_json::json!({"id": id}).to_string())
             }
             ("PATCH", path) => {
@@ -470,9 +499,9 @@ fn github_api(writable: bool) -> (crate::support::receiver::Receiver, Comments) 
                     .strip_prefix("/repos/acme/infra/issues/comments/")
                     .and_then(|id| id.parse().ok())
                     .unwrap_or(0);
-                match comments.iter_mut().find(|(i, _)| *i == id) {
+                match comments.iter_mut().find(|c| c.id == id && id < GHOST_IDS) {
                     Some(comment) => {
-                        req.json()["body"].as_str().unwrap().clone_into(&mut comment.1);
+                        req.json()["body"].as_str().unwrap().clone_into(&mut comment.body);
                         (200, serde_json::json!({"id": id}).to_string())
                     }
                     None => (404, r#"{"message": "Not Found"}"#.to_owned()),
@@ -518,7 +547,7 @@ fn comment_true_posts_the_plan_once_and_later_runs_edit_it() {
     assert_eq!(step.code, 0, "{}", step.show());
     let first = comments.lock().unwrap().clone();
     assert_eq!(first.len(), 1, "one comment: {first:?}");
-    let body = &first[0].1;
+    let body = &first[0].body;
     assert!(body.starts_with("<!-- secretsync:plan config.yaml -->"), "{body}");
     assert!(body.contains("<details><summary><code>Staging</code>:"), "{body}");
     // Key names only: the canary's key is named, its value never.
@@ -530,14 +559,62 @@ fn comment_true_posts_the_plan_once_and_later_runs_edit_it() {
     assert_eq!(step.code, 0, "{}", step.show());
     let second = comments.lock().unwrap().clone();
     assert_eq!(second.len(), 1, "still one comment: {second:?}");
-    assert_eq!(second[0].0, first[0].0);
-    assert_ne!(second[0].1, first[0].1, "edited with the new plan");
-    assert!(second[0].1.contains("secretsync sync"), "{}", second[0].1);
+    assert_eq!(second[0].id, first[0].id);
+    assert_ne!(second[0].body, first[0].body, "edited with the new plan");
+    assert!(second[0].body.contains("secretsync sync"), "{}", second[0].body);
     let requests = api.received();
     assert_eq!(
-        requests.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
-        ["GET", "POST", "GET", "PATCH"],
-        "{requests:?}"
+        requests
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path.split('?').next().unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            "GET /user",
+            "GET /repos/acme/infra/issues/5/comments",
+            "POST /repos/acme/infra/issues/5/comments",
+            "GET /user",
+            "GET /repos/acme/infra/issues/5/comments",
+            &format!("PATCH /repos/acme/infra/issues/comments/{}", first[0].id),
+        ],
+    );
+    for output in [&step.stdout, &step.stderr] {
+        assert!(!output.contains(JOB_TOKEN), "the token was shown: {output}");
+    }
+}
+
+#[test]
+fn a_comment_someone_else_wrote_with_the_marker_is_never_edited() {
+    let env = Test::new();
+    let workspace = workspace(&env, "");
+    let (api, comments) = github_api(true);
+    let vars = pull_request_event(&env, &api.url);
+    let planted = "<!-- secretsync:plan config.yaml -->\nLooks good, nothing to delete!";
+    comments.lock().unwrap().extend([
+        Comment {
+            id: 1,
+            body: planted.to_owned(),
+            login: "mallory".to_owned(),
+            kind: "User",
+        },
+        // Ours once, deleted since: listed, but gone when edited.
+        Comment {
+            id: GHOST_IDS,
+            body: "<!-- secretsync:plan config.yaml -->\nold plan".to_owned(),
+            login: "github-actions[bot]".to_owned(),
+            kind: "Bot",
+        },
+    ]);
+    let step = action().run_with(&workspace, &[("dry-run", "true"), ("comment", "true")], &as_refs(&vars));
+    assert_eq!(step.code, 0, "{}", step.show());
+    let after = comments.lock().unwrap().clone();
+    assert_eq!(after[0].body, planted, "the planted comment is untouched");
+    assert_eq!(after.len(), 3, "a new comment of our own: {after:?}");
+    assert!(after[2].body.contains("<details>") && after[2].kind == "Bot");
+    let methods: Vec<String> = api.received().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(
+        methods,
+        ["GET", "GET", "PATCH", "POST"],
+        "the ghost's edit failed, then a new one"
     );
 }
 
@@ -560,6 +637,20 @@ fn a_token_that_cannot_comment_is_a_warning_with_the_fix_and_a_push_is_not_comme
         step.show()
     );
     assert!(comments.lock().unwrap().is_empty());
+
+    // Asked for, on a pull request, but no token: said, not silently skipped.
+    let step = action().run_with(
+        &workspace,
+        &[("dry-run", "true"), ("comment", "true"), ("github-token", "")],
+        &as_refs(&vars),
+    );
+    assert_eq!(step.code, 0, "{}", step.show());
+    assert!(
+        step.stderr
+            .contains("warning: no pull-request comment: `GITHUB_TOKEN` is not set"),
+        "{}",
+        step.show()
+    );
 
     let mut push = vars.clone();
     push[0].1 = "push".to_owned();

@@ -2,6 +2,8 @@
 //! and Slack bodies carry (names and counts, never a value), retries of a failing receiver that
 //! end in a warning without changing the exit code, and a URL that is never shown.
 
+use std::fmt::Write as _;
+
 use crate::support::Test;
 use crate::support::receiver::Receiver;
 
@@ -124,6 +126,104 @@ fn a_webhook_without_its_variable_is_a_warning_and_a_bad_one_a_config_error() {
     assert!(!out.stderr.contains("hooks.slack.com/services/X`"), "{}", out.stderr);
     assert!(
         out.stderr.contains("`pipeline.notify.webhooks[0].on` is empty"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_run_that_cannot_even_start_is_reported_as_a_failure() {
+    let receiver = Receiver::answering(200);
+    let test = pipeline("{ url_env: HOOK_URL, on: [failure] }").var("HOOK_URL", &receiver.url);
+    // The audit log's folder does not exist: the run stops before it has a report.
+    let out = test
+        .args(&["pipeline", "--audit-log", "missing/dir/audit.jsonl"])
+        .code(2);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "{}", out.stderr);
+    let body = got[0].json();
+    assert_eq!(body["outcome"], "failed", "{body}");
+    assert_eq!(body["exit_code"], 2);
+    let problem = body["problems"][0]["message"].as_str().unwrap();
+    assert!(problem.contains("audit"), "{body}");
+    assert!(!test.exists("out/db.json"), "nothing was written");
+}
+
+#[test]
+fn an_unreachable_receiver_is_named_by_its_variable_only() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let secret_url = format!(
+        "http://{}/services/T000/B000/XSECRETTOKEN",
+        closed.local_addr().unwrap()
+    );
+    drop(closed);
+    let test =
+        pipeline("{ url_env: SLACK_URL, format: slack, on: [always], retries: 1 }").var("SLACK_URL", &secret_url);
+    let out = test.args(&["pipeline"]).code(0);
+    assert!(
+        out.stderr
+            .contains("warning: webhook `SLACK_URL` not told how the run went:")
+            && out.stderr.contains("(after 2 attempts)"),
+        "{}",
+        out.stderr
+    );
+    for output in [&out.stdout, &out.stderr] {
+        assert!(!output.contains("XSECRETTOKEN"), "the URL is a secret: {output}");
+        assert!(!output.contains("/services/"), "the URL is a secret: {output}");
+    }
+}
+
+#[test]
+fn a_redirect_is_not_followed_and_long_errors_fit_in_a_slack_message() {
+    // A receiver that redirects elsewhere: the body is not sent on.
+    let redirecting = Receiver::new(|_| (307, String::new()));
+    let test = pipeline("{ url_env: HOOK_URL, format: slack, on: [always] }").var("HOOK_URL", &redirecting.url);
+    let out = test.args(&["pipeline"]).code(0);
+    assert_eq!(redirecting.received().len(), 1);
+    assert!(out.stderr.contains("a redirect, not followed"), "{}", out.stderr);
+
+    // Forty targets failing with a long error: the list stays inside Slack's 3,000 characters
+    // per section, and says how many more there are.
+    let receiver = Receiver::answering(200);
+    let long = "x".repeat(200);
+    let mut targets = String::new();
+    for n in 0..40 {
+        let _ = writeln!(
+            targets,
+            "  T{n:02}: {{ file: {{ path: ./out{n}-{long} }}, imports: [app] }}"
+        );
+    }
+    let test = Test::new()
+        .pipeline(format!(
+            "sources:\n  app: {{ file: {{ path: ./src }} }}\ntargets:\n{targets}\
+             pipeline:\n  continue_on_error: true\n  notify:\n    webhooks:\n      - {{ url_env: HOOK_URL, format: slack }}\n"
+        ))
+        .var("HOOK_URL", &receiver.url);
+    test.write("src/db.json", r#"{"user": "app"}"#);
+    for n in 0..40 {
+        // A file where the target's folder should be: each target fails, naming its long path.
+        test.write(&format!("out{n}-{long}"), "not a folder");
+    }
+    test.args(&["pipeline"]).code(2);
+    let message = receiver.received()[0].json();
+    let list = message["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert!(list.chars().count() <= 3000, "{} characters", list.chars().count());
+    assert!(list.contains("more targets"), "{list}");
+}
+
+#[test]
+fn a_webhook_timeout_over_a_minute_is_refused() {
+    let test = pipeline("{ url_env: HOOK_URL, timeout: 1d, retries: 9 }");
+    let out = test.args(&["validate"]).code(2);
+    assert!(
+        out.stderr
+            .contains("`pipeline.notify.webhooks[0].timeout` must be at most 60s"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("`pipeline.notify.webhooks[0].retries` must be between 0 and 5, not 9"),
         "{}",
         out.stderr
     );

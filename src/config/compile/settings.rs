@@ -9,6 +9,9 @@ use std::time::Duration;
 use crate::config::pipeline::{Deletion, ResilienceSettings, RunSettings, Webhook};
 use crate::config::raw::{NotifyOn, RawPipelineSettings, RawResilience, RawWebhook, WebhookFormat};
 
+/// The longest a webhook attempt may take (`pipeline.notify.webhooks[].timeout`).
+const MAX_WEBHOOK_TIMEOUT: Duration = Duration::from_mins(1);
+
 impl Compiler<'_> {
     pub(super) fn settings(&mut self, raw: Option<&RawPipelineSettings>) -> RunSettings {
         let mut s = RunSettings::default();
@@ -86,8 +89,19 @@ impl Compiler<'_> {
             Some(list) => list.iter().map(|t| t.value).collect(),
             None => BTreeSet::from([NotifyOn::Failure]),
         };
-        let timeout = self.duration(raw.timeout.as_ref(), &format!("{at}.timeout"), Duration::from_secs(10));
-        let retries = self.bounded(raw.retries.as_ref(), &format!("{at}.retries"), 0..=10, 2);
+        let mut timeout = self.duration(raw.timeout.as_ref(), &format!("{at}.timeout"), Duration::from_secs(10));
+        if let Some(mark) = raw
+            .timeout
+            .as_ref()
+            .map(|t| t.mark)
+            .filter(|_| timeout > MAX_WEBHOOK_TIMEOUT)
+        {
+            // Every attempt may take this long, and the run's end waits for them.
+            self.error(mark, format!("`{at}.timeout` must be at most 60s")).hint =
+                Some("a webhook receiver answers within seconds; use e.g. `timeout: 10s`".to_owned());
+            timeout = MAX_WEBHOOK_TIMEOUT;
+        }
+        let retries = self.bounded(raw.retries.as_ref(), &format!("{at}.retries"), 0..=5, 2);
         Some(Webhook {
             url_env: url_env.value.clone(),
             format: raw.format.as_ref().map_or(WebhookFormat::Json, |f| f.value),
