@@ -362,8 +362,9 @@ pub fn record_response(span: &Span, status: u16, request_id: Option<&str>) {
 }
 
 /// Marks `span` failed: status error, `error.type` the failure's class as metrics label it
-/// (`throttled`, `auth`, …), and the HTTP status when the error carries one. The error's
-/// message is not attached: the report has it, and a trace backend is not the place for it.
+/// (`throttled`, `auth`, …), and the HTTP status when the error carries one. The status
+/// names the class only; the message is in the warning logged for it (a span event) and the
+/// report.
 pub fn failed(span: &Span, class: &str, status: Option<u16>) {
     if !enabled() {
         return;

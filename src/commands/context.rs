@@ -13,6 +13,10 @@ pub(super) async fn run(global: &GlobalArgs, printer: Printer) -> Result<u8, Cli
     let pipeline = load(global, printer)?;
     init_logging(global, Some(&pipeline))?;
     let context = crate::store::BuildContext::new(&pipeline);
-    let lines = crate::store::aws::check_pipeline(&pipeline, context.aws()).await;
+    let lines = Box::pin(super::traced(
+        "context",
+        crate::store::aws::check_pipeline(&pipeline, context.aws()),
+    ))
+    .await;
     Ok(render_checks("AWS execution context", "no AWS", &lines, printer))
 }

@@ -50,7 +50,11 @@ pub(super) async fn run(global: &GlobalArgs, args: &DiscoverArgs, printer: Print
         ));
     }
     let context = BuildContext::new(&pipeline);
-    let discovered = run_discovery(global, &pipeline, &context, &args.cache).await;
+    let discovered = Box::pin(super::traced(
+        "discover",
+        run_discovery(global, &pipeline, &context, &args.cache),
+    ))
+    .await;
     let text = match args.output {
         DiscoverFormat::Json => json(&discovered),
         DiscoverFormat::Text => text(&discovered, printer),

@@ -161,6 +161,15 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) -> Result<(), 
     Ok(())
 }
 
+/// Runs `work` inside the root span of command `name`, so that in traces its calls form one
+/// trace (`pipeline`, `plan` and `rollback` have their run span instead).
+async fn traced<T>(name: &str, work: impl std::future::Future<Output = T>) -> T {
+    use tracing::Instrument as _;
+    let span = tracing::info_span!("command", otel.name = tracing::field::Empty);
+    crate::telemetry::name(&span, name);
+    work.instrument(span).await
+}
+
 /// The pipeline's merge store, for commands that only use it (`lock`, `history`, `diff`):
 /// `needs` names what the command wants from it, `why` what a merge store gives.
 async fn merge_store_of(

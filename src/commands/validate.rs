@@ -64,18 +64,21 @@ pub(super) async fn run(global: &GlobalArgs, args: &ValidateArgs, printer: Print
     }
     if args.check_vault || args.check_aws {
         let context = crate::store::BuildContext::new(&pipeline);
-        if args.check_vault {
-            let lines = crate::store::vault::check_pipeline(&pipeline, &context).await;
-            code = code.max(render_checks("Vault", "no Vault store", &lines, printer));
-        }
-        if args.check_aws {
-            let lines = if uses_aws(&pipeline) {
-                crate::store::aws::check_pipeline(&pipeline, context.aws()).await
-            } else {
-                Vec::new()
-            };
-            code = code.max(render_checks("AWS", "no AWS store", &lines, printer));
-        }
+        let checks = async {
+            if args.check_vault {
+                let lines = crate::store::vault::check_pipeline(&pipeline, &context).await;
+                code = code.max(render_checks("Vault", "no Vault store", &lines, printer));
+            }
+            if args.check_aws {
+                let lines = if uses_aws(&pipeline) {
+                    crate::store::aws::check_pipeline(&pipeline, context.aws()).await
+                } else {
+                    Vec::new()
+                };
+                code = code.max(render_checks("AWS", "no AWS store", &lines, printer));
+            }
+        };
+        Box::pin(super::traced("validate", checks)).await;
     }
     Ok(code)
 }

@@ -162,6 +162,26 @@ async fn a_run_is_one_trace_nesting_run_phase_target_call_with_aws_and_vault_att
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_checks_are_one_trace_under_the_command() {
+    let s = Services::get();
+    let mount = s.vault_mount(2).await;
+    let receiver = OtlpReceiver::start();
+    let t = Test::new().vault_token(&s.vault_token).pipeline(format!(
+        "vault: {{ address: {} }}\n\
+         sources: {{ platform: {{ vault: {{ mount: {mount} }} }} }}\n\
+         targets: {{ Out: {{ file: {{ path: ./out }}, imports: [platform] }} }}\n",
+        s.vault_addr
+    ));
+    t.args(&["validate", "--check-vault", "--otlp-endpoint", &receiver.endpoint])
+        .code(0);
+    let (trace, root) = one_trace(&receiver);
+    assert_eq!(root.name, "validate");
+    let calls: Vec<&ReceivedSpan> = trace.spans.iter().filter(|s| s.name.starts_with("Vault.")).collect();
+    assert!(!calls.is_empty(), "the checks' Vault calls");
+    assert!(calls.iter().all(|c| c.parent == root.span_id));
+}
+
 #[test]
 fn traceparent_makes_the_run_a_child_of_the_callers_trace() {
     let receiver = OtlpReceiver::start();

@@ -208,9 +208,12 @@ impl Session {
         {
             return Err(AwsFailure::Policy(StoreError::new(failed.class, failed.message)));
         }
-        let endpoint = Endpoint::new(service, self.describe())
-            .with_attribute("cloud.region", self.region.clone())
-            .with_attribute("cloud.account.id", self.account.clone());
+        let mut endpoint = Endpoint::new(service, self.describe());
+        if crate::telemetry::enabled() {
+            endpoint = endpoint
+                .with_attribute("cloud.region", self.region.clone())
+                .with_attribute("cloud.account.id", self.account.clone());
+        }
         self.resilience
             .call(&endpoint, operation, class, || {
                 // SDK futures are large (~20 KiB); boxed, they do not bloat every caller's future.
