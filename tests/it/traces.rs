@@ -238,7 +238,7 @@ fn inet_sockets(env: &Test, vars: &[(&str, &str)]) -> Vec<String> {
     }
     let status = traced
         .status()
-        .expect("strace must be installed to check for network calls (.ci/run installs it)");
+        .expect("strace must be installed to check for network calls (scripts/test installs it with root or sudo: apt-get install strace)");
     assert!(status.success(), "the run failed under strace");
     std::fs::read_to_string(&log)
         .unwrap()
