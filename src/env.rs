@@ -170,13 +170,13 @@ env_vars! {
     OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT";
     /// OpenTelemetry: the full URL traces go to (wins over `OTEL_EXPORTER_OTLP_ENDPOINT`). Setting it turns traces on.
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-    /// OpenTelemetry: the OTLP protocol; only `http/protobuf` (the default) is built in — another value is a warning and no traces.
+    /// OpenTelemetry: the OTLP protocol; only `http/protobuf` (the default) is built in — another value is a warning and no traces (`--otlp-endpoint` ignores it).
     OTEL_EXPORTER_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL";
     /// OpenTelemetry: the protocol for traces (wins over `OTEL_EXPORTER_OTLP_PROTOCOL`).
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
     /// OpenTelemetry: `otlp` turns traces on (to `http://localhost:4318` when no endpoint is set); `none` turns them off.
     OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER";
-    /// OpenTelemetry: `true` turns traces off (`--otlp-endpoint` still turns them on).
+    /// OpenTelemetry: `true` turns traces off (`--otlp-endpoint` / `SECRETSYNC_OTLP_ENDPOINT` still turn them on).
     OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED";
     /// W3C trace context (`00-<trace id>-<span id>-<flags>`) set by whatever started the run: with traces on, the run's root span becomes its child.
     TRACEPARENT = "TRACEPARENT";

@@ -28,7 +28,9 @@ use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor,
+};
 use tracing::{Level, Metadata, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::Layer;
@@ -61,6 +63,8 @@ struct Export {
 /// What the exporter managed to send.
 #[derive(Debug, Default)]
 struct Delivery {
+    /// Spans that ended (and were sampled): what should reach the collector.
+    ended: u64,
     sent: u64,
     lost: u64,
     /// The exporter's last error: a status code or "network error", never a header or body.
@@ -97,8 +101,9 @@ pub struct Resolved {
 /// Decides whether and where traces go. `--otlp-endpoint` (`flag`) wins over every `OTEL_*`
 /// variable and is a base URL like `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` is added);
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is used as given. `OTEL_SDK_DISABLED=true` and
-/// `OTEL_TRACES_EXPORTER=none` turn the variables off; a protocol other than `http/protobuf`
-/// turns tracing off with a warning (an injected `grpc` must not break the job).
+/// `OTEL_TRACES_EXPORTER=none` turn the variables off. A bad flag is an error; a bad or
+/// unsupported setting from the environment (a protocol other than `http/protobuf`, a URL that
+/// is not one) turns tracing off with a warning — an injected variable must not break the job.
 pub fn resolve(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<Resolved, Problem> {
     let var = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     if let Some(base) = flag.map(str::trim).filter(|f| !f.is_empty()) {
@@ -152,8 +157,14 @@ pub fn resolve(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Resu
         ));
         return Ok(resolved);
     }
-    checked(&url, from)?;
-    resolved.destination = Some(Destination { url, from });
+    // From the environment (perhaps injected into every pod by a platform): a warning, and the
+    // job runs without traces rather than not at all.
+    match checked(&url, from) {
+        Ok(()) => resolved.destination = Some(Destination { url, from }),
+        Err(problem) => resolved
+            .warnings
+            .push(format!("{}; no traces are sent ({})", problem.message, problem.hint)),
+    }
     Ok(resolved)
 }
 
@@ -187,23 +198,34 @@ fn checked(url: &str, from: &str) -> Result<(), Problem> {
 /// Starts the exporter for `destination` and returns the tracer to build the layer with.
 /// Call once per process (the first call wins).
 pub fn start(destination: &Destination) -> Result<SdkTracer, Problem> {
+    // The URL as `url` normalises it (ASCII, percent-encoded), which the exporter's parser takes:
+    // its error for one it refused would quote it whole, credentials and all.
+    let url = url::Url::parse(&destination.url).map_or_else(|_| destination.url.clone(), String::from);
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(destination.url.clone())
+        .with_endpoint(url.clone())
         .build()
         .map_err(|e| Problem {
             message: format!(
-                "cannot send traces to {} (from {}): {e}",
+                "cannot send traces to {} (from {}): {}",
                 shown(&destination.url),
-                destination.from
+                destination.from,
+                e.to_string()
+                    .replace(&url, &shown(&url))
+                    .replace(&destination.url, &shown(&destination.url))
             ),
             hint: "check the OTEL_EXPORTER_OTLP_* variables (compression: only none is built in)".to_owned(),
         })?;
     let delivery = Arc::new(Mutex::new(Delivery::default()));
+    let batches = BatchSpanProcessor::builder(Counted {
+        inner: exporter,
+        delivery: Arc::clone(&delivery),
+    })
+    .build();
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(Counted {
-            inner: exporter,
+        .with_span_processor(Ended {
+            inner: batches,
             delivery: Arc::clone(&delivery),
         })
         .with_resource(resource())
@@ -293,17 +315,40 @@ pub fn continue_trace(span: &Span) -> Option<String> {
             EnvVars::TRACEPARENT
         ));
     }
-    span.set_parent(context)
-        .err()
-        .map(|e| format!("cannot continue the trace in {}: {e}", EnvVars::TRACEPARENT))
+    let unsampled = !context.span().span_context().is_sampled();
+    if let Err(e) = span.set_parent(context) {
+        return Some(format!("cannot continue the trace in {}: {e}", EnvVars::TRACEPARENT));
+    }
+    unsampled.then(|| {
+        format!(
+            "{} says the caller's trace is not sampled (flags `00`): as OpenTelemetry's parent-based sampling has it, no spans of this run are sent",
+            EnvVars::TRACEPARENT
+        )
+    })
 }
 
-/// Names `span` in traces (its `otel.name` field, declared empty so logs do not show it);
-/// the tracing name stays what logs show.
+/// Names `span` in traces (its `otel.name` field, declared empty: recorded only with traces
+/// on, when logs show it too); the tracing name stays what logs show.
 pub fn name(span: &Span, name: &str) {
     if enabled() {
         span.record("otel.name", name);
     }
+}
+
+tokio::task_local! {
+    /// The `call` span a request belongs to, for code below the resilience layer that sees
+    /// only its own span (the AWS HTTP client, under the SDK's spans when their logs are on).
+    static CALL: Span;
+}
+
+/// `work` (a call's attempts) with `span` as the call [`current_call`] finds.
+pub fn within_call<F: std::future::Future>(span: &Span, work: F) -> tokio::task::futures::TaskLocalFuture<Span, F> {
+    CALL.scope(span.clone(), work)
+}
+
+/// The call span of the request being made (see [`within_call`]), else the current span.
+pub fn current_call() -> Span {
+    CALL.try_with(Span::clone).unwrap_or_else(|_| Span::current())
 }
 
 /// Makes `span` (a `call` span with empty `otel.name` and `otel.kind` fields) a client span
@@ -373,7 +418,11 @@ pub fn failed(span: &Span, class: &str, status: Option<u16>) {
     if let Some(status) = status {
         span.set_attribute("http.response.status_code", i64::from(status));
     }
-    span.set_status(Status::error(class.to_owned()));
+    // "Not found" is an answer the stores expect (a first read of the merge store, a secret to
+    // create): marked, not red.
+    if class != "not_found" {
+        span.set_status(Status::error(class.to_owned()));
+    }
 }
 
 /// Sends the spans not sent yet, waiting at most [`FLUSH_BOUND`]; returns a warning when some
@@ -390,6 +439,7 @@ pub fn finish() -> Option<String> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let shown = &export.shown;
+    // The provider reports a processor's timeout inside an `InternalFailure`: the clock says it.
     if started.elapsed() >= FLUSH_BOUND || matches!(flushed, Err(OTelSdkError::Timeout(_))) {
         return Some(format!(
             "traces: the collector at {shown} did not take the last spans within {} ({} span(s) sent before); this run's trace is incomplete",
@@ -406,9 +456,51 @@ pub fn finish() -> Option<String> {
             reason.trim_start_matches("Operation failed: ")
         ));
     }
+    // A full queue drops spans without a word (the SDK's own logs are off): counted here.
+    let dropped = delivery.ended.saturating_sub(delivery.sent);
+    if dropped > 0 {
+        return Some(format!(
+            "traces: {dropped} of {} span(s) were dropped before they could be sent to {shown} (the export queue was full: raise OTEL_BSP_MAX_QUEUE_SIZE); this run's trace is incomplete",
+            delivery.ended
+        ));
+    }
     flushed
         .err()
         .map(|e| format!("traces: cannot flush the last spans to {shown}: {e}"))
+}
+
+/// The batch processor, counting the spans that ended: those the queue dropped are what was
+/// neither sent nor lost.
+#[derive(Debug)]
+struct Ended<P> {
+    inner: P,
+    delivery: Arc<Mutex<Delivery>>,
+}
+
+impl<P: SpanProcessor> SpanProcessor for Ended<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.delivery
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ended += 1;
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// The OTLP exporter, counting what it sent and lost (the SDK only logs export failures, and
@@ -531,15 +623,15 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_endpoint_is_an_error_naming_its_setting_without_credentials() {
-        let bad = resolve(None, &env(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318")])).unwrap_err();
+    fn a_bad_flag_is_an_error_and_a_bad_variable_a_warning_neither_showing_credentials() {
+        let bad = resolve(None, &env(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318")])).unwrap();
+        assert_eq!(bad.destination, None, "no traces");
         assert!(
-            bad.message
-                .starts_with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT gives `collector:4318`"),
-            "{}",
-            bad.message
+            bad.warnings[0].starts_with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT gives `collector:4318`")
+                && bad.warnings[0].contains("http://localhost:4318"),
+            "{:?}",
+            bad.warnings
         );
-        assert!(bad.hint.contains("http://localhost:4318"));
         let secret = resolve(Some("ftp://user:hunter2@host"), &env(&[])).unwrap_err();
         assert!(
             secret.message.starts_with("--otlp-endpoint gives"),

@@ -42,7 +42,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, help_heading = "Global options", env = EnvVars::NO_PROGRESS, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_progress: bool,
     /// Send traces to this OpenTelemetry collector (OTLP/HTTP; `/v1/traces` is added) [default:
-    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`, else no traces].
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// `OTEL_TRACES_EXPORTER=otlp`, else no traces].
     #[arg(long, global = true, help_heading = "Global options", env = EnvVars::OTLP_ENDPOINT, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
 }

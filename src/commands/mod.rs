@@ -124,11 +124,19 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) -> Result<(), 
     }
     let telemetry = crate::telemetry::resolve(global.otlp_endpoint.as_deref(), &env_lookup)
         .map_err(|problem| CliError::usage(problem.message, Some(&problem.hint)))?;
+    let mut warnings = telemetry.warnings;
     let traces = match &telemetry.destination {
-        Some(destination) => Some(crate::telemetry::layer(
-            crate::telemetry::start(destination)
-                .map_err(|problem| CliError::usage(problem.message, Some(&problem.hint)))?,
-        )),
+        Some(destination) => match crate::telemetry::start(destination) {
+            Ok(tracer) => Some(crate::telemetry::layer(tracer)),
+            // Asked for on the command line: an error. From the environment: a warning.
+            Err(problem) if destination.from == "--otlp-endpoint" => {
+                return Err(CliError::usage(problem.message, Some(&problem.hint)));
+            }
+            Err(problem) => {
+                warnings.push(format!("{}; no traces are sent ({})", problem.message, problem.hint));
+                None
+            }
+        },
         None => None,
     };
     let filter = tracing_subscriber::EnvFilter::new(directives);
@@ -155,7 +163,7 @@ fn init_logging(global: &GlobalArgs, pipeline: Option<&Pipeline>) -> Result<(), 
             EnvVars::LOG_DEPENDENCIES
         );
     }
-    for warning in telemetry.warnings {
+    for warning in warnings {
         tracing::warn!("{warning}");
     }
     Ok(())
@@ -167,6 +175,9 @@ async fn traced<T>(name: &str, work: impl std::future::Future<Output = T>) -> T 
     use tracing::Instrument as _;
     let span = tracing::info_span!("command", otel.name = tracing::field::Empty);
     crate::telemetry::name(&span, name);
+    if let Some(warning) = crate::telemetry::continue_trace(&span) {
+        tracing::warn!("{warning}");
+    }
     work.instrument(span).await
 }
 

@@ -153,12 +153,15 @@ async fn a_run_is_one_trace_nesting_run_phase_target_call_with_aws_and_vault_att
     for leak in ["CANARY-", s.vault_token.as_str(), caller.secret_access_key.as_str()] {
         assert!(!raw.contains(leak), "`{leak}` reached the collector");
     }
-    assert!(
-        trace
-            .spans
-            .iter()
-            .all(|s| !s.name.contains("invoke") && !s.name.contains("try_op")),
-        "no AWS SDK internals"
+    let scopes: std::collections::BTreeSet<String> = receiver
+        .raw()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["scope"]["name"].to_string())
+        .collect();
+    assert_eq!(
+        scopes.into_iter().collect::<Vec<_>>(),
+        ["\"secretsync\""],
+        "only secretsync's spans"
     );
 }
 
@@ -212,6 +215,42 @@ fn traceparent_makes_the_run_a_child_of_the_callers_trace() {
     );
     let (_, root) = one_trace(&receiver);
     assert_eq!((root.name.as_str(), root.parent.as_str()), ("plan", ""));
+
+    // A caller that does not sample: nothing is sent, and the run says why.
+    let receiver = OtlpReceiver::start();
+    let out = env
+        .args(&["plan", "-c", QUICKSTART, "--otlp-endpoint", &receiver.endpoint])
+        .var("TRACEPARENT", &format!("00-{parent_trace}-{parent_span}-00"))
+        .output();
+    assert!(
+        out.stderr
+            .contains("TRACEPARENT says the caller's trace is not sampled"),
+        "{}",
+        out.stderr
+    );
+    assert!(receiver.spans().is_empty(), "an unsampled trace sends nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_locks_renewals_stay_in_the_runs_trace() {
+    let t = Scenario::new().await;
+    let receiver = OtlpReceiver::start();
+    t.with_s3_merge_store("").await;
+    t.write_canaries(3, 1);
+    // Writes slower than the renewal interval: the lock is renewed during the run.
+    t.slow_creates(1500);
+    t.args(&["pipeline", "--otlp-endpoint", &receiver.endpoint])
+        .var("SECRETSYNC_LOCK_RENEW_SECONDS", "1")
+        .code(0);
+    let (trace, root) = one_trace(&receiver);
+    assert_eq!(root.name, "pipeline");
+    let puts = trace.named("S3.PutObject");
+    assert!(
+        puts.len() >= 3,
+        "the lock, a renewal and the merged result: {}",
+        puts.len()
+    );
+    assert!(trace.spans.iter().all(|s| s.resource["service.name"] == "secretsync"));
 }
 
 /// The `socket(AF_INET…)` calls of a run of the quickstart (local files only) under strace.
@@ -317,16 +356,14 @@ fn a_collector_that_refuses_or_hangs_is_a_warning_and_the_exit_code_stands() {
 }
 
 #[test]
-fn bad_trace_settings_are_named_before_anything_runs() {
+fn a_bad_flag_stops_the_command_and_a_bad_variable_only_turns_traces_off() {
     let env = Test::quickstart();
     let out = env
-        .args(&["pipeline", "-c", QUICKSTART])
-        .var("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")
+        .args(&["pipeline", "-c", QUICKSTART, "--otlp-endpoint", "collector:4318"])
         .code(2);
     assert!(
-        out.stderr.contains(
-            "error: OTEL_EXPORTER_OTLP_ENDPOINT gives `collector:4318/v1/traces`, which is not an http(s) address"
-        ),
+        out.stderr
+            .contains("error: --otlp-endpoint gives `collector:4318/v1/traces`, which is not an http(s) address"),
         "{}",
         out.stderr
     );
@@ -335,7 +372,39 @@ fn bad_trace_settings_are_named_before_anything_runs() {
         "{}",
         out.stderr
     );
-    assert!(!env.exists("targets/staging"), "nothing ran");
+    assert!(!env.exists("examples/quickstart/targets/review"), "nothing ran");
+    // The same from the environment (injected into every pod, say): the job runs, untraced.
+    let out = env
+        .args(&["pipeline", "-c", QUICKSTART])
+        .var("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")
+        .code(0);
+    assert!(
+        out.stderr
+            .contains("OTEL_EXPORTER_OTLP_ENDPOINT gives `collector:4318/v1/traces`, which is not an http(s) address")
+            && out.stderr.contains("no traces are sent"),
+        "{}",
+        out.stderr
+    );
+    assert!(env.exists("examples/quickstart/targets/review"), "the run went on");
+    // A collector URL with credentials that cannot be reached: the warning shows it without them.
+    let out = env
+        .args(&["plan", "-c", QUICKSTART])
+        .var(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://user:hunter2@127.0.0.1:9/v1/traces?key=k3y",
+        )
+        .code(0);
+    assert!(
+        out.stderr
+            .contains("could not be sent to http://127.0.0.1:9/v1/traces (HTTP export failed: network error)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("hunter2") && !out.stderr.contains("k3y"),
+        "{}",
+        out.stderr
+    );
     let grpc = env
         .args(&["plan", "-c", QUICKSTART])
         .vars(&[
@@ -368,7 +437,18 @@ async fn a_failed_run_is_flushed_with_the_failure_on_its_spans() {
             ..Rule::default()
         })
         .unwrap();
-    let out = t.args(&["pipeline", "--otlp-endpoint", &receiver.endpoint]).output();
+    // The SDK's own logs on: its spans are the current ones when the answer comes, and the
+    // answer must still land on the call span.
+    let out = t
+        .args(&[
+            "pipeline",
+            "--otlp-endpoint",
+            &receiver.endpoint,
+            "--log-level",
+            "debug",
+        ])
+        .var("SECRETSYNC_LOG_DEPENDENCIES", "aws_smithy_runtime=debug")
+        .output();
     assert_eq!(out.code, 2, "a failed target: {}", out.snapshot());
     let (trace, root) = one_trace(&receiver);
     assert_eq!(root.name, "pipeline");

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -619,7 +620,8 @@ impl MergeStore for S3MergeStore {
                 clippy::disallowed_methods,
                 reason = "the renewal lives as long as the lock; aborted by unlock"
             )]
-            tokio::spawn(async move { renew(&bucket, &key, info, &etag).await })
+            // In the run's span: its renewals and a lost lock belong to the run's trace.
+            tokio::spawn(async move { renew(&bucket, &key, info, &etag).await }.instrument(tracing::Span::current()))
         };
         *self.held() = Some(HeldLock {
             key,

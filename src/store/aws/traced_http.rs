@@ -15,8 +15,8 @@ use aws_smithy_types::config_bag::ConfigBag;
 /// Secrets Manager, STS, Organizations, …) and `x-amz-request-id` (S3).
 const REQUEST_ID_HEADERS: [&str; 2] = ["x-amzn-requestid", "x-amz-request-id"];
 
-/// `inner`, recording each answer on the span current when the request is sent (the
-/// resilience layer's `call` span: the SDK's own spans are never enabled for traces).
+/// `inner`, recording each answer on the resilience layer's `call` span of the request (not the
+/// current span: with the SDK's logs on, that is one of the SDK's, which traces leave out).
 pub(super) fn traced(inner: SharedHttpClient) -> SharedHttpClient {
     SharedHttpClient::new(Traced(inner))
 }
@@ -51,7 +51,7 @@ struct TracedConnector(SharedHttpConnector);
 
 impl HttpConnector for TracedConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let span = tracing::Span::current();
+        let span = crate::telemetry::current_call();
         let answer = self.0.call(request);
         HttpConnectorFuture::new(async move {
             let answer = answer.await;
