@@ -479,7 +479,15 @@ fn github_api(writable: bool) -> (crate::support::receiver::Receiver, Comments) 
                 403,
                 r#"{"message": "Resource not accessible by integration"}"#.to_owned(),
             ),
-            ("GET", "/repos/acme/infra/issues/5/comments?per_page=100&page=1") => (200, list(&comments)),
+            ("GET", path) if path.starts_with("/repos/acme/infra/issues/5/comments?per_page=100&page=") => {
+                // Pages of 100, oldest first, as GitHub lists them.
+                let page: usize = path.rsplit('=').next().and_then(|p| p.parse().ok()).unwrap_or(1);
+                let start = (page.max(1) - 1) * 100;
+                let page = comments
+                    .get(start..)
+                    .map_or(&[][..], |rest| &rest[..rest.len().min(100)]);
+                (200, list(&page.to_vec()))
+            }
             ("POST" | "PATCH", _) if !writable => (
                 403,
                 r#"{"message": "Resource not accessible by integration"}"#.to_owned(),
@@ -580,6 +588,45 @@ fn comment_true_posts_the_plan_once_and_later_runs_edit_it() {
     for output in [&step.stdout, &step.stderr] {
         assert!(!output.contains(JOB_TOKEN), "the token was shown: {output}");
     }
+}
+
+#[test]
+fn the_comment_is_found_on_a_later_page() {
+    let env = Test::new();
+    let workspace = workspace(&env, "");
+    let (api, comments) = github_api(true);
+    let vars = pull_request_event(&env, &api.url);
+    // A busy pull request: 150 comments by people, then ours (on the second page).
+    comments.lock().unwrap().extend((0..150).map(|n| Comment {
+        id: n + 1,
+        body: format!("LGTM {n}"),
+        login: "reviewer".to_owned(),
+        kind: "User",
+    }));
+    comments.lock().unwrap().push(Comment {
+        id: 500,
+        body: "<!-- secretsync:plan config.yaml -->\nold plan".to_owned(),
+        login: "github-actions[bot]".to_owned(),
+        kind: "Bot",
+    });
+    let step = action().run_with(&workspace, &[("dry-run", "true"), ("comment", "true")], &as_refs(&vars));
+    assert_eq!(step.code, 0, "{}", step.show());
+    let after = comments.lock().unwrap().clone();
+    assert_eq!(after.len(), 151, "edited, not added");
+    assert!(after[150].body.contains("<details>"), "{}", after[150].body);
+    let paths: Vec<String> = api
+        .received()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(paths.iter().any(|p| p.ends_with("&page=2")), "{paths:?}");
+    assert!(
+        paths
+            .last()
+            .unwrap()
+            .starts_with("PATCH /repos/acme/infra/issues/comments/500"),
+        "{paths:?}"
+    );
 }
 
 #[test]
