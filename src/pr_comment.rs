@@ -344,6 +344,24 @@ mod tests {
         }
     }
 
+    /// A synced target the run skipped `because`.
+    fn skipped(name: &str, because: &str) -> crate::report::TargetReport {
+        crate::report::TargetReport {
+            name: name.to_owned(),
+            level: 1,
+            kind: "aws",
+            destination: String::new(),
+            imports: Vec::new(),
+            sync_selected: true,
+            merge: None,
+            plan: None,
+            status: TargetStatus::Skipped {
+                because: because.to_owned(),
+            },
+            duration: std::time::Duration::ZERO,
+        }
+    }
+
     #[test]
     fn the_pull_request_comes_from_the_event_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -376,19 +394,11 @@ mod tests {
 
     #[test]
     fn a_comment_for_thousands_of_targets_stays_under_githubs_limit() {
-        let target = |i: usize| crate::report::TargetReport {
-            name: format!("account-with-a-rather-long-name-{i:05}"),
-            level: 1,
-            kind: "aws",
-            destination: String::new(),
-            imports: Vec::new(),
-            sync_selected: true,
-            merge: None,
-            plan: None,
-            status: TargetStatus::Skipped {
-                because: "an earlier target failed and `continue_on_error` is false".to_owned(),
-            },
-            duration: std::time::Duration::ZERO,
+        let target = |i: usize| {
+            skipped(
+                &format!("account-with-a-rather-long-name-{i:05}"),
+                "an earlier target failed and `continue_on_error` is false",
+            )
         };
         let report = RunReport {
             targets: (0..5000).map(target).collect(),
@@ -438,20 +448,9 @@ mod tests {
     #[test]
     fn names_cannot_open_html_or_mention_people() {
         let mut report = RunReport::default();
-        report.targets.push(crate::report::TargetReport {
-            name: "acct<!-- @acme/admins".to_owned(),
-            level: 1,
-            kind: "aws",
-            destination: String::new(),
-            imports: Vec::new(),
-            sync_selected: true,
-            merge: None,
-            plan: None,
-            status: TargetStatus::Skipped {
-                because: "see <details> and @octocat".to_owned(),
-            },
-            duration: std::time::Duration::ZERO,
-        });
+        report
+            .targets
+            .push(skipped("acct<!-- @acme/admins", "see <details> and @octocat"));
         let text = body(&report, "pipeline.yaml", Some("https://ci/run)x"));
         // Code blocks and code elements show their text as written (no HTML, no mentions):
         // what matters is everything outside them.

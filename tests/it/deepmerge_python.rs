@@ -11,7 +11,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 
-use crate::support::{Test, repo};
+use crate::support::{Test, repo, venv_python};
 
 fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -34,15 +34,7 @@ fn arb_object() -> impl Strategy<Value = Value> {
 
 #[test]
 fn deep_merge_agrees_with_python_deepmerge() {
-    let setup = Command::new(repo().join("scripts/python-env"))
-        .output()
-        .expect("scripts/python-env must run (needs bash and python3; .ci/run installs them)");
-    assert!(
-        setup.status.success(),
-        "scripts/python-env failed:\n{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-    let python = String::from_utf8(setup.stdout).unwrap().trim().to_owned();
+    let python = venv_python();
 
     let mut runner = TestRunner::new_with_rng(
         Config::default(),

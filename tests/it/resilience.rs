@@ -477,24 +477,8 @@ async fn sigterm_during_apply_stops_new_writes_reports_and_a_rerun_converges() {
     let mut args = vec!["pipeline", "-o", "json"];
     args.extend_from_slice(OBSERVED);
     let child = t.args(&args).spawn();
-    // Wait until a few writes have gone out, then send what Kubernetes sends a pod.
-    let creates = || calls(&t.proxy).get("CreateSecret").copied().unwrap_or(0);
-    let deadline = std::time::Instant::now() + Duration::from_mins(1);
-    while creates() < 3 {
-        assert!(std::time::Instant::now() < deadline, "the run never started writing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = tokio::task::block_in_place(|| child.wait_with_output()).expect("wait");
-    let output = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    // A few writes out, then what Kubernetes sends a pod.
+    let output = t.terminate_after_creates(child, 3).await;
     t.assert_no_canary(&output);
     assert_eq!(output.code, 130, "{}", output.snapshot());
     assert!(output.stderr.contains("terminated (SIGTERM)"), "{}", output.stderr);

@@ -298,6 +298,20 @@ fn replace_after(text: &str, marker: &str, with: &str, part_of: impl Fn(char) ->
 }
 
 /// The repository root.
+/// The project's `.venv` Python (`scripts/python-env` creates it and installs the pinned
+/// packages: deepmerge, opentelemetry-proto, …).
+pub(crate) fn venv_python() -> String {
+    let setup = Command::new(repo().join("scripts/python-env"))
+        .output()
+        .expect("scripts/python-env must run (needs bash and python3; .ci/run installs them)");
+    assert!(
+        setup.status.success(),
+        "scripts/python-env failed:\n{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    String::from_utf8(setup.stdout).unwrap().trim().to_owned()
+}
+
 pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

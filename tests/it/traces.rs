@@ -6,17 +6,15 @@
 //! SIGTERM, a collector that fails or hangs, and that a run without OTLP settings makes no
 //! network call at all.
 
-use std::time::Duration;
-
 use serde_json::json;
 use testbed::proxy::{Fault, Rule};
 use testbed::support::{Services, random_account_id};
 
-use crate::support::aws::{self, calls};
+use crate::support::aws;
 use crate::support::otlp::{OtlpReceiver, ReceivedSpan, Trace};
 use crate::support::scenario::{Scenario, canary};
 use crate::support::vault::Kv;
-use crate::support::{Output, QUICKSTART, Test};
+use crate::support::{QUICKSTART, Test};
 
 /// The spans of the one trace the receiver got; asserts there is exactly one, with one root.
 fn one_trace(receiver: &OtlpReceiver) -> (Trace, ReceivedSpan) {
@@ -478,23 +476,7 @@ async fn a_run_stopped_by_sigterm_still_sends_its_trace() {
     t.one_target(20, None);
     t.slow_creates(150);
     let child = t.args(&["pipeline", "--otlp-endpoint", &receiver.endpoint]).spawn();
-    let creates = || calls(&t.proxy).get("CreateSecret").copied().unwrap_or(0);
-    let deadline = std::time::Instant::now() + Duration::from_mins(1);
-    while creates() < 2 {
-        assert!(std::time::Instant::now() < deadline, "the run never started writing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = tokio::task::block_in_place(|| child.wait_with_output()).expect("wait");
-    let output = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let output = t.terminate_after_creates(child, 2).await;
     assert_eq!(output.code, 130, "{}", output.snapshot());
     let (trace, root) = one_trace(&receiver);
     assert_eq!(root.name, "pipeline", "the root span ended and was sent");

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use super::repo;
+use super::{repo, venv_python};
 
 /// One span as the receiver decoded it.
 #[derive(Debug, Clone)]
@@ -48,15 +48,7 @@ impl OtlpReceiver {
 
     /// A receiver started with extra arguments (`--status 503`, `--hang`).
     pub(crate) fn with_args(args: &[&str]) -> Self {
-        let setup = Command::new(repo().join("scripts/python-env"))
-            .output()
-            .expect("scripts/python-env must run (needs bash and python3; .ci/run installs them)");
-        assert!(
-            setup.status.success(),
-            "scripts/python-env failed:\n{}",
-            String::from_utf8_lossy(&setup.stderr)
-        );
-        let python = String::from_utf8(setup.stdout).unwrap().trim().to_owned();
+        let python = venv_python();
         let out = tempfile::tempdir().unwrap();
         let mut child = Command::new(python)
             .arg(repo().join("scripts/otlp_receiver.py"))

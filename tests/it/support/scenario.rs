@@ -158,6 +158,28 @@ impl Scenario {
             .unwrap();
     }
 
+    /// Waits until the started run `child` has made `creates` `CreateSecret` calls, sends it
+    /// SIGTERM (what Kubernetes sends a pod it stops) and returns how it ended.
+    pub(crate) async fn terminate_after_creates(&self, child: std::process::Child, creates: u64) -> Output {
+        let made = || aws::calls(&self.proxy).get("CreateSecret").copied().unwrap_or(0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        while made() < creates {
+            assert!(std::time::Instant::now() < deadline, "the run never started writing");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let out = tokio::task::block_in_place(|| child.wait_with_output()).expect("wait");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// The metrics file an [`Scenario::observed_pipeline`] run wrote.
     pub(crate) fn metrics(&self) -> String {
         self.read("metrics.prom")
