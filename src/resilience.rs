@@ -522,7 +522,7 @@ impl Resilience {
             .with_max_times(max_attempts.saturating_sub(1) as usize)
             .build()
             .map(full_jitter as fn(Duration) -> Duration);
-        let attempts_made = once
+        let retried = once
             .retry(backoff)
             .sleep(tokio::time::sleep)
             .when(|e: &E| retryable(e.class()))
@@ -544,7 +544,7 @@ impl Resilience {
                 );
             })
             .instrument(span.clone());
-        let result = crate::telemetry::within_call(&span, attempts_made).await;
+        let result = crate::telemetry::within_call(&span, retried).await;
         let made = attempts.load(std::sync::atomic::Ordering::Relaxed);
         result.map_err(|e| {
             crate::telemetry::failed(&span, e.class().label(), e.status());
