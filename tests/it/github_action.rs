@@ -447,6 +447,18 @@ struct Comment {
     kind: &'static str,
 }
 
+impl Comment {
+    /// A comment the job's token wrote (GitHub Actions' app, a `Bot`).
+    fn ours(id: u64, body: &str) -> Self {
+        Self {
+            id,
+            body: body.to_owned(),
+            login: "github-actions[bot]".to_owned(),
+            kind: "Bot",
+        }
+    }
+}
+
 type Comments = std::sync::Arc<std::sync::Mutex<Vec<Comment>>>;
 
 /// Comments with ids from this one are listed but gone when edited (deleted in between).
@@ -494,12 +506,7 @@ fn github_api(writable: bool) -> (crate::support::receiver::Receiver, Comments) 
             ),
             ("POST", "/repos/acme/infra/issues/5/comments") => {
                 let id = 1000 + comments.len() as u64;
-                comments.push(Comment {
-                    id,
-                    body: req.json()["body"].as_str().unwrap().to_owned(),
-                    login: "github-actions[bot]".to_owned(),
-                    kind: "Bot",
-                });
+                comments.push(Comment::ours(id, req.json()["body"].as_str().unwrap()));
                 (201, serde_json::json!({"id": id}).to_string())
             }
             ("PATCH", path) => {
@@ -603,12 +610,10 @@ fn the_comment_is_found_on_a_later_page() {
         login: "reviewer".to_owned(),
         kind: "User",
     }));
-    comments.lock().unwrap().push(Comment {
-        id: 500,
-        body: "<!-- secretsync:plan config.yaml -->\nold plan".to_owned(),
-        login: "github-actions[bot]".to_owned(),
-        kind: "Bot",
-    });
+    comments
+        .lock()
+        .unwrap()
+        .push(Comment::ours(500, "<!-- secretsync:plan config.yaml -->\nold plan"));
     let step = action().run_with(&workspace, &[("dry-run", "true"), ("comment", "true")], &as_refs(&vars));
     assert_eq!(step.code, 0, "{}", step.show());
     let after = comments.lock().unwrap().clone();
@@ -644,12 +649,7 @@ fn a_comment_someone_else_wrote_with_the_marker_is_never_edited() {
             kind: "User",
         },
         // Ours once, deleted since: listed, but gone when edited.
-        Comment {
-            id: GHOST_IDS,
-            body: "<!-- secretsync:plan config.yaml -->\nold plan".to_owned(),
-            login: "github-actions[bot]".to_owned(),
-            kind: "Bot",
-        },
+        Comment::ours(GHOST_IDS, "<!-- secretsync:plan config.yaml -->\nold plan"),
     ]);
     let step = action().run_with(&workspace, &[("dry-run", "true"), ("comment", "true")], &as_refs(&vars));
     assert_eq!(step.code, 0, "{}", step.show());
